@@ -1,0 +1,2 @@
+export * from './wire-names.js';
+export * from './error-codes.js';

@@ -1,0 +1,30 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { CONFIG_OPTIONS } from './config-options.js';
+
+const docs = readFileSync(new URL('../../../docs/configuration.md', import.meta.url), 'utf8');
+
+/** `| \`NAME\` | default | meaning |` rows of the table in docs/configuration.md. */
+function documentedRows(): Map<string, string> {
+  const rows = new Map<string, string>();
+  for (const match of docs.matchAll(/^\| `([A-Z_]+)` \| ([^|]+) \|/gm)) {
+    rows.set(match[1] ?? '', (match[2] ?? '').trim());
+  }
+  return rows;
+}
+
+test('docs/configuration.md documents every option with its default', () => {
+  const rows = documentedRows();
+  for (const spec of Object.values(CONFIG_OPTIONS)) {
+    assert.ok(rows.has(spec.env), `${spec.env} is missing from docs/configuration.md`);
+    const expected = spec.default === undefined ? 'unset' : `\`${String(spec.default)}\``;
+    assert.equal(rows.get(spec.env), expected, `default of ${spec.env}`);
+  }
+});
+
+test('docs/configuration.md documents no option the code does not have', () => {
+  const known = new Set(Object.values(CONFIG_OPTIONS).map((spec) => spec.env));
+  for (const name of documentedRows().keys())
+    assert.ok(known.has(name), `${name} is documented but unknown`);
+});
