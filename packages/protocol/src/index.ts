@@ -1,2 +1,3 @@
 export * from './wire-names.js';
 export * from './error-codes.js';
+export * from './log-offset.js';
