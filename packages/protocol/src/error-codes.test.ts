@@ -5,7 +5,7 @@ import { ERROR_CODES } from './error-codes.js';
 
 const docs = readFileSync(new URL('../../../docs/errors.md', import.meta.url), 'utf8');
 const documented = new Map(
-  [...docs.matchAll(/^\| `(SLUICE_ERR_[A-Z_]+)` \| (\d+) \| ([^|]+) \|/gm)].map((m) => [
+  [...docs.matchAll(/^\|\s*`(SLUICE_ERR_[A-Z_]+)`\s*\|\s*(\d+)\s*\|([^|]+)\|/gm)].map((m) => [
     m[1] ?? '',
     { status: Number(m[2]), summary: (m[3] ?? '').trim() },
   ]),

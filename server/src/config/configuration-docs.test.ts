@@ -8,7 +8,7 @@ const docs = readFileSync(new URL('../../../docs/configuration.md', import.meta.
 /** `| \`NAME\` | default | meaning |` rows of the table in docs/configuration.md. */
 function documentedRows(): Map<string, string> {
   const rows = new Map<string, string>();
-  for (const match of docs.matchAll(/^\| `([A-Z_]+)` \| ([^|]+) \|/gm)) {
+  for (const match of docs.matchAll(/^\|\s*`([A-Z_]+)`\s*\|([^|]+)\|/gm)) {
     rows.set(match[1] ?? '', (match[2] ?? '').trim());
   }
   return rows;
