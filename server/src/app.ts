@@ -1,7 +1,16 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import cors from '@fastify/cors';
+import { HEADERS } from '@sluice/protocol';
 import Fastify, { type FastifyInstance } from 'fastify';
 import pg from 'pg';
 import type { Config } from './config/config-options.js';
+import { registerErrorHandler } from './http/error-handler.js';
 import { registerHealthRoute } from './http/health-route.js';
+import { registerShapeRoute } from './http/shape-route.js';
+import { ReplicationConsumer } from './replication/replication-consumer.js';
+import { sessionOptionsString } from './shapes/session-settings.js';
+import { ShapeRegistry } from './shapes/shape-registry.js';
 import { StatusMonitor } from './status/status-monitor.js';
 
 export { loadConfig, ConfigError } from './config/load-config.js';
@@ -10,35 +19,97 @@ export { StatusMonitor } from './status/status-monitor.js';
 
 export type AppConfig = Config & { databaseUrl: string };
 
+/** Browsers hide response headers that are not listed; the client then fails (PROTOCOL.md §1). */
+const EXPOSED_HEADERS = [
+  HEADERS.handle,
+  HEADERS.offset,
+  HEADERS.schema,
+  HEADERS.cursor,
+  HEADERS.upToDate,
+  HEADERS.fallbackMode,
+  HEADERS.retryAfter,
+  HEADERS.etag,
+];
+
 /**
  * Builds the Sluice HTTP application without listening (tests use `inject` or listen on port 0).
- * Closing the app closes everything it opened.
+ * Replication starts when the app is ready; closing the app ends held long-polls first, then
+ * the stream, the logs and the pool.
  */
 export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
-  const app = Fastify({ logger: { level: config.logLevel } });
+  const app = Fastify({ logger: { level: config.logLevel }, forceCloseConnections: true });
+  await app.register(cors, {
+    origin: '*',
+    methods: ['GET', 'DELETE', 'OPTIONS'],
+    exposedHeaders: EXPOSED_HEADERS,
+    maxAge: 86_400,
+  });
+  registerErrorHandler(app);
+
+  const storageDir = config.storageDir ?? join(config.dataDir, 'storage');
   const status = new StatusMonitor();
+  const sessionOptions = sessionOptionsString();
   const pool = new pg.Pool({
     connectionString: config.databaseUrl,
-    max: 4,
-    connectionTimeoutMillis: 5_000,
+    options: sessionOptions,
+    max: 10,
+    connectionTimeoutMillis: 10_000,
+    keepAlive: true,
   });
   // An idle connection that dies (Postgres restart) emits 'error' on the pool; unhandled, it
   // would crash the process.
   pool.on('error', (error) => app.log.warn({ err: error }, 'idle database connection failed'));
 
+  const registry = new ShapeRegistry({
+    storageDir,
+    chunkBytes: config.chunkBytes,
+    pool,
+    publicationName: config.publicationName,
+    log: app.log,
+  });
+  const consumer = new ReplicationConsumer({
+    connectionString: config.databaseUrl,
+    sessionOptions,
+    slotName: config.slotName,
+    publicationName: config.publicationName,
+    storageDir,
+    statusIntervalMs: 10_000,
+    retryMinMs: config.replicationRetryMinMs,
+    retryMaxMs: config.replicationRetryMaxMs,
+    registry,
+    status,
+    log: app.log,
+  });
+  const closing = new AbortController();
+
   registerHealthRoute(app, status);
+  registerShapeRoute(app, {
+    registry,
+    lastSeenLsn: () => consumer.lastSeenLsn(),
+    longPollTimeoutMs: config.longPollTimeoutMs,
+    maxAgeS: config.cacheMaxAgeS,
+    staleAgeS: config.cacheStaleAgeS,
+    closing: closing.signal,
+    secret: config.secret,
+    enableDelete: config.enableShapeDelete,
+    maxConcurrentInitial: config.maxConcurrentInitial,
+    maxConcurrentLive: config.maxConcurrentLive,
+  });
   app.decorate('status', status);
 
   app.addHook('onReady', async () => {
-    try {
-      await pool.query('SELECT 1');
-      status.reportDatabase(true);
-    } catch (error) {
-      status.reportDatabase(false, (error as Error).message);
-      app.log.error({ err: error }, 'database unreachable at start');
-    }
+    await mkdir(storageDir, { recursive: true });
+    await registry.load();
+    consumer.start();
+  });
+  // Long-polls end before the server waits for connections to drain (DESIGN.md invariant 7).
+  app.addHook('preClose', (done) => {
+    closing.abort();
+    done();
   });
   app.addHook('onClose', async () => {
+    await consumer.close();
+    await registry.close();
     await pool.end();
   });
   return app;

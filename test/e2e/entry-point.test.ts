@@ -45,7 +45,23 @@ describe('the entry point (npm start)', () => {
     assert.equal(health.status, 200);
     assert.deepEqual(health.body, { status: 'active' });
     assert.equal(health.cacheControl, 'no-cache, no-store, must-revalidate');
-    assert.match(server.stdout(), /curl -i '.*\/v1\/shape\?table=demo_items&offset=-1'/);
+    // The printed curl returns the demo table.
+    const curl = /curl -i '([^']*\/v1\/shape\?table=demo_items&offset=-1)'/.exec(server.stdout());
+    assert.ok(curl?.[1], `a curl for the demo table is printed:\n${server.stdout()}`);
+    const response = await fetch(curl[1]);
+    assert.equal(response.status, 200);
+    const messages = (await response.json()) as {
+      value?: { title: string };
+      headers: { operation?: string };
+    }[];
+    assert.deepEqual(
+      messages.filter((m) => m.headers.operation === 'insert').map((m) => m.value?.title),
+      [
+        'Read PROTOCOL.md',
+        'Point @electric-sql/client at Sluice',
+        'Insert a row and watch it arrive',
+      ],
+    );
     assert.ok(
       existsSync(join(dataDir, 'postgres', 'PG_VERSION')),
       'cluster lives under SLUICE_DATA_DIR',

@@ -14,4 +14,10 @@ export {
 } from './test-database.js';
 export { startStandby, StandbyCluster, type StartStandbyOptions } from './standby.js';
 export { dropSlot, invalidateSlot, terminateWalsender } from './slot-faults.js';
-export { FaultProxy, startFaultProxy, type FaultMode, type FaultModeOptions, type ProxyTarget } from './fault-proxy.js';
+export {
+  FaultProxy,
+  startFaultProxy,
+  type FaultMode,
+  type FaultModeOptions,
+  type ProxyTarget,
+} from './fault-proxy.js';

@@ -53,6 +53,8 @@ function externalPostgres(url: string): TestPostgres {
     urlFor,
     async query(sql, params = [], database) {
       const client = new pg.Client({ connectionString: database ? urlFor(database) : url });
+      // A server that dies mid-query makes the client emit 'error'; the query rejects anyway.
+      client.on('error', () => undefined);
       await client.connect();
       try {
         return await client.query(sql, params);

@@ -98,6 +98,8 @@ export class PostgresCluster {
     database = 'postgres',
   ): Promise<pg.QueryResult<R>> {
     const client = new pg.Client({ connectionString: this.urlFor(database) });
+    // A server that dies mid-query makes the client emit 'error'; the query rejects anyway.
+    client.on('error', () => undefined);
     await client.connect();
     try {
       return await client.query<R>(sql, params);

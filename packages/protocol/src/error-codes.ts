@@ -11,6 +11,26 @@ export const ERROR_CODES = {
     status: 503,
     summary: 'The database could not be reached.',
   },
+  SLUICE_ERR_SHAPE_INVALID: {
+    status: 400,
+    summary: 'The shape request names a table, column or option that cannot be served.',
+  },
+  SLUICE_ERR_SHAPE_INVALID_IDENTIFIER: {
+    status: 400,
+    summary: 'A table or column name in the request is malformed.',
+  },
+  SLUICE_ERR_OVERLOADED: {
+    status: 503,
+    summary: 'Too many concurrent initial or live requests.',
+  },
+  SLUICE_ERR_SHUTTING_DOWN: {
+    status: 503,
+    summary: 'The server is shutting down.',
+  },
+  SLUICE_ERR_INTERNAL: {
+    status: 500,
+    summary: 'An unexpected error; the server logged it with its cause.',
+  },
 } as const satisfies Record<string, { status: number; summary: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

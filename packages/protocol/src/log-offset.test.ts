@@ -11,7 +11,14 @@ import {
 } from './log-offset.js';
 
 test('offsets parse and format round-trip, including LSNs beyond 2^53', () => {
-  for (const text of ['0_0', '0_17', '0_inf', '123_4', '18446744073709551615_2', '9007199254740993_inf']) {
+  for (const text of [
+    '0_0',
+    '0_17',
+    '0_inf',
+    '123_4',
+    '18446744073709551615_2',
+    '9007199254740993_inf',
+  ]) {
     const offset = parseLogOffset(text);
     assert.ok(offset, text);
     assert.equal(formatLogOffset(offset), text);
@@ -20,7 +27,20 @@ test('offsets parse and format round-trip, including LSNs beyond 2^53', () => {
 });
 
 test('malformed offsets are rejected', () => {
-  for (const text of ['', '-1', '1', '1_', '_1', '1_-2', 'a_b', '1_2_3', '1.5_2', ' 1_2', '1_99999999999999999999', '0x1_2']) {
+  for (const text of [
+    '',
+    '-1',
+    '1',
+    '1_',
+    '_1',
+    '1_-2',
+    'a_b',
+    '1_2_3',
+    '1.5_2',
+    ' 1_2',
+    '1_99999999999999999999',
+    '0x1_2',
+  ]) {
     assert.equal(parseLogOffset(text), undefined, text);
   }
 });
@@ -33,7 +53,9 @@ test('request offsets add -1 and now', () => {
 });
 
 test('offsets compare tx first, then op, inf last', () => {
-  const order = ['0_0', '0_1', '0_10', '0_inf', '1_0', '1_inf', '100_0'].map((t) => parseLogOffset(t)!);
+  const order = ['0_0', '0_1', '0_10', '0_inf', '1_0', '1_inf', '100_0'].map((t) =>
+    parseLogOffset(t)!,
+  );
   for (let i = 0; i < order.length; i++) {
     for (let j = 0; j < order.length; j++) {
       assert.equal(Math.sign(compareLogOffsets(order[i]!, order[j]!)), Math.sign(i - j));

@@ -38,6 +38,20 @@ const postgresUrl = (raw: string): string => {
   return raw;
 };
 
+const boolean = (raw: string): boolean => {
+  if (raw === 'true' || raw === '1') return true;
+  if (raw === 'false' || raw === '0') return false;
+  throw new Error(`must be true or false, got "${raw}"`);
+};
+
+/** Slot and publication names are spliced into replication commands: keep them plain. */
+const sqlName = (raw: string): string => {
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(raw)) {
+    throw new Error(`must be lower-case letters, digits and _ (at most 63), got "${raw}"`);
+  }
+  return raw;
+};
+
 const logLevel = (raw: string): string => {
   const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
   if (!levels.includes(raw)) throw new Error(`must be one of ${levels.join(', ')}, got "${raw}"`);
@@ -74,6 +88,86 @@ export const CONFIG_OPTIONS = {
       'Folder for local state: the embedded Postgres cluster (when `DATABASE_URL` is unset).',
     default: '.sluice',
     parse: text,
+  }),
+  storageDir: option({
+    env: 'SLUICE_STORAGE_DIR',
+    description:
+      'Folder for shape logs (durable; keep it across restarts so handles stay valid). Unset: `<SLUICE_DATA_DIR>/storage`.',
+    default: undefined,
+    parse: text,
+  }),
+  slotName: option({
+    env: 'SLUICE_SLOT_NAME',
+    description: 'Logical replication slot Sluice creates and consumes (one per server).',
+    default: 'sluice_slot',
+    parse: sqlName,
+  }),
+  publicationName: option({
+    env: 'SLUICE_PUBLICATION_NAME',
+    description: 'Publication Sluice creates; tables join it when a shape first needs them.',
+    default: 'sluice_pub',
+    parse: sqlName,
+  }),
+  chunkBytes: option({
+    env: 'SLUICE_CHUNK_BYTES',
+    description: 'Size at which a shape log chunk is closed; one response never crosses a chunk.',
+    default: 10 * 1024 * 1024,
+    parse: integer(1024),
+  }),
+  longPollTimeoutMs: option({
+    env: 'SLUICE_LONG_POLL_TIMEOUT_MS',
+    description:
+      'How long a live request is held before answering up-to-date (keep well under 45 s).',
+    default: 20_000,
+    parse: integer(100, 40_000),
+  }),
+  cacheMaxAgeS: option({
+    env: 'SLUICE_CACHE_MAX_AGE_S',
+    description: '`max-age` of catch-up responses, in seconds.',
+    default: 60,
+    parse: integer(0),
+  }),
+  cacheStaleAgeS: option({
+    env: 'SLUICE_CACHE_STALE_AGE_S',
+    description: '`stale-while-revalidate` of catch-up responses, in seconds.',
+    default: 300,
+    parse: integer(0),
+  }),
+  enableShapeDelete: option({
+    env: 'SLUICE_ENABLE_SHAPE_DELETE',
+    description: 'Allow `DELETE /v1/shape`.',
+    default: false,
+    parse: boolean,
+  }),
+  secret: option({
+    env: 'SLUICE_SECRET',
+    description: 'When set, every shape request must carry `secret=<value>` (401 otherwise).',
+    default: undefined,
+    parse: text,
+  }),
+  maxConcurrentInitial: option({
+    env: 'SLUICE_MAX_CONCURRENT_INITIAL',
+    description: 'Concurrent `offset=-1` requests admitted; beyond it: 503 with retry-after.',
+    default: 100,
+    parse: integer(1),
+  }),
+  maxConcurrentLive: option({
+    env: 'SLUICE_MAX_CONCURRENT_LIVE',
+    description: 'Concurrent held live requests admitted; beyond it: 503 with retry-after.',
+    default: 30_000,
+    parse: integer(1),
+  }),
+  replicationRetryMinMs: option({
+    env: 'SLUICE_REPLICATION_RETRY_MIN_MS',
+    description: 'Floor of the reconnect backoff of the replication stream.',
+    default: 500,
+    parse: integer(10),
+  }),
+  replicationRetryMaxMs: option({
+    env: 'SLUICE_REPLICATION_RETRY_MAX_MS',
+    description: 'Cap of the reconnect backoff of the replication stream.',
+    default: 10_000,
+    parse: integer(10),
   }),
   logLevel: option({
     env: 'SLUICE_LOG_LEVEL',

@@ -33,6 +33,13 @@ export function loadConfig(
       problems.push(`${spec.env} ${(error as Error).message}`);
     }
   }
+  const min = values.replicationRetryMinMs as number | undefined;
+  const max = values.replicationRetryMaxMs as number | undefined;
+  if (min !== undefined && max !== undefined && max < min) {
+    problems.push(
+      `SLUICE_REPLICATION_RETRY_MAX_MS (${max}) must not be below SLUICE_REPLICATION_RETRY_MIN_MS (${min})`,
+    );
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze({ ...values, ...overrides }) as Config;
 }

@@ -12,15 +12,24 @@ export interface StatusSnapshot {
  */
 export class StatusMonitor {
   #snapshot: StatusSnapshot = { state: 'starting', since: new Date(), cause: undefined };
+  #replicationUp = false;
+  #databaseUp = true;
   readonly #listeners = new Set<(snapshot: StatusSnapshot) => void>();
 
   snapshot(): StatusSnapshot {
     return this.#snapshot;
   }
 
-  /** The database answered a query, or failed to (with the reason). */
+  /** The replication stream started streaming, or stopped (with the reason). */
+  reportReplication(up: boolean, cause?: string): void {
+    this.#replicationUp = up;
+    this.#decide(cause);
+  }
+
+  /** The database answered a query, or could not be reached (with the reason). */
   reportDatabase(up: boolean, cause?: string): void {
-    this.#transition(up ? 'live' : 'unavailable', cause);
+    this.#databaseUp = up;
+    this.#decide(cause);
   }
 
   onChange(listener: (snapshot: StatusSnapshot) => void): () => void {
@@ -28,7 +37,12 @@ export class StatusMonitor {
     return () => this.#listeners.delete(listener);
   }
 
-  #transition(state: ServerState, cause: string | undefined): void {
+  #decide(cause: string | undefined): void {
+    const state: ServerState = !this.#databaseUp
+      ? 'unavailable'
+      : this.#replicationUp
+        ? 'live'
+        : 'starting';
     if (state === this.#snapshot.state) return;
     this.#snapshot = { state, since: new Date(), cause };
     for (const listener of this.#listeners) listener(this.#snapshot);

@@ -1,0 +1,232 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { FastifyBaseLogger } from 'fastify';
+import type { Shape, RowChange } from '../shapes/shape.js';
+import type { ShapeRegistry } from '../shapes/shape-registry.js';
+import type { StatusMonitor } from '../status/status-monitor.js';
+import { writeFileAtomically } from '../storage/chunk-file.js';
+import { ReplicationStream, type StreamSetup } from './replication-stream.js';
+import type { RelationInfo, Transaction } from './transaction.js';
+
+export interface ReplicationConsumerOptions {
+  connectionString: string;
+  sessionOptions: string;
+  slotName: string;
+  publicationName: string;
+  storageDir: string;
+  statusIntervalMs: number;
+  retryMinMs: number;
+  retryMaxMs: number;
+  registry: ShapeRegistry;
+  status: StatusMonitor;
+  log: FastifyBaseLogger;
+}
+
+/** Transactions allowed to wait for a flush before the stream is held back. */
+const MAX_UNFLUSHED_TRANSACTIONS = 500;
+/** A stream that ran this long counts as healthy: the next failure starts backoff from the floor. */
+const HEALTHY_AFTER_MS = 30_000;
+
+/** What identifies the database the slot lives in; another one means other data. */
+interface ContinuityState {
+  systemId: string;
+  timeline: number;
+}
+
+/**
+ * Feeds committed transactions from the slot into shape logs, flushes them in groups and only
+ * then acknowledges the slot (DESIGN.md invariant 1). Any stream failure ends that stream; a new
+ * one restarts from the slot after a backoff, forever (invariants 2 and 5). Replays need no
+ * global bookkeeping: each shape drops what its log already holds.
+ */
+export class ReplicationConsumer {
+  readonly #options: ReplicationConsumerOptions;
+  #stream: ReplicationStream | undefined;
+  #closed = false;
+  #wake: (() => void) | undefined;
+  /** End LSN of the last transaction handed to shapes. */
+  #received = 0n;
+  /** Everything up to here is durable in every shape log. */
+  #durable = 0n;
+  #unflushed = 0;
+  readonly #dirty = new Set<Shape>();
+  #flushing: Promise<void> | undefined;
+  #loop: Promise<void> | undefined;
+
+  constructor(options: ReplicationConsumerOptions) {
+    this.#options = options;
+  }
+
+  /** The replication position every shape has durably seen (`global_last_seen_lsn`). */
+  lastSeenLsn(): bigint {
+    return this.#durable;
+  }
+
+  start(): void {
+    this.#loop ??= this.#run();
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#wake?.();
+    await this.#stream?.close();
+    await this.#loop;
+    await this.#flush();
+  }
+
+  async #run(): Promise<void> {
+    let attempt = 0;
+    while (!this.#closed) {
+      const stream = new ReplicationStream(
+        {
+          connectionString: this.#options.connectionString,
+          sessionOptions: this.#options.sessionOptions,
+          slotName: this.#options.slotName,
+          publicationName: this.#options.publicationName,
+          statusIntervalMs: this.#options.statusIntervalMs,
+        },
+        {
+          onSetup: (setup) => this.#onSetup(setup),
+          onTransaction: (transaction) => this.#onTransaction(transaction),
+          onRelation: (relation) => this.#onRelation(relation),
+          onKeepalive: (lsn) => this.#onKeepalive(lsn),
+        },
+      );
+      this.#stream = stream;
+      const startedAt = Date.now();
+      let error: Error | undefined;
+      try {
+        await stream.started();
+        this.#options.status.reportReplication(true);
+        this.#options.log.info({ slot: this.#options.slotName }, 'replication streaming');
+        error = await stream.ended;
+      } catch (failure) {
+        error = failure as Error;
+      }
+      await stream.close();
+      this.#stream = undefined;
+      // Whatever was received is made durable before a new stream replays from the slot.
+      await this.#flush();
+      if (this.#closed) return;
+      if (Date.now() - startedAt > HEALTHY_AFTER_MS) attempt = 0;
+      const delay = reconnectDelay(attempt++, this.#options.retryMinMs, this.#options.retryMaxMs);
+      const cause =
+        `${(error as { code?: string } | undefined)?.code ?? ''} ${error?.message ?? 'stream ended'}`.trim();
+      this.#options.status.reportReplication(false, cause);
+      this.#options.log.warn({ err: error, retryInMs: delay }, 'replication stopped; reconnecting');
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, delay);
+        this.#wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+  }
+
+  async #onSetup(setup: StreamSetup): Promise<void> {
+    const file = join(this.#options.storageDir, 'continuity.json');
+    const previous = await readFile(file, 'utf8')
+      .then((text) => JSON.parse(text) as ContinuityState)
+      .catch(() => undefined);
+    const { registry } = this.#options;
+    if (setup.slotCreated) {
+      await registry.rotateAll(`replication slot ${this.#options.slotName} was (re)created`);
+    } else if (
+      previous &&
+      (previous.systemId !== setup.systemId || previous.timeline !== setup.timeline)
+    ) {
+      await registry.rotateAll(
+        `database changed: system ${previous.systemId}/${previous.timeline} → ${setup.systemId}/${setup.timeline}`,
+      );
+    }
+    if (previous?.systemId !== setup.systemId || previous.timeline !== setup.timeline) {
+      this.#durable = 0n;
+      this.#received = 0n;
+      await writeFileAtomically(
+        file,
+        JSON.stringify({ systemId: setup.systemId, timeline: setup.timeline }),
+      );
+    }
+  }
+
+  async #onRelation(relation: RelationInfo): Promise<void> {
+    const { registry } = this.#options;
+    if (registry.relationChanged(relation)) {
+      await registry.rotateRelation(
+        relation.oid,
+        `columns of ${relation.schema}.${relation.name} changed`,
+      );
+    }
+  }
+
+  async #onTransaction(transaction: Transaction): Promise<void> {
+    if (transaction.endLsn <= this.#durable) return; // a replay of what is already durable
+    const { registry } = this.#options;
+    const perShape = new Map<Shape, { change: RowChange; position: number }[]>();
+    const truncated = new Set<number>();
+    transaction.changes.forEach((change, position) => {
+      if (change.kind === 'truncate') {
+        for (const relation of change.relations) truncated.add(relation.oid);
+        return;
+      }
+      for (const shape of registry.shapesOf(change.relation.oid) ?? []) {
+        let list = perShape.get(shape);
+        if (!list) perShape.set(shape, (list = []));
+        list.push({ change, position });
+      }
+    });
+    for (const [shape, changes] of perShape) {
+      if (shape.applyTransaction(transaction, changes)) this.#dirty.add(shape);
+    }
+    for (const oid of truncated) await registry.rotateRelation(oid, 'table truncated');
+    this.#received = transaction.endLsn;
+    this.#unflushed++;
+    const flushing = this.#flush();
+    // Backpressure: the stream waits (and Postgres buffers) rather than memory growing.
+    if (this.#unflushed >= MAX_UNFLUSHED_TRANSACTIONS) await flushing;
+  }
+
+  #onKeepalive(lsn: bigint): bigint {
+    // Fully caught up: the keepalive position is durable too, so idle slots retain no WAL.
+    if (
+      !this.#flushing &&
+      this.#dirty.size === 0 &&
+      this.#received <= this.#durable &&
+      lsn > this.#durable
+    ) {
+      this.#durable = lsn;
+      this.#received = lsn;
+    }
+    return this.#durable;
+  }
+
+  /** Group commit: one fdatasync per dirty log for however many transactions arrived meanwhile. */
+  #flush(): Promise<void> {
+    // `.finally` runs after the assignment even when there is nothing to flush; clearing the
+    // field inside the async body could run first and leave a settled promise here for good.
+    this.#flushing ??= this.#flushUntilClean().finally(() => {
+      this.#flushing = undefined;
+    });
+    return this.#flushing;
+  }
+
+  async #flushUntilClean(): Promise<void> {
+    while (this.#received > this.#durable || this.#dirty.size > 0) {
+      const shapes = [...this.#dirty];
+      const upTo = this.#received;
+      this.#dirty.clear();
+      this.#unflushed = 0;
+      await Promise.all(shapes.map((shape) => shape.log.flush()));
+      if (upTo > this.#durable) this.#durable = upTo;
+      this.#stream?.acknowledge(this.#durable);
+      for (const shape of shapes) shape.notify();
+    }
+  }
+}
+
+/** Exponential backoff between a floor and a cap, with ±25 % jitter so servers don't stampede. */
+export function reconnectDelay(attempt: number, minMs: number, maxMs: number): number {
+  const base = Math.min(maxMs, minMs * 2 ** Math.min(attempt, 30));
+  return Math.round(base * (0.75 + Math.random() * 0.5));
+}

@@ -1,0 +1,330 @@
+import { createHash } from 'node:crypto';
+import { bigIntToLsn, lsnToBigInt } from '@sluice/protocol';
+import type { Client } from 'pg';
+import { LogicalReplicationService, type Pgoutput } from 'pg-logical-replication';
+import { TextPgoutputPlugin } from './text-pgoutput-plugin.js';
+import type { Change, RelationInfo, Transaction } from './transaction.js';
+
+/** What the stream found while setting up, before any change is delivered. */
+export interface StreamSetup {
+  systemId: string;
+  timeline: number;
+  /** The slot did not exist or had been invalidated, so a new one was made: continuity broke. */
+  slotCreated: boolean;
+}
+
+export interface ReplicationStreamHandlers {
+  /** Runs before streaming starts; may rotate shapes when continuity broke. */
+  onSetup(setup: StreamSetup): Promise<void>;
+  /** Each committed transaction in commit order; the next one waits for this to settle. */
+  onTransaction(transaction: Transaction): Promise<void>;
+  /** A relation's shape as replication sees it (columns may have changed). */
+  onRelation(relation: RelationInfo): Promise<void>;
+  /** Postgres has sent everything up to `lsn`; returns the position safe to acknowledge. */
+  onKeepalive(lsn: bigint): bigint;
+}
+
+export interface ReplicationStreamOptions {
+  connectionString: string;
+  /** libpq `options` (session settings that shape the text of values). */
+  sessionOptions: string;
+  slotName: string;
+  publicationName: string;
+  /** How often a standby status update is sent even when nothing changes. */
+  statusIntervalMs: number;
+}
+
+type QueueItem = Pgoutput.Message | { tag: 'keepalive'; lsn: bigint };
+
+/** Queue lengths (messages) at which the socket is paused and resumed. */
+const QUEUE_HIGH_WATER = 10_000;
+const QUEUE_LOW_WATER = 1_000;
+
+/** A replication error with the Postgres SQLSTATE when there is one. */
+export class ReplicationError extends Error {
+  override readonly name = 'ReplicationError';
+  constructor(
+    message: string,
+    readonly code: string | undefined,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/**
+ * One replication connection, from setup to its end. It is never reused: after any failure the
+ * owner builds a new one that restarts from the slot and drops replays (DESIGN.md invariant 2).
+ * Acknowledgements are sent only for positions the owner says are durable (invariant 1).
+ */
+export class ReplicationStream {
+  readonly #service: LogicalReplicationService;
+  readonly #handlers: ReplicationStreamHandlers;
+  readonly #options: ReplicationStreamOptions;
+  #acknowledged = 0n;
+  #statusTimer: NodeJS.Timeout | undefined;
+  #pending: { xid: number; commitLsn: bigint; changes: Change[] } | undefined;
+  #failure: Error | undefined;
+  #closed = false;
+  readonly #queue: QueueItem[] = [];
+  #draining = false;
+  readonly ended: Promise<Error | undefined>;
+  readonly #started: Promise<void>;
+
+  constructor(options: ReplicationStreamOptions, handlers: ReplicationStreamHandlers) {
+    this.#options = options;
+    this.#handlers = handlers;
+    this.#service = new LogicalReplicationService(
+      { connectionString: options.connectionString, options: options.sessionOptions },
+      // No automatic acknowledgement (it confirms what was merely received) and no library
+      // timer (it acknowledges the last received LSN). No library flow control either: it emits
+      // keepalives on receipt while data still waits in its queue, so a keepalive could vouch
+      // for a transaction not yet stored. Data and keepalives share one queue here instead.
+      { acknowledge: { auto: false, timeoutSeconds: 0 } },
+    );
+    // The library emits socket errors here; without a listener they would crash the process.
+    this.#service.on('error', (error) => this.#fail(error));
+    this.#service.on('data', (_lsn: string, message: Pgoutput.Message) => this.#enqueue(message));
+    this.#service.on('heartbeat', (lsn: string, _time: number, shouldRespond: boolean) => {
+      // Postgres wants an answer soon (wal_sender_timeout): give the position already durable.
+      if (shouldRespond) this.acknowledge(this.#acknowledged);
+      this.#enqueue({ tag: 'keepalive', lsn: lsnToBigInt(lsn) });
+    });
+    const plugin = new TextPgoutputPlugin(options.publicationName, (client) =>
+      this.#prepare(client),
+    );
+    let onStart: () => void = () => undefined;
+    this.#started = new Promise<void>((resolve) => (onStart = resolve));
+    this.#service.on('start', () => {
+      onStart();
+      this.#statusTimer = setInterval(
+        () => this.acknowledge(this.#acknowledged),
+        options.statusIntervalMs,
+      );
+    });
+    this.ended = this.#service.subscribe(plugin, options.slotName, '0/0').then(
+      () => this.#failure,
+      (error: unknown) => this.#failure ?? toReplicationError(error),
+    );
+    void this.ended.then(() => this.#stopTimer());
+  }
+
+  /** Resolves once Postgres streams; rejects with the reason if the stream ends before that. */
+  async started(): Promise<void> {
+    await Promise.race([
+      this.#started,
+      this.ended.then((error) => {
+        throw error ?? new ReplicationError('replication ended before it started', undefined);
+      }),
+    ]);
+  }
+
+  /** Confirms everything up to `lsn` as durably stored; Postgres may then recycle that WAL. */
+  acknowledge(lsn: bigint): void {
+    if (this.#closed) return;
+    if (lsn > this.#acknowledged) this.#acknowledged = lsn;
+    // Commit end LSNs and keepalive positions are already "last byte + 1", which is what the
+    // status update carries; the library adds 1 itself, so it is handed one less. An exact
+    // report matters: a shutting-down walsender waits until the flush position equals what it
+    // sent, and Postgres's fast shutdown waits for it.
+    if (this.#acknowledged > 0n)
+      void this.#service.acknowledge(bigIntToLsn(this.#acknowledged - 1n));
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#stopTimer();
+    await this.#service.destroy().catch(() => undefined);
+  }
+
+  #stopTimer(): void {
+    if (this.#statusTimer) clearInterval(this.#statusTimer);
+    this.#statusTimer = undefined;
+  }
+
+  #fail(error: unknown): void {
+    this.#failure ??= toReplicationError(error);
+    void this.close();
+  }
+
+  async #prepare(client: Client): Promise<void> {
+    const { slotName, publicationName } = this.#options;
+    const system = await client.query<{ systemid: string; timeline: string }>('IDENTIFY_SYSTEM');
+    const identity = system.rows[0];
+    if (!identity) throw new ReplicationError('IDENTIFY_SYSTEM returned nothing', undefined);
+
+    const walLevel = await client.query<{ wal_level: string }>('SHOW wal_level');
+    if (walLevel.rows[0]?.wal_level !== 'logical') {
+      throw new ReplicationError(
+        `wal_level is "${walLevel.rows[0]?.wal_level}"; logical replication needs wal_level=logical`,
+        '55000',
+      );
+    }
+    // Two servers must never consume one slot: the lock lives as long as this connection.
+    const locked = await client.query<{ locked: boolean }>(
+      `SELECT pg_try_advisory_lock(${advisoryLockKey(slotName)}) AS locked`,
+    );
+    if (!locked.rows[0]?.locked) {
+      throw new ReplicationError(`slot ${slotName} is in use by another Sluice server`, '55006');
+    }
+    const publication = await client.query(
+      `SELECT 1 FROM pg_publication WHERE pubname = ${literal(publicationName)}`,
+    );
+    if (publication.rowCount === 0)
+      await client.query(`CREATE PUBLICATION ${ident(publicationName)}`);
+
+    const slot = await client.query<{ wal_status: string | null }>(
+      `SELECT wal_status FROM pg_replication_slots WHERE slot_name = ${literal(slotName)}`,
+    );
+    let slotCreated = false;
+    if (slot.rows[0]?.wal_status === 'lost') {
+      await client.query(`DROP_REPLICATION_SLOT ${ident(slotName)}`);
+    }
+    if (slot.rowCount === 0 || slot.rows[0]?.wal_status === 'lost') {
+      await client.query(
+        `CREATE_REPLICATION_SLOT ${ident(slotName)} LOGICAL pgoutput NOEXPORT_SNAPSHOT`,
+      );
+      slotCreated = true;
+    }
+    await this.#handlers.onSetup({
+      systemId: identity.systemid,
+      timeline: Number(identity.timeline),
+      slotCreated,
+    });
+  }
+
+  #enqueue(item: QueueItem): void {
+    this.#queue.push(item);
+    if (this.#queue.length >= QUEUE_HIGH_WATER) this.#socket()?.pause();
+    if (!this.#draining) void this.#drain();
+  }
+
+  /** Handles queued messages one at a time, in the order Postgres sent them. */
+  async #drain(): Promise<void> {
+    this.#draining = true;
+    try {
+      for (let item = this.#queue.shift(); item && !this.#failure; item = this.#queue.shift()) {
+        if (item.tag === 'keepalive') {
+          const safe = this.#handlers.onKeepalive(item.lsn);
+          if (safe > this.#acknowledged) this.acknowledge(safe);
+        } else {
+          await this.#assemble(item);
+        }
+        if (this.#queue.length <= QUEUE_LOW_WATER) this.#socket()?.resume();
+      }
+    } catch (error) {
+      // A change that cannot be handled must not be skipped: end this stream; the next one
+      // restarts from the slot.
+      this.#fail(error);
+    } finally {
+      this.#draining = false;
+    }
+  }
+
+  /** The replication socket, paused while the queue is long so memory stays bounded. */
+  #socket(): { pause(): void; resume(): void } | undefined {
+    // The library keeps its pg connection private; its own flow control pauses the same stream.
+    const service = this.#service as unknown as {
+      _connection?: { stream?: { pause(): void; resume(): void } };
+    };
+    return service._connection?.stream;
+  }
+
+  async #assemble(message: Pgoutput.Message): Promise<void> {
+    switch (message.tag) {
+      case 'begin':
+        this.#pending = {
+          xid: message.xid,
+          commitLsn: lsnToBigInt(message.commitLsn ?? '0/0'),
+          changes: [],
+        };
+        return;
+      case 'relation':
+        await this.#handlers.onRelation(toRelation(message));
+        return;
+      case 'insert':
+        this.#push({ kind: 'insert', relation: toRelation(message.relation), newRow: message.new });
+        return;
+      case 'update':
+        this.#push({
+          kind: 'update',
+          relation: toRelation(message.relation),
+          oldRow: message.old ?? undefined,
+          newRow: message.new,
+        });
+        return;
+      case 'delete': {
+        const oldRow = message.old ?? message.key;
+        if (!oldRow) throw new ReplicationError('delete without old row', undefined);
+        this.#push({ kind: 'delete', relation: toRelation(message.relation), oldRow });
+        return;
+      }
+      case 'truncate':
+        this.#push({ kind: 'truncate', relations: message.relations.map(toRelation) });
+        return;
+      case 'commit': {
+        const pending = this.#pending;
+        this.#pending = undefined;
+        if (!pending) throw new ReplicationError('commit without begin', undefined);
+        await this.#handlers.onTransaction({
+          xid: pending.xid,
+          commitLsn: lsnToBigInt(message.commitLsn ?? '0/0'),
+          endLsn: lsnToBigInt(message.commitEndLsn ?? '0/0'),
+          changes: pending.changes,
+        });
+        return;
+      }
+      default:
+        return; // origin, type and logical messages carry nothing a shape needs
+    }
+  }
+
+  #push(change: Change): void {
+    if (!this.#pending)
+      throw new ReplicationError(`${change.kind} outside a transaction`, undefined);
+    this.#pending.changes.push(change);
+  }
+}
+
+/** Relation objects are cached by the parser; copy what shapes need into a stable form. */
+const relationCache = new WeakMap<Pgoutput.MessageRelation, RelationInfo>();
+function toRelation(relation: Pgoutput.MessageRelation): RelationInfo {
+  let info = relationCache.get(relation);
+  if (!info) {
+    info = {
+      oid: relation.relationOid,
+      schema: relation.schema,
+      name: relation.name,
+      columns: relation.columns.map((c) => ({
+        name: c.name,
+        typeOid: c.typeOid,
+        typeMod: c.typeMod,
+      })),
+      keyColumns: relation.keyColumns,
+    };
+    relationCache.set(relation, info);
+  }
+  return info;
+}
+
+function toReplicationError(error: unknown): ReplicationError {
+  if (error instanceof ReplicationError) return error;
+  const e = error as { message?: string; code?: string };
+  const code = typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) ? e.code : undefined;
+  return new ReplicationError(e.message ?? String(error), code ?? e.code, { cause: error });
+}
+
+/** A stable 63-bit lock key per slot name. */
+function advisoryLockKey(slotName: string): string {
+  const digest = createHash('sha256').update(`sluice:${slotName}`).digest();
+  return (digest.readBigUInt64BE(0) & 0x7fffffffffffffffn).toString();
+}
+
+/** Replication connections speak only the simple query protocol: no bind parameters. */
+function literal(value: string): string {
+  return `'${value.replaceAll("'", "''")}'`;
+}
+
+function ident(value: string): string {
+  return `"${value.replaceAll('"', '""')}"`;
+}

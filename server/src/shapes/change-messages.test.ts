@@ -1,0 +1,114 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { RelationInfo, Row } from '../replication/transaction.js';
+import { transactionEntries, type MessageContext } from './change-messages.js';
+
+const relation: RelationInfo = {
+  oid: 1,
+  schema: 'public',
+  name: 't',
+  columns: [],
+  keyColumns: ['id'],
+};
+const context: MessageContext = {
+  schema: 'public',
+  table: 't',
+  columns: ['id', 'v'],
+  keyColumns: ['id'],
+  replica: 'default',
+};
+const row = (id: number, v: string): Row => ({ id: String(id), v });
+const update = (from: Row, to: Row) => ({
+  kind: 'update' as const,
+  relation,
+  oldRow: from,
+  newRow: to,
+});
+
+/** Applies messages the way clients do: one row per key. */
+function materialise(
+  entries: { json: string }[],
+  start: Map<string, unknown>,
+): Map<string, unknown> {
+  const rows = new Map(start);
+  for (const { json } of entries) {
+    const m = JSON.parse(json) as {
+      key: string;
+      value: Record<string, unknown>;
+      headers: { operation: string };
+    };
+    if (m.headers.operation === 'delete') rows.delete(m.key);
+    else rows.set(m.key, { ...(rows.get(m.key) as object), ...m.value });
+  }
+  return rows;
+}
+
+const key = (id: number) => `"public"."t"/"${id}"`;
+const run = (changes: ReturnType<typeof update>[], start: [number, string][]) =>
+  materialise(
+    transactionEntries(
+      context,
+      { xid: 1, commitLsn: 100n },
+      changes.map((change, position) => ({ change, position })),
+    ),
+    new Map(start.map(([id, v]) => [key(id), { id: String(id), v }])),
+  );
+
+test('two rows swapping keys in one transaction stay two rows', () => {
+  const rows = run(
+    [update(row(2, 'b'), row(3, 'b')), update(row(3, 'c'), row(2, 'c'))],
+    [
+      [2, 'b'],
+      [3, 'c'],
+    ],
+  );
+  assert.deepEqual(
+    rows,
+    new Map([
+      [key(3), { id: '3', v: 'b' }],
+      [key(2), { id: '2', v: 'c' }],
+    ]),
+  );
+});
+
+test('a row moved twice leaves only its last key', () => {
+  const rows = run(
+    [update(row(1, 'a'), row(2, 'a')), update(row(2, 'a'), row(3, 'a'))],
+    [[1, 'a']],
+  );
+  assert.deepEqual(rows, new Map([[key(3), { id: '3', v: 'a' }]]));
+});
+
+test('a key change is a delete of the old key and an insert of the new one, with op positions', () => {
+  const entries = transactionEntries(context, { xid: 7, commitLsn: 100n }, [
+    { change: update(row(1, 'a'), row(5, 'a')), position: 3 },
+  ]);
+  const messages = entries.map((e) => JSON.parse(e.json) as { headers: Record<string, unknown> });
+  assert.deepEqual(
+    entries.map((e) => e.offset),
+    [
+      { tx: 100n, op: 6 },
+      { tx: 100n, op: 7 },
+    ],
+  );
+  assert.deepEqual(
+    messages.map((m) => m.headers.operation),
+    ['delete', 'insert'],
+  );
+  assert.equal(messages[1]?.headers.last, true);
+  assert.equal(messages[0]?.headers.last, undefined);
+});
+
+test('replica=default updates carry the key and changed columns; full carries old_value', () => {
+  const change = { change: update({ id: '1', v: 'a' }, { id: '1', v: 'b' }), position: 0 };
+  const [plain] = transactionEntries(
+    { ...context, columns: ['id', 'v'] },
+    { xid: 1, commitLsn: 1n },
+    [change],
+  );
+  assert.deepEqual((JSON.parse(plain!.json) as { value: unknown }).value, { id: '1', v: 'b' });
+  const [full] = transactionEntries({ ...context, replica: 'full' }, { xid: 1, commitLsn: 1n }, [
+    change,
+  ]);
+  assert.deepEqual((JSON.parse(full!.json) as { old_value: unknown }).old_value, { v: 'a' });
+});

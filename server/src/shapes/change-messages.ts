@@ -1,0 +1,149 @@
+import type { LogOffset } from '@sluice/protocol';
+import type { Change, Row } from '../replication/transaction.js';
+import type { LogEntry } from '../storage/shape-log.js';
+import { buildRowKey } from './row-key.js';
+
+/** How one shape turns rows into wire messages (PROTOCOL.md §4). */
+export interface MessageContext {
+  schema: string;
+  table: string;
+  /** Columns the shape serves, in table order. */
+  columns: string[];
+  /** Columns that identify a row (the primary key, or every column sorted by name). */
+  keyColumns: string[];
+  replica: 'default' | 'full';
+}
+
+function project(row: Row, columns: string[]): Record<string, string | null> {
+  const value: Record<string, string | null> = {};
+  for (const column of columns) value[column] = row[column] ?? null;
+  return value;
+}
+
+function keyOf(context: MessageContext, row: Row): string {
+  return buildRowKey(
+    context.schema,
+    context.table,
+    context.keyColumns.map((column) => row[column] ?? null),
+  );
+}
+
+/** A snapshot row as an insert; snapshot messages carry only operation and relation. */
+export function snapshotMessage(context: MessageContext, row: Row): string {
+  return JSON.stringify({
+    key: keyOf(context, row),
+    value: project(row, context.columns),
+    headers: { operation: 'insert', relation: [context.schema, context.table] },
+  });
+}
+
+interface ChangeHeaders {
+  operation: 'insert' | 'update' | 'delete';
+  relation: [string, string];
+  lsn: string;
+  op_position: number;
+  txids: number[];
+  last?: true;
+}
+
+/**
+ * The log entries of one transaction for one shape. `changes` are this shape's changes, each with
+ * its position in the whole transaction, so offsets are the same on every replay. An update that
+ * changes the key becomes a delete of the old key and an insert of the new one.
+ */
+export function transactionEntries(
+  context: MessageContext,
+  transaction: { xid: number; commitLsn: bigint },
+  changes: { change: Exclude<Change, { kind: 'truncate' }>; position: number }[],
+): LogEntry[] {
+  const entries: { offset: LogOffset; message: Record<string, unknown> }[] = [];
+  const lsn = transaction.commitLsn.toString();
+  const headers = (operation: ChangeHeaders['operation'], op: number): ChangeHeaders => ({
+    operation,
+    relation: [context.schema, context.table],
+    lsn,
+    op_position: op,
+    txids: [transaction.xid],
+  });
+  const add = (op: number, message: Record<string, unknown>) =>
+    entries.push({ offset: { tx: transaction.commitLsn, op }, message });
+
+  // Rows that a key-changing update moved into a key during this transaction, by key. With
+  // deferred key constraints two rows can swap keys (2→3, 3→2): the second update's "delete 3"
+  // would remove the row just moved to 3, since clients hold one row per key, so it is left out
+  // when the row leaving 3 is not the one that moved in (a row moved twice, 1→2→3, does leave
+  // 2). Without row identities two rows identical in every column stay indistinguishable here.
+  const movedInto = new Map<string, string>();
+
+  for (const { change, position } of changes) {
+    const op = position * 2;
+    switch (change.kind) {
+      case 'insert':
+        add(op, {
+          key: keyOf(context, change.newRow),
+          value: project(change.newRow, context.columns),
+          headers: headers('insert', op),
+        });
+        break;
+      case 'delete':
+        movedInto.delete(keyOf(context, change.oldRow));
+        add(op, deleteMessage(context, change.oldRow, headers('delete', op)));
+        break;
+      case 'update': {
+        const oldRow = change.oldRow ?? change.newRow;
+        const oldKey = keyOf(context, oldRow);
+        const newKey = keyOf(context, change.newRow);
+        if (oldKey !== newKey) {
+          const movedIn = movedInto.get(oldKey);
+          movedInto.delete(oldKey);
+          if (movedIn === undefined || movedIn === JSON.stringify(oldRow)) {
+            add(op, deleteMessage(context, oldRow, headers('delete', op)));
+          }
+          movedInto.set(newKey, JSON.stringify(change.newRow));
+          add(op + 1, {
+            key: newKey,
+            value: project(change.newRow, context.columns),
+            headers: headers('insert', op + 1),
+          });
+          break;
+        }
+        const changed = context.columns.filter(
+          (c) => (oldRow[c] ?? null) !== (change.newRow[c] ?? null),
+        );
+        if (context.replica === 'full') {
+          add(op, {
+            key: newKey,
+            value: project(change.newRow, context.columns),
+            old_value: project(oldRow, changed),
+            headers: headers('update', op),
+          });
+        } else {
+          const columns = context.columns.filter(
+            (c) => context.keyColumns.includes(c) || changed.includes(c),
+          );
+          add(op, {
+            key: newKey,
+            value: project(change.newRow, columns),
+            headers: headers('update', op),
+          });
+        }
+        break;
+      }
+    }
+  }
+  const last = entries.at(-1);
+  if (last) (last.message.headers as ChangeHeaders).last = true;
+  return entries.map(({ offset, message }) => ({ offset, json: JSON.stringify(message) }));
+}
+
+function deleteMessage(
+  context: MessageContext,
+  oldRow: Row,
+  headers: ChangeHeaders,
+): Record<string, unknown> {
+  const columns =
+    context.replica === 'full'
+      ? context.columns
+      : context.columns.filter((c) => context.keyColumns.includes(c));
+  return { key: keyOf(context, oldRow), value: project(oldRow, columns), headers };
+}

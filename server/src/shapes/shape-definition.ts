@@ -1,0 +1,14 @@
+/** What identifies a shape (PROTOCOL.md §3): same definition, same shape, same handle. */
+export interface ShapeDefinition {
+  table: { schema: string; name: string };
+  /** Requested columns in table order, or undefined for all. */
+  columns: string[] | undefined;
+  replica: 'default' | 'full';
+  log: 'full' | 'changes_only';
+}
+
+/** A stable string naming the definition, used to find an existing shape. */
+export function definitionKey(definition: ShapeDefinition): string {
+  const { table, columns, replica, log } = definition;
+  return JSON.stringify([table.schema, table.name, columns ?? null, replica, log]);
+}

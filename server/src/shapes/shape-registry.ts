@@ -1,0 +1,286 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { FastifyBaseLogger } from 'fastify';
+import type pg from 'pg';
+import type { RelationInfo } from '../replication/transaction.js';
+import { writeFileAtomically } from '../storage/chunk-file.js';
+import { ShapeLog } from '../storage/shape-log.js';
+import { definitionKey, type ShapeDefinition } from './shape-definition.js';
+import { takeSnapshot } from './shape-snapshot.js';
+import { Shape, type ShapeMetadata } from './shape.js';
+import { quoteIdentifier, quoteTableIdentifier } from './table-identifier.js';
+import { rowKeyColumns } from './row-key.js';
+import { buildSchemaHeader, loadTableSchema, type TableSchema } from './table-schema.js';
+
+/** A request names something that cannot become a shape; `field` is the parameter at fault. */
+export class ShapeCreationError extends Error {
+  override readonly name = 'ShapeCreationError';
+  readonly code = 'SLUICE_ERR_SHAPE_INVALID';
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface ShapeRegistryOptions {
+  storageDir: string;
+  chunkBytes: number;
+  pool: pg.Pool;
+  publicationName: string;
+  log: FastifyBaseLogger;
+  /** Called when shapes become durable with new entries (to wake long-polls). */
+}
+
+const META_FILE = 'shape.json';
+
+/**
+ * Every shape the server holds, indexed by handle, by definition and by table. Creating a shape
+ * adds its table to the publication, registers it (so changes are buffered from that moment)
+ * and then takes the snapshot. Shapes and their logs survive restarts in `storageDir`.
+ */
+export class ShapeRegistry {
+  readonly #byHandle = new Map<string, Shape>();
+  readonly #byKey = new Map<string, Shape>();
+  readonly #byRelation = new Map<number, Set<Shape>>();
+  readonly #creating = new Map<string, Promise<Shape>>();
+  readonly #options: ShapeRegistryOptions;
+  readonly #shapesDir: string;
+
+  constructor(options: ShapeRegistryOptions) {
+    this.#options = options;
+    this.#shapesDir = join(options.storageDir, 'shapes');
+  }
+
+  get size(): number {
+    return this.#byHandle.size;
+  }
+
+  /** Reopens the shapes of a previous run; ones whose snapshot never finished are dropped. */
+  async load(): Promise<void> {
+    await mkdir(this.#shapesDir, { recursive: true });
+    for (const handle of await readdir(this.#shapesDir)) {
+      const dir = join(this.#shapesDir, handle);
+      const metadata = await readFile(join(dir, META_FILE), 'utf8')
+        .then((text) => JSON.parse(text) as ShapeMetadata)
+        .catch(() => undefined);
+      if (!metadata?.snapshotComplete) {
+        await rm(dir, { recursive: true, force: true });
+        continue;
+      }
+      const log = await ShapeLog.open(dir, { chunkBytes: this.#options.chunkBytes });
+      this.#add(new Shape(metadata, log));
+    }
+    this.#options.log.info({ shapes: this.#byHandle.size }, 'shapes loaded');
+  }
+
+  get(handle: string): Shape | undefined {
+    return this.#byHandle.get(handle);
+  }
+
+  find(definition: ShapeDefinition): Shape | undefined {
+    return this.#byKey.get(definitionKey(definition));
+  }
+
+  shapesOf(relationOid: number): ReadonlySet<Shape> | undefined {
+    return this.#byRelation.get(relationOid);
+  }
+
+  all(): IterableIterator<Shape> {
+    return this.#byHandle.values();
+  }
+
+  /** The shape for a definition, created (snapshot included) when there is none yet. */
+  async getOrCreate(definition: ShapeDefinition): Promise<Shape> {
+    const key = definitionKey(definition);
+    const existing = this.#byKey.get(key);
+    if (existing?.ready) return existing;
+    let creating = this.#creating.get(key);
+    if (!creating) {
+      creating = this.#create(definition).finally(() => this.#creating.delete(key));
+      this.#creating.set(key, creating);
+    }
+    return creating;
+  }
+
+  async delete(shape: Shape): Promise<void> {
+    if (this.#byHandle.get(shape.handle) !== shape) return;
+    this.#byHandle.delete(shape.handle);
+    this.#byKey.delete(definitionKey(shape.metadata.definition));
+    this.#byRelation.get(shape.metadata.relationOid)?.delete(shape);
+    shape.markDeleted();
+    await shape.log.destroy();
+  }
+
+  /** Continuity broke for one table (truncated, columns changed): its shapes start over. */
+  async rotateRelation(relationOid: number, reason: string): Promise<void> {
+    const shapes = [...(this.#byRelation.get(relationOid) ?? [])];
+    if (shapes.length === 0) return;
+    this.#options.log.warn({ relationOid, shapes: shapes.length, reason }, 'rotating shapes');
+    for (const shape of shapes) await this.delete(shape);
+  }
+
+  /** Continuity broke for everything (new slot, other system): every shape starts over. */
+  async rotateAll(reason: string): Promise<void> {
+    if (this.#byHandle.size === 0) return;
+    this.#options.log.warn({ shapes: this.#byHandle.size, reason }, 'rotating every shape');
+    for (const shape of [...this.#byHandle.values()]) await this.delete(shape);
+  }
+
+  /** True when replication describes the table differently from when its shapes were made. */
+  relationChanged(relation: RelationInfo): boolean {
+    const shapes = this.#byRelation.get(relation.oid);
+    const first = shapes?.values().next().value;
+    return first !== undefined && first.metadata.columnSignature !== replicationSignature(relation);
+  }
+
+  async close(): Promise<void> {
+    for (const shape of this.#byHandle.values()) {
+      shape.notify();
+      await shape.log.close();
+    }
+  }
+
+  async #create(definition: ShapeDefinition): Promise<Shape> {
+    const { pool, publicationName, chunkBytes } = this.#options;
+    const client = await pool.connect();
+    let shape: Shape | undefined;
+    try {
+      const schema = await loadTableSchema(client, definition.table);
+      if (!schema) {
+        throw new ShapeCreationError(
+          'table',
+          `table ${quoteTableIdentifier(definition.table)} does not exist`,
+        );
+      }
+      const published = schema.columns.filter((column) => !column.generated);
+      const columns = selectColumns(schema, definition.columns);
+      const keyColumns = rowKeyColumns({ primaryKey: schema.primaryKey, columns: published });
+      await ensurePublished(client, schema, publicationName);
+
+      const handle = `${createHash('sha256').update(definitionKey(definition)).digest('hex').slice(0, 8)}-${Date.now()}${randomBytes(2).toString('hex')}`;
+      const dir = join(this.#shapesDir, handle);
+      const metadata: ShapeMetadata = {
+        handle,
+        definition,
+        relationOid: schema.oid,
+        context: {
+          schema: schema.schema,
+          table: schema.name,
+          columns,
+          keyColumns,
+          replica: definition.replica,
+        },
+        schemaHeader: buildSchemaHeader(schema, columns),
+        columnSignature: catalogSignature(schema),
+        snapshot: undefined,
+        snapshotComplete: false,
+      };
+      shape = new Shape(metadata, await ShapeLog.create(dir, { chunkBytes }));
+      await writeFileAtomically(join(dir, META_FILE), JSON.stringify(metadata));
+      // Registered before the snapshot starts: changes committed meanwhile are buffered, then
+      // filtered against the snapshot.
+      this.#add(shape);
+      const select = schema.columns
+        .map((column) => column.name)
+        .filter((name) => columns.includes(name) || keyColumns.includes(name));
+      metadata.snapshot = await takeSnapshot(client, shape, select);
+      shape.completeSnapshot();
+      await shape.log.flush();
+      await writeFileAtomically(join(dir, META_FILE), JSON.stringify(metadata));
+      shape.notify();
+      this.#options.log.info({ shape: shape.describe() }, 'shape created');
+      return shape;
+    } catch (error) {
+      if (shape) await this.delete(shape);
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  #add(shape: Shape): void {
+    this.#byHandle.set(shape.handle, shape);
+    this.#byKey.set(definitionKey(shape.metadata.definition), shape);
+    let set = this.#byRelation.get(shape.metadata.relationOid);
+    if (!set) this.#byRelation.set(shape.metadata.relationOid, (set = new Set()));
+    set.add(shape);
+  }
+}
+
+/** The served columns in table order, checked against the table (PROTOCOL.md §2 `columns`). */
+function selectColumns(schema: TableSchema, requested: string[] | undefined): string[] {
+  const published = schema.columns
+    .filter((column) => !column.generated)
+    .map((column) => column.name);
+  if (requested === undefined) return published;
+  for (const name of requested) {
+    const column = schema.columns.find((c) => c.name === name);
+    if (!column) throw new ShapeCreationError('columns', `unknown column ${quoteIdentifier(name)}`);
+    if (column.generated) {
+      throw new ShapeCreationError(
+        'columns',
+        `generated column ${quoteIdentifier(name)} is not replicated by Postgres`,
+      );
+    }
+  }
+  for (const key of schema.primaryKey) {
+    if (!requested.includes(key)) {
+      throw new ShapeCreationError(
+        'columns',
+        `must include every primary key column: missing ${quoteIdentifier(key)}`,
+      );
+    }
+  }
+  return published.filter((name) => requested.includes(name));
+}
+
+/** Tables in shapes are in the publication with REPLICA IDENTITY FULL (old rows on update/delete). */
+async function ensurePublished(
+  client: pg.PoolClient,
+  schema: TableSchema,
+  publicationName: string,
+): Promise<void> {
+  const table = quoteTableIdentifier(schema);
+  const { rows } = await client.query<{
+    relreplident: string;
+    published: boolean;
+    publication: boolean;
+  }>(
+    `SELECT c.relreplident,
+            EXISTS (SELECT 1 FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
+                    WHERE p.pubname = $2 AND pr.prrelid = c.oid) AS published,
+            EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $2) AS publication
+       FROM pg_class c WHERE c.oid = $1`,
+    [schema.oid, publicationName],
+  );
+  const row = rows[0];
+  if (row?.relreplident !== 'f') await client.query(`ALTER TABLE ${table} REPLICA IDENTITY FULL`);
+  if (!row?.publication) {
+    await client
+      .query(`CREATE PUBLICATION ${quoteIdentifier(publicationName)}`)
+      .catch(ignoreDuplicate);
+  }
+  if (!row?.published) {
+    await client
+      .query(`ALTER PUBLICATION ${quoteIdentifier(publicationName)} ADD TABLE ${table}`)
+      .catch(ignoreDuplicate);
+  }
+}
+
+/** Another request (or server) got there first. */
+function ignoreDuplicate(error: unknown): void {
+  if ((error as { code?: string }).code !== '42710') throw error;
+}
+
+function catalogSignature(schema: TableSchema): string {
+  return JSON.stringify(
+    schema.columns.filter((c) => !c.generated).map((c) => [c.name, c.typeOid, c.typmod]),
+  );
+}
+
+function replicationSignature(relation: RelationInfo): string {
+  return JSON.stringify(relation.columns.map((c) => [c.name, c.typeOid, c.typeMod]));
+}

@@ -1,0 +1,91 @@
+import { lsnToBigInt, SNAPSHOT_END } from '@sluice/protocol';
+import type pg from 'pg';
+import { to as copyTo } from 'pg-copy-streams';
+import type { Row } from '../replication/transaction.js';
+import { snapshotMessage } from './change-messages.js';
+import { parseCopyTextBatches } from './copy-text-parser.js';
+import type { Shape } from './shape.js';
+import type { SnapshotVisibility } from './snapshot-visibility.js';
+import { quoteIdentifier, quoteTableIdentifier } from './table-identifier.js';
+
+/** Rows appended to the log between flushes: bounds memory for tables of any size. */
+const FLUSH_EVERY_ROWS = 20_000;
+
+/**
+ * Writes a shape's initial rows into its log, then the `snapshot-end` control message, and seals
+ * that chunk so the snapshot's chunks never mix with changes. Runs in one REPEATABLE READ
+ * transaction whose snapshot is recorded so that replicated transactions it already contains are
+ * not appended again. Rows stream through COPY: the table is never held in memory.
+ */
+export async function takeSnapshot(
+  client: pg.PoolClient,
+  shape: Shape,
+  selectColumns: string[],
+): Promise<SnapshotVisibility> {
+  const { definition, context } = shape.metadata;
+  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  try {
+    // The transaction's snapshot is taken by its first statement: this one.
+    const { rows } = await client.query<{ snapshot: string; lsn: string }>(
+      'SELECT pg_current_snapshot()::text AS snapshot, pg_current_wal_insert_lsn()::text AS lsn',
+    );
+    const visibility = parseVisibility(rows[0]?.snapshot ?? '', rows[0]?.lsn ?? '');
+    if (definition.log === 'full') {
+      const sql = `COPY (SELECT ${selectColumns.map(quoteIdentifier).join(', ')} FROM ${quoteTableIdentifier(definition.table)}) TO STDOUT`;
+      const stream = client.query(copyTo(sql));
+      let index = 0;
+      let sinceFlush = 0;
+      for await (const batch of parseCopyTextBatches(stream)) {
+        for (const values of batch) {
+          const row: Row = {};
+          for (let i = 0; i < selectColumns.length; i++)
+            row[selectColumns[i] ?? ''] = values[i] ?? null;
+          // One row per append: the log closes a chunk at the end of an append that filled it,
+          // so snapshot chunks stay within SLUICE_CHUNK_BYTES whatever size COPY's reads have.
+          shape.log.append([
+            { offset: { tx: 0n, op: index++ }, json: snapshotMessage(context, row) },
+          ]);
+        }
+        sinceFlush += batch.length;
+        if (sinceFlush >= FLUSH_EVERY_ROWS) {
+          sinceFlush = 0;
+          await shape.log.flush();
+        }
+      }
+    }
+    await client.query('COMMIT');
+    shape.log.append(
+      [
+        {
+          offset: SNAPSHOT_END,
+          json: JSON.stringify({
+            headers: {
+              control: 'snapshot-end',
+              xmin: visibility.xmin,
+              xmax: visibility.xmax,
+              xip_list: visibility.xip,
+            },
+          }),
+        },
+      ],
+      { sealChunk: true },
+    );
+    await shape.log.flush();
+    return visibility;
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  }
+}
+
+/** `xmin:xmax:xip1,xip2` plus the WAL position read right after it. */
+function parseVisibility(snapshot: string, lsn: string): SnapshotVisibility {
+  const [xmin, xmax, xip] = snapshot.split(':');
+  if (!xmin || !xmax || xip === undefined) throw new Error(`unexpected snapshot "${snapshot}"`);
+  return {
+    xmin,
+    xmax,
+    xip: xip === '' ? [] : xip.split(','),
+    lsnBound: lsnToBigInt(lsn).toString(),
+  };
+}

@@ -1,0 +1,126 @@
+import { compareLogOffsets, formatLogOffset, type LogOffset } from '@sluice/protocol';
+import type { Change, Transaction } from '../replication/transaction.js';
+import type { ShapeLog } from '../storage/shape-log.js';
+import { transactionEntries, type MessageContext } from './change-messages.js';
+import type { ShapeDefinition } from './shape-definition.js';
+import { visibleInSnapshot, type SnapshotVisibility } from './snapshot-visibility.js';
+
+export type RowChange = Exclude<Change, { kind: 'truncate' }>;
+
+/** Everything about a shape that survives a restart (written to its folder as shape.json). */
+export interface ShapeMetadata {
+  handle: string;
+  definition: ShapeDefinition;
+  relationOid: number;
+  context: MessageContext;
+  /** The `electric-schema` header, fixed for the shape's life. */
+  schemaHeader: string;
+  /** Columns as replication describes them; a different Relation message rotates the shape. */
+  columnSignature: string;
+  snapshot: SnapshotVisibility | undefined;
+  snapshotComplete: boolean;
+}
+
+/**
+ * One shape: its durable log plus what is needed to append to it. Changes that arrive while the
+ * initial snapshot runs wait in `pending` and are filtered against the snapshot once it is done.
+ */
+export class Shape {
+  #pending: { transaction: Transaction; changes: { change: RowChange; position: number }[] }[] = [];
+  #lastLsn: bigint;
+  readonly #waiters = new Set<() => void>();
+  #deleted = false;
+
+  constructor(
+    readonly metadata: ShapeMetadata,
+    readonly log: ShapeLog,
+  ) {
+    const last = log.lastOffset;
+    this.#lastLsn = last && last.tx > 0n ? last.tx : 0n;
+  }
+
+  get handle(): string {
+    return this.metadata.handle;
+  }
+
+  get ready(): boolean {
+    return this.metadata.snapshotComplete;
+  }
+
+  get deleted(): boolean {
+    return this.#deleted;
+  }
+
+  /**
+   * Appends this shape's part of a committed transaction (not yet durable: the owner flushes).
+   * Replays at or below what the log holds, and transactions the snapshot already contains, are
+   * dropped. Returns whether anything was appended.
+   */
+  applyTransaction(
+    transaction: Transaction,
+    changes: { change: RowChange; position: number }[],
+  ): boolean {
+    if (!this.ready) {
+      this.#pending.push({ transaction, changes });
+      return false;
+    }
+    if (transaction.commitLsn <= this.#lastLsn) return false;
+    const { snapshot } = this.metadata;
+    if (snapshot && visibleInSnapshot(snapshot, transaction.xid, transaction.commitLsn))
+      return false;
+    const entries = transactionEntries(this.metadata.context, transaction, changes);
+    if (entries.length === 0) return false;
+    this.log.append(entries);
+    this.#lastLsn = transaction.commitLsn;
+    return true;
+  }
+
+  /** The snapshot is durable: replay what arrived meanwhile. Returns whether anything was appended. */
+  completeSnapshot(): boolean {
+    this.metadata.snapshotComplete = true;
+    const pending = this.#pending;
+    this.#pending = [];
+    let appended = false;
+    for (const { transaction, changes } of pending) {
+      appended = this.applyTransaction(transaction, changes) || appended;
+    }
+    return appended;
+  }
+
+  /** Resolves when new durable entries may exist, when `timeoutMs` passes, or on `signal`. */
+  waitForChange(timeoutMs: number, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        this.#waiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      signal.addEventListener('abort', done);
+      this.#waiters.add(done);
+    });
+  }
+
+  /** New entries are durable (or the shape is gone): wake every long-poll. */
+  notify(): void {
+    for (const waiter of [...this.#waiters]) waiter();
+  }
+
+  markDeleted(): void {
+    this.#deleted = true;
+    this.notify();
+  }
+
+  hasEntriesAfter(offset: LogOffset | 'before-all'): boolean {
+    const durable = this.log.durableOffset;
+    if (!durable) return false;
+    return offset === 'before-all' || compareLogOffsets(durable, offset) > 0;
+  }
+
+  describe(): string {
+    const { table } = this.metadata.definition;
+    const last = this.log.durableOffset;
+    return `${table.schema}.${table.name} ${this.handle} at ${last ? formatLogOffset(last) : 'empty'}`;
+  }
+}

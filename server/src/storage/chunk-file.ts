@@ -1,0 +1,170 @@
+import { open, rename } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { compareLogOffsets, formatLogOffset, parseLogOffset } from '@sluice/protocol';
+import type { LogOffset } from '@sluice/protocol';
+
+/**
+ * On-disk format of one chunk: `chunk-000001.log`, one entry per line, `<offset> <json>\n`.
+ * A sealed chunk ends with the line `#sealed\n`, written in the same write as its last entries,
+ * so a chunk file says by itself whether it is complete: the index is only an accelerator and
+ * recovery can always trust the files.
+ */
+export const SEAL_LINE = '#sealed\n';
+export const SEAL_BYTES = Buffer.byteLength(SEAL_LINE);
+
+const CHUNK_FILE_PATTERN = /^chunk-(\d+)\.log$/;
+
+export function chunkFileName(chunkNumber: number): string {
+  return `chunk-${String(chunkNumber).padStart(6, '0')}.log`;
+}
+
+/** The chunk number of a file name, or undefined when the file is not a chunk. */
+export function parseChunkFileName(name: string): number | undefined {
+  const match = CHUNK_FILE_PATTERN.exec(name);
+  return match?.[1] === undefined ? undefined : Number(match[1]);
+}
+
+export function formatEntryLine(offset: LogOffset, json: string): string {
+  return `${formatLogOffset(offset)} ${json}\n`;
+}
+
+export function entryLineBytes(offset: LogOffset, json: string): number {
+  return Buffer.byteLength(formatEntryLine(offset, json));
+}
+
+/** Offsets that would not survive a format/parse round trip are refused at append time. */
+export function isValidOffset(offset: LogOffset): boolean {
+  return (
+    typeof offset.tx === 'bigint' &&
+    offset.tx >= 0n &&
+    (offset.op === Infinity || (Number.isSafeInteger(offset.op) && offset.op >= 0))
+  );
+}
+
+/** Parallel arrays rather than objects per entry: one chunk can hold hundreds of thousands. */
+export interface ParsedChunk {
+  offsets: LogOffset[];
+  jsons: string[];
+}
+
+export interface ScannedChunk extends ParsedChunk {
+  /** Bytes from the start of the file that hold complete, valid lines (torn tail excluded). */
+  validBytes: number;
+  /** Bytes of the entry lines only (the seal line excluded). */
+  entryBytes: number;
+  sealed: boolean;
+  /** True when something other than a torn last line was invalid (bad line, order, zeros). */
+  corrupt: boolean;
+}
+
+/**
+ * Parses a chunk file's bytes. Stops at the first line that is torn (no newline), malformed,
+ * not strictly after the previous offset (or `after`), or follows the seal line, and reports
+ * how many bytes were valid so recovery can truncate there.
+ */
+export function scanChunk(bytes: Buffer, after: LogOffset | undefined): ScannedChunk {
+  // 0x0a never occurs inside a multi-byte UTF-8 sequence, so this also cuts torn characters.
+  const completeBytes = bytes.lastIndexOf(0x0a) + 1;
+  const text = bytes.toString('utf8', 0, completeBytes);
+  const offsets: LogOffset[] = [];
+  const jsons: string[] = [];
+  let previous = after;
+  let sealed = false;
+  let position = 0;
+  while (position < text.length) {
+    if (sealed) break; // nothing may follow the seal line
+    const newline = text.indexOf('\n', position);
+    if (text.startsWith(SEAL_LINE, position)) {
+      sealed = true;
+      position = newline + 1;
+      continue;
+    }
+    const space = text.indexOf(' ', position);
+    if (space <= position || space >= newline) break;
+    const offset = parseLogOffset(text.slice(position, space));
+    if (!offset || (previous && compareLogOffsets(offset, previous) <= 0)) break;
+    if (newline === space + 1) break; // empty JSON text
+    offsets.push(offset);
+    jsons.push(text.slice(space + 1, newline));
+    previous = offset;
+    position = newline + 1;
+  }
+  const corrupt = position < text.length;
+  const validBytes = corrupt ? Buffer.byteLength(text.slice(0, position)) : completeBytes;
+  const entryBytes = validBytes - (sealed ? SEAL_BYTES : 0);
+  return { offsets, jsons, validBytes, entryBytes, sealed, corrupt };
+}
+
+/** First index in `offsets[0, end)` whose offset is strictly after `after`. */
+export function firstIndexAfter(
+  offsets: readonly LogOffset[],
+  end: number,
+  after: LogOffset,
+): number {
+  let low = 0;
+  let high = end;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (compareLogOffsets(offsets[middle]!, after) <= 0) low = middle + 1;
+    else high = middle;
+  }
+  return low;
+}
+
+/** Bytes of the first `count` entry lines of a chunk. */
+export function linesBytes(chunk: ParsedChunk, count: number): number {
+  let bytes = 0;
+  for (let i = 0; i < count; i++) bytes += entryLineBytes(chunk.offsets[i]!, chunk.jsons[i]!);
+  return bytes;
+}
+
+/** Cuts a chunk file to `length` bytes, appending the seal line when asked, durably. */
+export async function cutFile(file: string, length: number, seal: boolean): Promise<void> {
+  const handle = await open(file, 'r+');
+  try {
+    await handle.truncate(length);
+    if (seal) await writeAll(handle, Buffer.from(SEAL_LINE), length);
+    await handle.datasync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** FileHandle.write may write less than asked; loop so a buffer is never half written. */
+export async function writeAll(
+  handle: FileHandle,
+  buffer: Buffer,
+  position?: number,
+): Promise<void> {
+  let written = 0;
+  while (written < buffer.length) {
+    const at = position === undefined ? null : position + written;
+    const { bytesWritten } = await handle.write(buffer, written, buffer.length - written, at);
+    written += bytesWritten;
+  }
+}
+
+/** Makes created, renamed or deleted directory entries durable (POSIX needs a directory fsync). */
+export async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Replaces `file` with `content` so a crash leaves either the old or the new text, never a mix. */
+export async function writeFileAtomically(file: string, content: string): Promise<void> {
+  const temporary = `${file}.tmp`;
+  const handle = await open(temporary, 'w');
+  try {
+    await writeAll(handle, Buffer.from(content));
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(temporary, file);
+  await syncDirectory(path.dirname(file));
+}

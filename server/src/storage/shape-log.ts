@@ -1,0 +1,402 @@
+import { mkdir, open, readFile, readdir, rm } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { compareLogOffsets, formatLogOffset } from '@sluice/protocol';
+import type { LogOffset } from '@sluice/protocol';
+import {
+  SEAL_BYTES,
+  SEAL_LINE,
+  chunkFileName,
+  firstIndexAfter,
+  formatEntryLine,
+  isValidOffset,
+  linesBytes,
+  scanChunk,
+  syncDirectory,
+  writeAll,
+} from './chunk-file.js';
+import type { ParsedChunk } from './chunk-file.js';
+import { ShapeLogCorruptError, firstChunkAfter, writeIndex } from './chunk-index.js';
+import type { ChunkDescriptor } from './chunk-index.js';
+import { recoverLog } from './recover-log.js';
+import { newTailChunk } from './tail-chunk.js';
+import type { TailChunk } from './tail-chunk.js';
+import { cutSealedChunks } from './truncate-log.js';
+import type { RecoveredLog } from './recover-log.js';
+
+export { ShapeLogCorruptError } from './chunk-index.js';
+
+export interface LogEntry {
+  offset: LogOffset;
+  /** One protocol message, already serialised; stored and served byte for byte. */
+  json: string;
+}
+
+export interface ReadResult {
+  /** JSON texts of the entries strictly after `after`, up to the end of one chunk. */
+  entries: string[];
+  /** Offset of the last returned entry, undefined when none was returned. */
+  lastOffset: LogOffset | undefined;
+  /** Nothing durable exists after the last returned entry (or after `after` if none). */
+  reachedEnd: boolean;
+}
+
+export interface ShapeLogOptions {
+  /** A chunk is sealed at the end of the append() that makes it reach this many bytes. */
+  chunkBytes: number;
+  /** Sealed chunks kept parsed in memory for catch-up readers (default 2). */
+  cachedChunks?: number;
+}
+
+function checkOptions(options: ShapeLogOptions): void {
+  if (!(options.chunkBytes > 0)) throw new RangeError('chunkBytes must be positive');
+  const cached = options.cachedChunks ?? 0;
+  if (!Number.isInteger(cached) || cached < 0) throw new RangeError('bad cachedChunks');
+}
+
+/**
+ * The durable, append-only, chunked log of one shape, in its own directory (PROTOCOL.md §3).
+ * Chunk boundaries are fixed when a chunk is sealed and never move, so a response (which never
+ * crosses a boundary) is the same whenever it is asked for. Sealed chunks are read from disk
+ * through a small cache; the open chunk is kept in memory for long-pollers at the tail.
+ * Writes, flushes, truncation and close run one at a time through an internal queue.
+ */
+export class ShapeLog {
+  readonly dir: string;
+  readonly #chunkBytes: number;
+  readonly #cacheLimit: number;
+  /** Sealed chunks whose seal line and index entry are durable. */
+  #sealed: ChunkDescriptor[];
+  /** Never empty: the last chunk is the open one that appends go to. */
+  #tail: TailChunk[];
+  #nextNumber: number;
+  #lastOffset: LogOffset | undefined;
+  #durableOffset: LogOffset | undefined;
+  #queue: Promise<unknown> = Promise.resolve();
+  #queuedFlush: Promise<void> | undefined;
+  readonly #cache = new Map<number, Promise<ParsedChunk>>();
+  #closing: Promise<void> | undefined;
+  /** truncateAfter() calls not finished: appends then would race with the cut. */
+  #truncations = 0;
+  /** Set when a write failed: memory and disk may disagree, so only reopening can go on. */
+  #failure: unknown;
+
+  private constructor(dir: string, options: ShapeLogOptions, recovered: RecoveredLog) {
+    this.dir = dir;
+    this.#chunkBytes = options.chunkBytes;
+    this.#cacheLimit = options.cachedChunks ?? 2;
+    this.#sealed = recovered.sealed;
+    this.#nextNumber = recovered.nextNumber;
+    const { active } = recovered;
+    const openChunk = active
+      ? { ...newTailChunk(active.number), ...active, durableCount: active.offsets.length }
+      : newTailChunk(this.#nextNumber++);
+    openChunk.onDisk = active !== undefined;
+    this.#tail = [openChunk];
+    this.#lastOffset = openChunk.offsets.at(-1) ?? this.#sealed.at(-1)?.last;
+    this.#durableOffset = this.#lastOffset;
+  }
+
+  /** Starts an empty log; `dir` must not exist or be empty. */
+  static async create(dir: string, options: ShapeLogOptions): Promise<ShapeLog> {
+    checkOptions(options);
+    await mkdir(dir, { recursive: true });
+    if ((await readdir(dir)).length > 0) throw new Error(`${dir} is not empty`);
+    await writeIndex(dir, []); // marks the directory as a shape log
+    await syncDirectory(path.dirname(dir));
+    return new ShapeLog(dir, options, { sealed: [], active: undefined, nextNumber: 1 });
+  }
+
+  /** Reopens a log after a restart or crash, repairing torn writes (see recoverLog). */
+  static async open(dir: string, options: ShapeLogOptions): Promise<ShapeLog> {
+    checkOptions(options);
+    return new ShapeLog(dir, options, await recoverLog(dir));
+  }
+
+  /** Last appended offset, durable or not. */
+  get lastOffset(): LogOffset | undefined {
+    return this.#lastOffset;
+  }
+
+  /** Last offset that a completed flush made durable and visible. */
+  get durableOffset(): LogOffset | undefined {
+    return this.#durableOffset;
+  }
+
+  /** What the chunk files hold, or will once appended entries are flushed. */
+  get sizeBytes(): number {
+    let total = 0;
+    for (const chunk of this.#sealed) total += chunk.bytes;
+    for (const chunk of this.#tail) total += chunk.entryBytes + (chunk.sealed ? SEAL_BYTES : 0);
+    return total;
+  }
+
+  /**
+   * Buffers one transaction's entries: they all land in the same chunk. Throws, changing
+   * nothing, unless every offset is strictly after the previous one.
+   */
+  append(entries: readonly LogEntry[], options?: { sealChunk?: boolean }): void {
+    this.#assertUsable();
+    if (this.#truncations > 0) throw new Error('append() during truncateAfter()');
+    let previous = this.#lastOffset;
+    let text = '';
+    for (const { offset, json } of entries) {
+      if (!isValidOffset(offset)) throw new RangeError(`invalid log offset ${String(offset.op)}`);
+      if (previous && compareLogOffsets(offset, previous) <= 0) {
+        const [at, last] = [formatLogOffset(offset), formatLogOffset(previous)];
+        throw new RangeError(`offset ${at} is not after ${last}`);
+      }
+      if (json.length === 0 || json.includes('\n')) {
+        throw new RangeError(`entry ${formatLogOffset(offset)}: JSON must be one non-empty line`);
+      }
+      text += formatEntryLine(offset, json);
+      previous = offset;
+    }
+    const chunk = this.#tail.at(-1)!;
+    if (entries.length > 0) {
+      for (const { offset, json } of entries) {
+        chunk.offsets.push(offset);
+        chunk.jsons.push(json);
+      }
+      chunk.pending.push(text);
+      chunk.entryBytes += Buffer.byteLength(text);
+      this.#lastOffset = previous;
+    }
+    if (chunk.offsets.length > 0 && (chunk.entryBytes >= this.#chunkBytes || options?.sealChunk)) {
+      chunk.sealed = true;
+      chunk.pending.push(SEAL_LINE);
+      this.#tail.push(newTailChunk(this.#nextNumber++));
+    }
+  }
+
+  /**
+   * Makes everything appended before the call durable and visible. Calls while a flush runs
+   * share one follow-up flush, so any number of waiters cost at most two rounds of syncs.
+   */
+  async flush(): Promise<void> {
+    this.#assertUsable();
+    await (this.#queuedFlush ??= this.#enqueue(async () => {
+      this.#queuedFlush = undefined; // from here on, new appends need another flush
+      await this.#writePending();
+    }));
+  }
+
+  /** The durable entries after `after`, up to the end of the chunk holding the first of them. */
+  async read(after: LogOffset | 'before-all'): Promise<ReadResult> {
+    this.#assertUsable();
+    const from = after === 'before-all' ? undefined : after;
+    const index = firstChunkAfter(this.#sealed, from);
+    const descriptor = this.#sealed[index];
+    if (descriptor) {
+      const chunk = await this.#loadSealed(descriptor);
+      const start = from ? firstIndexAfter(chunk.offsets, chunk.offsets.length, from) : 0;
+      return this.#result(chunk.jsons.slice(start), descriptor.last);
+    }
+    for (const chunk of this.#tail) {
+      const last = chunk.offsets[chunk.durableCount - 1];
+      if (last === undefined) break; // durability only grows from the front
+      if (from && compareLogOffsets(last, from) <= 0) continue;
+      const start = from ? firstIndexAfter(chunk.offsets, chunk.durableCount, from) : 0;
+      return this.#result(chunk.jsons.slice(start, chunk.durableCount), last);
+    }
+    return { entries: [], lastOffset: undefined, reachedEnd: true };
+  }
+
+  /**
+   * Drops every entry after `offset`, durable or not, for recovery. A sealed chunk that is cut
+   * stays sealed; later appends start a new chunk. Must not overlap read() calls.
+   */
+  async truncateAfter(offset: LogOffset | 'before-all'): Promise<void> {
+    this.#assertUsable();
+    this.#truncations++;
+    try {
+      await this.#enqueue(async () => {
+        await this.#writePending();
+        await this.#cut(offset === 'before-all' ? undefined : offset);
+      });
+    } catch (error) {
+      this.#failure ??= error; // a cut that stopped part way leaves memory and disk apart
+      throw error;
+    } finally {
+      this.#truncations--;
+    }
+  }
+
+  /** Flushes what was appended and releases the open file. Later calls are refused. */
+  close(): Promise<void> {
+    this.#closing ??= this.#enqueue(async () => {
+      try {
+        if (this.#failure === undefined) await this.#writePending();
+      } finally {
+        await this.#closeFiles();
+      }
+    });
+    return this.#closing;
+  }
+
+  /** Closes without flushing and deletes the whole directory. */
+  async destroy(): Promise<void> {
+    this.#closing ??= Promise.resolve();
+    await this.#enqueue(async () => {
+      await this.#closeFiles();
+      await rm(this.dir, { recursive: true, force: true });
+    });
+  }
+
+  #assertUsable(): void {
+    if (this.#closing) throw new Error(`shape log ${this.dir} is closed`);
+    if (this.#failure !== undefined) throw this.#failedError();
+  }
+
+  #failedError(): Error {
+    return new Error(`shape log ${this.dir} failed; reopen it`, { cause: this.#failure });
+  }
+
+  #enqueue<T>(operation: () => Promise<T>): Promise<T> {
+    const result = this.#queue.then(operation);
+    this.#queue = result.catch(() => undefined);
+    return result;
+  }
+
+  #result(entries: string[], last: LogOffset): ReadResult {
+    const durable = this.#durableOffset;
+    return {
+      entries,
+      lastOffset: last,
+      reachedEnd: durable === undefined || compareLogOffsets(durable, last) <= 0,
+    };
+  }
+
+  /**
+   * One write plus fdatasync per dirty chunk file, in chunk order (so a later chunk never has
+   * bytes on disk before an earlier one is complete), then the index if chunks were sealed,
+   * and only then the new state becomes visible to read().
+   */
+  async #writePending(): Promise<void> {
+    if (this.#failure !== undefined) throw this.#failedError();
+    const work = this.#tail
+      .filter((chunk) => chunk.pending.length > 0)
+      .map((chunk) => {
+        const buffer = Buffer.from(chunk.pending.join(''));
+        chunk.pending = [];
+        return { chunk, buffer, count: chunk.offsets.length, sealed: chunk.sealed };
+      });
+    if (work.length === 0) return;
+    try {
+      const newlySealed: ChunkDescriptor[] = [];
+      for (const { chunk, buffer, sealed } of work) {
+        chunk.handle ??= await this.#openChunkFile(chunk.number);
+        const handle = chunk.handle;
+        await writeAll(handle, buffer);
+        await handle.datasync();
+        if (!chunk.onDisk) {
+          await syncDirectory(this.dir);
+          chunk.onDisk = true;
+        }
+        if (sealed) {
+          chunk.handle = undefined;
+          await handle.close();
+          newlySealed.push({
+            number: chunk.number,
+            first: chunk.offsets[0]!,
+            last: chunk.offsets.at(-1)!,
+            count: chunk.offsets.length,
+            bytes: chunk.entryBytes + SEAL_BYTES,
+          });
+        }
+      }
+      if (newlySealed.length > 0) await writeIndex(this.dir, [...this.#sealed, ...newlySealed]);
+
+      for (const { chunk, count } of work) chunk.durableCount = count;
+      // Sealed chunks are at the front of the tail, in order: move them to the index, keeping
+      // their parsed entries cached since readers at the tail are about to ask for them.
+      for (const chunk of this.#tail.splice(0, newlySealed.length)) {
+        this.#remember(
+          chunk.number,
+          Promise.resolve({ offsets: chunk.offsets, jsons: chunk.jsons }),
+        );
+      }
+      this.#sealed.push(...newlySealed);
+      const lastWritten = work.at(-1)!;
+      this.#durableOffset = lastWritten.chunk.offsets[lastWritten.count - 1] ?? this.#durableOffset;
+    } catch (error) {
+      this.#failure = error;
+      throw error;
+    }
+  }
+
+  #loadSealed(descriptor: ChunkDescriptor): Promise<ParsedChunk> {
+    const cached = this.#cache.get(descriptor.number);
+    if (cached) {
+      this.#remember(descriptor.number, cached); // most recently used goes last
+      return cached;
+    }
+    const file = path.join(this.dir, chunkFileName(descriptor.number));
+    const loading = readFile(file).then((bytes) => {
+      const scan = scanChunk(bytes, undefined);
+      if (scan.corrupt || !scan.sealed || scan.offsets.length !== descriptor.count) {
+        throw new ShapeLogCorruptError(this.dir, `${chunkFileName(descriptor.number)} changed`);
+      }
+      return { offsets: scan.offsets, jsons: scan.jsons };
+    });
+    this.#remember(descriptor.number, loading);
+    loading.catch(() => {
+      if (this.#cache.get(descriptor.number) === loading) this.#cache.delete(descriptor.number);
+    });
+    return loading;
+  }
+
+  #remember(number: number, chunk: Promise<ParsedChunk>): void {
+    this.#cache.delete(number);
+    this.#cache.set(number, chunk);
+    for (const oldest of this.#cache.keys()) {
+      if (this.#cache.size <= this.#cacheLimit) break;
+      this.#cache.delete(oldest);
+    }
+  }
+
+  async #closeFiles(): Promise<void> {
+    for (const chunk of this.#tail) {
+      const { handle } = chunk;
+      chunk.handle = undefined;
+      await handle?.close();
+    }
+  }
+
+  /**
+   * Runs after #writePending, so the tail is just the open chunk and everything is on disk.
+   * Cutting into sealed chunks first unindexes them, then deletes files newest first, so a
+   * crash part way leaves a prefix of the log that recovery accepts.
+   */
+  async #cut(after: LogOffset | undefined): Promise<void> {
+    const openChunk = this.#tail.at(-1)!;
+    const index = firstChunkAfter(this.#sealed, after);
+    const cut = this.#sealed[index];
+    if (!cut) {
+      const kept = after ? firstIndexAfter(openChunk.offsets, openChunk.offsets.length, after) : 0;
+      if (kept === openChunk.offsets.length) return;
+      const bytes = linesBytes(openChunk, kept);
+      if (openChunk.onDisk) {
+        openChunk.handle ??= await this.#openChunkFile(openChunk.number);
+        await openChunk.handle.truncate(bytes);
+        await openChunk.handle.datasync();
+      }
+      openChunk.offsets.length = openChunk.jsons.length = openChunk.durableCount = kept;
+      openChunk.entryBytes = bytes;
+    } else {
+      const chunk = await this.#loadSealed(cut);
+      const kept = after ? firstIndexAfter(chunk.offsets, chunk.offsets.length, after) : 0;
+      await this.#closeFiles();
+      const laterFiles = [openChunk.number];
+      this.#sealed = await cutSealedChunks(this.dir, this.#sealed, index, chunk, kept, laterFiles);
+      this.#tail = [newTailChunk(this.#nextNumber++)];
+      this.#cache.clear();
+    }
+    const tailLast = this.#tail.at(-1)!.offsets.at(-1);
+    this.#lastOffset = this.#durableOffset = tailLast ?? this.#sealed.at(-1)?.last;
+  }
+
+  #openChunkFile(number: number): Promise<FileHandle> {
+    return open(path.join(this.dir, chunkFileName(number)), 'a');
+  }
+}
