@@ -73,7 +73,6 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
     slotName: config.slotName,
     publicationName: config.publicationName,
     storageDir,
-    statusIntervalMs: 10_000,
     retryMinMs: config.replicationRetryMinMs,
     retryMaxMs: config.replicationRetryMaxMs,
     registry,

@@ -63,14 +63,9 @@ export function registerShapeRoute(app: FastifyInstance, options: ShapeRouteOpti
     if (isValidationErrors(parsed)) return badRequest(reply, parsed);
     const gate = parsed.offset === 'before-all' ? initialGate : parsed.live ? liveGate : undefined;
     if (gate && !gate.tryEnter()) {
-      setCacheControl(reply, 'error', options);
-      return reply
-        .code(503)
-        .header(HEADERS.retryAfter, '1')
-        .send({
-          code: 'SLUICE_ERR_OVERLOADED',
-          message: `Too many concurrent ${gate === initialGate ? 'initial' : 'live'} requests (limit ${gate.limit}); retry shortly`,
-        });
+      const kind = gate === initialGate ? 'initial' : 'live';
+      const message = `Too many concurrent ${kind} requests (limit ${gate.limit}); retry shortly`;
+      return unavailable(reply, options, 'SLUICE_ERR_OVERLOADED', message);
     }
     try {
       return await handle(request, reply, parsed);
@@ -135,6 +130,44 @@ function mustRefetch(reply: FastifyReply, handle: string, ages: CacheAges): Fast
     .send('[{"headers":{"control":"must-refetch"}}]');
 }
 
+/** 503 with `retry-after`: the client backs off and comes back (PROTOCOL.md §5). */
+function unavailable(
+  reply: FastifyReply,
+  ages: CacheAges,
+  code: string,
+  message: string,
+): FastifyReply {
+  setCacheControl(reply, 'error', ages);
+  return reply.code(503).header(HEADERS.retryAfter, '1').send({ code, message });
+}
+
+type Wait = 'ready' | 'timed-out' | 'out-of-bounds' | 'deleted' | 'closing';
+
+/**
+ * Before reading at `offset`: an offset past the end of the log gets a moment for a flush to
+ * land, then is out of bounds; a live request with nothing new is held until a flush wakes it,
+ * the long-poll ends, the shape goes away or the server closes.
+ */
+async function waitForEntries(
+  shape: Shape,
+  offset: LogOffset,
+  live: boolean,
+  options: ShapeRouteOptions,
+): Promise<Wait> {
+  if (shape.hasEntriesAfter(offset)) return 'ready';
+  const end = shape.log.durableOffset;
+  if (end && compareLogOffsets(offset, end) > 0) {
+    await shape.waitForChange(OUT_OF_BOUNDS_GRACE_MS, options.closing);
+    const after = shape.log.durableOffset;
+    return after && compareLogOffsets(offset, after) <= 0 ? 'ready' : 'out-of-bounds';
+  }
+  if (!live) return 'ready';
+  await shape.waitForChange(options.longPollTimeoutMs, options.closing);
+  if (shape.deleted) return 'deleted';
+  if (options.closing.aborted) return 'closing';
+  return shape.hasEntriesAfter(offset) ? 'ready' : 'timed-out';
+}
+
 async function serve(
   request: FastifyRequest,
   reply: FastifyReply,
@@ -143,50 +176,33 @@ async function serve(
   options: ShapeRouteOptions,
 ): Promise<FastifyReply> {
   const { offset, live } = parsed;
-  const upToDate = () =>
-    JSON.stringify({
-      headers: { control: 'up-to-date', global_last_seen_lsn: options.lastSeenLsn().toString() },
-    });
-
-  let body: string[];
-  let responseOffset: LogOffset;
-  let reachedEnd: boolean;
+  let body: string[] = [];
+  let responseOffset: LogOffset = shape.log.durableOffset ?? { tx: 0n, op: 0 };
+  let reachedEnd = true;
   let timedOut = false;
 
-  if (offset === 'now') {
-    body = [];
-    responseOffset = shape.log.durableOffset ?? { tx: 0n, op: 0 };
-    reachedEnd = true;
-  } else {
-    if (offset !== 'before-all' && !shape.hasEntriesAfter(offset)) {
-      const end = shape.log.durableOffset;
-      if (end && compareLogOffsets(offset, end) > 0) {
-        // Perhaps a flush is under way: give it a moment before calling the offset invalid.
-        await shape.waitForChange(OUT_OF_BOUNDS_GRACE_MS, options.closing);
-        const after = shape.log.durableOffset;
-        if (!after || compareLogOffsets(offset, after) > 0) {
-          setCacheControl(reply, 'error', options);
-          return reply
-            .code(400)
-            .send({ message: 'Invalid request', errors: { offset: ['out of bounds'] } });
-        }
-      } else if (live) {
-        await shape.waitForChange(options.longPollTimeoutMs, options.closing);
-        if (shape.deleted)
-          return mustRefetch(
-            reply,
-            (await options.registry.getOrCreate(shape.metadata.definition)).handle,
-            options,
-          );
-        if (options.closing.aborted) {
-          setCacheControl(reply, 'error', options);
-          return reply
-            .code(503)
-            .header(HEADERS.retryAfter, '1')
-            .send({ code: 'SLUICE_ERR_SHUTTING_DOWN', message: 'The server is shutting down' });
-        }
-        timedOut = !shape.hasEntriesAfter(offset);
+  if (offset !== 'now') {
+    if (offset !== 'before-all') {
+      const wait = await waitForEntries(shape, offset, live, options);
+      if (wait === 'out-of-bounds') {
+        setCacheControl(reply, 'error', options);
+        return reply
+          .code(400)
+          .send({ message: 'Invalid request', errors: { offset: ['out of bounds'] } });
       }
+      if (wait === 'deleted') {
+        const current = await options.registry.getOrCreate(shape.metadata.definition);
+        return mustRefetch(reply, current.handle, options);
+      }
+      if (wait === 'closing') {
+        return unavailable(
+          reply,
+          options,
+          'SLUICE_ERR_SHUTTING_DOWN',
+          'The server is shutting down',
+        );
+      }
+      timedOut = wait === 'timed-out';
     }
     const read = await shape.log.read(offset);
     body = read.entries;
@@ -197,7 +213,10 @@ async function serve(
   const isInitial = offset === 'before-all';
   // The first chunk never says up-to-date: the client must come back for the rest (§3).
   const sendUpToDate = reachedEnd && !isInitial;
-  if (sendUpToDate) body.push(upToDate());
+  if (sendUpToDate) {
+    const lsn = options.lastSeenLsn().toString();
+    body.push(JSON.stringify({ headers: { control: 'up-to-date', global_last_seen_lsn: lsn } }));
+  }
 
   const offsetText = formatLogOffset(responseOffset);
   reply.header(HEADERS.handle, shape.handle).header(HEADERS.offset, offsetText);
@@ -209,7 +228,12 @@ async function serve(
     reply.header(HEADERS.schema, shape.metadata.schemaHeader);
     setCacheControl(reply, isInitial ? 'initial' : offset === 'now' ? 'live' : 'catch-up', options);
   }
-  const etag = `"${shape.handle}:${parsed.offsetText}:${offsetText}${timedOut ? `:${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}` : ''}"`;
+  // A long-poll that timed out answers the same offsets as the last one: a unique tag keeps
+  // caches from treating the two as the same response.
+  const unique = timedOut
+    ? `:${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`
+    : '';
+  const etag = `"${shape.handle}:${parsed.offsetText}:${offsetText}${unique}"`;
   reply.header(HEADERS.etag, etag);
   if (request.headers[HEADERS.ifNoneMatch] === etag) return reply.code(304).send();
   return reply

@@ -14,7 +14,6 @@ export interface ReplicationConsumerOptions {
   slotName: string;
   publicationName: string;
   storageDir: string;
-  statusIntervalMs: number;
   retryMinMs: number;
   retryMaxMs: number;
   registry: ShapeRegistry;
@@ -83,7 +82,6 @@ export class ReplicationConsumer {
           sessionOptions: this.#options.sessionOptions,
           slotName: this.#options.slotName,
           publicationName: this.#options.publicationName,
-          statusIntervalMs: this.#options.statusIntervalMs,
         },
         {
           onSetup: (setup) => this.#onSetup(setup),

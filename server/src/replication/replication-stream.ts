@@ -30,8 +30,6 @@ export interface ReplicationStreamOptions {
   sessionOptions: string;
   slotName: string;
   publicationName: string;
-  /** How often a standby status update is sent even when nothing changes. */
-  statusIntervalMs: number;
 }
 
 type QueueItem = Pgoutput.Message | { tag: 'keepalive'; lsn: bigint };
@@ -68,6 +66,7 @@ export class ReplicationStream {
   #closed = false;
   readonly #queue: QueueItem[] = [];
   #draining = false;
+  #statusIntervalMs = 10_000;
   readonly ended: Promise<Error | undefined>;
   readonly #started: Promise<void>;
 
@@ -99,7 +98,7 @@ export class ReplicationStream {
       onStart();
       this.#statusTimer = setInterval(
         () => this.acknowledge(this.#acknowledged),
-        options.statusIntervalMs,
+        this.#statusIntervalMs,
       );
     });
     this.ended = this.#service.subscribe(plugin, options.slotName, '0/0').then(
@@ -152,6 +151,14 @@ export class ReplicationStream {
     const system = await client.query<{ systemid: string; timeline: string }>('IDENTIFY_SYSTEM');
     const identity = system.rows[0];
     if (!identity) throw new ReplicationError('IDENTIFY_SYSTEM returned nothing', undefined);
+
+    // Status updates go out at least every third of wal_sender_timeout (at most every 15 s), so
+    // an idle but healthy stream is never cut by Postgres.
+    const timeout = await client.query<{ ms: string }>(
+      "SELECT setting::bigint * CASE unit WHEN 's' THEN 1000 ELSE 1 END AS ms FROM pg_settings WHERE name = 'wal_sender_timeout'",
+    );
+    const timeoutMs = Number(timeout.rows[0]?.ms ?? 60_000);
+    this.#statusIntervalMs = Math.min(15_000, timeoutMs > 0 ? Math.max(1_000, timeoutMs / 3) : 15_000);
 
     const walLevel = await client.query<{ wal_level: string }>('SHOW wal_level');
     if (walLevel.rows[0]?.wal_level !== 'logical') {
