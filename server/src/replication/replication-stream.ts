@@ -158,7 +158,10 @@ export class ReplicationStream {
       "SELECT setting::bigint * CASE unit WHEN 's' THEN 1000 ELSE 1 END AS ms FROM pg_settings WHERE name = 'wal_sender_timeout'",
     );
     const timeoutMs = Number(timeout.rows[0]?.ms ?? 60_000);
-    this.#statusIntervalMs = Math.min(15_000, timeoutMs > 0 ? Math.max(1_000, timeoutMs / 3) : 15_000);
+    this.#statusIntervalMs = Math.min(
+      15_000,
+      timeoutMs > 0 ? Math.max(1_000, timeoutMs / 3) : 15_000,
+    );
 
     const walLevel = await client.query<{ wal_level: string }>('SHOW wal_level');
     if (walLevel.rows[0]?.wal_level !== 'logical') {
