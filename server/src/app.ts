@@ -19,6 +19,9 @@ export { StatusMonitor } from './status/status-monitor.js';
 
 export type AppConfig = Config & { databaseUrl: string };
 
+/** How often shapes' tables are checked for being dropped or renamed. */
+const RELATION_SWEEP_MS = 5_000;
+
 /** Browsers hide response headers that are not listed; the client then fails (PROTOCOL.md §1). */
 const EXPOSED_HEADERS = [
   HEADERS.handle,
@@ -96,10 +99,17 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
   });
   app.decorate('status', status);
 
+  // Dropped and renamed tables send nothing through replication: look for them now and then.
+  let sweep: NodeJS.Timeout | undefined;
   app.addHook('onReady', async () => {
     await mkdir(storageDir, { recursive: true });
     await registry.load();
     consumer.start();
+    sweep = setInterval(() => {
+      registry
+        .verifyRelations()
+        .catch((error: unknown) => app.log.warn({ err: error }, 'checking tables failed'));
+    }, RELATION_SWEEP_MS);
   });
   // Long-polls end before the server waits for connections to drain (DESIGN.md invariant 7).
   app.addHook('preClose', (done) => {
@@ -107,6 +117,7 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
     done();
   });
   app.addHook('onClose', async () => {
+    clearInterval(sweep);
     await consumer.close();
     await registry.close();
     await pool.end();

@@ -88,7 +88,10 @@ export function registerShapeRoute(app: FastifyInstance, options: ShapeRouteOpti
         const current = await options.registry.getOrCreate(parsed.definition);
         return mustRefetch(reply, current.handle, options);
       }
-      shape = existing?.ready ? existing : await options.registry.getOrCreate(parsed.definition);
+      const fresh =
+        existing?.ready &&
+        (parsed.offset !== 'before-all' || (await options.registry.stillCurrent(existing)));
+      shape = fresh ? existing : await options.registry.getOrCreate(parsed.definition);
     } catch (error) {
       if (error instanceof ShapeCreationError)
         return badRequest(reply, { [error.field]: [error.message] });

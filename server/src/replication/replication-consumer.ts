@@ -104,7 +104,9 @@ export class ReplicationConsumer {
       await stream.close();
       this.#stream = undefined;
       // Whatever was received is made durable before a new stream replays from the slot.
-      await this.#flush();
+      await this.#flush().catch((failure: unknown) =>
+        this.#options.log.error({ err: failure }, 'writing shape logs failed'),
+      );
       if (this.#closed) return;
       if (Date.now() - startedAt > HEALTHY_AFTER_MS) attempt = 0;
       const delay = reconnectDelay(attempt++, this.#options.retryMinMs, this.#options.retryMaxMs);
@@ -161,13 +163,16 @@ export class ReplicationConsumer {
   async #onTransaction(transaction: Transaction): Promise<void> {
     if (transaction.endLsn <= this.#durable) return; // a replay of what is already durable
     const { registry } = this.#options;
+    // A truncated table's shapes start over whatever else the transaction did to it, so they
+    // go first: nothing is appended to a shape about to be deleted.
+    for (const change of transaction.changes) {
+      if (change.kind !== 'truncate') continue;
+      for (const relation of change.relations)
+        await registry.rotateRelation(relation.oid, 'table truncated');
+    }
     const perShape = new Map<Shape, { change: RowChange; position: number }[]>();
-    const truncated = new Set<number>();
     transaction.changes.forEach((change, position) => {
-      if (change.kind === 'truncate') {
-        for (const relation of change.relations) truncated.add(relation.oid);
-        return;
-      }
+      if (change.kind === 'truncate') return;
       for (const shape of registry.shapesOf(change.relation.oid) ?? []) {
         let list = perShape.get(shape);
         if (!list) perShape.set(shape, (list = []));
@@ -177,12 +182,22 @@ export class ReplicationConsumer {
     for (const [shape, changes] of perShape) {
       if (shape.applyTransaction(transaction, changes)) this.#dirty.add(shape);
     }
-    for (const oid of truncated) await registry.rotateRelation(oid, 'table truncated');
     this.#received = transaction.endLsn;
     this.#unflushed++;
-    const flushing = this.#flush();
     // Backpressure: the stream waits (and Postgres buffers) rather than memory growing.
-    if (this.#unflushed >= MAX_UNFLUSHED_TRANSACTIONS) await flushing;
+    if (this.#unflushed >= MAX_UNFLUSHED_TRANSACTIONS) await this.#flush();
+    else this.#flushInBackground();
+  }
+
+  /**
+   * A flush nobody awaits must still not fail silently: a log that cannot be written ends the
+   * stream, and the next one replays from the slot what was never acknowledged.
+   */
+  #flushInBackground(): void {
+    this.#flush().catch((error: unknown) => {
+      this.#options.log.error({ err: error }, 'writing shape logs failed; restarting replication');
+      void this.#stream?.close();
+    });
   }
 
   #onKeepalive(lsn: bigint): bigint {
@@ -211,7 +226,8 @@ export class ReplicationConsumer {
 
   async #flushUntilClean(): Promise<void> {
     while (this.#received > this.#durable || this.#dirty.size > 0) {
-      const shapes = [...this.#dirty];
+      // A shape deleted since it was written to (rotated, DELETEd) has no log to flush.
+      const shapes = [...this.#dirty].filter((shape) => !shape.deleted);
       const upTo = this.#received;
       this.#dirty.clear();
       this.#unflushed = 0;

@@ -129,11 +129,64 @@ export class ShapeRegistry {
     for (const shape of [...this.#byHandle.values()]) await this.delete(shape);
   }
 
-  /** True when replication describes the table differently from when its shapes were made. */
+  /**
+   * True when replication describes the table differently from when its shapes were made: other
+   * columns, or another name (renamed, or a new table took the old name).
+   */
   relationChanged(relation: RelationInfo): boolean {
     const shapes = this.#byRelation.get(relation.oid);
     const first = shapes?.values().next().value;
-    return first !== undefined && first.metadata.columnSignature !== replicationSignature(relation);
+    if (first === undefined) return false;
+    const { context, columnSignature } = first.metadata;
+    return (
+      columnSignature !== replicationSignature(relation) ||
+      context.schema !== relation.schema ||
+      context.table !== relation.name
+    );
+  }
+
+  /**
+   * The name a shape was made for must still mean the same table: a table dropped and created
+   * again, or renamed, has another oid (or name), and its shapes start over. Checked for every
+   * initial request, where serving the old table's rows would be a wrong answer.
+   */
+  async stillCurrent(shape: Shape): Promise<boolean> {
+    const { rows } = await this.#options.pool.query<{ oid: number | null }>(
+      'SELECT to_regclass($1)::oid AS oid',
+      [quoteTableIdentifier(shape.metadata.definition.table)],
+    );
+    if (Number(rows[0]?.oid ?? 0) === shape.metadata.relationOid) return true;
+    await this.rotateRelation(shape.metadata.relationOid, 'table dropped, recreated or renamed');
+    return false;
+  }
+
+  /**
+   * One catalog query for every shape's table: tables dropped or renamed since their shapes were
+   * made rotate them, so clients following them get a 409 rather than waiting on a table that
+   * is gone.
+   */
+  async verifyRelations(): Promise<void> {
+    const oids = [...this.#byRelation.keys()];
+    if (oids.length === 0) return;
+    const { rows } = await this.#options.pool.query<{
+      oid: number;
+      schema: string | null;
+      name: string | null;
+    }>(
+      `SELECT r.oid::int AS oid, n.nspname AS schema, c.relname AS name
+         FROM unnest($1::oid[]) AS r(oid)
+         LEFT JOIN pg_class c ON c.oid = r.oid
+         LEFT JOIN pg_namespace n ON n.oid = c.relnamespace`,
+      [oids],
+    );
+    for (const row of rows) {
+      const first = this.#byRelation.get(row.oid)?.values().next().value;
+      if (!first) continue;
+      const { schema, table } = first.metadata.context;
+      if (row.schema !== schema || row.name !== table) {
+        await this.rotateRelation(row.oid, row.name === null ? 'table dropped' : 'table renamed');
+      }
+    }
   }
 
   async close(): Promise<void> {
