@@ -88,6 +88,7 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
   registerShapeRoute(app, {
     registry,
     lastSeenLsn: () => consumer.lastSeenLsn(),
+    continuityChecked: (timeoutMs) => consumer.continuityChecked(timeoutMs),
     longPollTimeoutMs: config.longPollTimeoutMs,
     maxAgeS: config.cacheMaxAgeS,
     staleAgeS: config.cacheStaleAgeS,

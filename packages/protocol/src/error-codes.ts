@@ -23,6 +23,10 @@ export const ERROR_CODES = {
     status: 503,
     summary: 'Too many concurrent initial or live requests.',
   },
+  SLUICE_ERR_NOT_READY: {
+    status: 503,
+    summary: 'The server has not yet checked replication since it started.',
+  },
   SLUICE_ERR_SHUTTING_DOWN: {
     status: 503,
     summary: 'The server is shutting down.',

@@ -22,6 +22,8 @@ export interface ShapeRouteOptions extends CacheAges {
   registry: ShapeRegistry;
   /** Decimal LSN of the last replication position every shape has durably seen. */
   lastSeenLsn(): bigint;
+  /** False until replication has told whether stored shape logs continue the stream. */
+  continuityChecked(timeoutMs: number): Promise<boolean>;
   longPollTimeoutMs: number;
   /** Aborted when the server closes: held long-polls end at once (DESIGN.md invariant 7). */
   closing: AbortSignal;
@@ -32,6 +34,9 @@ export interface ShapeRouteOptions extends CacheAges {
 }
 
 type Query = Record<string, string | string[] | undefined>;
+
+/** How long a request waits at start for replication to tell whether stored logs are current. */
+const CONTINUITY_WAIT_MS = 5_000;
 
 /** How long a request for an offset past the log's end waits before it is a 400. */
 const OUT_OF_BOUNDS_GRACE_MS = 1_000;
@@ -68,6 +73,11 @@ export function registerShapeRoute(app: FastifyInstance, options: ShapeRouteOpti
       return unavailable(reply, options, 'SLUICE_ERR_OVERLOADED', message);
     }
     try {
+      if (!(await options.continuityChecked(CONTINUITY_WAIT_MS))) {
+        const message =
+          'Replication has not been checked yet, so stored shapes may be stale; retry shortly';
+        return unavailable(reply, options, 'SLUICE_ERR_NOT_READY', message);
+      }
       return await handle(request, reply, parsed);
     } finally {
       gate?.leave();

@@ -51,9 +51,25 @@ export class ReplicationConsumer {
   readonly #dirty = new Set<Shape>();
   #flushing: Promise<void> | undefined;
   #loop: Promise<void> | undefined;
+  #continuityChecked = false;
+  #markChecked: (checked: boolean) => void = () => undefined;
+  readonly #checked = new Promise<boolean>((resolve) => (this.#markChecked = resolve));
 
   constructor(options: ReplicationConsumerOptions) {
     this.#options = options;
+  }
+
+  /**
+   * Resolves once this process has checked the slot and the database once, i.e. knows whether
+   * the shape logs left by a previous run still continue the stream; false if `timeoutMs`
+   * passes first. Until then those logs must not be served as current.
+   */
+  async continuityChecked(timeoutMs: number): Promise<boolean> {
+    if (this.#continuityChecked) return true;
+    return Promise.race([
+      this.#checked,
+      new Promise<boolean>((resolve) => setTimeout(() => resolve(false), timeoutMs).unref()),
+    ]);
   }
 
   /** The replication position every shape has durably seen (`global_last_seen_lsn`). */
@@ -148,6 +164,8 @@ export class ReplicationConsumer {
         JSON.stringify({ systemId: setup.systemId, timeline: setup.timeline }),
       );
     }
+    this.#continuityChecked = true;
+    this.#markChecked(true);
   }
 
   async #onRelation(relation: RelationInfo): Promise<void> {
