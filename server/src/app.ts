@@ -115,6 +115,7 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
   // Long-polls end before the server waits for connections to drain (DESIGN.md invariant 7).
   app.addHook('preClose', (done) => {
     closing.abort();
+    registry.wakeAll();
     done();
   });
   app.addHook('onClose', async () => {

@@ -25,7 +25,7 @@ export interface ShapeRouteOptions extends CacheAges {
   /** False until replication has told whether stored shape logs continue the stream. */
   continuityChecked(timeoutMs: number): Promise<boolean>;
   longPollTimeoutMs: number;
-  /** Aborted when the server closes: held long-polls end at once (DESIGN.md invariant 7). */
+  /** Aborted when the server closes; held long-polls are then woken (DESIGN.md invariant 7). */
   closing: AbortSignal;
   secret: string | undefined;
   enableDelete: boolean;
@@ -170,12 +170,13 @@ async function waitForEntries(
   if (shape.hasEntriesAfter(offset)) return 'ready';
   const end = shape.log.durableOffset;
   if (end && compareLogOffsets(offset, end) > 0) {
-    await shape.waitForChange(OUT_OF_BOUNDS_GRACE_MS, options.closing);
+    await shape.waitForChange(OUT_OF_BOUNDS_GRACE_MS);
     const after = shape.log.durableOffset;
     return after && compareLogOffsets(offset, after) <= 0 ? 'ready' : 'out-of-bounds';
   }
   if (!live) return 'ready';
-  await shape.waitForChange(options.longPollTimeoutMs, options.closing);
+  if (options.closing.aborted) return 'closing';
+  await shape.waitForChange(options.longPollTimeoutMs);
   if (shape.deleted) return 'deleted';
   if (options.closing.aborted) return 'closing';
   return shape.hasEntriesAfter(offset) ? 'ready' : 'timed-out';

@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { RelationInfo, Row } from '../replication/transaction.js';
-import { transactionEntries, type MessageContext } from './change-messages.js';
+import {
+  snapshotMessageBuilder,
+  transactionEntries,
+  type MessageContext,
+} from './change-messages.js';
+import { buildRowKey } from './row-key.js';
 
 const relation: RelationInfo = {
   oid: 1,
@@ -111,4 +116,35 @@ test('replica=default updates carry the key and changed columns; full carries ol
     change,
   ]);
   assert.deepEqual((JSON.parse(full!.json) as { old_value: unknown }).old_value, { v: 'a' });
+});
+
+test('snapshot messages equal the JSON of the message object, for any text', () => {
+  const columns = ['id', 'na"me', 'üñï', 'v'];
+  const ctx: MessageContext = {
+    schema: 's/x',
+    table: 't.y',
+    columns,
+    keyColumns: ['id', 'v'],
+    replica: 'default',
+  };
+  const select = ['v', 'id', 'üñï', 'na"me', 'extra'];
+  const build = snapshotMessageBuilder(ctx, select);
+  const samples: (string | null)[][] = [
+    ['1', '2', 'a', 'b', 'x'],
+    [null, '7', '"quoted"\\back\nline\ttab', '😀 /slash//', null],
+    ['', 'a/b', '\u0000\u001f\u2028', '{"j": [1, null]}', 'z'],
+  ];
+  for (const values of samples) {
+    const row = Object.fromEntries(select.map((column, i) => [column, values[i] ?? null]));
+    const expected = JSON.stringify({
+      key: buildRowKey(
+        ctx.schema,
+        ctx.table,
+        ctx.keyColumns.map((c) => row[c] ?? null),
+      ),
+      value: Object.fromEntries(columns.map((c) => [c, row[c] ?? null])),
+      headers: { operation: 'insert', relation: [ctx.schema, ctx.table] },
+    });
+    assert.equal(build(values), expected);
+  }
 });

@@ -1,7 +1,7 @@
 import type { LogOffset } from '@sluice/protocol';
 import type { Change, Row } from '../replication/transaction.js';
 import type { LogEntry } from '../storage/shape-log.js';
-import { buildRowKey } from './row-key.js';
+import { buildRowKey, buildRowKeyWithPrefix, relationKeyPrefix } from './row-key.js';
 
 /** How one shape turns rows into wire messages (PROTOCOL.md §4). */
 export interface MessageContext {
@@ -28,13 +28,38 @@ function keyOf(context: MessageContext, row: Row): string {
   );
 }
 
-/** A snapshot row as an insert; snapshot messages carry only operation and relation. */
-export function snapshotMessage(context: MessageContext, row: Row): string {
-  return JSON.stringify({
-    key: keyOf(context, row),
-    value: project(row, context.columns),
-    headers: { operation: 'insert', relation: [context.schema, context.table] },
+/**
+ * Builds snapshot messages (inserts carrying only operation and relation) straight from COPY's
+ * values in `selectColumns` order. This is the hot path of initial syncs: the fixed parts of the
+ * JSON are made once per shape and only the values are serialised per row, with no row object.
+ */
+export function snapshotMessageBuilder(
+  context: MessageContext,
+  selectColumns: readonly string[],
+): (values: readonly (string | null)[]) => string {
+  const prefix = relationKeyPrefix(context.schema, context.table);
+  const keyIndexes = context.keyColumns.map((column) => selectColumns.indexOf(column));
+  const valueParts = context.columns.map((column, i) => ({
+    index: selectColumns.indexOf(column),
+    label: `${i === 0 ? '{' : ','}${JSON.stringify(column)}:`,
+  }));
+  const close = valueParts.length === 0 ? '{}' : '}';
+  const headers = JSON.stringify({
+    operation: 'insert',
+    relation: [context.schema, context.table],
   });
+  return (values) => {
+    const key = buildRowKeyWithPrefix(
+      prefix,
+      keyIndexes.map((index) => values[index] ?? null),
+    );
+    let text = `{"key":${JSON.stringify(key)},"value":`;
+    for (const { index, label } of valueParts) {
+      const value = values[index];
+      text += label + (value === null || value === undefined ? 'null' : JSON.stringify(value));
+    }
+    return `${text}${close},"headers":${headers}}`;
+  };
 }
 
 interface ChangeHeaders {

@@ -189,6 +189,11 @@ export class ShapeRegistry {
     }
   }
 
+  /** Ends every held long-poll at once (server shutdown). */
+  wakeAll(): void {
+    for (const shape of this.#byHandle.values()) shape.notify();
+  }
+
   async close(): Promise<void> {
     for (const shape of this.#byHandle.values()) {
       shape.notify();

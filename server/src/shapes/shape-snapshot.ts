@@ -1,8 +1,7 @@
 import { lsnToBigInt, SNAPSHOT_END } from '@sluice/protocol';
 import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
-import type { Row } from '../replication/transaction.js';
-import { snapshotMessage } from './change-messages.js';
+import { snapshotMessageBuilder } from './change-messages.js';
 import { parseCopyTextBatches } from './copy-text-parser.js';
 import type { Shape } from './shape.js';
 import type { SnapshotVisibility } from './snapshot-visibility.js';
@@ -33,18 +32,14 @@ export async function takeSnapshot(
     if (definition.log === 'full') {
       const sql = `COPY (SELECT ${selectColumns.map(quoteIdentifier).join(', ')} FROM ${quoteTableIdentifier(definition.table)}) TO STDOUT`;
       const stream = client.query(copyTo(sql));
+      const buildMessage = snapshotMessageBuilder(context, selectColumns);
       let index = 0;
       let sinceFlush = 0;
       for await (const batch of parseCopyTextBatches(stream)) {
         for (const values of batch) {
-          const row: Row = {};
-          for (let i = 0; i < selectColumns.length; i++)
-            row[selectColumns[i] ?? ''] = values[i] ?? null;
           // One row per append: the log closes a chunk at the end of an append that filled it,
           // so snapshot chunks stay within SLUICE_CHUNK_BYTES whatever size COPY's reads have.
-          shape.log.append([
-            { offset: { tx: 0n, op: index++ }, json: snapshotMessage(context, row) },
-          ]);
+          shape.log.append([{ offset: { tx: 0n, op: index++ }, json: buildMessage(values) }]);
         }
         sinceFlush += batch.length;
         if (sinceFlush >= FLUSH_EVERY_ROWS) {

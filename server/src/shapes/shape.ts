@@ -87,17 +87,19 @@ export class Shape {
     return appended;
   }
 
-  /** Resolves when new durable entries may exist, when `timeoutMs` passes, or on `signal`. */
-  waitForChange(timeoutMs: number, signal: AbortSignal): Promise<void> {
+  /**
+   * Resolves when new durable entries may exist, the shape is deleted, the server closes
+   * (`ShapeRegistry.wakeAll`) or `timeoutMs` passes. No per-waiter listener on a shared signal:
+   * with thousands of held long-polls that would cost O(n) per add and remove.
+   */
+  waitForChange(timeoutMs: number): Promise<void> {
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);
-        signal.removeEventListener('abort', done);
         this.#waiters.delete(done);
         resolve();
       };
       const timer = setTimeout(done, timeoutMs);
-      signal.addEventListener('abort', done);
       this.#waiters.add(done);
     });
   }

@@ -1,0 +1,100 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PATHS } from '@sluice/protocol';
+import type { TestDatabase } from '@sluice/harness';
+import { startServerProcess, type ServerProcess } from '../support/server-process.js';
+import { httpRequest, sleep } from './bench-support.js';
+
+/**
+ * A Sluice server for the bench: the real entry point (`server/src/main.ts`) in its own process,
+ * so the server has an event loop of its own, as in production, and the bench's clients (up to
+ * 1,000 long-polls) do not run on it. Stopping keeps the storage folder unless told otherwise,
+ * so the same shapes can be reopened by a later process.
+ */
+export interface BenchSluice {
+  baseUrl: string;
+  storageDir: string;
+  pid: number | undefined;
+  stop(): Promise<void>;
+}
+
+export interface BenchSluiceOptions {
+  /** Reuse the shape logs of an earlier process; a new temp folder otherwise. */
+  storageDir?: string;
+  /** Extra SLUICE_* variables (strings, as in the environment). */
+  env?: Record<string, string>;
+}
+
+const running = new Set<ServerProcess>();
+process.once('exit', () => {
+  // A bench that crashed must not leave servers behind.
+  for (const server of running) server.child.kill('SIGKILL');
+});
+
+export async function startBenchSluice(
+  db: TestDatabase,
+  options: BenchSluiceOptions = {},
+): Promise<BenchSluice> {
+  const storageDir = options.storageDir ?? (await mkdtemp(join(tmpdir(), 'sluice-bench-')));
+  const server = await startServerProcess({
+    DATABASE_URL: db.url,
+    SLUICE_HOST: '127.0.0.1',
+    SLUICE_PORT: '0',
+    SLUICE_DATA_DIR: storageDir,
+    SLUICE_STORAGE_DIR: storageDir,
+    SLUICE_SLOT_NAME: db.slotName,
+    SLUICE_PUBLICATION_NAME: db.publicationName,
+    SLUICE_LOG_LEVEL: process.env.BENCH_SLUICE_LOG_LEVEL ?? 'warn',
+    SLUICE_ENABLE_SHAPE_DELETE: 'true',
+    // For the server alone, e.g. '--import ./test/bench/cpu-profile.mjs' (see that file).
+    NODE_OPTIONS: process.env.BENCH_SERVER_NODE_OPTIONS,
+    ...options.env,
+  }).catch(async (error: unknown) => {
+    if (options.storageDir === undefined) await removeStorage(storageDir);
+    throw error;
+  });
+  running.add(server);
+  let stopped: Promise<void> | undefined;
+  return {
+    baseUrl: server.baseUrl,
+    storageDir,
+    pid: server.child.pid,
+    stop() {
+      stopped ??= (async () => {
+        const exit = server.stop('SIGTERM');
+        const timeout = sleep(30_000).then(() => 'timeout' as const);
+        if ((await Promise.race([exit, timeout])) === 'timeout') {
+          server.child.kill('SIGKILL');
+          await exit;
+        }
+        running.delete(server);
+        const errors = server
+          .stdout()
+          .split('\n')
+          .filter((line) => /"level":(50|60)/.test(line));
+        if (errors.length > 0) {
+          process.stdout.write(
+            `  (server logged ${errors.length} error(s); first: ${errors[0]})\n`,
+          );
+        }
+      })();
+      return stopped;
+    },
+  };
+}
+
+export async function removeStorage(storageDir: string): Promise<void> {
+  await rm(storageDir, { recursive: true, force: true });
+}
+
+/** Waits until `/v1/health` answers 200 (replication streaming). */
+export async function waitUntilHealthy(baseUrl: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const response = await httpRequest(`${baseUrl}${PATHS.health}`).catch(() => undefined);
+    if (response?.status === 200) return;
+    if (Date.now() > deadline) throw new Error(`Sluice not healthy after ${timeoutMs} ms`);
+    await sleep(20);
+  }
+}

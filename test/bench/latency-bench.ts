@@ -1,0 +1,212 @@
+import http from 'node:http';
+import pg from 'pg';
+import { HEADERS, PATHS } from '@sluice/protocol';
+import type { TestPostgres } from '@sluice/harness';
+import {
+  removeStorage,
+  startBenchSluice,
+  waitUntilHealthy,
+  type BenchSluice,
+} from './bench-sluice.js';
+import { createLongPoller, type LongPollerKind } from './long-pollers.js';
+import {
+  cpuMs,
+  expectStatus,
+  forEachConcurrently,
+  formatMs,
+  header,
+  httpRequest,
+  log,
+  median,
+  ownCpuMs,
+  percentile,
+  rssMb,
+  scaled,
+  sleep,
+  type BenchConfig,
+} from './bench-support.js';
+
+/**
+ * Measure 3: commit → client latency with N concurrent long-poll clients on one shape. Each
+ * event is one autocommit INSERT; its reference time is taken just before the INSERT is sent
+ * (performance.now() in this process, the same clock the clients stamp with when the last byte
+ * of their response arrives). Clients are raw `live=true` requests, each on its own keep-alive
+ * connection, re-polling as soon as a response arrives (see long-pollers.ts).
+ */
+export interface LatencyResult {
+  clients: number;
+  eventsPerRun: number;
+  /** Medians over runs of each run's percentile over all client × event samples. */
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  samplesPerRun: number;
+  serverRssMb: number | undefined;
+  /** Median over runs of the server's CPU time per commit (all clients served). */
+  serverCpuPerEventMs: number | undefined;
+  /** The same for this process (the clients). */
+  clientCpuPerEventMs: number;
+  /** Median round trip of the INSERT (included in every sample). */
+  insertRoundTripMs: number;
+  client: LongPollerKind;
+}
+
+const TABLE = 'bench_live';
+/** Events before each run's measured ones, not counted (JIT, connection warm-up). */
+const WARMUP_EVENTS = 3;
+/** A client that has not seen an event after this long is a failure, not a slow sample. */
+const EVENT_TIMEOUT_MS = 15_000;
+
+export async function benchLatency(
+  postgres: TestPostgres,
+  config: BenchConfig,
+): Promise<LatencyResult[]> {
+  const many = scaled(config, 1_000, 10);
+  const kind = (process.env.BENCH_LATENCY_CLIENT ?? 'raw') as LongPollerKind;
+  if (kind !== 'raw' && kind !== 'http') {
+    throw new Error(`BENCH_LATENCY_CLIENT must be raw or http, got "${String(kind)}"`);
+  }
+  const events = scaled(config, 30, 10);
+  log(`\n## 3. Commit → client latency, long-poll clients on one shape (${kind} HTTP clients)`);
+  const db = await postgres.createDatabase('bench_latency');
+  let sluice: BenchSluice | undefined;
+  try {
+    await db.query(
+      `CREATE TABLE ${TABLE} (id bigint PRIMARY KEY, ts timestamptz NOT NULL DEFAULT clock_timestamp(),
+                              note text NOT NULL DEFAULT 'latency probe')`,
+    );
+    sluice = await startBenchSluice(db, {
+      env: { SLUICE_MAX_CONCURRENT_LIVE: String(many + 1_000) },
+    });
+    await waitUntilHealthy(sluice.baseUrl);
+    const writer = new pg.Client({ connectionString: db.url });
+    await writer.connect();
+    try {
+      const results: LatencyResult[] = [];
+      let nextId = 1;
+      for (const clients of [many, 1]) {
+        const result = await measure(sluice, writer, clients, events, config.runs, nextId, kind);
+        nextId += (events + WARMUP_EVENTS) * config.runs;
+        results.push(result);
+      }
+      return results;
+    } finally {
+      await writer.end();
+    }
+  } finally {
+    await sluice?.stop();
+    if (sluice) await removeStorage(sluice.storageDir);
+    await db.drop();
+  }
+}
+
+async function measure(
+  sluice: BenchSluice,
+  writer: pg.Client,
+  clients: number,
+  events: number,
+  runs: number,
+  firstId: number,
+  kind: LongPollerKind,
+): Promise<LatencyResult> {
+  const base = `${sluice.baseUrl}${PATHS.shape}?table=${TABLE}`;
+  // Where the clients start: the end of the shape's log, reached as any client would.
+  let response = await httpRequest(`${base}&offset=-1`);
+  expectStatus(response, 200, 'initial request');
+  const handle = header(response, HEADERS.handle) ?? '';
+  while (header(response, HEADERS.upToDate) === undefined) {
+    response = await httpRequest(
+      `${base}&handle=${handle}&offset=${header(response, HEADERS.offset)}`,
+    );
+    expectStatus(response, 200, 'catch-up request');
+  }
+  const startOffset = header(response, HEADERS.offset) ?? '';
+
+  const agent = new http.Agent({ keepAlive: true, maxSockets: clients + 100 });
+  const pollers = Array.from({ length: clients }, () =>
+    createLongPoller(
+      kind,
+      sluice.baseUrl,
+      `${PATHS.shape}?table=${TABLE}&handle=${handle}`,
+      startOffset,
+      agent,
+    ),
+  );
+  try {
+    // Connected a few at a time (a burst of 1,000 SYNs can overflow the listen backlog).
+    await forEachConcurrently(pollers, 50, (poller) => poller.start());
+    await sleep(clients > 100 ? 2_000 : 300); // every request parked on the server
+
+    const p50: number[] = [];
+    const p99: number[] = [];
+    const max: number[] = [];
+    let samplesPerRun = 0;
+    let serverRssMb: number | undefined;
+    let id = firstId;
+    const serverCpu: number[] = [];
+    const clientCpu: number[] = [];
+    const insertRoundTrips: number[] = [];
+    for (let run = 1; run <= runs; run++) {
+      const latencies: number[] = [];
+      const serverBefore = await cpuMs(sluice.pid);
+      const clientBefore = ownCpuMs();
+      for (let event = 0; event < WARMUP_EVENTS + events; event++) {
+        const eventId = id++;
+        // The reference is taken just before the autocommit INSERT is sent: the commit happens
+        // within its round trip, so this errs against Sluice by at most that round trip, never
+        // for it (the writer's own callback can run after a client has already seen the row).
+        const committedAt = performance.now();
+        await writer.query(`INSERT INTO ${TABLE} (id) VALUES ($1)`, [eventId]);
+        if (event >= WARMUP_EVENTS) insertRoundTrips.push(performance.now() - committedAt);
+        const deadline = committedAt + EVENT_TIMEOUT_MS;
+        while (pollers.some((poller) => !poller.received.has(eventId))) {
+          for (const poller of pollers) if (poller.failure) throw poller.failure;
+          if (performance.now() > deadline) {
+            const missing = pollers.filter((poller) => !poller.received.has(eventId)).length;
+            throw new Error(`${missing} of ${clients} clients did not get event ${eventId}`);
+          }
+          await sleep(1);
+        }
+        if (event >= WARMUP_EVENTS) {
+          for (const poller of pollers) latencies.push(poller.received.get(eventId)! - committedAt);
+        }
+        if (run === 1 && event === WARMUP_EVENTS) serverRssMb = await rssMb(sluice.pid);
+        // Let every client's next long-poll reach the server before the next commit.
+        await sleep(clients > 100 ? 250 : 50);
+      }
+      const serverAfter = await cpuMs(sluice.pid);
+      const perEvent = (ms: number) => ms / (WARMUP_EVENTS + events);
+      clientCpu.push(perEvent(ownCpuMs() - clientBefore));
+      if (serverBefore !== undefined && serverAfter !== undefined) {
+        serverCpu.push(perEvent(serverAfter - serverBefore));
+      }
+      samplesPerRun = latencies.length;
+      p50.push(percentile(latencies, 50));
+      p99.push(percentile(latencies, 99));
+      max.push(Math.max(...latencies));
+      log(
+        `${clients} client${clients === 1 ? '' : 's'}, run ${run}/${runs}: ${events} commits, ` +
+          `${latencies.length} samples: p50 ${formatMs(p50.at(-1)!)}, p99 ${formatMs(p99.at(-1)!)}, ` +
+          `max ${formatMs(max.at(-1)!)}, min ${formatMs(Math.min(...latencies))}; CPU per commit: ` +
+          `server ${formatMs(serverCpu.at(-1) ?? NaN)}, clients ${formatMs(clientCpu.at(-1)!)}; ` +
+          `INSERT round trip ${formatMs(median(insertRoundTrips.slice(-events)))}`,
+      );
+    }
+    return {
+      clients,
+      eventsPerRun: events,
+      p50Ms: median(p50),
+      p99Ms: median(p99),
+      maxMs: median(max),
+      samplesPerRun,
+      serverRssMb,
+      serverCpuPerEventMs: serverCpu.length > 0 ? median(serverCpu) : undefined,
+      clientCpuPerEventMs: median(clientCpu),
+      insertRoundTripMs: median(insertRoundTrips),
+      client: kind,
+    };
+  } finally {
+    for (const poller of pollers) poller.stop();
+    agent.destroy();
+  }
+}

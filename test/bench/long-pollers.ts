@@ -1,0 +1,177 @@
+import type http from 'node:http';
+import net from 'node:net';
+import { HEADERS } from '@sluice/protocol';
+import { expectStatus, header, httpRequest } from './bench-support.js';
+
+/**
+ * One long-poll client: `live=true` requests in a loop on one keep-alive connection, each sent
+ * as soon as the previous response arrived, remembering when each row (by `value.id`) arrived.
+ */
+export interface LongPoller {
+  /** Row id → performance.now() when the response holding it had fully arrived. */
+  readonly received: Map<number, number>;
+  /** Set when the client failed (bad status, lost connection); the bench then stops. */
+  readonly failure: Error | undefined;
+  start(): Promise<void>;
+  stop(): void;
+}
+
+export type LongPollerKind = 'raw' | 'http';
+
+/**
+ * `raw` (default): a minimal HTTP/1.1 client on a `net.Socket`. It costs the bench process a
+ * fraction of what node:http does per response, which matters when 1,000 clients share two cores
+ * with the server and Postgres. `http`: node:http with a keep-alive agent, for comparison.
+ */
+export function createLongPoller(
+  kind: LongPollerKind,
+  baseUrl: string,
+  pathAndQuery: string,
+  offset: string,
+  agent: http.Agent,
+): LongPoller {
+  return kind === 'raw'
+    ? new RawLongPoller(new URL(baseUrl), pathAndQuery, offset)
+    : new HttpLongPoller(`${baseUrl}${pathAndQuery}`, offset, agent);
+}
+
+function recordRows(received: Map<number, number>, body: Buffer, at: number): void {
+  const messages = JSON.parse(body.toString()) as { value?: { id?: string } }[];
+  for (const message of messages) {
+    const id = message.value?.id;
+    if (id !== undefined) received.set(Number(id), at);
+  }
+}
+
+class HttpLongPoller implements LongPoller {
+  readonly received = new Map<number, number>();
+  failure: Error | undefined;
+  #stopped = false;
+  #offset: string;
+  #cursor: string | undefined;
+
+  constructor(
+    private readonly url: string,
+    offset: string,
+    private readonly agent: http.Agent,
+  ) {
+    this.#offset = offset;
+  }
+
+  start(): Promise<void> {
+    this.#loop().catch((error: unknown) => {
+      if (!this.#stopped) this.failure = error as Error;
+    });
+    return Promise.resolve();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+  }
+
+  async #loop(): Promise<void> {
+    while (!this.#stopped) {
+      const cursor = this.#cursor === undefined ? '' : `&cursor=${this.#cursor}`;
+      const response = await httpRequest(`${this.url}&offset=${this.#offset}&live=true${cursor}`, {
+        agent: this.agent,
+      });
+      if (this.#stopped) return;
+      expectStatus(response, 200, 'live request');
+      this.#offset = header(response, HEADERS.offset) ?? this.#offset;
+      this.#cursor = header(response, HEADERS.cursor) ?? this.#cursor;
+      recordRows(this.received, response.body, response.receivedAt);
+    }
+  }
+}
+
+const HEAD_END = Buffer.from('\r\n\r\n');
+
+class RawLongPoller implements LongPoller {
+  readonly received = new Map<number, number>();
+  failure: Error | undefined;
+  #stopped = false;
+  #offset: string;
+  #cursor: string | undefined;
+  #socket: net.Socket | undefined;
+  #buffer: Buffer = Buffer.alloc(0);
+  readonly #host: string;
+
+  constructor(
+    private readonly url: URL,
+    private readonly pathAndQuery: string,
+    offset: string,
+  ) {
+    this.#offset = offset;
+    this.#host = url.host;
+  }
+
+  start(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect({ host: this.url.hostname, port: Number(this.url.port) });
+      this.#socket = socket;
+      socket.setNoDelay(true);
+      socket.once('connect', () => {
+        this.#send();
+        resolve();
+      });
+      socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+      socket.on('error', (error) => {
+        this.#fail(error);
+        reject(error);
+      });
+      socket.on('close', () => this.#fail(new Error('the server closed a long-poll connection')));
+    });
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#socket?.destroy();
+  }
+
+  #fail(error: Error): void {
+    if (!this.#stopped) this.failure ??= error;
+  }
+
+  #send(): void {
+    const cursor = this.#cursor === undefined ? '' : `&cursor=${this.#cursor}`;
+    this.#socket?.write(
+      `GET ${this.pathAndQuery}&offset=${this.#offset}&live=true${cursor} HTTP/1.1\r\n` +
+        `Host: ${this.#host}\r\nConnection: keep-alive\r\n\r\n`,
+    );
+  }
+
+  #onData(chunk: Buffer): void {
+    const at = performance.now();
+    this.#buffer = this.#buffer.length === 0 ? chunk : Buffer.concat([this.#buffer, chunk]);
+    for (;;) {
+      const headEnd = this.#buffer.indexOf(HEAD_END);
+      if (headEnd === -1) return;
+      const head = this.#buffer.toString('latin1', 0, headEnd).split('\r\n');
+      const status = Number(head[0]?.split(' ')[1]);
+      const headers = new Map<string, string>();
+      for (const line of head.slice(1)) {
+        const colon = line.indexOf(':');
+        headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
+      }
+      const length = Number(headers.get('content-length'));
+      if (!Number.isInteger(length)) {
+        this.#fail(new Error('the raw client needs a content-length (got none)'));
+        this.stop();
+        return;
+      }
+      const end = headEnd + HEAD_END.length + length;
+      if (this.#buffer.length < end) return;
+      const body = this.#buffer.subarray(headEnd + HEAD_END.length, end);
+      this.#buffer = this.#buffer.subarray(end);
+      if (status !== 200) {
+        this.#fail(new Error(`live request: HTTP ${status}: ${body.toString('utf8', 0, 300)}`));
+        this.stop();
+        return;
+      }
+      this.#offset = headers.get(HEADERS.offset) ?? this.#offset;
+      this.#cursor = headers.get(HEADERS.cursor) ?? this.#cursor;
+      recordRows(this.received, body, at);
+      if (!this.#stopped) this.#send();
+    }
+  }
+}

@@ -1,0 +1,144 @@
+import type { ChangesResult } from './changes-bench.js';
+import type { LatencyResult } from './latency-bench.js';
+import type { SnapshotResult } from './snapshot-bench.js';
+import {
+  formatMs,
+  formatRate,
+  formatRatio,
+  type BenchConfig,
+  type MachineInfo,
+} from './bench-support.js';
+
+export interface BenchResults {
+  snapshot: SnapshotResult | undefined;
+  changes: ChangesResult | undefined;
+  latency: LatencyResult[] | undefined;
+}
+
+interface Row {
+  measure: string;
+  sluice: string;
+  baseline: string;
+  ratio: string;
+  target: string;
+  verdict: string;
+}
+
+const HEADINGS: Row = {
+  measure: 'measure',
+  sluice: 'Sluice (median)',
+  baseline: 'baseline, same run (median)',
+  ratio: 'ratio',
+  target: 'target (DESIGN.md)',
+  verdict: 'verdict',
+};
+
+function rows(results: BenchResults): { rows: Row[]; notes: string[] } {
+  const out: Row[] = [];
+  const notes: string[] = [];
+  const { snapshot, changes, latency } = results;
+  if (snapshot) {
+    out.push({
+      measure: `initial sync, ${snapshot.rows.toLocaleString('en')} rows`,
+      sluice: `${formatRate(snapshot.sluiceRowsPerS)} rows/s`,
+      baseline: `COPY … TO STDOUT ${formatRate(snapshot.copyRowsPerS)} rows/s`,
+      ratio: formatRatio(snapshot.ratio),
+      target: '≥ 0.25×',
+      verdict: snapshot.ratio >= 0.25 ? 'meets' : 'below',
+    });
+    notes.push(
+      `initial sync: ${formatMs(snapshot.sluiceMs)} in all, of which ${formatMs(snapshot.firstChunkMs)} before the first chunk ` +
+        `(the server writes the whole snapshot into the shape log before answering); ` +
+        `${snapshot.chunks} chunks, ${snapshot.sluiceMb.toFixed(0)} MB of JSON vs ${snapshot.copyMb.toFixed(0)} MB of COPY text; ` +
+        `server CPU ${formatMs(snapshot.serverCpuMs ?? NaN)} per sync; ` +
+        `COPY ${formatMs(snapshot.copyMs)}; table ${snapshot.tableMb.toFixed(0)} MB; server RSS after ${snapshot.serverRssMb ?? '?'} MB`,
+    );
+  }
+  if (changes) {
+    for (const phase of changes.phases) {
+      const baselineName =
+        phase.recvPerS !== undefined ? 'pg_recvlogical' : 'pg-logical-replication';
+      out.push({
+        measure: `changes/s into shape logs, ${phase.label}`,
+        sluice: `${formatRate(phase.sluicePerS)}/s`,
+        baseline: `${baselineName} ${formatRate(phase.recvPerS ?? phase.libraryPerS)}/s`,
+        ratio: formatRatio(phase.ratio),
+        target: '≥ 0.25×',
+        verdict: phase.ratio >= 0.25 ? 'meets' : 'below',
+      });
+      notes.push(
+        `changes ${phase.label}: ${phase.changes.toLocaleString('en')} inserts; Sluice caught up in ${formatMs(phase.sluiceMs)} ` +
+          `(server CPU ${formatMs(phase.serverCpuMs ?? NaN)}); ` +
+          `in-process pg-logical-replication consumer ${formatRate(phase.libraryPerS)}/s (Sluice ÷ it ${formatRatio(phase.ratioLibrary)}); ` +
+          `Postgres committed the workload at ${formatRate(phase.writePerS)}/s`,
+      );
+    }
+    notes.push(
+      `changes: baseline ${changes.baselineName}; ${changes.shapesCreated} shapes created in ${formatMs(changes.shapeSetupMs)}, ` +
+        `server RSS then ${changes.serverRssMb ?? '?'} MB; ${changes.verified}`,
+    );
+  }
+  for (const result of latency ?? []) {
+    const many = result.clients > 1;
+    out.push({
+      measure: `commit → client, ${result.clients.toLocaleString('en')} long-poll client${many ? 's' : ''}`,
+      sluice: `p50 ${formatMs(result.p50Ms)}, p99 ${formatMs(result.p99Ms)}`,
+      baseline: '—',
+      ratio: '—',
+      target: many ? 'p99 ≤ 50 ms (1,000 clients)' : '—',
+      // The target is stated for 1,000 clients; a scaled-down run does not test it.
+      verdict:
+        result.clients >= 1_000 ? (result.p99Ms <= 50 ? 'meets' : 'below') : many ? 'n/a' : '—',
+    });
+    notes.push(
+      `latency, ${result.clients} client(s): ${result.eventsPerRun} commits per run, ${result.samplesPerRun} samples per run, ` +
+        `median of per-run max ${formatMs(result.maxMs)}; CPU per commit: server ${formatMs(result.serverCpuPerEventMs ?? NaN)}, ` +
+        `clients (${result.client}) ${formatMs(result.clientCpuPerEventMs)}; INSERT round trip (included) ${formatMs(result.insertRoundTripMs)}; ` +
+        `server RSS while holding them ${result.serverRssMb ?? '?'} MB`,
+    );
+  }
+  return { rows: out, notes };
+}
+
+/** A fixed-width table for the terminal. */
+export function renderTable(results: BenchResults): string {
+  const { rows: body, notes } = rows(results);
+  const all = [HEADINGS, ...body];
+  const keys = Object.keys(HEADINGS) as (keyof Row)[];
+  const widths = keys.map((key) => Math.max(...all.map((row) => row[key].length)));
+  const line = (row: Row) => keys.map((key, i) => row[key].padEnd(widths[i]!)).join('  ');
+  const rule = widths.map((width) => '-'.repeat(width)).join('  ');
+  return [line(HEADINGS), rule, ...body.map(line), '', ...notes.map((note) => `- ${note}`)].join(
+    '\n',
+  );
+}
+
+export function describeMachine(machine: MachineInfo): string {
+  return (
+    `${machine.cpu}, ${machine.cores} cores, ${machine.memoryGb} GB RAM, ${machine.platform}, ` +
+    `Node ${machine.node}, PostgreSQL ${machine.postgres}`
+  );
+}
+
+/** The block to paste into docs/performance.md. */
+export function renderMarkdown(
+  results: BenchResults,
+  machine: MachineInfo,
+  config: BenchConfig,
+  date: Date,
+  revision: string,
+): string {
+  const { rows: body, notes } = rows(results);
+  const keys = Object.keys(HEADINGS) as (keyof Row)[];
+  const line = (row: Row) => `| ${keys.map((key) => row[key]).join(' | ')} |`;
+  return [
+    `Measured ${date.toISOString().slice(0, 10)} on ${describeMachine(machine)}; code ${revision}.`,
+    `Medians of ${config.runs} runs (BENCH_RUNS=${config.runs}, BENCH_SCALE=${config.scale}).`,
+    '',
+    line(HEADINGS),
+    `|${keys.map(() => '---').join('|')}|`,
+    ...body.map(line),
+    '',
+    ...notes.map((note) => `- ${note}`),
+  ].join('\n');
+}

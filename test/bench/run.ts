@@ -1,0 +1,94 @@
+// `npm run bench`: Sluice against baselines measured in the same run (DESIGN.md "Targets"); see
+// docs/performance.md. Not part of `npm test`; nothing here asserts a time. Environment:
+//   BENCH_RUNS=5                   runs per measure (the report shows medians)
+//   BENCH_SCALE=1                  data sizes (0.1 for a quick run)
+//   BENCH_ONLY=snapshot,changes,latency
+//   PG_RECVLOGICAL=/path           pg_recvlogical for the WAL baseline (else searched for)
+//   BENCH_LATENCY_CLIENT=raw|http  long-poll clients: minimal raw HTTP (default) or node:http
+//   BENCH_SLUICE_LOG_LEVEL=warn    the server's log level
+//   BENCH_SERVER_NODE_OPTIONS=…    NODE_OPTIONS for the server (see cpu-profile.mjs)
+import { execFileSync } from 'node:child_process';
+import { loadavg } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { startPostgres, type TestPostgres } from '@sluice/harness';
+import {
+  benchAgent,
+  formatMs,
+  log,
+  machineInfo,
+  readBenchConfig,
+  type BenchConfig,
+} from './bench-support.js';
+import { benchChanges } from './changes-bench.js';
+import { benchLatency } from './latency-bench.js';
+import { describeMachine, renderMarkdown, renderTable, type BenchResults } from './report.js';
+import { benchSnapshot } from './snapshot-bench.js';
+
+/** Postgres settings for the bench cluster, on top of the harness's throwaway defaults. */
+const POSTGRES_SETTINGS = {
+  shared_buffers: '256MB',
+  max_wal_size: '8GB',
+  checkpoint_timeout: '30min',
+};
+
+async function main(): Promise<void> {
+  const config = readBenchConfig(process.env);
+  const started = performance.now();
+  const date = new Date();
+  log('# Sluice benchmark');
+  let postgres: TestPostgres | undefined;
+  try {
+    postgres = await startPostgres({ name: 'bench', settings: POSTGRES_SETTINGS });
+    const machine = await machineInfo(postgres);
+    const revision = codeRevision();
+    log(`machine: ${describeMachine(machine)}`);
+    log(`code: ${revision}`);
+    log(
+      `runs per measure: ${config.runs} (median reported), scale: ${config.scale}, measures: ${[...config.only].join(', ')}`,
+    );
+    const loadBefore = loadavg()[0] ?? 0;
+    log(`load average (1 min) before: ${loadBefore.toFixed(2)}`);
+    if (loadBefore > 1) {
+      log('warning: the machine is busy; other processes will skew the figures');
+    }
+    const results = await runMeasures(postgres, config);
+    log(`\n## Summary (${formatMs(performance.now() - started)} in all)\n`);
+    log(renderTable(results));
+    log('\n## Markdown for docs/performance.md\n');
+    log(renderMarkdown(results, machine, config, date, revision));
+  } finally {
+    await postgres?.stop();
+    benchAgent.destroy();
+  }
+}
+
+async function runMeasures(postgres: TestPostgres, config: BenchConfig): Promise<BenchResults> {
+  // One measure at a time, each with its own database and its own Sluice process, stopped before
+  // the next starts: nothing else decodes WAL or holds a CPU while a measure runs.
+  return {
+    snapshot: config.only.has('snapshot') ? await benchSnapshot(postgres, config) : undefined,
+    changes: config.only.has('changes') ? await benchChanges(postgres, config) : undefined,
+    latency: config.only.has('latency') ? await benchLatency(postgres, config) : undefined,
+  };
+}
+
+/** `git describe --always --dirty` of the checkout, so figures can be tied to the code. */
+function codeRevision(): string {
+  try {
+    return execFileSync('git', ['describe', '--always', '--dirty'], {
+      cwd: fileURLToPath(new URL('../..', import.meta.url)),
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  },
+);
