@@ -181,6 +181,28 @@ describe('continuity: shapes rotate exactly when continuity breaks', () => {
     };
   }
 
+  /**
+   * The end of every single-table rotation: both followers equal Postgres, `items` refetched
+   * exactly once onto `handle`, and `other` kept its handle without a refetch.
+   */
+  async function onlyItemsRotated(
+    context: { db: TestDatabase; baseUrl: string },
+    followed: Pick<Awaited<ReturnType<typeof followBoth>>, 'items' | 'other' | 'otherAt'>,
+    handle: string,
+  ): Promise<void> {
+    const { db, baseUrl } = context;
+    const { items, other, otherAt } = followed;
+    await converged(db, items, 'items');
+    await converged(db, other, 'other');
+    await settle(db, [
+      [items, 'items'],
+      [other, 'other'],
+    ]);
+    assertRefetchedOnce(items, handle, 'items');
+    assertUntouched(other, otherAt.handle, 'other');
+    await notRotated(baseUrl, otherAt);
+  }
+
   test('TRUNCATE rotates the shapes of that table only', async () => {
     await withSluice(TABLES, async (context) => {
       const { db, baseUrl } = context;
@@ -190,15 +212,7 @@ describe('continuity: shapes rotate exactly when continuity breaks', () => {
       await db.query('INSERT INTO items SELECT g, g FROM generate_series(100, 110) g');
       await db.query('UPDATE items SET v = -1 WHERE id = 105; DELETE FROM items WHERE id = 106');
       await db.query('INSERT INTO other VALUES (7, 7)');
-      await converged(db, items, 'items');
-      await converged(db, other, 'other');
-      await settle(db, [
-        [items, 'items'],
-        [other, 'other'],
-      ]);
-      assertRefetchedOnce(items, handle, 'items');
-      assertUntouched(other, otherAt.handle, 'other');
-      await notRotated(baseUrl, otherAt);
+      await onlyItemsRotated(context, { items, other, otherAt }, handle);
     });
   });
 
@@ -214,15 +228,7 @@ describe('continuity: shapes rotate exactly when continuity breaks', () => {
         COMMIT`);
       const handle = await rotated(baseUrl, itemsAt);
       await db.query('INSERT INTO items VALUES (53, 53)');
-      await converged(db, items, 'items');
-      await converged(db, other, 'other');
-      await settle(db, [
-        [items, 'items'],
-        [other, 'other'],
-      ]);
-      assertRefetchedOnce(items, handle, 'items');
-      assertUntouched(other, otherAt.handle, 'other');
-      await notRotated(baseUrl, otherAt);
+      await onlyItemsRotated(context, { items, other, otherAt }, handle);
     });
   });
 

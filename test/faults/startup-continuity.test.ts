@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { startPostgres, type TestPostgres } from '@sluice/harness';
 import { startSluice, waitUntilActive } from '../support/sluice-server.js';
@@ -45,6 +47,37 @@ test('stored shapes wait for replication to be checked after a restart', async (
     assert.equal(live.headers.get('electric-handle'), handle);
     const body = (await live.json()) as { key?: string }[];
     assert.ok(body.some((m) => m.key === '"public"."items"/"2"'));
+  } finally {
+    await second.close();
+    await db.drop();
+  }
+});
+
+test('an unreadable stored log costs its clients a refetch, not the server', async () => {
+  const db = await pg.createDatabase();
+  await db.query('CREATE TABLE items (id int PRIMARY KEY, v int)');
+  await db.query('INSERT INTO items VALUES (1, 1)');
+  const first = await startSluice(db);
+  await waitUntilActive(first.baseUrl);
+  const initial = await fetch(`${first.baseUrl}/v1/shape?table=items&offset=-1`);
+  const handle = initial.headers.get('electric-handle') ?? '';
+  const offset = initial.headers.get('electric-offset') ?? '';
+  await first.close({ keepStorage: true });
+  // The snapshot's sealed chunk is listed in the index: without its file the log is corrupt.
+  await rm(join(first.storageDir, 'shapes', handle, 'chunk-000001.log'));
+
+  const second = await startSluice(db, { storageDir: first.storageDir });
+  try {
+    await waitUntilActive(second.baseUrl);
+    const stale = await fetch(
+      `${second.baseUrl}/v1/shape?table=items&handle=${handle}&offset=${offset}`,
+    );
+    assert.equal(stale.status, 409);
+    const fresh = await fetch(`${second.baseUrl}/v1/shape?table=items&offset=-1`);
+    assert.equal(fresh.status, 200);
+    assert.notEqual(fresh.headers.get('electric-handle'), handle);
+    const rows = ((await fresh.json()) as { key?: string }[]).filter((m) => m.key);
+    assert.equal(rows.length, 1);
   } finally {
     await second.close();
     await db.drop();

@@ -7,10 +7,6 @@ export class AdmissionGate {
   #active = 0;
   constructor(readonly limit: number) {}
 
-  get active(): number {
-    return this.#active;
-  }
-
   tryEnter(): boolean {
     if (this.#active >= this.limit) return false;
     this.#active++;

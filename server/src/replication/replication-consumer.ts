@@ -52,8 +52,8 @@ export class ReplicationConsumer {
   #flushing: Promise<void> | undefined;
   #loop: Promise<void> | undefined;
   #continuityChecked = false;
-  #markChecked: (checked: boolean) => void = () => undefined;
-  readonly #checked = new Promise<boolean>((resolve) => (this.#markChecked = resolve));
+  #markChecked: () => void = () => undefined;
+  readonly #checked = new Promise<true>((resolve) => (this.#markChecked = () => resolve(true)));
 
   constructor(options: ReplicationConsumerOptions) {
     this.#options = options;
@@ -86,7 +86,9 @@ export class ReplicationConsumer {
     this.#wake?.();
     await this.#stream?.close();
     await this.#loop;
-    await this.#flush();
+    await this.#flush().catch((error: unknown) =>
+      this.#options.log.error({ err: error }, 'writing shape logs failed while closing'),
+    );
   }
 
   async #run(): Promise<void> {
@@ -165,7 +167,7 @@ export class ReplicationConsumer {
       );
     }
     this.#continuityChecked = true;
-    this.#markChecked(true);
+    this.#markChecked();
   }
 
   async #onRelation(relation: RelationInfo): Promise<void> {
@@ -173,7 +175,7 @@ export class ReplicationConsumer {
     if (registry.relationChanged(relation)) {
       await registry.rotateRelation(
         relation.oid,
-        `columns of ${relation.schema}.${relation.name} changed`,
+        `${relation.schema}.${relation.name} changed columns or name`,
       );
     }
   }

@@ -124,19 +124,7 @@ export class CopyTextParser {
   }
 }
 
-/** Rows of a COPY TEXT stream (e.g. a pg-copy-streams `to()` stream), one at a time. */
-export async function* parseCopyText(
-  source: AsyncIterable<Uint8Array>,
-  options?: CopyTextParserOptions,
-): AsyncGenerator<CopyRow, void, undefined> {
-  const parser = new CopyTextParser(options);
-  for await (const chunk of source) {
-    for (const row of parser.push(chunk)) yield row;
-  }
-  parser.end();
-}
-
-/** As parseCopyText, but one non-empty array of rows per input chunk (fewer awaits). */
+/** Rows of a COPY TEXT stream (e.g. a pg-copy-streams `to()` stream), one non-empty batch per input chunk. */
 export async function* parseCopyTextBatches(
   source: AsyncIterable<Uint8Array>,
   options?: CopyTextParserOptions,

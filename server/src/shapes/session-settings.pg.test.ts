@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
 import { startPostgres, type TestDatabase, type TestPostgres } from '@sluice/harness';
-import { SESSION_SETTINGS, sessionOptionsString, sessionSettingsSql } from './session-settings.js';
+import { SESSION_SETTINGS, sessionOptionsString } from './session-settings.js';
 
 let postgres: TestPostgres;
 let db: TestDatabase;
@@ -52,20 +52,6 @@ test('a client connected with options: sessionOptionsString() sees every setting
       b: '\\x0102',
       d: '2024-02-01', // DMY: 01/02 is the 1st of February
     });
-  } finally {
-    await client.end();
-  }
-});
-
-test('sessionSettingsSql applies the same settings on an already open connection', async () => {
-  const client = new pg.Client({ connectionString: db.url });
-  await client.connect();
-  try {
-    await client.query(
-      "SET DateStyle = 'SQL, MDY'; SET TimeZone = 'America/New_York'; SET extra_float_digits = 3; SET IntervalStyle = 'postgres'; SET bytea_output = 'escape'",
-    );
-    await client.query(sessionSettingsSql());
-    assert.deepEqual(await showAll(client), { ...SESSION_SETTINGS });
   } finally {
     await client.end();
   }

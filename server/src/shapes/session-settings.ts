@@ -29,18 +29,6 @@ export function sessionOptionsString(
     .join(' ');
 }
 
-/**
- * The same settings as one `SET` statement list, for connections that were opened without the
- * startup option (for example a pooled connection handed out by someone else).
- */
-export function sessionSettingsSql(
-  settings: Readonly<Record<string, string>> = SESSION_SETTINGS,
-): string {
-  return Object.entries(settings)
-    .map(([name, value]) => `SET ${name} = '${value.replaceAll("'", "''")}'`)
-    .join('; ');
-}
-
 function escapeOption(text: string): string {
   return text.replace(/[\\\s]/g, (c) => `\\${c}`);
 }

@@ -31,7 +31,6 @@ export interface ShapeRegistryOptions {
   pool: pg.Pool;
   publicationName: string;
   log: FastifyBaseLogger;
-  /** Called when shapes become durable with new entries (to wake long-polls). */
 }
 
 const META_FILE = 'shape.json';
@@ -54,10 +53,6 @@ export class ShapeRegistry {
     this.#shapesDir = join(options.storageDir, 'shapes');
   }
 
-  get size(): number {
-    return this.#byHandle.size;
-  }
-
   /** Reopens the shapes of a previous run; ones whose snapshot never finished are dropped. */
   async load(): Promise<void> {
     await mkdir(this.#shapesDir, { recursive: true });
@@ -70,7 +65,17 @@ export class ShapeRegistry {
         await rm(dir, { recursive: true, force: true });
         continue;
       }
-      const log = await ShapeLog.open(dir, { chunkBytes: this.#options.chunkBytes });
+      // A log that cannot be recovered costs its clients one refetch, not the whole server.
+      const log = await ShapeLog.open(dir, { chunkBytes: this.#options.chunkBytes }).catch(
+        (error: unknown) => {
+          this.#options.log.error({ err: error, handle }, 'discarding an unreadable shape log');
+          return undefined;
+        },
+      );
+      if (!log) {
+        await rm(dir, { recursive: true, force: true });
+        continue;
+      }
       this.#add(new Shape(metadata, log));
     }
     this.#options.log.info({ shapes: this.#byHandle.size }, 'shapes loaded');
@@ -86,10 +91,6 @@ export class ShapeRegistry {
 
   shapesOf(relationOid: number): ReadonlySet<Shape> | undefined {
     return this.#byRelation.get(relationOid);
-  }
-
-  all(): IterableIterator<Shape> {
-    return this.#byHandle.values();
   }
 
   /** The shape for a definition, created (snapshot included) when there is none yet. */
