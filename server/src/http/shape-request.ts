@@ -94,9 +94,10 @@ export function parseShapeRequest(query: Query): ShapeRequest | ValidationErrors
   if (log !== 'full' && log !== 'changes_only') {
     fail(errors, PARAMS.log, `must be full or changes_only, got "${log}"`);
   }
-  if (query[PARAMS.where] !== undefined) {
-    // Serving the whole table for a filtered request would be a silently wrong answer.
-    fail(errors, PARAMS.where, 'where clauses are not supported by this server yet');
+  const where = single(query, PARAMS.where, errors);
+  const params = parseWhereParams(query, errors);
+  if (params !== undefined && where === undefined && !errors.where) {
+    fail(errors, PARAMS.params, 'given without a where clause');
   }
 
   if (
@@ -113,6 +114,7 @@ export function parseShapeRequest(query: Query): ShapeRequest | ValidationErrors
       columns,
       replica: replica as ShapeDefinition['replica'],
       log: log as ShapeDefinition['log'],
+      ...(where === undefined ? {} : { where, params: params ?? [] }),
     },
     offset,
     offsetText,
@@ -120,6 +122,42 @@ export function parseShapeRequest(query: Query): ShapeRequest | ValidationErrors
     live,
     cursor: single(query, PARAMS.cursor, errors) || undefined,
   };
+}
+
+const PARAM_KEY = /^params\[(.*)\]$/;
+
+/**
+ * `params[1]=…&params[2]=…` as a list: keys are integers from 1 without gaps, each given once
+ * (PROTOCOL.md §2). Undefined when there are none.
+ */
+function parseWhereParams(query: Query, errors: ValidationErrors): string[] | undefined {
+  const values = new Map<number, string>();
+  for (const [key, value] of Object.entries(query)) {
+    const match = PARAM_KEY.exec(key);
+    if (!match) continue;
+    const index = /^[1-9][0-9]{0,5}$/.test(match[1]!) ? Number(match[1]) : undefined;
+    if (index === undefined) {
+      fail(errors, PARAMS.params, `${key}: keys must be integers counting from 1`);
+    } else if (typeof value !== 'string') {
+      fail(errors, PARAMS.params, `${key} must be given once`);
+    } else {
+      values.set(index, value);
+    }
+  }
+  if (values.size === 0) return undefined;
+  const list: string[] = [];
+  for (let i = 1; i <= values.size; i++) {
+    const value = values.get(i);
+    if (value === undefined) {
+      return fail(
+        errors,
+        PARAMS.params,
+        `must be numbered from 1 without gaps: params[${i}] is missing`,
+      );
+    }
+    list.push(value);
+  }
+  return list;
 }
 
 export function isValidationErrors(

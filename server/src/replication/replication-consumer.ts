@@ -193,7 +193,7 @@ export class ReplicationConsumer {
     const perShape = new Map<Shape, { change: RowChange; position: number }[]>();
     transaction.changes.forEach((change, position) => {
       if (change.kind === 'truncate') return;
-      for (const shape of registry.shapesOf(change.relation.oid) ?? []) {
+      for (const shape of registry.candidates(change)) {
         let list = perShape.get(shape);
         if (!list) perShape.set(shape, (list = []));
         list.push({ change, position });

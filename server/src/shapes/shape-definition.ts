@@ -5,10 +5,15 @@ export interface ShapeDefinition {
   columns: string[] | undefined;
   replica: 'default' | 'full';
   log: 'full' | 'changes_only';
+  /** The where clause as sent, and its `params[n]` values in order (PROTOCOL.md §2). */
+  where?: string;
+  params?: string[];
 }
 
 /** A stable string naming the definition, used to find an existing shape. */
 export function definitionKey(definition: ShapeDefinition): string {
-  const { table, columns, replica, log } = definition;
-  return JSON.stringify([table.schema, table.name, columns ?? null, replica, log]);
+  const { table, columns, replica, log, where, params } = definition;
+  // Shapes stored before where clauses existed have neither field: their keys stay the same.
+  const filter = where === undefined ? [] : [where, params ?? []];
+  return JSON.stringify([table.schema, table.name, columns ?? null, replica, log, ...filter]);
 }

@@ -7,8 +7,11 @@ import type { RelationInfo } from '../replication/transaction.js';
 import { writeFileAtomically } from '../storage/chunk-file.js';
 import { ShapeLog } from '../storage/shape-log.js';
 import { definitionKey, type ShapeDefinition } from './shape-definition.js';
+import { compileShapeFilter } from '../where/shape-filter.js';
+import { WhereClauseError } from '../where/where-clause-error.js';
+import { ShapeRouter } from './shape-router.js';
 import { takeSnapshot } from './shape-snapshot.js';
-import { Shape, type ShapeMetadata } from './shape.js';
+import { Shape, type RowChange, type ShapeMetadata } from './shape.js';
 import { quoteIdentifier, quoteTableIdentifier } from './table-identifier.js';
 import { rowKeyColumns } from './row-key.js';
 import { buildSchemaHeader, loadTableSchema, type TableSchema } from './table-schema.js';
@@ -44,6 +47,7 @@ export class ShapeRegistry {
   readonly #byHandle = new Map<string, Shape>();
   readonly #byKey = new Map<string, Shape>();
   readonly #byRelation = new Map<number, Set<Shape>>();
+  readonly #router = new ShapeRouter();
   readonly #creating = new Map<string, Promise<Shape>>();
   readonly #options: ShapeRegistryOptions;
   readonly #shapesDir: string;
@@ -89,8 +93,9 @@ export class ShapeRegistry {
     return this.#byKey.get(definitionKey(definition));
   }
 
-  shapesOf(relationOid: number): ReadonlySet<Shape> | undefined {
-    return this.#byRelation.get(relationOid);
+  /** The shapes a change may concern (each still applies its own where clause). */
+  candidates(change: RowChange): Iterable<Shape> {
+    return this.#router.candidates(change);
   }
 
   /** The shape for a definition, created (snapshot included) when there is none yet. */
@@ -111,6 +116,7 @@ export class ShapeRegistry {
     this.#byHandle.delete(shape.handle);
     this.#byKey.delete(definitionKey(shape.metadata.definition));
     this.#byRelation.get(shape.metadata.relationOid)?.delete(shape);
+    this.#router.remove(shape);
     shape.markDeleted();
     await shape.log.destroy();
   }
@@ -217,6 +223,7 @@ export class ShapeRegistry {
       const published = schema.columns.filter((column) => !column.generated);
       const columns = selectColumns(schema, definition.columns);
       const keyColumns = rowKeyColumns({ primaryKey: schema.primaryKey, columns: published });
+      const filter = await compileFilter(client, schema, definition);
       await ensurePublished(client, schema, publicationName);
 
       const handle = `${createHash('sha256').update(definitionKey(definition)).digest('hex').slice(0, 8)}-${Date.now()}${randomBytes(2).toString('hex')}`;
@@ -236,6 +243,7 @@ export class ShapeRegistry {
         columnSignature: catalogSignature(schema),
         snapshot: undefined,
         snapshotComplete: false,
+        filter,
       };
       shape = new Shape(metadata, await ShapeLog.create(dir, { chunkBytes }));
       await writeFileAtomically(join(dir, META_FILE), JSON.stringify(metadata));
@@ -266,6 +274,7 @@ export class ShapeRegistry {
     let set = this.#byRelation.get(shape.metadata.relationOid);
     if (!set) this.#byRelation.set(shape.metadata.relationOid, (set = new Set()));
     set.add(shape);
+    this.#router.add(shape);
   }
 }
 
@@ -294,6 +303,21 @@ function selectColumns(schema: TableSchema, requested: string[] | undefined): st
     }
   }
   return published.filter((name) => requested.includes(name));
+}
+
+/** The shape's typed where clause; its problems are 400s under `where` or `params`. */
+async function compileFilter(
+  client: pg.PoolClient,
+  schema: TableSchema,
+  definition: ShapeDefinition,
+): Promise<ShapeMetadata['filter']> {
+  if (definition.where === undefined) return undefined;
+  try {
+    return await compileShapeFilter(client, schema, definition.where, definition.params ?? []);
+  } catch (error) {
+    if (error instanceof WhereClauseError) throw new ShapeCreationError(error.field, error.message);
+    throw error;
+  }
 }
 
 /** Tables in shapes are in the publication with REPLICA IDENTITY FULL (old rows on update/delete). */

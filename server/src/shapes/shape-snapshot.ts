@@ -1,6 +1,8 @@
 import { lsnToBigInt, SNAPSHOT_END } from '@sluice/protocol';
 import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
+import { filterSql, paramSettingName } from '../where/filter-sql.js';
+import { childNodes, type FilterNode, type FilterSpec } from '../where/filter-spec.js';
 import { snapshotMessageBuilder } from './change-messages.js';
 import { parseCopyTextBatches } from './copy-text-parser.js';
 import type { Shape } from './shape.js';
@@ -30,7 +32,9 @@ export async function takeSnapshot(
     );
     const visibility = parseVisibility(rows[0]?.snapshot ?? '', rows[0]?.lsn ?? '');
     if (definition.log === 'full') {
-      const sql = `COPY (SELECT ${selectColumns.map(quoteIdentifier).join(', ')} FROM ${quoteTableIdentifier(definition.table)}) TO STDOUT`;
+      const { filter } = shape.metadata;
+      const where = filter ? ` WHERE ${await bindFilter(client, filter)}` : '';
+      const sql = `COPY (SELECT ${selectColumns.map(quoteIdentifier).join(', ')} FROM ${quoteTableIdentifier(definition.table)}${where}) TO STDOUT`;
       const stream = client.query(copyTo(sql));
       const buildMessage = snapshotMessageBuilder(context, selectColumns);
       let index = 0;
@@ -71,6 +75,23 @@ export async function takeSnapshot(
     await client.query('ROLLBACK').catch(() => undefined);
     throw error;
   }
+}
+
+/**
+ * The where clause as SQL, its `$n` values set (with bound parameters) in transaction-local
+ * settings that the SQL reads: COPY cannot take bind parameters itself.
+ */
+async function bindFilter(client: pg.PoolClient, filter: FilterSpec): Promise<string> {
+  const params = new Map<number, string>();
+  const collect = (node: FilterNode): void => {
+    if (node.op === 'param') params.set(node.index, node.value);
+    childNodes(node).forEach(collect);
+  };
+  collect(filter.root);
+  for (const [index, value] of params) {
+    await client.query('SELECT set_config($1, $2, true)', [paramSettingName(index), value]);
+  }
+  return filterSql(filter.root);
 }
 
 /** `xmin:xmax:xip1,xip2` plus the WAL position read right after it. */

@@ -1,6 +1,8 @@
 import { compareLogOffsets, formatLogOffset, type LogOffset } from '@sluice/protocol';
-import type { Change, Transaction } from '../replication/transaction.js';
+import type { Change, Row, Transaction } from '../replication/transaction.js';
 import type { ShapeLog } from '../storage/shape-log.js';
+import { compileFilter } from '../where/filter-evaluator.js';
+import type { FilterSpec } from '../where/filter-spec.js';
 import { transactionEntries, type MessageContext } from './change-messages.js';
 import type { ShapeDefinition } from './shape-definition.js';
 import { visibleInSnapshot, type SnapshotVisibility } from './snapshot-visibility.js';
@@ -19,15 +21,20 @@ export interface ShapeMetadata {
   columnSignature: string;
   snapshot: SnapshotVisibility | undefined;
   snapshotComplete: boolean;
+  /** The typed where clause, when the shape has one. */
+  filter?: FilterSpec;
 }
+
+type PositionedChange = { change: RowChange; position: number };
 
 /**
  * One shape: its durable log plus what is needed to append to it. Changes that arrive while the
  * initial snapshot runs wait in `pending` and are filtered against the snapshot once it is done.
  */
 export class Shape {
-  #pending: { transaction: Transaction; changes: { change: RowChange; position: number }[] }[] = [];
+  #pending: { transaction: Transaction; changes: PositionedChange[] }[] = [];
   #lastLsn: bigint;
+  readonly #matches: ((row: Row) => boolean) | undefined;
   readonly #waiters = new Set<() => void>();
   #deleted = false;
 
@@ -37,6 +44,7 @@ export class Shape {
   ) {
     const last = log.lastOffset;
     this.#lastLsn = last && last.tx > 0n ? last.tx : 0n;
+    this.#matches = metadata.filter && compileFilter(metadata.filter.root);
   }
 
   get handle(): string {
@@ -56,10 +64,9 @@ export class Shape {
    * Replays at or below what the log holds, and transactions the snapshot already contains, are
    * dropped. Returns whether anything was appended.
    */
-  applyTransaction(
-    transaction: Transaction,
-    changes: { change: RowChange; position: number }[],
-  ): boolean {
+  applyTransaction(transaction: Transaction, all: PositionedChange[]): boolean {
+    const changes = this.#matches ? filterChanges(this.#matches, all) : all;
+    if (changes.length === 0) return false;
     if (!this.ready) {
       this.#pending.push({ transaction, changes });
       return false;
@@ -125,4 +132,41 @@ export class Shape {
     const last = this.log.durableOffset;
     return `${table.schema}.${table.name} ${this.handle} at ${last ? formatLogOffset(last) : 'empty'}`;
   }
+}
+
+/**
+ * This shape's view of a transaction's changes under its where clause: a row updated into the
+ * shape arrives as an insert (of the whole row), one updated out of it as a delete.
+ */
+function filterChanges(
+  matches: (row: Row) => boolean,
+  changes: PositionedChange[],
+): PositionedChange[] {
+  const kept: PositionedChange[] = [];
+  for (const { change, position } of changes) {
+    switch (change.kind) {
+      case 'insert':
+        if (matches(change.newRow)) kept.push({ change, position });
+        break;
+      case 'delete':
+        if (matches(change.oldRow)) kept.push({ change, position });
+        break;
+      case 'update': {
+        const oldRow = change.oldRow ?? change.newRow;
+        const wasIn = matches(oldRow);
+        const isIn = matches(change.newRow);
+        if (wasIn && isIn) kept.push({ change, position });
+        else if (wasIn)
+          kept.push({ change: { kind: 'delete', relation: change.relation, oldRow }, position });
+        else if (isIn) {
+          kept.push({
+            change: { kind: 'insert', relation: change.relation, newRow: change.newRow },
+            position,
+          });
+        }
+        break;
+      }
+    }
+  }
+  return kept;
 }

@@ -1,0 +1,106 @@
+import type pg from 'pg';
+import type { TableSchema } from '../shapes/table-schema.js';
+import { compileNode } from './filter-evaluator.js';
+import { childNodes, type FilterNode, type FilterSpec } from './filter-spec.js';
+import { sqlTypeName } from './pg-type.js';
+import { isEvaluationError } from './pg-values.js';
+import { WhereClauseError } from './where-clause-error.js';
+import { loadWhereTable } from './where-columns.js';
+import { compileWhere, type PendingConstant } from './where-compiler.js';
+import { parseWhereClause } from './where-parser.js';
+
+/**
+ * Validates a shape's where clause and params against its table and returns the typed clause
+ * that filters its snapshot and its changes. Every problem is a WhereClauseError naming the
+ * parameter at fault, raised before any shape exists. Postgres is asked only to read the
+ * constants (`'2024-01-01'::date`), with bound parameters: the clause itself is never sent.
+ */
+export async function compileShapeFilter(
+  client: pg.ClientBase,
+  schema: TableSchema,
+  where: string,
+  params: readonly string[],
+): Promise<FilterSpec> {
+  const tree = await parseWhereClause(where);
+  const table = await loadWhereTable(client, schema);
+  const { root, constants, usedParams } = compileWhere(tree, table, params);
+  const unused = params.map((_, i) => i + 1).filter((index) => !usedParams.has(index));
+  if (unused.length > 0) {
+    throw new WhereClauseError(
+      'params',
+      `${unused.map((i) => `params[${i}]`).join(', ')} ${unused.length === 1 ? 'is' : 'are'} not used by the where clause`,
+    );
+  }
+  await canonicalizeConstants(client, constants);
+  checkConstantParts(root);
+  return { source: where, root };
+}
+
+const RAW_TEXT = { getTypeParser: () => (value: string) => value };
+
+/**
+ * Has Postgres read every constant as its type and stores Postgres' own text output of it, so
+ * the evaluator only ever reads canonical output ('1e3'::int8 is an error, ' 5 '::int4 is 5,
+ * 'tomorrow'::date a date) and the input rules are Postgres' own.
+ */
+async function canonicalizeConstants(
+  client: pg.ClientBase,
+  constants: PendingConstant[],
+): Promise<void> {
+  if (constants.length === 0) return;
+  const select = (list: PendingConstant[]) =>
+    client.query<unknown[]>({
+      text: `SELECT ${list.map((c, i) => `$${i + 1}::${sqlTypeName(c.node.type)}`).join(', ')}`,
+      values: list.map((c) => c.text),
+      rowMode: 'array',
+      types: RAW_TEXT,
+    });
+  let row: unknown[] | undefined;
+  try {
+    row = (await select(constants)).rows[0];
+  } catch (error) {
+    if (!isDataError(error)) throw error;
+    // One of them is malformed: ask one at a time to name it.
+    for (const constant of constants) {
+      await select([constant]).catch((cause: unknown) => {
+        if (!isDataError(cause)) throw cause;
+        const { node } = constant;
+        const message = (cause as Error).message;
+        throw node.op === 'param'
+          ? new WhereClauseError('params', `params[${node.index}]: ${message}`)
+          : new WhereClauseError('where', message);
+      });
+    }
+    throw error;
+  }
+  constants.forEach((constant, i) => {
+    constant.node.value = row?.[i] as string;
+  });
+}
+
+/** Invalid text, out of range, bad encoding: SQLSTATE class 22 (data exception). */
+function isDataError(error: unknown): boolean {
+  const code = (error as { code?: unknown }).code;
+  return typeof code === 'string' && code.startsWith('22');
+}
+
+/**
+ * Parts of the clause that read no column are evaluated now: Postgres would fold `1/0` while
+ * planning and fail the query, so such a clause is refused rather than matching nothing.
+ */
+function checkConstantParts(node: FilterNode): void {
+  if (!readsColumns(node)) {
+    try {
+      compileNode(node)({});
+    } catch (error) {
+      if (isEvaluationError(error)) throw new WhereClauseError('where', error.message);
+      throw error;
+    }
+    return;
+  }
+  for (const child of childNodes(node)) checkConstantParts(child);
+}
+
+function readsColumns(node: FilterNode): boolean {
+  return node.op === 'column' || node.op === 'opaque_column' || childNodes(node).some(readsColumns);
+}

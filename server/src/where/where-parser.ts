@@ -1,0 +1,92 @@
+import { hasSqlDetails, parse } from 'libpg-query';
+import { WhereClauseError } from './where-clause-error.js';
+
+/** A node of libpg_query's JSON parse tree: `{ "A_Expr": { … } }`. */
+export type SyntaxNode = Record<string, unknown>;
+
+/** The prefix the clause is parsed behind; error locations count it, as Electric's do. */
+const WRAPPER = 'SELECT 1 WHERE ';
+
+// Every clause a SELECT may carry besides its target list and WHERE: none may appear, so that
+// `true ORDER BY 1` or `true UNION SELECT …` cannot pass as a boolean expression.
+const OTHER_SELECT_PARTS = [
+  'distinctClause',
+  'intoClause',
+  'fromClause',
+  'groupClause',
+  'havingClause',
+  'windowClause',
+  'valuesLists',
+  'sortClause',
+  'limitOffset',
+  'limitCount',
+  'lockingClause',
+  'withClause',
+  'larg',
+  'rarg',
+];
+
+/**
+ * Parses a where clause with Postgres' own grammar (libpg_query, compiled to WASM) as
+ * `SELECT 1 WHERE <clause>` and returns the expression's parse tree. The text is only parsed,
+ * never sent to Postgres. Syntax errors read `At location <N>: <message>` with N the parser's
+ * cursor in the wrapped text.
+ */
+export async function parseWhereClause(where: string): Promise<SyntaxNode> {
+  if (where.trim() === '') throw new WhereClauseError('where', 'must not be empty');
+  let tree: { stmts?: { stmt?: SyntaxNode }[] };
+  try {
+    tree = (await parse(WRAPPER + where)) as typeof tree;
+  } catch (error) {
+    if (hasSqlDetails(error)) {
+      throw new WhereClauseError(
+        'where',
+        `At location ${error.sqlDetails.cursorPosition}: ${error.sqlDetails.message}`,
+      );
+    }
+    throw error;
+  }
+  const statements = tree.stmts ?? [];
+  const select = statements[0]?.stmt?.SelectStmt as SyntaxNode | undefined;
+  if (statements.length !== 1 || !select) {
+    throw new WhereClauseError('where', 'must be a single boolean expression, not statements');
+  }
+  const extra = OTHER_SELECT_PARTS.find((part) => select[part] !== undefined);
+  if (extra !== undefined || select.op !== 'SETOP_NONE' || !select.whereClause) {
+    throw new WhereClauseError(
+      'where',
+      'must be a single boolean expression (no ORDER BY, LIMIT, UNION, FROM or other clauses)',
+    );
+  }
+  const clause = select.whereClause as SyntaxNode;
+  rejectQuotingTricks(clause, Buffer.from(WRAPPER + where));
+  return clause;
+}
+
+/**
+ * Dollar-quoted strings and Unicode escapes (`U&'…'`, `U&"…"`) are valid SQL but are the usual
+ * tools of injection through a filter; no honest where clause needs them, so they are refused.
+ * The parse tree no longer shows how a constant was spelt: its location does (a byte offset).
+ */
+function rejectQuotingTricks(node: unknown, source: Buffer): void {
+  if (Array.isArray(node)) {
+    for (const item of node) rejectQuotingTricks(item, source);
+    return;
+  }
+  if (typeof node !== 'object' || node === null) return;
+  for (const [kind, body] of Object.entries(node)) {
+    if ((kind === 'A_Const' || kind === 'ColumnRef') && typeof body === 'object' && body) {
+      const location = (body as { location?: number }).location;
+      if (location !== undefined) {
+        const start = source.subarray(location, location + 2).toString();
+        if (start.startsWith('$')) {
+          throw new WhereClauseError('where', 'dollar-quoted strings are not supported');
+        }
+        if (/^u&/i.test(start)) {
+          throw new WhereClauseError('where', 'Unicode escapes (U&…) are not supported');
+        }
+      }
+    }
+    rejectQuotingTricks(body, source);
+  }
+}
