@@ -1,5 +1,6 @@
 import type { ChangesResult } from './changes-bench.js';
 import type { LatencyResult } from './latency-bench.js';
+import type { RoutingResult } from './routing-bench.js';
 import type { SnapshotResult } from './snapshot-bench.js';
 import {
   formatMs,
@@ -13,6 +14,7 @@ export interface BenchResults {
   snapshot: SnapshotResult | undefined;
   changes: ChangesResult | undefined;
   latency: LatencyResult[] | undefined;
+  routing: RoutingResult | undefined;
 }
 
 interface Row {
@@ -36,7 +38,7 @@ const HEADINGS: Row = {
 function rows(results: BenchResults): { rows: Row[]; notes: string[] } {
   const out: Row[] = [];
   const notes: string[] = [];
-  const { snapshot, changes, latency } = results;
+  const { snapshot, changes, latency, routing } = results;
   if (snapshot) {
     out.push({
       measure: `initial sync, ${snapshot.rows.toLocaleString('en')} rows`,
@@ -96,6 +98,25 @@ function rows(results: BenchResults): { rows: Row[]; notes: string[] } {
         `clients (${result.client}) ${formatMs(result.clientCpuPerEventMs)}; INSERT round trip (included) ${formatMs(result.insertRoundTripMs)}; ` +
         `server RSS while holding them ${result.serverRssMb ?? '?'} MB`,
     );
+  }
+  if (routing) {
+    const first = routing.points[0]!;
+    for (const point of routing.points) {
+      out.push({
+        measure: `changes/s, ${point.shapes.toLocaleString('en')} equality-filtered shapes on one table`,
+        sluice: `${formatRate(point.sluicePerS)}/s; live p50 ${formatMs(point.latencyP50Ms)}, p99 ${formatMs(point.latencyP99Ms)}`,
+        baseline: `pg-logical-replication ${formatRate(point.libraryPerS)}/s; ${first.shapes} shapes ${formatRate(first.sluicePerS)}/s`,
+        ratio: `${formatRatio(point.ratio)}; vs ${first.shapes} shapes ${formatRatio(point.sluicePerS / first.sluicePerS)}`,
+        target: 'flat from 10 to 10,000',
+        verdict:
+          point === first ? '—' : point.sluicePerS / first.sluicePerS >= 0.8 ? 'flat' : 'not flat',
+      });
+      notes.push(
+        `routing, ${point.shapes} shapes: ${point.changes.toLocaleString('en')} inserts per run for 10 of them; ` +
+          `server CPU per change ${((point.cpuPerChangeMs ?? NaN) * 1000).toFixed(1)} µs (restart to caught up); ` +
+          `live latency over ${point.latencySamples} single-row commits`,
+      );
+    }
   }
   return { rows: out, notes };
 }

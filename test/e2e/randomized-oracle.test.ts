@@ -1,8 +1,8 @@
 // The oracle after a randomized workload (docs/testing.md): several writers run a seeded mix of
 // inserts, updates (primary-key changes and TOASTed values included), deletes and multi-table
 // transactions, some rolled back, while official-client followers join before, during and after
-// the writes (one with replica=full, one with a column projection) and a raw HTTP follower walks
-// the protocol by hand. At the end every follower equals SELECT of its shape, every change
+// the writes (one with replica=full, one with a column projection, some with where clauses) and a
+// raw HTTP follower walks the protocol by hand. At the end every follower equals SELECT of its shape, every change
 // arrived exactly once, and nothing was refetched. ORACLE_SEED=<n> replays a seed's statements
 // (their interleaving across writers still varies).
 import assert from 'node:assert/strict';
@@ -400,11 +400,13 @@ test(`randomized workload: every follower equals Postgres (ORACLE_SEED=${SEED})`
     sluice = await startSluice(db, { chunkBytes: 16_384 });
     await waitUntilActive(sluice.baseUrl);
     const url = `${sluice.baseUrl}/v1/shape`;
+    // A spec's `where` is both the shape's where clause and the oracle's condition.
     const follow = (name: string, spec: ShapeSpec, replica?: 'full') => {
       const follower = new CountingFollower(url, {
         table: spec.table,
         ...(spec.columns ? { columns: [...spec.columns] } : {}),
         ...(replica ? { replica } : {}),
+        ...(spec.where ? { where: spec.where } : {}),
       });
       followed.push({ name, spec, follower, audit: ChangeAudit.of(follower.stream) });
     };
@@ -417,6 +419,12 @@ test(`randomized workload: every follower equals Postgres (ORACLE_SEED=${SEED})`
     follow('t_int, before the writes', { table: 't_int' });
     follow('t_comp, before the writes', { table: 't_comp' });
     follow('t_int (id, n) projection, before the writes', { table: 't_int', columns: ['id', 'n'] });
+    // Filtered shapes: bulk updates of n and b move rows in and out of them.
+    follow('t_int where n % 3 = 1, before the writes', { table: 't_int', where: 'n % 3 = 1' });
+    follow('t_int where id IN (…), before the writes', {
+      table: 't_int',
+      where: 'id IN (1, 2, 3, 5, 8, 13, 21, 34, 55, 89)',
+    });
     raw = new RawFollower(sluice.baseUrl, { table: 't_text' });
     await converge(followed);
 
@@ -433,6 +441,15 @@ test(`randomized workload: every follower equals Postgres (ORACLE_SEED=${SEED})`
     follow('t_text, during the writes', { table: 't_text' });
     await joinAt((2 * OPERATIONS) / 3);
     follow('t_comp replica=full, during the writes', { table: 't_comp' }, 'full');
+    follow(
+      't_comp where, replica=full, during the writes',
+      { table: 't_comp', where: `v BETWEEN 2 AND 40 AND (b LIKE '%/%' OR meta IS NULL)` },
+      'full',
+    );
+    follow('t_text where, during the writes', {
+      table: 't_text',
+      where: `flag IS NOT FALSE AND coalesce(n, 0) < 50 AND NOT tags @> '{a}'`,
+    });
     await running;
     follow('t_int, after the writes', { table: 't_int' });
 

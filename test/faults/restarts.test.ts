@@ -11,6 +11,7 @@ import {
   type TestPostgres,
 } from '@sluice/harness';
 import { CountingFollower } from '../support/counting-follower.js';
+import { assertMatchesPostgres } from '../support/shape-oracle.js';
 import { startServerProcess } from '../support/server-process.js';
 import { startSluice, waitUntilActive } from '../support/sluice-server.js';
 import { assertMatchesTable, Writer } from '../support/table-oracle.js';
@@ -62,6 +63,13 @@ describe('restarts keep every change exactly once, without refetching', () => {
     let server = await startServerProcess(env);
     await waitUntilActive(server.baseUrl);
     const follower = new CountingFollower(`${server.baseUrl}/v1/shape`, { table: 'items' });
+    // A filtered shape too: its where clause is stored with it and must work after a restart.
+    // Updates move rows out of it (v goes 0 → 1).
+    const filtered = new CountingFollower(`${server.baseUrl}/v1/shape`, {
+      table: 'items',
+      where: 'v = $1 AND id % 2 = 0',
+      params: ['0'],
+    });
     const writer = new Writer(db);
     try {
       await sleep(1_500);
@@ -77,7 +85,12 @@ describe('restarts keep every change exactly once, without refetching', () => {
       await assertMatchesTable(db, follower);
       assertExactlyOnce(follower, writer);
       assert.ok(writer.committed > 50, `the workload ran (${writer.committed} commits)`);
+      const spec = { table: 'items', where: 'v = 0 AND id % 2 = 0' };
+      await assertMatchesPostgres(db, spec, () => [...filtered.rows.values()]);
+      assert.equal(filtered.mustRefetches, 0, 'the filtered shape survived the restarts');
+      assert.deepEqual(filtered.duplicates(), [], 'no insert delivered twice');
     } finally {
+      filtered.close();
       follower.close();
       await writer.stop();
       await server.stop('SIGKILL');

@@ -27,7 +27,13 @@ export class CountingFollower {
 
   constructor(
     url: string,
-    params: { table: string; columns?: string[]; replica?: 'default' | 'full' },
+    params: {
+      table: string;
+      columns?: string[];
+      replica?: 'default' | 'full';
+      where?: string;
+      params?: string[];
+    },
   ) {
     this.stream = new ShapeStream<Row>({
       url,

@@ -13,7 +13,7 @@ export const ERROR_CODES = {
   },
   SLUICE_ERR_SHAPE_INVALID: {
     status: 400,
-    summary: 'The shape request names a table, column or option that cannot be served.',
+    summary: 'The shape request names a table, column, where clause or option that cannot be served.',
   },
   SLUICE_ERR_SHAPE_INVALID_IDENTIFIER: {
     status: 400,
