@@ -126,6 +126,32 @@ describe('where clauses with the official client', () => {
     });
   });
 
+  test('a row on which the clause raises an error is not in the shape; the stream goes on', async () => {
+    await withSluice(ITEMS, async ({ db, open, url }) => {
+      await db.query(`DELETE FROM items WHERE n = 0`);
+      const where = '100 / n > 20';
+      const opened = open({ params: { table: 'items', where } });
+      await opened.shape.rows;
+      // n = 0: Postgres would raise division by zero for this row; n = 1 matches.
+      await db.query(`INSERT INTO items VALUES (500, 'zero', 0, '{}')`);
+      await db.query(`INSERT INTO items VALUES (501, 'one', 1, '{}')`);
+      await db.query(`UPDATE items SET n = 2147483647 WHERE id = 1`);
+      await waitForRows(opened.shape, (r) => r.some((row) => row.id === 501));
+      const ids = opened.shape.currentRows.map((row) => row.id);
+      assert.ok(!ids.includes(500));
+      await assertMatchesPostgres(
+        db,
+        { table: 'items', where: `n <> 0 AND ${where}` },
+        opened.shape,
+      );
+      // A new shape with the same clause now meets the n = 0 row in its snapshot: Postgres fails
+      // that query, so the request is a 400 naming the cause, never a 5xx retried forever.
+      const reply = await get(url, { table: 'items', offset: '-1', where: `${where} AND id > 0` });
+      assert.equal(reply.status, 400, reply.text);
+      assert.match(reply.text, /division by zero/);
+    });
+  });
+
   test('a hundred equality shapes on one table each get exactly their rows', async () => {
     await withSluice(ITEMS, async ({ db, open }) => {
       const shapes = Array.from({ length: 100 }, (_, i) =>

@@ -262,6 +262,14 @@ export class ShapeRegistry {
       return shape;
     } catch (error) {
       if (shape) await this.delete(shape);
+      // Postgres could not evaluate the clause on some row (division by zero, overflow): the
+      // query fails, as it would for anyone running it, and so does the request.
+      if (definition.where !== undefined && isDataException(error)) {
+        throw new ShapeCreationError(
+          'where',
+          `Postgres failed evaluating the where clause on the table's rows: ${(error as Error).message}`,
+        );
+      }
       throw error;
     } finally {
       client.release();
@@ -351,6 +359,12 @@ async function ensurePublished(
       .query(`ALTER PUBLICATION ${quoteIdentifier(publicationName)} ADD TABLE ${table}`)
       .catch(ignoreDuplicate);
   }
+}
+
+/** SQLSTATE class 22: an error of the data, such as division by zero. */
+function isDataException(error: unknown): boolean {
+  const code = (error as { code?: unknown }).code;
+  return typeof code === 'string' && code.startsWith('22');
 }
 
 /** Another request (or server) got there first. */
