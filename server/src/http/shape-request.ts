@@ -100,6 +100,7 @@ export function parseShapeRequest(query: Query): ShapeRequest | ValidationErrors
     fail(errors, PARAMS.params, 'given without a where clause');
   }
 
+  const cursor = single(query, PARAMS.cursor, errors) || undefined;
   if (
     Object.keys(errors).length > 0 ||
     !table ||
@@ -120,7 +121,7 @@ export function parseShapeRequest(query: Query): ShapeRequest | ValidationErrors
     offsetText,
     handle: startsOver ? undefined : handle,
     live,
-    cursor: single(query, PARAMS.cursor, errors) || undefined,
+    cursor,
   };
 }
 
@@ -137,14 +138,18 @@ function parseWhereParams(query: Query, errors: ValidationErrors): string[] | un
     if (!match) continue;
     const index = /^[1-9][0-9]{0,5}$/.test(match[1]!) ? Number(match[1]) : undefined;
     if (index === undefined) {
-      fail(errors, PARAMS.params, `${key}: keys must be integers counting from 1`);
+      fail(errors, PARAMS.params, `${key}: keys must be integers from 1 to 999999`);
     } else if (typeof value !== 'string') {
       fail(errors, PARAMS.params, `${key} must be given once`);
     } else {
       values.set(index, value);
     }
   }
-  if (values.size === 0) return undefined;
+  if (query[PARAMS.params] !== undefined) {
+    fail(errors, PARAMS.params, 'must be given as params[1]=…, params[2]=…');
+  }
+  // A bad key was reported already; a gap it leaves would only repeat it.
+  if (values.size === 0 || errors.params) return undefined;
   const list: string[] = [];
   for (let i = 1; i <= values.size; i++) {
     const value = values.get(i);

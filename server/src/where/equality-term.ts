@@ -62,7 +62,8 @@ function term(
   const column = side.op === 'cast' ? side.arg : side;
   if (!key || column.op !== 'column' || column.type.array) return undefined;
   const columnType = column.type.scalar;
-  // Only conversions that keep equality exact: the same type, or integers widening.
+  // Only conversions that keep equality exact: the same type, or integer to integer or numeric
+  // (a value an integer cast refuses raises in the clause too, and matches nothing either way).
   if (side !== column && !(isInteger(columnType) && (isInteger(domain) || domain === 'numeric'))) {
     return undefined;
   }

@@ -66,7 +66,8 @@ export async function parseWhereClause(where: string): Promise<SyntaxNode> {
 /**
  * Dollar-quoted strings and Unicode escapes (`U&'…'`, `U&"…"`) are valid SQL but are the usual
  * tools of injection through a filter; no honest where clause needs them, so they are refused.
- * The parse tree no longer shows how a constant was spelt: its location does (a byte offset).
+ * The parse tree no longer shows how a constant or name was spelt: the text at its location
+ * (a byte offset) does. Every located node is checked: constants, columns, functions, types.
  */
 function rejectQuotingTricks(node: unknown, source: Buffer): void {
   if (Array.isArray(node)) {
@@ -74,19 +75,15 @@ function rejectQuotingTricks(node: unknown, source: Buffer): void {
     return;
   }
   if (typeof node !== 'object' || node === null) return;
-  for (const [kind, body] of Object.entries(node)) {
-    if ((kind === 'A_Const' || kind === 'ColumnRef') && typeof body === 'object' && body) {
-      const location = (body as { location?: number }).location;
-      if (location !== undefined) {
-        const start = source.subarray(location, location + 2).toString();
-        if (start.startsWith('$')) {
-          throw new WhereClauseError('where', 'dollar-quoted strings are not supported');
-        }
-        if (/^u&/i.test(start)) {
-          throw new WhereClauseError('where', 'Unicode escapes (U&…) are not supported');
-        }
-      }
+  const location = (node as { location?: unknown }).location;
+  if (typeof location === 'number' && location >= 0) {
+    const start = source.subarray(location, location + 3).toString();
+    if (/^\$[^0-9]/.test(start)) {
+      throw new WhereClauseError('where', 'dollar-quoted strings are not supported');
     }
-    rejectQuotingTricks(body, source);
+    if (/^u&/i.test(start)) {
+      throw new WhereClauseError('where', 'Unicode escapes (U&…) are not supported');
+    }
   }
+  for (const value of Object.values(node)) rejectQuotingTricks(value, source);
 }
