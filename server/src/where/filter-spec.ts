@@ -25,7 +25,12 @@ export type FilterNode =
   | { op: 'column'; name: string; type: PgType }
   /** A column of a type the evaluator cannot read; only IS [NOT] NULL may look at it. */
   | { op: 'opaque_column'; name: string }
-  | { op: 'cast'; type: PgType; arg: FilterNode }
+  /**
+   * A conversion. `lenient` marks date → timestamp/timestamptz inside a comparison, where
+   * Postgres calls a cross-type operator instead of converting: a date past the last timestamp
+   * compares above every finite timestamp instead of raising "date out of range".
+   */
+  | { op: 'cast'; type: PgType; arg: FilterNode; lenient?: true }
   | { op: 'collate'; collation: 'C' | 'POSIX'; arg: FilterNode }
   | {
       op: 'compare';

@@ -22,10 +22,18 @@ export function filterSql(node: FilterNode): string {
     case 'param':
       return `CAST(current_setting('${paramSettingName(node.index)}') AS ${sqlTypeName(node.type)})`;
     case 'column':
+      // A varchar[] column is text[] to the evaluator; Postgres compares varchar[] with text[]
+      // only after this conversion (a no-op for text[] columns).
+      return node.type.array && node.type.scalar === 'text'
+        ? `CAST(${quoteIdentifier(node.name)} AS text[])`
+        : quoteIdentifier(node.name);
     case 'opaque_column':
       return quoteIdentifier(node.name);
     case 'cast':
-      return `CAST(${filterSql(node.arg)} AS ${sqlTypeName(node.type)})`;
+      // A lenient cast stands for a cross-type comparison operator: left out, Postgres picks it.
+      return node.lenient
+        ? filterSql(node.arg)
+        : `CAST(${filterSql(node.arg)} AS ${sqlTypeName(node.type)})`;
     case 'collate':
       return `(${filterSql(node.arg)} COLLATE "${node.collation}")`;
     case 'compare':

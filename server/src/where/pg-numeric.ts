@@ -275,6 +275,54 @@ export function numericToFloat8(a: PgNumeric): number {
   return value;
 }
 
+const FLOAT4_MAX = 3.4028234663852886e38;
+const FLOAT4_BITS = new DataView(new ArrayBuffer(4));
+
+/** The float4 next to a positive float4 `x`, upwards or downwards (2^128 above the largest). */
+function adjacentFloat4(x: number, up: boolean): number {
+  if (up && x === FLOAT4_MAX) return 2 ** 128;
+  FLOAT4_BITS.setFloat32(0, x);
+  FLOAT4_BITS.setUint32(0, FLOAT4_BITS.getUint32(0) + (up ? 1 : -1));
+  return FLOAT4_BITS.getFloat32(0);
+}
+
+/**
+ * numeric::float4 goes through the text form and float4in, i.e. strtof: the decimal value
+ * correctly rounded to single precision, and 22003 when that overflows or underflows to zero.
+ * Rounding to float8 first and then to float4 is not the same: when the float8 lands exactly
+ * halfway between two float4s, the second rounding goes to even whatever side the decimal
+ * value lies on. The exact value then decides.
+ */
+export function numericToFloat4(a: PgNumeric): number {
+  if (a.kind === 'nan') return NaN;
+  if (a.kind === 'inf') return a.negative ? -Infinity : Infinity;
+  if (a.digits === 0n) return 0;
+  const text = formatNumeric(a);
+  const magnitude = Math.abs(Number(text));
+  let result = Math.fround(magnitude);
+  if (result !== magnitude && Number.isFinite(magnitude)) {
+    const [low, high] =
+      result < magnitude
+        ? [result, adjacentFloat4(result, true)]
+        : result === Infinity
+          ? [FLOAT4_MAX, 2 ** 128]
+          : [adjacentFloat4(result, false), result];
+    const midpoint = (low + high) / 2; // exact: one bit more than a float4 holds
+    if (magnitude === midpoint) {
+      const exact = exactDecimal(midpoint);
+      const side = compareNumeric(
+        { kind: 'finite', digits: abs(a.digits), scale: a.scale },
+        { kind: 'finite', ...exact },
+      );
+      if (side !== 0) result = Math.fround(side > 0 ? high : low);
+    }
+  }
+  if (!Number.isFinite(result) || result === 0) {
+    throw new PgNumericError('22003', `"${text}" is out of range for type real`);
+  }
+  return a.digits < 0n ? -result : result;
+}
+
 const INT_TYPES = {
   16: { name: 'smallint', max: 2n ** 15n - 1n },
   32: { name: 'integer', max: 2n ** 31n - 1n },

@@ -153,6 +153,29 @@ export function comparisonDomain(a: ScalarType, b: ScalarType): ScalarType | und
   return a;
 }
 
+// Order of implicit conversions within a category: each converts implicitly to the later ones.
+const IMPLICIT_RANK: Partial<Record<ScalarType, number>> = {
+  ...NUMBER_RANK,
+  date: 1,
+  timestamp: 2,
+  timestamptz: 3,
+};
+
+/**
+ * The type values of two types are converted to when they meet in a list (IN, ARRAY[…],
+ * COALESCE): select_common_type moves to the later type when it converts implicitly only one
+ * way, so this is the later of the two in int2 < int4 < int8 < numeric < float4 < float8 and
+ * date < timestamp < timestamptz. Unlike an operator's (numberDomain), int4 and float4 meet at
+ * float4. Undefined when the categories differ.
+ */
+export function commonScalarType(a: ScalarType, b: ScalarType): ScalarType | undefined {
+  if (categoryOf(a) !== categoryOf(b)) return undefined;
+  if (a === b) return a;
+  const [x, y] = [IMPLICIT_RANK[a], IMPLICIT_RANK[b]];
+  if (x === undefined || y === undefined) return undefined;
+  return y > x ? b : a;
+}
+
 /**
  * Whether Postgres converts `from` to `to` implicitly or by an explicit cast that the
  * evaluator reproduces exactly.

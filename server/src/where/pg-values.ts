@@ -8,6 +8,7 @@
 import { parseArrayText, PgArrayTextError } from './pg-array-text.js';
 import {
   PgDatetimeTextError,
+  TIMESTAMP_NOEND,
   compareTimestamps,
   dateToTimestamp,
   parseDateText,
@@ -19,6 +20,7 @@ import {
   compareNumeric,
   float8ToNumeric,
   numericFromBigInt,
+  numericToFloat4,
   numericToFloat8,
   numericToInt,
   parseNumeric,
@@ -171,6 +173,50 @@ export function toFloat4(value: number): number {
 
 const INT_BITS: Record<string, 16 | 32 | 64> = { int2: 16, int4: 32, int8: 64 };
 
+/**
+ * An integer → float4 as C converts it (i8tof): correctly rounded, half to even. Going through
+ * float8 first would round twice, and differ for some int8 values above 2^53.
+ */
+function integerToFloat4(value: bigint): number {
+  const magnitude = value < 0n ? -value : value;
+  const excess = magnitude.toString(2).length - 24; // bits below a float4's 24-bit mantissa
+  if (excess <= 0) return Number(value);
+  const unit = 1n << BigInt(excess);
+  let kept = magnitude >> BigInt(excess);
+  const rest = magnitude - kept * unit;
+  if (2n * rest > unit || (2n * rest === unit && kept % 2n === 1n)) kept++;
+  const result = Number(kept) * 2 ** excess;
+  return value < 0n ? -result : result;
+}
+
+/**
+ * Runs a datetime conversion of pg-datetime-text.ts, whose range errors are RangeErrors, and
+ * raises them as the errors Postgres raises (22008, datetime field overflow).
+ */
+function datetimeConversion<T>(convert: () => T): T {
+  try {
+    return convert();
+  } catch (error) {
+    if (error instanceof RangeError) throw new EvaluationError('22008', error.message);
+    throw error;
+  }
+}
+
+/**
+ * date → timestamp or timestamptz inside a cross-type comparison (`date < timestamp`, IN, =
+ * ANY): Postgres' date_cmp_timestamp does not convert with range checks, a date past the last
+ * timestamp (294277 AD on) compares above every finite timestamp and below infinity. This value
+ * sits there: the end of the timestamp range is far below TIMESTAMP_NOEND.
+ */
+export function dateForComparison(days: number): bigint {
+  try {
+    return dateToTimestamp(days);
+  } catch (error) {
+    if (error instanceof RangeError && days > 0) return TIMESTAMP_NOEND - 1n;
+    throw error;
+  }
+}
+
 /** A cast between supported types, as Postgres performs it (rounding, range errors). */
 export function convertValue(from: ScalarType, to: ScalarType, value: Value): Value {
   if (from === to) return value;
@@ -179,14 +225,14 @@ export function convertValue(from: ScalarType, to: ScalarType, value: Value): Va
     if (isInteger(to)) return checkInteger(to, v);
     if (to === 'numeric') return numericFromBigInt(v);
     if (to === 'float8') return Number(v);
-    if (to === 'float4') return Math.fround(Number(v));
+    if (to === 'float4') return integerToFloat4(v);
     if (to === 'text') return v.toString();
   }
   if (from === 'numeric') {
     const v = value as PgNumeric;
     if (isInteger(to)) return numericToInt(v, INT_BITS[to]!);
     if (to === 'float8') return numericToFloat8(v);
-    if (to === 'float4') return toFloat4(numericToFloat8(v));
+    if (to === 'float4') return numericToFloat4(v);
   }
   if (from === 'float4' || from === 'float8') {
     const v = value as number;
@@ -199,10 +245,10 @@ export function convertValue(from: ScalarType, to: ScalarType, value: Value): Va
     if (to === 'float4') return toFloat4(v);
   }
   if (from === 'date' && (to === 'timestamp' || to === 'timestamptz')) {
-    return dateToTimestamp(value as number);
+    return datetimeConversion(() => dateToTimestamp(value as number));
   }
   if ((from === 'timestamp' || from === 'timestamptz') && to === 'date') {
-    return timestampToDate(value as never);
+    return datetimeConversion(() => timestampToDate(value as never));
   }
   // timestamp and timestamptz hold the same instant under TimeZone=UTC (PROTOCOL.md §4).
   if (

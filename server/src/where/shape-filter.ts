@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { TableSchema } from '../shapes/table-schema.js';
 import { compileNode } from './filter-evaluator.js';
-import { childNodes, type FilterNode, type FilterSpec } from './filter-spec.js';
+import type { FilterNode, FilterSpec } from './filter-spec.js';
 import { sqlTypeName } from './pg-type.js';
 import { isEvaluationError } from './pg-values.js';
 import { WhereClauseError } from './where-clause-error.js';
@@ -32,7 +32,7 @@ export async function compileShapeFilter(
     );
   }
   await canonicalizeConstants(client, constants);
-  checkConstantParts(root);
+  checkPlanning(root);
   return { source: where, root };
 }
 
@@ -85,22 +85,15 @@ function isDataError(error: unknown): boolean {
 }
 
 /**
- * Parts of the clause that read no column are evaluated now: Postgres would fold `1/0` while
- * planning and fail the query, so such a clause is refused rather than matching nothing.
+ * Postgres computes the parts of a clause that read no column while planning, so `1/0 = x`
+ * fails the query whatever the rows: such a clause is refused rather than matching nothing.
+ * compileNode folds the same parts (and skips the same ones: `true OR 1/0 = 1` is true).
  */
-function checkConstantParts(node: FilterNode): void {
-  if (!readsColumns(node)) {
-    try {
-      compileNode(node)({});
-    } catch (error) {
-      if (isEvaluationError(error)) throw new WhereClauseError('where', error.message);
-      throw error;
-    }
-    return;
+function checkPlanning(root: FilterNode): void {
+  try {
+    compileNode(root);
+  } catch (error) {
+    if (isEvaluationError(error)) throw new WhereClauseError('where', error.message);
+    throw error;
   }
-  for (const child of childNodes(node)) checkConstantParts(child);
-}
-
-function readsColumns(node: FilterNode): boolean {
-  return node.op === 'column' || node.op === 'opaque_column' || childNodes(node).some(readsColumns);
 }

@@ -10,6 +10,11 @@ export interface WhereColumn {
   type: PgType | undefined;
   /** Postgres' name for the type, for messages. */
   typeName: string;
+  /**
+   * The type is varchar (or varchar[]), which behaves as text except that varchar[] and text[]
+   * are different types to array operators.
+   */
+  varchar: boolean;
   generated: boolean;
   /** For text columns: how the column's collation compares and maps case. */
   text: TextRules;
@@ -17,6 +22,8 @@ export interface WhereColumn {
   deterministic: boolean;
   /** The collation's name, for messages. */
   collation: string;
+  /** The column uses the database's default collation (which any other collation overrides). */
+  defaultCollation: boolean;
 }
 
 export interface WhereTable {
@@ -108,11 +115,13 @@ export async function loadWhereTable(
       name: column.name,
       type: supported ? { scalar, array: column.dims > 0 } : undefined,
       typeName: column.formattedType,
+      varchar: column.typname === 'varchar',
       generated: column.generated,
       text: row ? rulesOf(row) : defaultText,
       deterministic: row?.deterministic ?? true,
       collation:
         row?.collname === 'default' || !row?.collname ? (row?.collate ?? '') : row.collname,
+      defaultCollation: row?.collname === 'default' || !row?.collname,
     });
   }
   return { name: `${schema.schema}.${schema.name}`, columns, defaultText };

@@ -3,6 +3,7 @@ import {
   arrayOf,
   castSupported,
   categoryOf,
+  commonScalarType,
   comparisonDomain,
   displayTypeName,
   isFloat,
@@ -24,12 +25,33 @@ interface Untyped {
   param: number | undefined;
 }
 
-/** A typed expression; `collation` is set for text that carries one (a column or COLLATE). */
+/**
+ * A typed expression; `collation` is set for text that carries one (a column or COLLATE).
+ * `varchar` says Postgres' type is varchar (or varchar[]): the same as text to every operator
+ * but the array ones, for which varchar[] and text[] are different types.
+ */
 interface Typed {
   untyped?: false;
   node: FilterNode;
   type: PgType;
-  collation?: { rules: TextRules; deterministic: boolean; explicit: boolean; name: string };
+  collation?: Collation;
+  varchar?: boolean;
+}
+
+/** A collation an expression carries: `explicit` from COLLATE, else a column's (implicit). */
+interface Collation {
+  rules: TextRules;
+  deterministic: boolean;
+  explicit: boolean;
+  name: string;
+  /** The database default, which any other implicit collation overrides. */
+  isDefault?: boolean;
+}
+
+/** How an untyped operand settles: `lenient` for operands of comparisons (see FilterNode). */
+interface Settling {
+  lenient?: boolean;
+  varchar?: boolean;
 }
 
 type Expr = Typed | Untyped;
@@ -74,27 +96,42 @@ export function compileWhere(
 ): { root: FilterNode; constants: PendingConstant[]; usedParams: Set<number> } {
   const constants: PendingConstant[] = [];
   const usedParams = new Set<number>();
+  // The type each `$n` got where the context first typed it: like Postgres, later uses of the
+  // same parameter are of that type, not untyped again.
+  const paramTypes = new Map<number, { type: PgType; varchar: boolean }>();
 
-  const settle = (expr: Expr, type: PgType): Typed => {
-    if (!expr.untyped) return convert(expr, type);
+  const settle = (expr: Expr, type: PgType, how: Settling = {}): Typed => {
+    if (!expr.untyped) return convert(expr, type, how.lenient === true);
+    const varchar = how.varchar === true && type.scalar === 'text';
     if (expr.text === null) {
-      return { node: { op: 'const', type, value: null }, type };
+      return { node: { op: 'const', type, value: null }, type, varchar };
+    }
+    if (expr.param !== undefined && !paramTypes.has(expr.param)) {
+      paramTypes.set(expr.param, { type, varchar });
     }
     const node: PendingConstant['node'] =
       expr.param === undefined
         ? { op: 'const', type, value: expr.text }
         : { op: 'param', index: expr.param, type, value: expr.text };
     constants.push({ node, text: expr.text });
-    return { node, type };
+    return { node, type, varchar };
   };
 
-  /** An implicit conversion Postgres would apply to reach `type`. */
-  const convert = (expr: Typed, type: PgType): Typed => {
+  /**
+   * An implicit conversion Postgres would apply to reach `type`. In a comparison (`lenient`)
+   * a date meets a timestamp through a cross-type operator, which does not raise for dates
+   * past the last timestamp.
+   */
+  const convert = (expr: Typed, type: PgType, lenient = false): Typed => {
     if (sameType(expr.type, type)) return expr;
     if (expr.type.array || type.array || !castSupported(expr.type.scalar, type.scalar)) {
-      fail(`cannot use ${displayTypeName(expr.type)} as ${displayTypeName(type)}`);
+      fail(`cannot use ${display(expr)} as ${displayTypeName(type)}`);
     }
-    return { node: { op: 'cast', type, arg: expr.node }, type, collation: expr.collation };
+    const node: FilterNode =
+      lenient && expr.type.scalar === 'date'
+        ? { op: 'cast', type, arg: expr.node, lenient: true }
+        : { op: 'cast', type, arg: expr.node };
+    return { node, type, collation: expr.collation };
   };
 
   const typed = (expr: Expr): Typed => (expr.untyped ? settle(expr, TEXT) : expr);
@@ -107,9 +144,27 @@ export function compileWhere(
     return settle(expr, BOOL).node;
   };
 
-  const textRulesOf = (...exprs: Typed[]): Typed['collation'] => {
-    const explicit = exprs.find((e) => e.collation?.explicit)?.collation;
-    return explicit ?? exprs.find((e) => e.collation)?.collation;
+  /**
+   * The collation operands combine to, derived as Postgres does at every node, whether or not
+   * the node compares text: an explicit collation wins, and two different explicit ones are an
+   * error; otherwise a non-default one wins over the default. Two different non-default
+   * implicit ones leave Postgres without a collation, refused here.
+   */
+  const textRulesOf = (...exprs: Typed[]): Collation | undefined => {
+    const collations = exprs.flatMap((e) => (e.collation ? [e.collation] : []));
+    const explicit = collations.filter((c) => c.explicit);
+    const candidates = explicit.length > 0 ? explicit : collations.filter((c) => !c.isDefault);
+    const first = candidates[0];
+    const other = candidates.find((c) => c.name !== first?.name);
+    if (first && other) {
+      if (explicit.length > 0) {
+        fail(`collation mismatch between explicit collations "${first.name}" and "${other.name}"`);
+      }
+      fail(
+        `combining text of collations "${first.name}" and "${other.name}" is not supported: add COLLATE`,
+      );
+    }
+    return first ?? collations[0];
   };
 
   const rulesOrDefault = (...exprs: Typed[]) => {
@@ -121,35 +176,64 @@ export function compileWhere(
     };
   };
 
-  /** The common type of several expressions (IN lists, ARRAY[…], COALESCE). */
-  const commonType = (exprs: Expr[], what: string): PgType => {
-    let common: PgType | undefined;
+  /**
+   * The type the two operands of a comparison meet in, as Postgres' operator resolution picks
+   * it: numbers at the wider type (int4 with float4 at float8), dates and timestamps at the
+   * later type, arrays only with the very same type (varchar[] and text[] do not meet).
+   */
+  const operatorType = (operator: string, left: Expr, right: Expr) => {
+    const [a, b] = [left, right].filter((e): e is Typed => !e.untyped);
+    if (!a) return { type: TEXT, varchar: false };
+    if (!b) return { type: a.type, varchar: a.varchar === true };
+    const mismatch = () => fail(`operator does not exist: ${display(a)} ${operator} ${display(b)}`);
+    if (a.type.array || b.type.array) {
+      if (!sameType(a.type, b.type) || (a.varchar === true) !== (b.varchar === true)) mismatch();
+      return { type: a.type, varchar: a.varchar === true };
+    }
+    const domain = comparisonDomain(a.type.scalar, b.type.scalar);
+    if (domain === undefined) mismatch();
+    return { type: scalar(domain!), varchar: false };
+  };
+
+  /**
+   * The type the values of a list meet in (IN lists, ARRAY[…], COALESCE), as
+   * select_common_type picks it: the first typed value's type, moved to any later type it
+   * converts to implicitly (int4 and float4 meet at float4 here). Undefined when they cannot.
+   */
+  const tryCommonType = (exprs: Expr[]) => {
+    let first: Typed | undefined;
+    let type: PgType = TEXT;
     for (const expr of exprs) {
       if (expr.untyped) continue;
-      if (!common) {
-        common = expr.type;
-        continue;
+      if (!first) {
+        first = expr;
+        type = expr.type;
+      } else if (type.array || expr.type.array) {
+        if (!sameType(type, expr.type) || (first.varchar === true) !== (expr.varchar === true))
+          return undefined;
+      } else {
+        const common = commonScalarType(type.scalar, expr.type.scalar);
+        if (common === undefined) return undefined;
+        type = scalar(common);
       }
-      const domain =
-        common.array || expr.type.array
-          ? sameType(common, expr.type)
-            ? common.scalar
-            : undefined
-          : comparisonDomain(common.scalar, expr.type.scalar);
-      if (domain === undefined) {
-        fail(
-          `${what} types ${displayTypeName(common)} and ${displayTypeName(expr.type)} cannot be matched`,
-        );
-      }
-      common = { scalar: domain!, array: common.array };
     }
-    return common ?? TEXT;
+    // varchar and text convert to each other implicitly: the first one's type stays.
+    return { type, varchar: first?.varchar === true && type.scalar === 'text' };
+  };
+
+  const commonType = (exprs: Expr[], what: string) => {
+    const common = tryCommonType(exprs);
+    if (!common) {
+      const types = exprs.filter((e): e is Typed => !e.untyped).map(display);
+      fail(`${what} types ${[...new Set(types)].join(' and ')} cannot be matched`);
+    }
+    return common!;
   };
 
   const compare = (operator: string, left: Expr, right: Expr): FilterNode => {
-    const domain = commonType([left, right], 'operator');
-    const l = settle(left, domain);
-    const r = settle(right, domain);
+    const { type: domain, varchar } = operatorType(operator, left, right);
+    const l = settle(left, domain, { lenient: true, varchar });
+    const r = settle(right, domain, { lenient: true, varchar });
     const ordering = operator !== '=' && operator !== '<>';
     if (domain.array && ordering) fail(`ordering arrays with ${operator} is not supported`);
     let text: TextRules | undefined;
@@ -177,13 +261,13 @@ export function compileWhere(
   const column = (node: SyntaxNode, nullTest = false): Typed => {
     const fields = (node.fields as SyntaxNode[] | undefined) ?? [];
     if (fields.length !== 1 || !fields[0]?.String) {
-      fail("column references must be a plain column name of the shape's table");
+      fail('qualified column references are not supported: use the plain column name');
     }
     const name = (fields[0]!.String as { sval: string }).sval;
     const info = table.columns.get(name);
     if (!info) fail(`column "${name}" does not exist in ${table.name}`);
     if (info!.generated) {
-      fail(`generated column "${name}" cannot be used: Postgres does not replicate it`);
+      fail(`generated column "${name}" is not supported: Postgres does not replicate it`);
     }
     if (!info!.type) {
       if (!nullTest) {
@@ -198,6 +282,7 @@ export function compileWhere(
     return {
       node: { op: 'column', name, type },
       type,
+      varchar: info!.varchar,
       collation:
         type.scalar === 'text'
           ? {
@@ -205,6 +290,7 @@ export function compileWhere(
               deterministic: info!.deterministic,
               explicit: false,
               name: info!.collation,
+              isDefault: info!.defaultCollation,
             }
           : undefined,
     };
@@ -223,11 +309,18 @@ export function compileWhere(
       return settleLiteral(String(value), 'int4');
     }
     if (node.fval) {
-      // Integers too large for int4 arrive here too: Postgres makes them int8 when they fit.
+      // Integers arrive here too when their text is not a plain int4 (-2147483648, after the
+      // parser negated 2147483648, or 0x7fff_ffff): Postgres makes them int4 or int8 when they
+      // fit, as make_const does.
       const text = (node.fval as { fval: string }).fval;
       const integer = integerLiteral(text);
-      const fitsInt8 = integer !== undefined && integer >= -(2n ** 63n) && integer < 2n ** 63n;
-      return fitsInt8 ? settleLiteral(integer.toString(), 'int8') : settleLiteral(text, 'numeric');
+      if (integer !== undefined && integer >= -(2n ** 31n) && integer < 2n ** 31n) {
+        return settleLiteral(integer.toString(), 'int4');
+      }
+      if (integer !== undefined && integer >= -(2n ** 63n) && integer < 2n ** 63n) {
+        return settleLiteral(integer.toString(), 'int8');
+      }
+      return settleLiteral(text, 'numeric');
     }
     return fail('bit-string constants are not supported');
   };
@@ -248,23 +341,57 @@ export function compileWhere(
     const target = scalarTypeNamed(name);
     if (!target) fail(`casts to type ${name} are not supported`);
     const type: PgType = { scalar: target!, array: typeName.arrayBounds !== undefined };
-    const arg = visit(node.arg as SyntaxNode);
-    if (arg.untyped) return settle(arg, type);
+    const varchar = name === 'varchar';
+    const argNode = node.arg as SyntaxNode;
+    if (argNode.A_ArrayExpr && type.array) {
+      return arrayCast(argNode.A_ArrayExpr as SyntaxNode, type, varchar);
+    }
+    const arg = visit(argNode);
+    if (arg.untyped) return settle(arg, type, { varchar });
+    return { ...explicitCast(arg, type), varchar };
+  };
+
+  const explicitCast = (arg: Typed, type: PgType): Typed => {
     if (sameType(arg.type, type)) return arg;
-    if (arg.type.array || type.array || !castSupported(arg.type.scalar, target!)) {
-      fail(`casting ${displayTypeName(arg.type)} to ${displayTypeName(type)} is not supported`);
+    if (arg.type.array || type.array || !castSupported(arg.type.scalar, type.scalar)) {
+      fail(`casting ${display(arg)} to ${displayTypeName(type)} is not supported`);
     }
     return { node: { op: 'cast', type, arg: arg.node }, type };
   };
 
-  const param = (node: SyntaxNode): Untyped => {
+  /**
+   * `ARRAY[…]::type[]`: Postgres types the constructor from the cast and converts each element
+   * to the element type as an explicit cast would (`ARRAY[1.5]::int4[]` rounds, `ARRAY[]` is
+   * allowed).
+   */
+  const arrayCast = (array: SyntaxNode, type: PgType, varchar: boolean): Typed => {
+    const elementNodes = (array.elements as SyntaxNode[] | undefined) ?? [];
+    if (elementNodes.some((element) => element.A_ArrayExpr)) {
+      fail('nested ARRAY[…] constructors are not supported');
+    }
+    const target = scalar(type.scalar);
+    const elements = elementNodes.map((element) => {
+      const value = visit(element);
+      return value.untyped ? settle(value, target) : explicitCast(value, target);
+    });
+    return {
+      node: { op: 'array', type: type.scalar, elements: elements.map((e) => e.node) },
+      type,
+      varchar,
+      collation: textRulesOf(...elements),
+    };
+  };
+
+  const param = (node: SyntaxNode): Expr => {
     const index = (node.number as number | undefined) ?? 0;
     const value = params[index - 1];
     if (value === undefined) {
       throw new WhereClauseError('params', `$${index} is used but params[${index}] is not given`);
     }
     usedParams.add(index);
-    return { untyped: true, text: value, param: index };
+    const untyped: Untyped = { untyped: true, text: value, param: index };
+    const known = paramTypes.get(index);
+    return known ? settle(untyped, known.type, { varchar: known.varchar }) : untyped;
   };
 
   const arithmetic = (operator: string, left: Expr, right: Expr): Typed => {
@@ -273,7 +400,7 @@ export function compileWhere(
     const rt = right.untyped ? undefined : right.type;
     for (const t of [lt, rt]) {
       if (t && (t.array || categoryOf(t.scalar) !== 'number')) {
-        fail(`operator ${operator} is only supported on numbers, not ${displayTypeName(t)}`);
+        fail(`operator ${operator} on ${displayTypeName(t)} is not supported (only on numbers)`);
       }
     }
     const type = numberDomain((lt ?? rt)!.scalar, (rt ?? lt)!.scalar);
@@ -289,26 +416,52 @@ export function compileWhere(
 
   const textOperand = (expr: Expr, what: string): Typed => {
     const t = typed(expr);
-    if (t.type.array || t.type.scalar !== 'text') {
-      if (!t.type.array && castSupported(t.type.scalar, 'text') && what === '||') {
-        return { node: { op: 'cast', type: TEXT, arg: t.node }, type: TEXT };
-      }
-      fail(`${what} needs text, not ${displayTypeName(t.type)}`);
-    }
+    if (t.type.array || t.type.scalar !== 'text') fail(`${what} needs text, not ${display(t)}`);
     return t;
+  };
+
+  /**
+   * `a || b` is text concatenation when one side is text (or untyped): the other side is then
+   * converted with its output function (anytextcat), which is exact for integers, uuid and
+   * boolean ('true'). Two non-text operands have no such operator; arrays concatenate arrays.
+   */
+  const concat = (left: Expr, right: Expr): Typed => {
+    const isText = (e: Expr) => e.untyped || (!e.type.array && e.type.scalar === 'text');
+    if (!isText(left) && !isText(right)) {
+      const [l, r] = [left as Typed, right as Typed];
+      if (l.type.array || r.type.array) fail('array concatenation (||) is not supported');
+      fail(`operator does not exist: ${display(l)} || ${display(r)}`);
+    }
+    const operand = (expr: Expr): Typed => {
+      const t = typed(expr);
+      if (t.type.array) fail('array concatenation (||) is not supported');
+      if (t.type.scalar === 'text') return t;
+      if (!castSupported(t.type.scalar, 'text')) {
+        fail(`|| with ${display(t)} is not supported (only text, integers, uuid and boolean)`);
+      }
+      return { node: { op: 'cast', type: TEXT, arg: t.node }, type: TEXT };
+    };
+    const l = operand(left);
+    const r = operand(right);
+    return {
+      node: { op: 'concat', left: l.node, right: r.node },
+      type: TEXT,
+      collation: textRulesOf(l, r),
+    };
   };
 
   const like = (kind: string, operator: string, node: SyntaxNode): FilterNode => {
     const arg = textOperand(visit(node.lexpr as SyntaxNode), kind);
     let patternNode = node.rexpr as SyntaxNode;
-    let escape: FilterNode | undefined;
+    let escape: Typed | undefined;
     const call = patternNode.FuncCall as SyntaxNode | undefined;
     if (call && functionName(call) === 'like_escape') {
       const args = call.args as SyntaxNode[];
       patternNode = args[0]!;
-      escape = textOperand(visit(args[1]!), 'ESCAPE').node;
+      escape = textOperand(visit(args[1]!), 'ESCAPE');
     }
     const pattern = textOperand(visit(patternNode), kind);
+    if (escape) textRulesOf(pattern, escape);
     return {
       op: 'like',
       caseInsensitive: operator.endsWith('*'),
@@ -316,33 +469,36 @@ export function compileWhere(
       text: rulesOrDefault(arg, pattern).rules,
       arg: arg.node,
       pattern: pattern.node,
-      escape,
+      escape: escape?.node,
     };
   };
 
-  const arrayOperand = (expr: Expr, element: ScalarType | undefined): Typed => {
+  const arrayOperand = (expr: Expr, element: ScalarType | undefined, varchar = false): Typed => {
     if (expr.untyped) {
       if (element === undefined) fail('cannot tell the element type of an untyped array constant');
-      return settle(expr, arrayOf(element!));
+      return settle(expr, arrayOf(element!), { varchar });
     }
     if (!expr.type.array) fail(`expected an array, got ${displayTypeName(expr.type)}`);
     return expr;
   };
 
   const anyOperator = (node: SyntaxNode): FilterNode => {
-    if (operatorName(node) !== '=') fail('only = ANY(…) is supported');
+    const operator = operatorName(node);
+    if (operator !== '=') fail(`${operator} ANY(…) is not supported (only = ANY(…))`);
     const arg = visit(node.lexpr as SyntaxNode);
     const right = visit(node.rexpr as SyntaxNode);
     const argType = arg.untyped ? undefined : arg.type;
     if (argType?.array) fail('the left side of = ANY(…) must not be an array');
-    const array = arrayOperand(right, argType?.scalar);
+    // Both untyped: Postgres resolves text = text, and the array as text[].
+    const element = arg.untyped && right.untyped ? 'text' : argType?.scalar;
+    const array = arrayOperand(right, element, !arg.untyped && arg.varchar === true);
     const domain = comparisonDomain(argType?.scalar ?? array.type.scalar, array.type.scalar);
     if (domain === undefined) {
       fail(
         `operator does not exist: ${displayTypeName(argType!)} = ${displayTypeName(array.type)}`,
       );
     }
-    const left = settle(arg, scalar(argType ? domain! : array.type.scalar));
+    const left = settle(arg, scalar(argType ? domain! : array.type.scalar), { lenient: true });
     if (domain === 'text') {
       const { deterministic, name } = rulesOrDefault(left, array);
       if (!deterministic)
@@ -361,13 +517,12 @@ export function compileWhere(
     const known = [leftExpr, rightExpr].find((e): e is Typed => !e.untyped);
     if (!known) fail(`operator is not unique: unknown ${operator} unknown`);
     const element = known!.type.scalar;
-    const left = arrayOperand(leftExpr, element);
-    const right = arrayOperand(rightExpr, element);
-    if (!sameType(left.type, right.type)) {
-      fail(
-        `operator does not exist: ${displayTypeName(left.type)} ${operator} ${displayTypeName(right.type)}`,
-      );
+    const left = arrayOperand(leftExpr, element, known!.varchar === true);
+    const right = arrayOperand(rightExpr, element, known!.varchar === true);
+    if (!sameType(left.type, right.type) || (left.varchar === true) !== (right.varchar === true)) {
+      fail(`operator does not exist: ${display(left)} ${operator} ${display(right)}`);
     }
+    textRulesOf(left, right);
     return {
       op: 'array_op',
       operator: operator as '@>',
@@ -406,15 +561,8 @@ export function compileWhere(
       case '/':
       case '%':
         return arithmetic(operator, left, right);
-      case '||': {
-        const l = textOperand(left, '||');
-        const r = textOperand(right, '||');
-        return {
-          node: { op: 'concat', left: l.node, right: r.node },
-          type: TEXT,
-          collation: textRulesOf(l, r),
-        };
-      }
+      case '||':
+        return concat(left, right);
       case '@>':
       case '<@':
       case '&&':
@@ -440,30 +588,19 @@ export function compileWhere(
       case 'AEXPR_NOT_DISTINCT': {
         const left = visit(node.lexpr as SyntaxNode);
         const right = visit(node.rexpr as SyntaxNode);
-        const domain = commonType([left, right], 'IS DISTINCT FROM');
-        const l = settle(left, domain);
-        const r = settle(right, domain);
+        // IS DISTINCT FROM uses the operands' = operator, typed like a comparison.
+        const { type: domain, varchar } = operatorType('=', left, right);
+        const l = settle(left, domain, { lenient: true, varchar });
+        const r = settle(right, domain, { lenient: true, varchar });
+        textRulesOf(l, r);
         const negated = kind === 'AEXPR_NOT_DISTINCT';
         return {
           node: { op: 'distinct', negated, domain, left: l.node, right: r.node },
           type: BOOL,
         };
       }
-      case 'AEXPR_IN': {
-        const arg = visit(node.lexpr as SyntaxNode);
-        const list = ((node.rexpr as SyntaxNode).List as { items: SyntaxNode[] }).items.map(visit);
-        const domain = commonType([arg, ...list], 'IN');
-        const a = settle(arg, domain);
-        const items = list.map((item) => settle(item, domain));
-        if (domain.scalar === 'text' && !rulesOrDefault(a, ...items).deterministic) {
-          fail('comparing text under a nondeterministic collation is not supported');
-        }
-        const negated = operatorName(node) === '<>';
-        return {
-          node: { op: 'in', negated, domain, arg: a.node, list: items.map((i) => i.node) },
-          type: BOOL,
-        };
-      }
+      case 'AEXPR_IN':
+        return { node: inList(node), type: BOOL };
       case 'AEXPR_LIKE':
       case 'AEXPR_ILIKE':
         return {
@@ -480,6 +617,57 @@ export function compileWhere(
           `${kind.replace('AEXPR_', '').replace(/_/g, ' ')} expressions are not supported`,
         );
     }
+  };
+
+  /**
+   * `x IN (…)` as transformAExprIn builds it, which decides both types and which errors are
+   * raised: items that read no column, when there are several, become one `x = ANY(ARRAY[…])`
+   * (an 'in' node), their type chosen from x and them alone; every other item gets its own
+   * `x = item`, ORed after it (NOT IN: `<>`, ANDed). An array x is always compared item by item.
+   */
+  const inList = (node: SyntaxNode): FilterNode => {
+    const negated = operatorName(node) === '<>';
+    const operator = negated ? '<>' : '=';
+    const arg = visit(node.lexpr as SyntaxNode);
+    const itemNodes = ((node.rexpr as SyntaxNode).List as { items: SyntaxNode[] }).items;
+    const items = itemNodes.map((item) => ({ expr: visit(item), readsColumns: hasColumn(item) }));
+    const constants = items.filter((item) => !item.readsColumns).map((item) => item.expr);
+    const common = constants.length > 1 ? tryCommonType([arg, ...constants]) : undefined;
+    const parts: FilterNode[] = [];
+    let separate = items;
+    if (common && !common.type.array) {
+      parts.push(constantList(negated, arg, constants, common));
+      separate = items.filter((item) => item.readsColumns);
+    }
+    for (const item of separate) parts.push(compare(operator, arg, item.expr));
+    if (parts.length === 1) return parts[0]!;
+    return { op: negated ? 'and' : 'or', args: parts };
+  };
+
+  /** The `x = ANY(ARRAY[…])` part of an IN list: items converted to their common type. */
+  const constantList = (
+    negated: boolean,
+    arg: Expr,
+    constants: Expr[],
+    common: { type: PgType; varchar: boolean },
+  ): FilterNode => {
+    const items = constants.map((item) => settle(item, common.type));
+    // x meets the element type through the = operator, as in `x = ANY(…)`.
+    const domain = arg.untyped
+      ? common.type.scalar
+      : comparisonDomain(arg.type.scalar, common.type.scalar)!;
+    const a = settle(arg, scalar(domain), { lenient: true });
+    const list = items.map((item) => convert(item, scalar(domain)));
+    if (domain === 'text' && !rulesOrDefault(a, ...list).deterministic) {
+      fail('comparing text under a nondeterministic collation is not supported');
+    }
+    return {
+      op: 'in',
+      negated,
+      domain: scalar(domain),
+      arg: a.node,
+      list: list.map((item) => item.node),
+    };
   };
 
   // Postgres rewrites BETWEEN into comparisons at parse time; so does this.
@@ -539,6 +727,14 @@ export function compileWhere(
     };
   };
 
+  // IS NULL does not type its operand: an untyped `$n` stays untyped, which Postgres refuses.
+  const nullTestOperand = (expr: Expr): Typed => {
+    if (expr.untyped && expr.param !== undefined) {
+      fail(`could not determine data type of parameter $${expr.param}`);
+    }
+    return typed(expr);
+  };
+
   const visit = (node: SyntaxNode): Expr => {
     const [kind, body] = Object.entries(node)[0] ?? ['', {}];
     const n = body as SyntaxNode;
@@ -563,7 +759,7 @@ export function compileWhere(
         const target = n.arg as SyntaxNode;
         const arg = target.ColumnRef
           ? column(target.ColumnRef as SyntaxNode, true)
-          : typed(visit(target));
+          : nullTestOperand(visit(target));
         const negated = n.nulltesttype === 'IS_NOT_NULL';
         return { node: { op: 'is_null', negated, arg: arg.node }, type: BOOL };
       }
@@ -580,23 +776,26 @@ export function compileWhere(
         return funcCall(n);
       case 'CoalesceExpr': {
         const args = (n.args as SyntaxNode[]).map(visit);
-        const type = commonType(args, 'COALESCE');
-        const settled = args.map((arg) => settle(arg, type));
+        const { type, varchar } = commonType(args, 'COALESCE');
+        const settled = args.map((arg) => settle(arg, type, { varchar }));
         return {
           node: { op: 'coalesce', type, args: settled.map((a) => a.node) },
           type,
           collation: textRulesOf(...settled),
+          varchar,
         };
       }
       case 'A_ArrayExpr': {
         const elements = ((n.elements as SyntaxNode[] | undefined) ?? []).map(visit);
         if (elements.length === 0) fail('an empty ARRAY[] needs a cast to say its type');
-        const type = commonType(elements, 'ARRAY');
+        const { type, varchar } = commonType(elements, 'ARRAY');
         if (type.array) fail('nested ARRAY[…] constructors are not supported');
-        const settled = elements.map((e) => settle(e, type));
+        const settled = elements.map((e) => settle(e, type, { varchar }));
         return {
           node: { op: 'array', type: type.scalar, elements: settled.map((e) => e.node) },
           type: arrayOf(type.scalar),
+          varchar,
+          collation: textRulesOf(...settled),
         };
       }
       case 'CollateClause': {
@@ -609,6 +808,7 @@ export function compileWhere(
         return {
           node: { op: 'collate', collation: name as 'C', arg: arg.node },
           type: TEXT,
+          varchar: arg.varchar,
           collation: {
             rules: { codePointOrder: true, caseMapping: 'ascii' },
             deterministic: true,
@@ -654,4 +854,17 @@ function integerLiteral(text: string): bigint | undefined {
   if (!/^([0-9]+|0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+)$/.test(body)) return undefined;
   const value = BigInt(body);
   return negative ? -value : value;
+}
+
+/** Postgres' name of a typed expression's type, for messages (`character varying[]`). */
+function display(expr: Typed): string {
+  if (!expr.varchar) return displayTypeName(expr.type);
+  return expr.type.array ? 'character varying[]' : 'character varying';
+}
+
+/** Whether a parse tree reads a column (Postgres' contain_vars_of_level). */
+function hasColumn(node: unknown): boolean {
+  if (Array.isArray(node)) return node.some(hasColumn);
+  if (typeof node !== 'object' || node === null) return false;
+  return Object.entries(node).some(([key, value]) => key === 'ColumnRef' || hasColumn(value));
 }
