@@ -98,3 +98,18 @@ export async function waitUntilHealthy(baseUrl: string, timeoutMs = 60_000): Pro
     await sleep(20);
   }
 }
+
+/**
+ * When Sluice's walsender connected (wall clock, ms). Sluice's catch-up is timed from there:
+ * that includes its connection setup, as the baselines' times include theirs.
+ */
+export async function walsenderStart(db: TestDatabase): Promise<number> {
+  const { rows } = await db.query<{ started: Date }>(
+    `SELECT a.backend_start AS started FROM pg_replication_slots s
+       JOIN pg_stat_activity a ON a.pid = s.active_pid WHERE s.slot_name = $1`,
+    [db.slotName],
+  );
+  const started = rows[0]?.started;
+  if (!started) throw new Error('Sluice has no active walsender');
+  return started.getTime();
+}

@@ -5,6 +5,7 @@ import {
   removeStorage,
   startBenchSluice,
   waitUntilHealthy,
+  walsenderStart,
   type BenchSluice,
 } from './bench-sluice.js';
 import {
@@ -340,21 +341,6 @@ function caughtUp(
   }[];
   const seen = body.at(-1)?.headers.global_last_seen_lsn;
   return seen !== undefined && BigInt(seen) >= finalEndLsn;
-}
-
-/**
- * When Sluice's walsender connected (wall clock, ms). Sluice's catch-up is timed from there:
- * that includes its connection setup, as the baselines' times include theirs.
- */
-async function walsenderStart(db: TestDatabase): Promise<number> {
-  const { rows } = await db.query<{ started: Date }>(
-    `SELECT a.backend_start AS started FROM pg_replication_slots s
-       JOIN pg_stat_activity a ON a.pid = s.active_pid WHERE s.slot_name = $1`,
-    [db.slotName],
-  );
-  const started = rows[0]?.started;
-  if (!started) throw new Error('Sluice has no active walsender');
-  return started.getTime();
 }
 
 /** The shapes the final transaction touched hold it (a check on `global_last_seen_lsn`). */

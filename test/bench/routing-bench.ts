@@ -5,6 +5,7 @@ import {
   removeStorage,
   startBenchSluice,
   waitUntilHealthy,
+  walsenderStart,
   type BenchSluice,
 } from './bench-sluice.js';
 import {
@@ -208,17 +209,6 @@ async function waitForSluice(baseUrl: string, endLsn: bigint): Promise<number> {
     if (Date.now() > deadline) throw new Error('Sluice did not catch up within 10 minutes');
     await sleep(10);
   }
-}
-
-async function walsenderStart(db: TestDatabase): Promise<number> {
-  const { rows } = await db.query<{ started: Date }>(
-    `SELECT a.backend_start AS started FROM pg_replication_slots s
-       JOIN pg_stat_activity a ON a.pid = s.active_pid WHERE s.slot_name = $1`,
-    [db.slotName],
-  );
-  const started = rows[0]?.started;
-  if (!started) throw new Error('Sluice has no active walsender');
-  return started.getTime();
 }
 
 /**
