@@ -71,6 +71,11 @@ export class Shape {
       this.#pending.push({ transaction, changes });
       return false;
     }
+    return this.#append(transaction, changes);
+  }
+
+  /** Appends changes already filtered by the where clause. */
+  #append(transaction: Transaction, changes: PositionedChange[]): boolean {
     if (transaction.commitLsn <= this.#lastLsn) return false;
     const { snapshot } = this.metadata;
     if (snapshot && visibleInSnapshot(snapshot, transaction.xid, transaction.commitLsn))
@@ -89,7 +94,7 @@ export class Shape {
     this.#pending = [];
     let appended = false;
     for (const { transaction, changes } of pending) {
-      appended = this.applyTransaction(transaction, changes) || appended;
+      appended = this.#append(transaction, changes) || appended;
     }
     return appended;
   }

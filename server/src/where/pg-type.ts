@@ -21,7 +21,7 @@ export interface PgType {
   array: boolean;
 }
 
-export type TypeCategory = 'bool' | 'number' | 'string' | 'uuid' | 'datetime';
+type TypeCategory = 'bool' | 'number' | 'string' | 'uuid' | 'datetime';
 
 const CATEGORY: Record<ScalarType, TypeCategory> = {
   bool: 'bool',
@@ -135,7 +135,7 @@ export function numberDomain(a: ScalarType, b: ScalarType): ScalarType {
 }
 
 /** Dates and timestamps compare after date → timestamp → timestamptz promotion. */
-export function datetimeDomain(a: ScalarType, b: ScalarType): ScalarType {
+function datetimeDomain(a: ScalarType, b: ScalarType): ScalarType {
   if (a === 'timestamptz' || b === 'timestamptz') return 'timestamptz';
   if (a === 'timestamp' || b === 'timestamp') return 'timestamp';
   return 'date';

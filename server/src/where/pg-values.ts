@@ -106,7 +106,7 @@ function compareFloats(a: number, b: number): number {
 }
 
 /** Code point order (UTF-16 order differs for characters above U+FFFF). */
-export function compareCodePoints(a: string, b: string): number {
+function compareCodePoints(a: string, b: string): number {
   const length = Math.min(a.length, b.length);
   for (let i = 0; i < length; i++) {
     const x = a.charCodeAt(i);
@@ -161,7 +161,7 @@ function roundHalfEven(x: number): number {
 }
 
 /** float8 → float4, with Postgres' overflow and underflow errors. */
-export function toFloat4(value: number): number {
+function toFloat4(value: number): number {
   const result = Math.fround(value);
   if (!Number.isFinite(result) && Number.isFinite(value)) {
     throw new EvaluationError('22003', 'value out of range: overflow');

@@ -78,12 +78,7 @@ const C_UTF8_LOCALES = /^c\.utf-?8$/i;
  * POSIX change the case of ASCII letters only; other libc locales map one character at a time;
  * ICU maps whole strings. Other orderings (en_US, ICU) are not reproduced.
  */
-export function textRules(
-  provider: string,
-  collate: string,
-  ctype: string,
-  locale: string,
-): TextRules {
+function textRules(provider: string, collate: string, ctype: string, locale: string): TextRules {
   if (provider === 'b') {
     return { codePointOrder: true, caseMapping: C_LOCALES.test(locale) ? 'ascii' : 'simple' };
   }
