@@ -7,7 +7,12 @@ import pg from 'pg';
 import type { Config } from './config/config-options.js';
 import { registerErrorHandler } from './http/error-handler.js';
 import { registerHealthRoute } from './http/health-route.js';
+import { registerMetricsRoute } from './http/metrics-route.js';
 import { registerShapeRoute } from './http/shape-route.js';
+import { registerStatusRoute } from './http/status-route.js';
+import { DatabaseProbe } from './db/database-probe.js';
+import { FallbackSnapshots } from './shapes/fallback-snapshots.js';
+import { SluiceMetrics } from './status/sluice-metrics.js';
 import { ReplicationConsumer } from './replication/replication-consumer.js';
 import { sessionOptionsString } from './shapes/session-settings.js';
 import { ShapeRegistry } from './shapes/shape-registry.js';
@@ -21,6 +26,13 @@ export type AppConfig = Config & { databaseUrl: string };
 
 /** How often shapes' tables are checked for being dropped or renamed. */
 const RELATION_SWEEP_MS = 5_000;
+/**
+ * The database probe: every 5 s while live (slot lag for /v1/status and /metrics), every second
+ * otherwise, so an outage's end is noticed quickly; a probe gets 5 s to answer.
+ */
+const PROBE_LIVE_INTERVAL_MS = 5_000;
+const PROBE_DEGRADED_INTERVAL_MS = 1_000;
+const PROBE_TIMEOUT_MS = 5_000;
 
 /** Browsers hide response headers that are not listed; the client then fails (PROTOCOL.md §1). */
 const EXPOSED_HEADERS = [
@@ -47,10 +59,7 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
     exposedHeaders: EXPOSED_HEADERS,
     maxAge: 86_400,
   });
-  registerErrorHandler(app);
-
   const storageDir = config.storageDir ?? join(config.dataDir, 'storage');
-  const status = new StatusMonitor();
   const sessionOptions = sessionOptionsString();
   const pool = new pg.Pool({
     connectionString: config.databaseUrl,
@@ -70,28 +79,65 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
     publicationName: config.publicationName,
     log: app.log,
   });
-  const consumer = new ReplicationConsumer({
+  const status = new StatusMonitor({
+    slotName: config.slotName,
+    shapeCount: () => registry.size,
+    log: app.log,
+  });
+  const metrics = new SluiceMetrics(status);
+  const probe = new DatabaseProbe({
     connectionString: config.databaseUrl,
+    slotName: config.slotName,
+    status,
+    liveIntervalMs: PROBE_LIVE_INTERVAL_MS,
+    degradedIntervalMs: PROBE_DEGRADED_INTERVAL_MS,
+    timeoutMs: PROBE_TIMEOUT_MS,
+    log: app.log,
+  });
+  registerErrorHandler(app, () => probe.probeNow());
+  const fallback = new FallbackSnapshots({
+    pool,
+    maxAgeMs: config.fallbackMaxAgeS * 1000,
+    maxConcurrent: config.maxConcurrentFallback,
+    metrics,
+  });
+  // Snapshots from an outage are never asked for once live again; their memory goes.
+  status.onChange(({ to }) => {
+    if (to === 'live') fallback.clear();
+  });
+  const consumer = new ReplicationConsumer({
+    connectionString: config.replicationDatabaseUrl ?? config.databaseUrl,
     sessionOptions,
     slotName: config.slotName,
     publicationName: config.publicationName,
     storageDir,
     retryMinMs: config.replicationRetryMinMs,
     retryMaxMs: config.replicationRetryMaxMs,
+    livenessTimeoutMs: config.replicationLivenessTimeoutMs,
     registry,
     status,
+    onFailure: () => probe.probeNow(),
     log: app.log,
   });
   const closing = new AbortController();
 
   registerHealthRoute(app, status);
+  await registerStatusRoute(app, status, config.statusMaxAgeS);
+  registerMetricsRoute(app, metrics);
   registerShapeRoute(app, {
     registry,
+    status,
+    fallback,
+    degraded: () => {
+      const { state } = status.snapshot();
+      return state === 'fallback' || state === 'unavailable';
+    },
     lastSeenLsn: () => consumer.lastSeenLsn(),
     continuityChecked: (timeoutMs) => consumer.continuityChecked(timeoutMs),
     longPollTimeoutMs: config.longPollTimeoutMs,
     maxAgeS: config.cacheMaxAgeS,
     staleAgeS: config.cacheStaleAgeS,
+    fallbackMaxAgeS: config.fallbackMaxAgeS,
     closing: closing.signal,
     secret: config.secret,
     enableDelete: config.enableShapeDelete,
@@ -105,6 +151,7 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
   app.addHook('onReady', async () => {
     await mkdir(storageDir, { recursive: true });
     await registry.load();
+    probe.start();
     consumer.start();
     sweep = setInterval(() => {
       registry
@@ -121,6 +168,7 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
   app.addHook('onClose', async () => {
     clearInterval(sweep);
     await consumer.close();
+    await probe.close();
     await registry.close();
     await pool.end();
   });

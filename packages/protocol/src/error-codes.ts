@@ -13,7 +13,8 @@ export const ERROR_CODES = {
   },
   SLUICE_ERR_SHAPE_INVALID: {
     status: 400,
-    summary: 'The shape request names a table, column, where clause or option that cannot be served.',
+    summary:
+      'The shape request names a table, column, where clause or option that cannot be served.',
   },
   SLUICE_ERR_SHAPE_INVALID_IDENTIFIER: {
     status: 400,
@@ -23,9 +24,14 @@ export const ERROR_CODES = {
     status: 503,
     summary: 'Too many concurrent initial or live requests.',
   },
+  SLUICE_ERR_FALLBACK_OVERLOADED: {
+    status: 503,
+    summary: 'Replication is down and too many distinct fallback queries are already running.',
+  },
   SLUICE_ERR_NOT_READY: {
     status: 503,
-    summary: 'The server has not yet checked replication since it started.',
+    summary:
+      'The server has not yet checked replication since it started, so stored shapes cannot be served.',
   },
   SLUICE_ERR_SHUTTING_DOWN: {
     status: 503,

@@ -70,6 +70,13 @@ export const CONFIG_OPTIONS = {
     default: undefined,
     parse: postgresUrl,
   }),
+  replicationDatabaseUrl: option({
+    env: 'SLUICE_REPLICATION_DATABASE_URL',
+    description:
+      'Connection for the replication stream when it must differ from `DATABASE_URL` (for example when `DATABASE_URL` goes through PgBouncer, which cannot carry replication). Unset: `DATABASE_URL`.',
+    default: undefined,
+    parse: postgresUrl,
+  }),
   host: option({
     env: 'SLUICE_HOST',
     description: 'Address the HTTP server listens on. Use `0.0.0.0` in containers.',
@@ -168,6 +175,33 @@ export const CONFIG_OPTIONS = {
     description: 'Cap of the reconnect backoff of the replication stream.',
     default: 10_000,
     parse: integer(10),
+  }),
+  replicationLivenessTimeoutMs: option({
+    env: 'SLUICE_REPLICATION_LIVENESS_TIMEOUT_MS',
+    description:
+      'A replication connection that has sent nothing for this long (pings included) is replaced, so a black-holed connection is noticed in bounded time.',
+    default: 15_000,
+    parse: integer(300),
+  }),
+  statusMaxAgeS: option({
+    env: 'SLUICE_STATUS_MAX_AGE_S',
+    description: '`max-age` of `GET /v1/status`, in seconds.',
+    default: 5,
+    parse: integer(0),
+  }),
+  fallbackMaxAgeS: option({
+    env: 'SLUICE_FALLBACK_MAX_AGE_S',
+    description:
+      '`max-age` of shape responses in fallback mode, in seconds; also how long one fallback query answers identical requests.',
+    default: 5,
+    parse: integer(0),
+  }),
+  maxConcurrentFallback: option({
+    env: 'SLUICE_MAX_CONCURRENT_FALLBACK',
+    description:
+      'Distinct fallback queries run at once (identical requests share one); beyond it: 503 with retry-after.',
+    default: 8,
+    parse: integer(1),
   }),
   logLevel: option({
     env: 'SLUICE_LOG_LEVEL',

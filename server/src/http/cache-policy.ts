@@ -4,13 +4,16 @@ import type { FastifyReply } from 'fastify';
 export interface CacheAges {
   maxAgeS: number;
   staleAgeS: number;
+  /** Of every response in fallback mode (PROTOCOL.md §7). */
+  fallbackMaxAgeS: number;
 }
 
-export type CacheKind = 'initial' | 'catch-up' | 'live' | 'must-refetch' | 'error';
+export type CacheKind = 'initial' | 'catch-up' | 'live' | 'must-refetch' | 'fallback' | 'error';
 
 /**
  * Cache-Control per kind of response. The first chunk of a shape is immutable under its handle,
- * hence the week-long policy; live answers change every long-poll window; errors are never stored.
+ * hence the week-long policy; live answers change every long-poll window; fallback answers are
+ * kept briefly, so clients come back soon for fresher ones; errors are never stored.
  */
 export function setCacheControl(reply: FastifyReply, kind: CacheKind, ages: CacheAges): void {
   switch (kind) {
@@ -28,6 +31,9 @@ export function setCacheControl(reply: FastifyReply, kind: CacheKind, ages: Cach
       return;
     case 'live':
       reply.header('cache-control', 'public, max-age=5, stale-while-revalidate=5');
+      return;
+    case 'fallback':
+      reply.header('cache-control', `public, max-age=${ages.fallbackMaxAgeS}`);
       return;
     case 'must-refetch':
       reply.header('cache-control', 'public, max-age=60, must-revalidate');

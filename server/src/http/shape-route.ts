@@ -1,16 +1,15 @@
-import {
-  HEADERS,
-  PATHS,
-  compareLogOffsets,
-  formatLogOffset,
-  type LogOffset,
-} from '@sluice/protocol';
+import { PATHS } from '@sluice/protocol';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { ShapeCreationError, type ShapeRegistry } from '../shapes/shape-registry.js';
+import type { FallbackSnapshots } from '../shapes/fallback-snapshots.js';
+import { ShapeCreationError } from '../shapes/shape-creation-error.js';
+import type { ShapeRegistry } from '../shapes/shape-registry.js';
 import type { Shape } from '../shapes/shape.js';
+import type { StatusMonitor } from '../status/status-monitor.js';
 import { AdmissionGate } from './admission-gate.js';
 import { setCacheControl, type CacheAges } from './cache-policy.js';
-import { nextLiveCursor } from './live-cursor.js';
+import { handleDegraded } from './degraded-requests.js';
+import { serveFromLog } from './serve-from-log.js';
+import { badRequest as badRequestReply, mustRefetch, unavailable } from './shape-replies.js';
 import {
   isValidationErrors,
   parseShapeRequest,
@@ -20,6 +19,10 @@ import {
 
 export interface ShapeRouteOptions extends CacheAges {
   registry: ShapeRegistry;
+  status: StatusMonitor;
+  fallback: FallbackSnapshots;
+  /** True while replication is down (fallback or unavailable): answers are marked as such. */
+  degraded(): boolean;
   /** Decimal LSN of the last replication position every shape has durably seen. */
   lastSeenLsn(): bigint;
   /** False until replication has told whether stored shape logs continue the stream. */
@@ -38,14 +41,9 @@ type Query = Record<string, string | string[] | undefined>;
 /** How long a request waits at start for replication to tell whether stored logs are current. */
 const CONTINUITY_WAIT_MS = 5_000;
 
-/** How long a request for an offset past the log's end waits before it is a 400. */
-const OUT_OF_BOUNDS_GRACE_MS = 1_000;
-
 export function registerShapeRoute(app: FastifyInstance, options: ShapeRouteOptions): void {
-  const badRequest = (reply: FastifyReply, errors: ValidationErrors) => {
-    setCacheControl(reply, 'error', options);
-    return reply.code(400).send({ message: 'Invalid request', errors });
-  };
+  const badRequest = (reply: FastifyReply, errors: ValidationErrors) =>
+    badRequestReply(reply, errors, options);
 
   const authorised = (
     request: FastifyRequest<{ Querystring: Query }>,
@@ -73,6 +71,8 @@ export function registerShapeRoute(app: FastifyInstance, options: ShapeRouteOpti
       return unavailable(reply, options, 'SLUICE_ERR_OVERLOADED', message);
     }
     try {
+      // Replication is down: fallback answers (PROTOCOL.md §7).
+      if (options.degraded()) return await handleDegraded(request, reply, parsed, options);
       if (!(await options.continuityChecked(CONTINUITY_WAIT_MS))) {
         const message =
           'Replication has not been checked yet, so stored shapes may be stale; retry shortly';
@@ -107,7 +107,7 @@ export function registerShapeRoute(app: FastifyInstance, options: ShapeRouteOpti
         return badRequest(reply, { [error.field]: [error.message] });
       throw error;
     }
-    return serve(request, reply, shape, parsed, options);
+    return serveFromLog(request, reply, shape, parsed, options);
   };
 
   app.delete<{ Querystring: Query }>(PATHS.shape, async (request, reply) => {
@@ -132,126 +132,4 @@ export function registerShapeRoute(app: FastifyInstance, options: ShapeRouteOpti
     await options.registry.delete(shape);
     return reply.code(202).send();
   });
-}
-
-function mustRefetch(reply: FastifyReply, handle: string, ages: CacheAges): FastifyReply {
-  setCacheControl(reply, 'must-refetch', ages);
-  return reply
-    .code(409)
-    .header(HEADERS.handle, handle)
-    .type('application/json')
-    .send('[{"headers":{"control":"must-refetch"}}]');
-}
-
-/** 503 with `retry-after`: the client backs off and comes back (PROTOCOL.md §5). */
-function unavailable(
-  reply: FastifyReply,
-  ages: CacheAges,
-  code: string,
-  message: string,
-): FastifyReply {
-  setCacheControl(reply, 'error', ages);
-  return reply.code(503).header(HEADERS.retryAfter, '1').send({ code, message });
-}
-
-type Wait = 'ready' | 'timed-out' | 'out-of-bounds' | 'deleted' | 'closing';
-
-/**
- * Before reading at `offset`: an offset past the end of the log gets a moment for a flush to
- * land, then is out of bounds; a live request with nothing new is held until a flush wakes it,
- * the long-poll ends, the shape goes away or the server closes.
- */
-async function waitForEntries(
-  shape: Shape,
-  offset: LogOffset,
-  live: boolean,
-  options: ShapeRouteOptions,
-): Promise<Wait> {
-  if (shape.hasEntriesAfter(offset)) return 'ready';
-  const end = shape.log.durableOffset;
-  if (end && compareLogOffsets(offset, end) > 0) {
-    await shape.waitForChange(OUT_OF_BOUNDS_GRACE_MS);
-    const after = shape.log.durableOffset;
-    return after && compareLogOffsets(offset, after) <= 0 ? 'ready' : 'out-of-bounds';
-  }
-  if (!live) return 'ready';
-  if (options.closing.aborted) return 'closing';
-  await shape.waitForChange(options.longPollTimeoutMs);
-  if (shape.deleted) return 'deleted';
-  if (options.closing.aborted) return 'closing';
-  return shape.hasEntriesAfter(offset) ? 'ready' : 'timed-out';
-}
-
-async function serve(
-  request: FastifyRequest,
-  reply: FastifyReply,
-  shape: Shape,
-  parsed: ShapeRequest,
-  options: ShapeRouteOptions,
-): Promise<FastifyReply> {
-  const { offset, live } = parsed;
-  let body: string[] = [];
-  let responseOffset: LogOffset = shape.log.durableOffset ?? { tx: 0n, op: 0 };
-  let reachedEnd = true;
-  let timedOut = false;
-
-  if (offset !== 'now') {
-    if (offset !== 'before-all') {
-      const wait = await waitForEntries(shape, offset, live, options);
-      if (wait === 'out-of-bounds') {
-        setCacheControl(reply, 'error', options);
-        return reply
-          .code(400)
-          .send({ message: 'Invalid request', errors: { offset: ['out of bounds'] } });
-      }
-      if (wait === 'deleted') {
-        const current = await options.registry.getOrCreate(shape.metadata.definition);
-        return mustRefetch(reply, current.handle, options);
-      }
-      if (wait === 'closing') {
-        return unavailable(
-          reply,
-          options,
-          'SLUICE_ERR_SHUTTING_DOWN',
-          'The server is shutting down',
-        );
-      }
-      timedOut = wait === 'timed-out';
-    }
-    const read = await shape.log.read(offset);
-    body = read.entries;
-    responseOffset = read.lastOffset ?? (offset === 'before-all' ? { tx: 0n, op: 0 } : offset);
-    reachedEnd = read.reachedEnd;
-  }
-
-  const isInitial = offset === 'before-all';
-  // The first chunk never says up-to-date: the client must come back for the rest (§3).
-  const sendUpToDate = reachedEnd && !isInitial;
-  if (sendUpToDate) {
-    const lsn = options.lastSeenLsn().toString();
-    body.push(JSON.stringify({ headers: { control: 'up-to-date', global_last_seen_lsn: lsn } }));
-  }
-
-  const offsetText = formatLogOffset(responseOffset);
-  reply.header(HEADERS.handle, shape.handle).header(HEADERS.offset, offsetText);
-  if (sendUpToDate) reply.header(HEADERS.upToDate, '');
-  if (live) {
-    reply.header(HEADERS.cursor, nextLiveCursor(options.longPollTimeoutMs, parsed.cursor));
-    setCacheControl(reply, 'live', options);
-  } else {
-    reply.header(HEADERS.schema, shape.metadata.schemaHeader);
-    setCacheControl(reply, isInitial ? 'initial' : offset === 'now' ? 'live' : 'catch-up', options);
-  }
-  // A long-poll that timed out answers the same offsets as the last one: a unique tag keeps
-  // caches from treating the two as the same response.
-  const unique = timedOut
-    ? `:${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`
-    : '';
-  const etag = `"${shape.handle}:${parsed.offsetText}:${offsetText}${unique}"`;
-  reply.header(HEADERS.etag, etag);
-  if (request.headers[HEADERS.ifNoneMatch] === etag) return reply.code(304).send();
-  return reply
-    .code(200)
-    .type('application/json')
-    .send(`[${body.join(',')}]`);
 }

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Shape, RowChange } from '../shapes/shape.js';
 import type { ShapeRegistry } from '../shapes/shape-registry.js';
+import { describeProblem } from '../status/describe-problem.js';
 import type { StatusMonitor } from '../status/status-monitor.js';
 import { writeFileAtomically } from '../storage/chunk-file.js';
 import { ReplicationStream, type StreamSetup } from './replication-stream.js';
@@ -16,8 +17,11 @@ export interface ReplicationConsumerOptions {
   storageDir: string;
   retryMinMs: number;
   retryMaxMs: number;
+  livenessTimeoutMs: number;
   registry: ShapeRegistry;
   status: StatusMonitor;
+  /** Called when the stream fails: the database itself may be gone, so look now. */
+  onFailure(): void;
   log: FastifyBaseLogger;
 }
 
@@ -100,6 +104,7 @@ export class ReplicationConsumer {
           sessionOptions: this.#options.sessionOptions,
           slotName: this.#options.slotName,
           publicationName: this.#options.publicationName,
+          livenessTimeoutMs: this.#options.livenessTimeoutMs,
         },
         {
           onSetup: (setup) => this.#onSetup(setup),
@@ -109,37 +114,52 @@ export class ReplicationConsumer {
         },
       );
       this.#stream = stream;
+      const { status, log } = this.#options;
+      status.replicationConnecting();
       const startedAt = Date.now();
       let error: Error | undefined;
       try {
         await stream.started();
-        this.#options.status.reportReplication(true);
-        this.#options.log.info({ slot: this.#options.slotName }, 'replication streaming');
+        status.replicationStreaming();
+        log.info({ slot: this.#options.slotName }, 'replication streaming');
         error = await stream.ended;
       } catch (failure) {
         error = failure as Error;
       }
+      if (this.#closed) {
+        await stream.close();
+        return;
+      }
+      // Reported before cleaning up, so the state leaves live as soon as the stream is lost.
+      if (Date.now() - startedAt > HEALTHY_AFTER_MS) attempt = 0;
+      const delay = reconnectDelay(attempt++, this.#options.retryMinMs, this.#options.retryMaxMs);
+      const problem = describeProblem(error ?? new Error('the replication stream ended'));
+      status.replicationFailed(problem, new Date(Date.now() + delay));
+      this.#options.onFailure();
+      log.warn(
+        { code: problem.code, retryInMs: delay },
+        `replication stopped (${problem.message}); reconnecting`,
+      );
+      const waited = this.#sleep(delay);
       await stream.close();
       this.#stream = undefined;
       // Whatever was received is made durable before a new stream replays from the slot.
       await this.#flush().catch((failure: unknown) =>
-        this.#options.log.error({ err: failure }, 'writing shape logs failed'),
+        log.error({ err: failure }, 'writing shape logs failed'),
       );
-      if (this.#closed) return;
-      if (Date.now() - startedAt > HEALTHY_AFTER_MS) attempt = 0;
-      const delay = reconnectDelay(attempt++, this.#options.retryMinMs, this.#options.retryMaxMs);
-      const cause =
-        `${(error as { code?: string } | undefined)?.code ?? ''} ${error?.message ?? 'stream ended'}`.trim();
-      this.#options.status.reportReplication(false, cause);
-      this.#options.log.warn({ err: error, retryInMs: delay }, 'replication stopped; reconnecting');
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, delay);
-        this.#wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
+      await waited;
     }
+  }
+
+  /** Resolves after `ms`, or at once when the consumer closes. */
+  #sleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.#wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
   }
 
   async #onSetup(setup: StreamSetup): Promise<void> {
@@ -147,7 +167,14 @@ export class ReplicationConsumer {
     const previous = await readFile(file, 'utf8')
       .then((text) => JSON.parse(text) as ContinuityState)
       .catch(() => undefined);
-    const { registry } = this.#options;
+    const { registry, status } = this.#options;
+    // The very first slot of a new installation is not an incident; a lost one is.
+    if (setup.slotProblem && (previous || registry.size > 0)) {
+      status.replicationIncident({
+        code: setup.slotProblem.code,
+        message: `${setup.slotProblem.message}: a new slot was created and every shape starts over`,
+      });
+    }
     if (setup.slotCreated) {
       await registry.rotateAll(`replication slot ${this.#options.slotName} was (re)created`);
     } else if (

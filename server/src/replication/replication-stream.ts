@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { bigIntToLsn, lsnToBigInt } from '@sluice/protocol';
 import type { Client } from 'pg';
 import { LogicalReplicationService, type Pgoutput } from 'pg-logical-replication';
-import { TextPgoutputPlugin } from './text-pgoutput-plugin.js';
+import type { Problem } from '../status/status-monitor.js';
+import { TextPgoutputPlugin, UndecodableMessage } from './text-pgoutput-plugin.js';
 import type { Change, RelationInfo, Transaction } from './transaction.js';
 
 /** What the stream found while setting up, before any change is delivered. */
@@ -11,6 +12,8 @@ export interface StreamSetup {
   timeline: number;
   /** The slot did not exist or had been invalidated, so a new one was made: continuity broke. */
   slotCreated: boolean;
+  /** Why the slot had to be made: it was missing (42704) or invalidated (55000). */
+  slotProblem: Problem | undefined;
 }
 
 export interface ReplicationStreamHandlers {
@@ -30,6 +33,8 @@ export interface ReplicationStreamOptions {
   sessionOptions: string;
   slotName: string;
   publicationName: string;
+  /** Silence (no message, no answer to a ping) after which the connection is given up. */
+  livenessTimeoutMs: number;
 }
 
 type QueueItem = Pgoutput.Message | { tag: 'keepalive'; lsn: bigint };
@@ -37,6 +42,8 @@ type QueueItem = Pgoutput.Message | { tag: 'keepalive'; lsn: bigint };
 /** Queue lengths (messages) at which the socket is paused and resumed. */
 const QUEUE_HIGH_WATER = 10_000;
 const QUEUE_LOW_WATER = 1_000;
+/** How long closing waits for an orderly end before destroying the socket. */
+const CLOSE_GRACE_MS = 1_000;
 
 /** A replication error with the Postgres SQLSTATE when there is one. */
 export class ReplicationError extends Error {
@@ -67,6 +74,10 @@ export class ReplicationStream {
   readonly #queue: QueueItem[] = [];
   #draining = false;
   #statusIntervalMs = 10_000;
+  #heardAt = Date.now();
+  #streaming = false;
+  #creatingSlot = false;
+  readonly #watchdog: NodeJS.Timeout;
   readonly ended: Promise<Error | undefined>;
   readonly #started: Promise<void>;
 
@@ -74,7 +85,13 @@ export class ReplicationStream {
     this.#options = options;
     this.#handlers = handlers;
     this.#service = new LogicalReplicationService(
-      { connectionString: options.connectionString, options: options.sessionOptions },
+      {
+        connectionString: options.connectionString,
+        options: options.sessionOptions,
+        // A connect that gets no answer (black-holed network) fails instead of hanging.
+        connectionTimeoutMillis: options.livenessTimeoutMs,
+        keepAlive: true,
+      },
       // No automatic acknowledgement (it confirms what was merely received) and no library
       // timer (it acknowledges the last received LSN). No library flow control either: it emits
       // keepalives on receipt while data still waits in its queue, so a keepalive could vouch
@@ -83,8 +100,20 @@ export class ReplicationStream {
     );
     // The library emits socket errors here; without a listener they would crash the process.
     this.#service.on('error', (error) => this.#fail(error));
-    this.#service.on('data', (_lsn: string, message: Pgoutput.Message) => this.#enqueue(message));
+    this.#service.on('data', (_lsn: string, message: Pgoutput.Message) => {
+      this.#heardAt = Date.now();
+      if (message instanceof UndecodableMessage) {
+        this.#fail(
+          new ReplicationError('undecodable replication message', 'REPLICATION_UNDECODABLE', {
+            cause: message.error,
+          }),
+        );
+      } else {
+        this.#enqueue(message);
+      }
+    });
     this.#service.on('heartbeat', (lsn: string, _time: number, shouldRespond: boolean) => {
+      this.#heardAt = Date.now();
       // Postgres wants an answer soon (wal_sender_timeout): give the position already durable.
       if (shouldRespond) this.acknowledge(this.#acknowledged);
       this.#enqueue({ tag: 'keepalive', lsn: lsnToBigInt(lsn) });
@@ -95,6 +124,8 @@ export class ReplicationStream {
     let onStart: () => void = () => undefined;
     this.#started = new Promise<void>((resolve) => (onStart = resolve));
     this.#service.on('start', () => {
+      this.#heardAt = Date.now();
+      this.#streaming = true;
       onStart();
       this.#statusTimer = setInterval(
         () => this.acknowledge(this.#acknowledged),
@@ -106,6 +137,39 @@ export class ReplicationStream {
       (error: unknown) => this.#failure ?? toReplicationError(error),
     );
     void this.ended.then(() => this.#stopTimer());
+    this.#watchdog = setInterval(
+      () => this.#checkLiveness(),
+      Math.max(100, options.livenessTimeoutMs / 6),
+    );
+  }
+
+  /**
+   * A connection can stay "up" while nothing crosses it (a partition the kernel will not notice
+   * for hours). Once a third of the timeout passes in silence, status updates ask Postgres to
+   * answer at once (it replies with a keepalive within milliseconds); after the whole timeout
+   * with no answer the connection is given up. Setup counts too, except while a slot is being
+   * created, which legitimately waits for running transactions to finish.
+   */
+  #checkLiveness(): void {
+    if (this.#closed || this.#creatingSlot) {
+      this.#heardAt = Date.now();
+      return;
+    }
+    const silentMs = Date.now() - this.#heardAt;
+    const { livenessTimeoutMs } = this.#options;
+    if (silentMs >= livenessTimeoutMs) {
+      this.#fail(
+        new ReplicationError(
+          `no message from Postgres for ${silentMs} ms (liveness timeout ${livenessTimeoutMs} ms)`,
+          'REPLICATION_SILENT',
+        ),
+      );
+    } else if (this.#streaming && silentMs >= livenessTimeoutMs / 3) {
+      void this.#service.acknowledge(
+        bigIntToLsn(this.#acknowledged > 0n ? this.#acknowledged - 1n : 0n),
+        true,
+      );
+    }
   }
 
   /** Resolves once Postgres streams; rejects with the reason if the stream ends before that. */
@@ -133,12 +197,18 @@ export class ReplicationStream {
   async close(): Promise<void> {
     this.#closed = true;
     this.#stopTimer();
-    await this.#service.destroy().catch(() => undefined);
+    // An orderly end waits for Postgres to close its side, which a partition never does: after
+    // a moment the socket is destroyed.
+    const destroying = this.#service.destroy().catch(() => undefined);
+    const timer = setTimeout(() => this.#socket()?.destroy(), CLOSE_GRACE_MS);
+    await destroying;
+    clearTimeout(timer);
   }
 
   #stopTimer(): void {
     if (this.#statusTimer) clearInterval(this.#statusTimer);
     this.#statusTimer = undefined;
+    clearInterval(this.#watchdog);
   }
 
   #fail(error: unknown): void {
@@ -186,20 +256,31 @@ export class ReplicationStream {
     const slot = await client.query<{ wal_status: string | null }>(
       `SELECT wal_status FROM pg_replication_slots WHERE slot_name = ${literal(slotName)}`,
     );
-    let slotCreated = false;
+    let slotProblem: Problem | undefined;
     if (slot.rows[0]?.wal_status === 'lost') {
+      slotProblem = {
+        code: '55000',
+        message: `replication slot "${slotName}" was invalidated (Postgres removed WAL it still needed, see max_slot_wal_keep_size)`,
+      };
       await client.query(`DROP_REPLICATION_SLOT ${ident(slotName)}`);
+    } else if (slot.rowCount === 0) {
+      slotProblem = { code: '42704', message: `replication slot "${slotName}" does not exist` };
     }
-    if (slot.rowCount === 0 || slot.rows[0]?.wal_status === 'lost') {
-      await client.query(
-        `CREATE_REPLICATION_SLOT ${ident(slotName)} LOGICAL pgoutput NOEXPORT_SNAPSHOT`,
-      );
-      slotCreated = true;
+    if (slotProblem) {
+      this.#creatingSlot = true;
+      try {
+        await client.query(
+          `CREATE_REPLICATION_SLOT ${ident(slotName)} LOGICAL pgoutput NOEXPORT_SNAPSHOT`,
+        );
+      } finally {
+        this.#creatingSlot = false;
+      }
     }
     await this.#handlers.onSetup({
       systemId: identity.systemid,
       timeline: Number(identity.timeline),
-      slotCreated,
+      slotCreated: slotProblem !== undefined,
+      slotProblem,
     });
   }
 
@@ -231,11 +312,11 @@ export class ReplicationStream {
     }
   }
 
-  /** The replication socket, paused while the queue is long so memory stays bounded. */
-  #socket(): { pause(): void; resume(): void } | undefined {
+  /** The replication socket: paused while the queue is long so memory stays bounded. */
+  #socket(): { pause(): void; resume(): void; destroy(): void } | undefined {
     // The library keeps its pg connection private; its own flow control pauses the same stream.
     const service = this.#service as unknown as {
-      _connection?: { stream?: { pause(): void; resume(): void } };
+      _connection?: { stream?: { pause(): void; resume(): void; destroy(): void } };
     };
     return service._connection?.stream;
   }

@@ -3,6 +3,11 @@ import { PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
 
 const keepText = (text: unknown) => text;
 
+/** A replication message the parser could not read (see `TextPgoutputPlugin.parse`). */
+export class UndecodableMessage {
+  constructor(readonly error: unknown) {}
+}
+
 /**
  * pgoutput with values kept as Postgres text. The library converts each value with
  * node-postgres type parsers (timestamps lose microseconds, jsonb becomes an object, int8 a
@@ -22,12 +27,21 @@ export class TextPgoutputPlugin extends PgoutputPlugin {
     super({ protoVersion: 1, publicationNames: [publicationName] });
   }
 
+  /**
+   * Never throws: the library calls this inside a socket event handler, where an exception
+   * would crash the process. A message that cannot be decoded comes back as an
+   * `UndecodableMessage`, and the stream that receives it ends and restarts from the slot.
+   */
   override parse(buffer: Buffer): Pgoutput.Message {
-    const message = super.parse(buffer);
-    if (message.tag === 'relation') {
-      for (const column of message.columns) column.parser = keepText;
+    try {
+      const message = super.parse(buffer);
+      if (message.tag === 'relation') {
+        for (const column of message.columns) column.parser = keepText;
+      }
+      return message;
+    } catch (error) {
+      return new UndecodableMessage(error) as unknown as Pgoutput.Message;
     }
-    return message;
   }
 
   override async start(client: Client, slotName: string, lastLsn: string): Promise<unknown> {

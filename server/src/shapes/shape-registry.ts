@@ -7,26 +7,12 @@ import type { RelationInfo } from '../replication/transaction.js';
 import { writeFileAtomically } from '../storage/chunk-file.js';
 import { ShapeLog } from '../storage/shape-log.js';
 import { definitionKey, type ShapeDefinition } from './shape-definition.js';
-import { compileShapeFilter } from '../where/shape-filter.js';
-import { WhereClauseError } from '../where/where-clause-error.js';
 import { ShapeRouter } from './shape-router.js';
 import { takeSnapshot } from './shape-snapshot.js';
 import { Shape, type RowChange, type ShapeMetadata } from './shape.js';
+import { whereEvaluationError, planShape } from './shape-plan.js';
 import { quoteIdentifier, quoteTableIdentifier } from './table-identifier.js';
-import { rowKeyColumns } from './row-key.js';
-import { buildSchemaHeader, loadTableSchema, type TableSchema } from './table-schema.js';
-
-/** A request names something that cannot become a shape; `field` is the parameter at fault. */
-export class ShapeCreationError extends Error {
-  override readonly name = 'ShapeCreationError';
-  readonly code = 'SLUICE_ERR_SHAPE_INVALID';
-  constructor(
-    readonly field: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+import type { TableSchema } from './table-schema.js';
 
 export interface ShapeRegistryOptions {
   storageDir: string;
@@ -83,6 +69,11 @@ export class ShapeRegistry {
       this.#add(new Shape(metadata, log));
     }
     this.#options.log.info({ shapes: this.#byHandle.size }, 'shapes loaded');
+  }
+
+  /** How many shapes the server holds. */
+  get size(): number {
+    return this.#byHandle.size;
   }
 
   get(handle: string): Shape | undefined {
@@ -213,47 +204,28 @@ export class ShapeRegistry {
     const client = await pool.connect();
     let shape: Shape | undefined;
     try {
-      const schema = await loadTableSchema(client, definition.table);
-      if (!schema) {
-        throw new ShapeCreationError(
-          'table',
-          `table ${quoteTableIdentifier(definition.table)} does not exist`,
-        );
-      }
-      const published = schema.columns.filter((column) => !column.generated);
-      const columns = selectColumns(schema, definition.columns);
-      const keyColumns = rowKeyColumns({ primaryKey: schema.primaryKey, columns: published });
-      const filter = await compileFilter(client, schema, definition);
-      await ensurePublished(client, schema, publicationName);
+      const plan = await planShape(client, definition);
+      await ensurePublished(client, plan.schema, publicationName);
 
       const handle = `${createHash('sha256').update(definitionKey(definition)).digest('hex').slice(0, 8)}-${Date.now()}${randomBytes(2).toString('hex')}`;
       const dir = join(this.#shapesDir, handle);
       const metadata: ShapeMetadata = {
         handle,
         definition,
-        relationOid: schema.oid,
-        context: {
-          schema: schema.schema,
-          table: schema.name,
-          columns,
-          keyColumns,
-          replica: definition.replica,
-        },
-        schemaHeader: buildSchemaHeader(schema, columns),
-        columnSignature: catalogSignature(schema),
+        relationOid: plan.schema.oid,
+        context: plan.context,
+        schemaHeader: plan.schemaHeader,
+        columnSignature: plan.columnSignature,
         snapshot: undefined,
         snapshotComplete: false,
-        filter,
+        filter: plan.filter,
       };
       shape = new Shape(metadata, await ShapeLog.create(dir, { chunkBytes }));
       await writeFileAtomically(join(dir, META_FILE), JSON.stringify(metadata));
       // Registered before the snapshot starts: changes committed meanwhile are buffered, then
       // filtered against the snapshot.
       this.#add(shape);
-      const select = schema.columns
-        .map((column) => column.name)
-        .filter((name) => columns.includes(name) || keyColumns.includes(name));
-      metadata.snapshot = await takeSnapshot(client, shape, select);
+      metadata.snapshot = await takeSnapshot(client, shape, plan.select);
       shape.completeSnapshot();
       await shape.log.flush();
       await writeFileAtomically(join(dir, META_FILE), JSON.stringify(metadata));
@@ -262,15 +234,7 @@ export class ShapeRegistry {
       return shape;
     } catch (error) {
       if (shape) await this.delete(shape);
-      // Postgres could not evaluate the clause on some row (division by zero, overflow): the
-      // query fails, as it would for anyone running it, and so does the request.
-      if (definition.where !== undefined && isDataException(error)) {
-        throw new ShapeCreationError(
-          'where',
-          `Postgres failed evaluating the where clause on the table's rows: ${(error as Error).message}`,
-        );
-      }
-      throw error;
+      throw whereEvaluationError(definition, error);
     } finally {
       client.release();
     }
@@ -283,48 +247,6 @@ export class ShapeRegistry {
     if (!set) this.#byRelation.set(shape.metadata.relationOid, (set = new Set()));
     set.add(shape);
     this.#router.add(shape);
-  }
-}
-
-/** The served columns in table order, checked against the table (PROTOCOL.md §2 `columns`). */
-function selectColumns(schema: TableSchema, requested: string[] | undefined): string[] {
-  const published = schema.columns
-    .filter((column) => !column.generated)
-    .map((column) => column.name);
-  if (requested === undefined) return published;
-  for (const name of requested) {
-    const column = schema.columns.find((c) => c.name === name);
-    if (!column) throw new ShapeCreationError('columns', `unknown column ${quoteIdentifier(name)}`);
-    if (column.generated) {
-      throw new ShapeCreationError(
-        'columns',
-        `generated column ${quoteIdentifier(name)} is not replicated by Postgres`,
-      );
-    }
-  }
-  for (const key of schema.primaryKey) {
-    if (!requested.includes(key)) {
-      throw new ShapeCreationError(
-        'columns',
-        `must include every primary key column: missing ${quoteIdentifier(key)}`,
-      );
-    }
-  }
-  return published.filter((name) => requested.includes(name));
-}
-
-/** The shape's typed where clause; its problems are 400s under `where` or `params`. */
-async function compileFilter(
-  client: pg.PoolClient,
-  schema: TableSchema,
-  definition: ShapeDefinition,
-): Promise<ShapeMetadata['filter']> {
-  if (definition.where === undefined) return undefined;
-  try {
-    return await compileShapeFilter(client, schema, definition.where, definition.params ?? []);
-  } catch (error) {
-    if (error instanceof WhereClauseError) throw new ShapeCreationError(error.field, error.message);
-    throw error;
   }
 }
 
@@ -361,21 +283,9 @@ async function ensurePublished(
   }
 }
 
-/** SQLSTATE class 22: an error of the data, such as division by zero. */
-function isDataException(error: unknown): boolean {
-  const code = (error as { code?: unknown }).code;
-  return typeof code === 'string' && code.startsWith('22');
-}
-
 /** Another request (or server) got there first. */
 function ignoreDuplicate(error: unknown): void {
   if ((error as { code?: string }).code !== '42710') throw error;
-}
-
-function catalogSignature(schema: TableSchema): string {
-  return JSON.stringify(
-    schema.columns.filter((c) => !c.generated).map((c) => [c.name, c.typeOid, c.typmod]),
-  );
 }
 
 function replicationSignature(relation: RelationInfo): string {

@@ -3,11 +3,11 @@ import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import { filterSql, paramSettingName } from '../where/filter-sql.js';
 import { childNodes, type FilterNode, type FilterSpec } from '../where/filter-spec.js';
-import { snapshotMessageBuilder } from './change-messages.js';
+import { snapshotMessageBuilder, type MessageContext } from './change-messages.js';
 import { parseCopyTextBatches } from './copy-text-parser.js';
 import type { Shape } from './shape.js';
 import type { SnapshotVisibility } from './snapshot-visibility.js';
-import { quoteIdentifier, quoteTableIdentifier } from './table-identifier.js';
+import { quoteIdentifier, quoteTableIdentifier, type TableIdentifier } from './table-identifier.js';
 
 /** Rows appended to the log between flushes: bounds memory for tables of any size. */
 const FLUSH_EVERY_ROWS = 20_000;
@@ -32,18 +32,19 @@ export async function takeSnapshot(
     );
     const visibility = parseVisibility(rows[0]?.snapshot ?? '', rows[0]?.lsn ?? '');
     if (definition.log === 'full') {
-      const { filter } = shape.metadata;
-      const where = filter ? ` WHERE ${await bindFilter(client, filter)}` : '';
-      const sql = `COPY (SELECT ${selectColumns.map(quoteIdentifier).join(', ')} FROM ${quoteTableIdentifier(definition.table)}${where}) TO STDOUT`;
-      const stream = client.query(copyTo(sql));
-      const buildMessage = snapshotMessageBuilder(context, selectColumns);
       let index = 0;
       let sinceFlush = 0;
-      for await (const batch of parseCopyTextBatches(stream)) {
-        for (const values of batch) {
+      const rows = {
+        table: definition.table,
+        select: selectColumns,
+        context,
+        filter: shape.metadata.filter,
+      };
+      for await (const batch of shapeRowBatches(client, rows)) {
+        for (const json of batch) {
           // One row per append: the log closes a chunk at the end of an append that filled it,
           // so snapshot chunks stay within SLUICE_CHUNK_BYTES whatever size COPY's reads have.
-          shape.log.append([{ offset: { tx: 0n, op: index++ }, json: buildMessage(values) }]);
+          shape.log.append([{ offset: { tx: 0n, op: index++ }, json }]);
         }
         sinceFlush += batch.length;
         if (sinceFlush >= FLUSH_EVERY_ROWS) {
@@ -77,11 +78,36 @@ export async function takeSnapshot(
   }
 }
 
+/** What to read for a shape's rows. */
+export interface ShapeRows {
+  table: TableIdentifier;
+  /** Columns read, in table order. */
+  select: string[];
+  context: MessageContext;
+  filter: FilterSpec | undefined;
+}
+
+/**
+ * The shape's current rows as insert messages, in batches as COPY delivers them. Runs inside
+ * the caller's transaction (the where clause's `$n` values are transaction-local settings).
+ */
+export async function* shapeRowBatches(
+  client: pg.ClientBase,
+  rows: ShapeRows,
+): AsyncGenerator<string[]> {
+  const where = rows.filter ? ` WHERE ${await bindFilter(client, rows.filter)}` : '';
+  const sql = `COPY (SELECT ${rows.select.map(quoteIdentifier).join(', ')} FROM ${quoteTableIdentifier(rows.table)}${where}) TO STDOUT`;
+  const buildMessage = snapshotMessageBuilder(rows.context, rows.select);
+  for await (const batch of parseCopyTextBatches(client.query(copyTo(sql)))) {
+    yield batch.map(buildMessage);
+  }
+}
+
 /**
  * The where clause as SQL, its `$n` values set (with bound parameters) in transaction-local
  * settings that the SQL reads: COPY cannot take bind parameters itself.
  */
-async function bindFilter(client: pg.PoolClient, filter: FilterSpec): Promise<string> {
+async function bindFilter(client: pg.ClientBase, filter: FilterSpec): Promise<string> {
   const params = new Map<number, string>();
   const collect = (node: FilterNode): void => {
     if (node.op === 'param') params.set(node.index, node.value);

@@ -1,28 +1,200 @@
 import type { ServerState } from '@sluice/protocol';
 
+/** What went wrong, as `/v1/status` and the logs show it. */
+export interface Problem {
+  /** SQLSTATE when Postgres sent one, else a Node or Sluice code (`ECONNREFUSED`, …). */
+  code: string;
+  message: string;
+}
+
+export type ReplicationPhase = 'connecting' | 'streaming' | 'backoff';
+export type DatabaseHealth = 'unknown' | 'up' | 'down';
+
+/** The facts the state is decided from; each reported by the subsystem that observes it. */
+export interface StatusInputs {
+  replication: ReplicationPhase;
+  /** False until the first replication attempt has streamed or failed. */
+  attempted: boolean;
+  database: DatabaseHealth;
+}
+
+/**
+ * The server's state from what the subsystems observed (PROTOCOL.md §7): live while replication
+ * streams; otherwise unavailable when the database does not answer, starting while the very
+ * first attempt is still under way, and fallback in every other case. A database not probed yet
+ * counts as answering: the first query that fails says otherwise.
+ */
+export function decideState(inputs: StatusInputs): ServerState {
+  if (inputs.replication === 'streaming') return 'live';
+  if (inputs.database === 'down') return 'unavailable';
+  if (!inputs.attempted) return 'starting';
+  return 'fallback';
+}
+
+export interface StateChange {
+  from: ServerState;
+  to: ServerState;
+  cause: string;
+  at: Date;
+}
+
 export interface StatusSnapshot {
   state: ServerState;
   since: Date;
-  cause: string | undefined;
+  cause: string;
+}
+
+/** The body of `GET /v1/status` (PROTOCOL.md §7). */
+export interface StatusDocument {
+  status: ServerState;
+  replication_available: boolean;
+  since: string;
+  replication: {
+    state: ReplicationPhase;
+    slot: string;
+    lag_bytes: number | null;
+    retained_wal_bytes: number | null;
+    last_error: (Problem & { at: string }) | null;
+    next_retry_at: string | null;
+  };
+  database: { primary: 'up' | 'down'; replica: 'none'; breaker: 'closed' };
+  shapes: { state: 'up' | 'read_only' | 'starting'; count: number };
+}
+
+export interface StatusMonitorOptions {
+  slotName: string;
+  /** How many shapes the server holds, read when the document is built. */
+  shapeCount(): number;
+  log?: {
+    info(object: object, message: string): void;
+    warn(object: object, message: string): void;
+  };
 }
 
 /**
  * The single place that decides the server's state (DESIGN.md invariant 5). Subsystems report
- * what they observe; HTTP handlers read `snapshot()` and never query the database for it. For
- * now the replication stream is the only reporter: `live` while it streams, `starting` before
- * and while it reconnects.
+ * what they observe; the state follows from those facts through `decideState`. HTTP handlers
+ * read `snapshot()` and `document()`, never the database. Each change is logged once with its
+ * cause and passed to listeners (metrics, held requests).
  */
 export class StatusMonitor {
-  #snapshot: StatusSnapshot = { state: 'starting', since: new Date(), cause: undefined };
+  readonly #options: StatusMonitorOptions;
+  readonly #inputs: StatusInputs = {
+    replication: 'connecting',
+    attempted: false,
+    database: 'unknown',
+  };
+  #snapshot: StatusSnapshot = { state: 'starting', since: new Date(), cause: 'server starting' };
+  #lastError: (Problem & { at: string }) | null = null;
+  #nextRetryAt: Date | null = null;
+  #lagBytes: number | null = null;
+  #retainedBytes: number | null = null;
+  readonly #listeners = new Set<(change: StateChange) => void>();
+
+  constructor(options: StatusMonitorOptions) {
+    this.#options = options;
+  }
 
   snapshot(): StatusSnapshot {
     return this.#snapshot;
   }
 
-  /** The replication stream started streaming, or stopped (with the reason). */
-  reportReplication(up: boolean, cause?: string): void {
-    const state: ServerState = up ? 'live' : 'starting';
-    if (state === this.#snapshot.state) return;
-    this.#snapshot = { state, since: new Date(), cause };
+  get inputs(): Readonly<StatusInputs> {
+    return this.#inputs;
+  }
+
+  /** Calls `listener` on every state change; returns the function that stops it. */
+  onChange(listener: (change: StateChange) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** A replication connection attempt began. */
+  replicationConnecting(): void {
+    this.#inputs.replication = 'connecting';
+    this.#nextRetryAt = null;
+    this.#decide('replication connecting');
+  }
+
+  replicationStreaming(): void {
+    this.#inputs.replication = 'streaming';
+    this.#inputs.attempted = true;
+    this.#nextRetryAt = null;
+    this.#decide('replication streaming');
+  }
+
+  /** The stream failed or could not start; the next attempt is due at `nextRetryAt`. */
+  replicationFailed(problem: Problem, nextRetryAt: Date): void {
+    this.#inputs.replication = 'backoff';
+    this.#inputs.attempted = true;
+    this.#nextRetryAt = nextRetryAt;
+    this.#recordError(problem);
+    this.#decide(`replication stopped: ${problem.code} ${problem.message}`);
+  }
+
+  /** Something broke continuity without stopping the stream (a slot lost and made again). */
+  replicationIncident(problem: Problem): void {
+    this.#recordError(problem);
+    this.#options.log?.warn({ code: problem.code }, problem.message);
+  }
+
+  databaseReachable(): void {
+    if (this.#inputs.database === 'up') return;
+    this.#inputs.database = 'up';
+    this.#decide('database answers queries');
+  }
+
+  databaseUnreachable(problem: Problem): void {
+    if (this.#inputs.database === 'down') return;
+    this.#inputs.database = 'down';
+    this.#decide(`database unreachable: ${problem.code} ${problem.message}`);
+  }
+
+  /** Bytes of WAL the slot has not confirmed, and bytes it keeps Postgres from recycling. */
+  reportSlotPositions(lagBytes: number | null, retainedBytes: number | null): void {
+    this.#lagBytes = lagBytes;
+    this.#retainedBytes = retainedBytes;
+  }
+
+  document(): StatusDocument {
+    const { state, since } = this.#snapshot;
+    return {
+      status: state,
+      replication_available: state === 'live',
+      since: since.toISOString(),
+      replication: {
+        state: this.#inputs.replication,
+        slot: this.#options.slotName,
+        lag_bytes: this.#lagBytes,
+        retained_wal_bytes: this.#retainedBytes,
+        last_error: this.#lastError,
+        next_retry_at: this.#nextRetryAt?.toISOString() ?? null,
+      },
+      // The replica and the circuit breaker arrive with the query executor (issue 6).
+      database: {
+        primary: this.#inputs.database === 'down' ? 'down' : 'up',
+        replica: 'none',
+        breaker: 'closed',
+      },
+      shapes: {
+        state: state === 'live' ? 'up' : state === 'starting' ? 'starting' : 'read_only',
+        count: this.#options.shapeCount(),
+      },
+    };
+  }
+
+  #recordError(problem: Problem): void {
+    this.#lastError = { ...problem, at: new Date().toISOString() };
+  }
+
+  #decide(cause: string): void {
+    const to = decideState(this.#inputs);
+    const from = this.#snapshot.state;
+    if (to === from) return;
+    const at = new Date();
+    this.#snapshot = { state: to, since: at, cause };
+    const level = to === 'live' || (from === 'starting' && to !== 'unavailable') ? 'info' : 'warn';
+    this.#options.log?.[level]({ from, to, cause }, `server state ${from} → ${to}`);
+    for (const listener of this.#listeners) listener({ from, to, cause, at });
   }
 }

@@ -1,0 +1,162 @@
+import { HEADERS, SNAPSHOT_END, formatLogOffset } from '@sluice/protocol';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import {
+  isFallbackHandle,
+  newFallbackHandle,
+  type FallbackSnapshot,
+} from '../shapes/fallback-snapshots.js';
+import { ShapeCreationError } from '../shapes/shape-creation-error.js';
+import { setCacheControl } from './cache-policy.js';
+import { nextLiveCursor } from './live-cursor.js';
+import { serveFromLog } from './serve-from-log.js';
+import { badRequest, mustRefetch, unavailable } from './shape-replies.js';
+import type { ShapeRequest } from './shape-request.js';
+import type { ShapeRouteOptions } from './shape-route.js';
+
+/** Where a fallback snapshot ends: after it, a fallback handle only ever says up-to-date. */
+const FALLBACK_END = formatLogOffset(SNAPSHOT_END);
+
+/**
+ * `GET /v1/shape` while replication is down (PROTOCOL.md §7): initial requests get a fallback
+ * snapshot queried from Postgres; shapes whose log is known to continue the slot are served from
+ * it, read-only; fallback handles are held like live requests and told to refetch once live
+ * again. With the database down too, only what the logs hold can be answered.
+ */
+export async function handleDegraded(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  parsed: ShapeRequest,
+  options: ShapeRouteOptions,
+): Promise<FastifyReply> {
+  if (parsed.offset === 'before-all') return fallbackSnapshot(reply, parsed, options);
+  if (parsed.handle !== undefined && isFallbackHandle(parsed.handle))
+    return holdFallbackHandle(reply, parsed, parsed.handle, options);
+
+  const existing = options.registry.find(parsed.definition);
+  const matches =
+    existing?.ready && (parsed.handle === undefined || parsed.handle === existing.handle);
+  if (existing && matches) {
+    // Logs from before a restart continue the stream only if the slot survived, which nobody
+    // has been able to check yet: serving them could pass off another database's rows.
+    if (!(await options.continuityChecked(0))) {
+      const message = 'Replication is down and stored shapes cannot be checked yet; retry shortly';
+      return unavailable(reply, options, 'SLUICE_ERR_NOT_READY', message);
+    }
+    return serveFromLog(request, reply, existing, parsed, options);
+  }
+  if (parsed.offset === 'now')
+    return upToDate(reply, parsed, newFallbackHandle(parsed.definition), options);
+  // An unknown handle: start again, from a fallback snapshot.
+  return mustRefetch(reply, newFallbackHandle(parsed.definition), options, true);
+}
+
+async function fallbackSnapshot(
+  reply: FastifyReply,
+  parsed: ShapeRequest,
+  options: ShapeRouteOptions,
+): Promise<FastifyReply> {
+  if (options.status.snapshot().state === 'unavailable') {
+    const message = 'Neither replication nor the database is reachable; retry shortly';
+    return unavailable(reply, options, 'SLUICE_ERR_DB_UNREACHABLE', message);
+  }
+  const pending = options.fallback.get(parsed.definition);
+  if (!pending) {
+    const message = 'Too many fallback queries are running; retry shortly';
+    return unavailable(reply, options, 'SLUICE_ERR_FALLBACK_OVERLOADED', message);
+  }
+  let snapshot: FallbackSnapshot;
+  try {
+    snapshot = await pending;
+  } catch (error) {
+    if (error instanceof ShapeCreationError)
+      return badRequest(reply, { [error.field]: [error.message] }, options);
+    throw error;
+  }
+  const upToDate = upToDateMessage(options);
+  const etag = `"${snapshot.handle}:-1:${FALLBACK_END}"`;
+  reply
+    .header(HEADERS.handle, snapshot.handle)
+    .header(HEADERS.offset, FALLBACK_END)
+    .header(HEADERS.schema, snapshot.schemaHeader)
+    .header(HEADERS.upToDate, '')
+    .header(HEADERS.fallbackMode, 'true')
+    .header(HEADERS.etag, etag);
+  setCacheControl(reply, 'fallback', options);
+  if (reply.request.headers[HEADERS.ifNoneMatch] === etag) return reply.code(304).send();
+  const body =
+    snapshot.messages.length === 0 ? upToDate : `${snapshot.messages.join(',')},${upToDate}`;
+  return reply.code(200).type('application/json').send(`[${body}]`);
+}
+
+/**
+ * A fallback handle has no log: live requests are held for the long-poll timeout, and once
+ * replication is back the client is sent to the live shape (a 409 naming its handle).
+ */
+async function holdFallbackHandle(
+  reply: FastifyReply,
+  parsed: ShapeRequest,
+  handle: string,
+  options: ShapeRouteOptions,
+): Promise<FastifyReply> {
+  if (parsed.live && !(await liveWithin(options))) {
+    if (options.closing.aborted) {
+      return unavailable(reply, options, 'SLUICE_ERR_SHUTTING_DOWN', 'The server is shutting down');
+    }
+    return upToDate(reply, parsed, handle, options);
+  }
+  if (options.degraded()) return upToDate(reply, parsed, handle, options);
+  const live = await options.registry.getOrCreate(parsed.definition).catch((error: unknown) => {
+    if (error instanceof ShapeCreationError) return error;
+    throw error;
+  });
+  if (live instanceof ShapeCreationError)
+    return badRequest(reply, { [live.field]: [live.message] }, options);
+  return mustRefetch(reply, live.handle, options);
+}
+
+/** Resolves true as soon as replication is back, false after the long-poll timeout or on close. */
+function liveWithin(options: ShapeRouteOptions): Promise<boolean> {
+  if (!options.degraded()) return Promise.resolve(true);
+  if (options.closing.aborted) return Promise.resolve(false);
+  return new Promise<boolean>((resolve) => {
+    const finish = (live: boolean) => {
+      clearTimeout(timer);
+      stop();
+      options.closing.removeEventListener('abort', onAbort);
+      resolve(live);
+    };
+    const onAbort = () => finish(false);
+    const timer = setTimeout(() => finish(false), options.longPollTimeoutMs);
+    const stop = options.status.onChange(({ to }) => {
+      if (to === 'live') finish(true);
+    });
+    options.closing.addEventListener('abort', onAbort);
+  });
+}
+
+/** Nothing new under a handle that has no log: `up-to-date` at the offset asked for. */
+function upToDate(
+  reply: FastifyReply,
+  parsed: ShapeRequest,
+  handle: string,
+  options: ShapeRouteOptions,
+): FastifyReply {
+  const offset = parsed.offset === 'now' ? FALLBACK_END : parsed.offsetText;
+  reply
+    .header(HEADERS.handle, handle)
+    .header(HEADERS.offset, offset)
+    .header(HEADERS.upToDate, '')
+    .header(HEADERS.fallbackMode, 'true');
+  if (parsed.live)
+    reply.header(HEADERS.cursor, nextLiveCursor(options.longPollTimeoutMs, parsed.cursor));
+  setCacheControl(reply, 'fallback', options);
+  return reply
+    .code(200)
+    .type('application/json')
+    .send(`[${upToDateMessage(options)}]`);
+}
+
+function upToDateMessage(options: ShapeRouteOptions): string {
+  const lsn = options.lastSeenLsn().toString();
+  return JSON.stringify({ headers: { control: 'up-to-date', global_last_seen_lsn: lsn } });
+}

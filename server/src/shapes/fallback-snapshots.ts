@@ -1,0 +1,128 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type pg from 'pg';
+import type { SluiceMetrics } from '../status/sluice-metrics.js';
+import { definitionKey, type ShapeDefinition } from './shape-definition.js';
+import { planShape, whereEvaluationError } from './shape-plan.js';
+import { shapeRowBatches } from './shape-snapshot.js';
+
+/** A shape's rows read straight from Postgres while replication is down (PROTOCOL.md §7). */
+export interface FallbackSnapshot {
+  /** Unique per snapshot; recognisable, so a request naming it is known for what it is. */
+  handle: string;
+  /** Every row as an insert message. */
+  messages: string[];
+  schemaHeader: string;
+}
+
+export interface FallbackSnapshotsOptions {
+  pool: pg.Pool;
+  /** How long one snapshot answers identical requests (the fallback cache window). */
+  maxAgeMs: number;
+  /** Distinct snapshot queries allowed to run at once. */
+  maxConcurrent: number;
+  metrics: SluiceMetrics;
+}
+
+interface Entry {
+  snapshot: Promise<FallbackSnapshot>;
+  /** When the query finished; undefined while it runs. */
+  doneAt: number | undefined;
+}
+
+const FALLBACK_MARK = '-fallback-';
+
+/** Whether a handle was made for a fallback snapshot (by this server or an earlier run). */
+export function isFallbackHandle(handle: string): boolean {
+  return handle.includes(FALLBACK_MARK);
+}
+
+/** A fresh fallback handle for a definition. */
+export function newFallbackHandle(definition: ShapeDefinition): string {
+  const digest = createHash('sha256').update(definitionKey(definition)).digest('hex').slice(0, 8);
+  return `${digest}${FALLBACK_MARK}${Date.now()}${randomBytes(2).toString('hex')}`;
+}
+
+/**
+ * Runs fallback shape queries with single flight: identical requests arriving while one runs, or
+ * within the cache window after it, get its result, so a storm costs the database one query per
+ * window. Distinct queries beyond the limit are refused (`undefined`) instead of queueing on
+ * the database.
+ */
+export class FallbackSnapshots {
+  readonly #options: FallbackSnapshotsOptions;
+  readonly #entries = new Map<string, Entry>();
+  #running = 0;
+
+  constructor(options: FallbackSnapshotsOptions) {
+    this.#options = options;
+  }
+
+  get(definition: ShapeDefinition): Promise<FallbackSnapshot> | undefined {
+    const key = definitionKey(definition);
+    const now = Date.now();
+    const entry = this.#entries.get(key);
+    if (entry && (entry.doneAt === undefined || now - entry.doneAt < this.#options.maxAgeMs)) {
+      this.#options.metrics.fallbackCoalesced.inc();
+      return entry.snapshot;
+    }
+    if (this.#running >= this.#options.maxConcurrent) {
+      this.#options.metrics.fallbackRejected.inc();
+      return undefined;
+    }
+    this.#forgetExpired(now);
+    this.#running++;
+    this.#options.metrics.fallbackQueries.inc();
+    const fresh: Entry = { snapshot: this.#query(definition), doneAt: undefined };
+    this.#entries.set(key, fresh);
+    fresh.snapshot.then(
+      () => (fresh.doneAt = Date.now()),
+      // A failed query is not remembered: the next request tries again.
+      () => {
+        if (this.#entries.get(key) === fresh) this.#entries.delete(key);
+      },
+    );
+    void fresh.snapshot.finally(() => this.#running--).catch(() => undefined);
+    return fresh.snapshot;
+  }
+
+  /** Forgets every snapshot (replication is back: none of them will be asked for again). */
+  clear(): void {
+    for (const [key, entry] of this.#entries) {
+      if (entry.doneAt !== undefined) this.#entries.delete(key);
+    }
+  }
+
+  #forgetExpired(now: number): void {
+    for (const [key, entry] of this.#entries) {
+      if (entry.doneAt !== undefined && now - entry.doneAt >= this.#options.maxAgeMs)
+        this.#entries.delete(key);
+    }
+  }
+
+  async #query(definition: ShapeDefinition): Promise<FallbackSnapshot> {
+    const client = await this.#options.pool.connect();
+    try {
+      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      const plan = await planShape(client, definition);
+      const messages: string[] = [];
+      if (definition.log === 'full') {
+        const rows = {
+          table: definition.table,
+          select: plan.select,
+          context: plan.context,
+          filter: plan.filter,
+        };
+        for await (const batch of shapeRowBatches(client, rows)) {
+          for (const message of batch) messages.push(message);
+        }
+      }
+      await client.query('COMMIT');
+      return { handle: newFallbackHandle(definition), messages, schemaHeader: plan.schemaHeader };
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw whereEvaluationError(definition, error);
+    } finally {
+      client.release();
+    }
+  }
+}

@@ -1,0 +1,118 @@
+import type pg from 'pg';
+import type { FilterSpec } from '../where/filter-spec.js';
+import { compileShapeFilter } from '../where/shape-filter.js';
+import { WhereClauseError } from '../where/where-clause-error.js';
+import type { MessageContext } from './change-messages.js';
+import type { ShapeDefinition } from './shape-definition.js';
+import { ShapeCreationError } from './shape-creation-error.js';
+import { rowKeyColumns } from './row-key.js';
+import { quoteIdentifier, quoteTableIdentifier } from './table-identifier.js';
+import { buildSchemaHeader, loadTableSchema, type TableSchema } from './table-schema.js';
+
+/** What serving a definition takes, resolved against the catalog (and checked) once. */
+export interface ShapePlan {
+  schema: TableSchema;
+  context: MessageContext;
+  /** Columns the queries read, in table order: the served ones plus the key. */
+  select: string[];
+  schemaHeader: string;
+  /** Columns as the catalog describes them, compared with replication's Relation messages. */
+  columnSignature: string;
+  filter: FilterSpec | undefined;
+}
+
+/**
+ * Resolves a definition: the table must exist, the columns must be served by replication and
+ * include the key, and the where clause must type-check. Each problem is a `ShapeCreationError`
+ * naming the parameter at fault.
+ */
+export async function planShape(
+  client: pg.ClientBase,
+  definition: ShapeDefinition,
+): Promise<ShapePlan> {
+  const schema = await loadTableSchema(client, definition.table);
+  if (!schema) {
+    throw new ShapeCreationError(
+      'table',
+      `table ${quoteTableIdentifier(definition.table)} does not exist`,
+    );
+  }
+  const published = schema.columns.filter((column) => !column.generated);
+  const columns = selectColumns(schema, definition.columns);
+  const keyColumns = rowKeyColumns({ primaryKey: schema.primaryKey, columns: published });
+  const filter = await compileFilter(client, schema, definition);
+  return {
+    schema,
+    context: {
+      schema: schema.schema,
+      table: schema.name,
+      columns,
+      keyColumns,
+      replica: definition.replica,
+    },
+    select: schema.columns
+      .map((column) => column.name)
+      .filter((name) => columns.includes(name) || keyColumns.includes(name)),
+    schemaHeader: buildSchemaHeader(schema, columns),
+    columnSignature: JSON.stringify(
+      published.map((column) => [column.name, column.typeOid, column.typmod]),
+    ),
+    filter,
+  };
+}
+
+/** The served columns in table order, checked against the table (PROTOCOL.md §2 `columns`). */
+function selectColumns(schema: TableSchema, requested: string[] | undefined): string[] {
+  const published = schema.columns
+    .filter((column) => !column.generated)
+    .map((column) => column.name);
+  if (requested === undefined) return published;
+  for (const name of requested) {
+    const column = schema.columns.find((c) => c.name === name);
+    if (!column) throw new ShapeCreationError('columns', `unknown column ${quoteIdentifier(name)}`);
+    if (column.generated) {
+      throw new ShapeCreationError(
+        'columns',
+        `generated column ${quoteIdentifier(name)} is not replicated by Postgres`,
+      );
+    }
+  }
+  for (const key of schema.primaryKey) {
+    if (!requested.includes(key)) {
+      throw new ShapeCreationError(
+        'columns',
+        `must include every primary key column: missing ${quoteIdentifier(key)}`,
+      );
+    }
+  }
+  return published.filter((name) => requested.includes(name));
+}
+
+/** The shape's typed where clause; its problems are 400s under `where` or `params`. */
+async function compileFilter(
+  client: pg.ClientBase,
+  schema: TableSchema,
+  definition: ShapeDefinition,
+): Promise<FilterSpec | undefined> {
+  if (definition.where === undefined) return undefined;
+  try {
+    return await compileShapeFilter(client, schema, definition.where, definition.params ?? []);
+  } catch (error) {
+    if (error instanceof WhereClauseError) throw new ShapeCreationError(error.field, error.message);
+    throw error;
+  }
+}
+
+/**
+ * Postgres could not evaluate the clause on some row (division by zero, overflow): the query
+ * fails, as it would for anyone running it, and so does the request (a 400 under `where`).
+ */
+export function whereEvaluationError(definition: ShapeDefinition, error: unknown): unknown {
+  const code = (error as { code?: unknown }).code;
+  if (definition.where === undefined || typeof code !== 'string' || !code.startsWith('22'))
+    return error;
+  return new ShapeCreationError(
+    'where',
+    `Postgres failed evaluating the where clause on the table's rows: ${(error as Error).message}`,
+  );
+}
