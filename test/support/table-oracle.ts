@@ -47,6 +47,9 @@ export class Writer {
   nextId = 1;
   committed = 0;
   #stopped = false;
+  #paused: Promise<void> | undefined;
+  #resume: () => void = () => undefined;
+  #idle: () => void = () => undefined;
   readonly done: Promise<void>;
 
   constructor(
@@ -58,11 +61,29 @@ export class Writer {
 
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.#resume();
     await this.done;
+  }
+
+  /** Resolves once no write is in flight; writing waits until `resume()`. */
+  pause(): Promise<void> {
+    const idle = new Promise<void>((resolve) => (this.#idle = resolve));
+    this.#paused = new Promise<void>((resolve) => (this.#resume = resolve));
+    return idle;
+  }
+
+  resume(): void {
+    this.#paused = undefined;
+    this.#resume();
   }
 
   async #run(pauseMs: number): Promise<void> {
     while (!this.#stopped) {
+      if (this.#paused) {
+        this.#idle();
+        await this.#paused;
+        continue;
+      }
       const id = this.nextId;
       const update = id > 10 && id % 3 === 0;
       try {

@@ -1,0 +1,100 @@
+// Checks for fallback mode (PROTOCOL.md §7): reading /v1/status, waiting for a state, and
+// comparing a fallback snapshot with SELECT in Postgres.
+import assert from 'node:assert/strict';
+import type { Row } from '@electric-sql/client';
+import type { TestDatabase } from '@sluice/harness';
+import { rawRequest, type RawShapeParams } from './raw-shape.js';
+import { parseColumn, postgresRows, sortRows, type ShapeSpec } from './shape-oracle.js';
+
+export interface StatusBody {
+  status: 'starting' | 'live' | 'fallback' | 'unavailable';
+  replication_available: boolean;
+  since: string;
+  replication: {
+    state: string;
+    slot: string;
+    lag_bytes: number | null;
+    retained_wal_bytes: number | null;
+    last_error: { code: string; message: string; at: string } | null;
+    next_retry_at: string | null;
+  };
+  database: { primary: string; replica: string; breaker: string };
+  shapes: { state: string; count: number };
+}
+
+export async function fetchStatus(baseUrl: string): Promise<StatusBody> {
+  const response = await fetch(`${baseUrl}/v1/status`);
+  assert.equal(response.status, 200, '/v1/status answers 200');
+  return (await response.json()) as StatusBody;
+}
+
+/**
+ * Polls `/v1/status` until its status is one of `states`; returns that body and how long it
+ * took. Fails after `timeoutMs` with the last body seen.
+ */
+export async function waitForStatus(
+  baseUrl: string,
+  states: StatusBody['status'] | StatusBody['status'][],
+  timeoutMs = 30_000,
+): Promise<{ body: StatusBody; elapsedMs: number }> {
+  const wanted = Array.isArray(states) ? states : [states];
+  const started = Date.now();
+  let body: StatusBody | undefined;
+  for (;;) {
+    body = await fetchStatus(baseUrl).catch(() => undefined);
+    if (body && wanted.includes(body.status)) return { body, elapsedMs: Date.now() - started };
+    if (Date.now() - started > timeoutMs) {
+      assert.fail(
+        `status never became ${wanted.join('/')} in ${timeoutMs} ms: ${JSON.stringify(body)}`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+interface WireMessage {
+  value?: Record<string, string | null>;
+  headers: { operation?: string; control?: string };
+}
+
+/**
+ * GETs `offset=-1` in fallback mode and checks the answer: 200 with `electric-fallback-mode`,
+ * a short cache lifetime, every row as an insert then `up-to-date`, and rows equal to SELECT in
+ * Postgres now (callers keep writers still meanwhile). Returns the fallback handle.
+ */
+export async function assertFallbackSnapshot(
+  db: TestDatabase,
+  baseUrl: string,
+  params: RawShapeParams,
+  spec: ShapeSpec,
+): Promise<string> {
+  const reply = await rawRequest(baseUrl, { ...params, offset: '-1' });
+  assert.equal(reply.status, 200, `fallback snapshot: ${reply.text}`);
+  assert.equal(reply.headers.get('electric-fallback-mode'), 'true', 'fallback header');
+  assert.match(reply.headers.get('cache-control') ?? '', /^public, max-age=\d+$/);
+  const schema = JSON.parse(reply.headers.get('electric-schema') ?? '{}') as Record<
+    string,
+    { type: string; dims?: number }
+  >;
+  const messages = JSON.parse(reply.text) as WireMessage[];
+  assert.equal(messages.at(-1)?.headers.control, 'up-to-date', 'ends with up-to-date');
+  const rows: Row[] = messages
+    .filter((message) => message.headers.operation !== undefined)
+    .map((message) => {
+      assert.equal(message.headers.operation, 'insert', 'fallback rows are inserts');
+      const row: Row = {};
+      for (const [name, text] of Object.entries(message.value ?? {})) {
+        const column = schema[name];
+        row[name] = column
+          ? parseColumn({ type: column.type, isArray: (column.dims ?? 0) > 0 }, text)
+          : text;
+      }
+      return row;
+    });
+  const expected = await postgresRows(db, spec);
+  const keys = Object.entries(schema)
+    .filter(([, column]) => (column as { pk_index?: number }).pk_index !== undefined)
+    .map(([name]) => name);
+  assert.deepEqual(sortRows(rows, keys), expected, 'fallback rows equal SELECT');
+  return reply.headers.get('electric-handle') ?? '';
+}
