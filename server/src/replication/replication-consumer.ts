@@ -6,6 +6,7 @@ import type { ShapeRegistry } from '../shapes/shape-registry.js';
 import { describeProblem } from '../status/describe-problem.js';
 import type { StatusMonitor } from '../status/status-monitor.js';
 import { writeFileAtomically } from '../storage/chunk-file.js';
+import { reconnectDelay } from './reconnect-delay.js';
 import { ReplicationStream, type StreamSetup } from './replication-stream.js';
 import type { RelationInfo, Transaction } from './transaction.js';
 
@@ -284,10 +285,4 @@ export class ReplicationConsumer {
       for (const shape of shapes) shape.notify();
     }
   }
-}
-
-/** Exponential backoff between a floor and a cap, with ±25 % jitter so servers don't stampede. */
-export function reconnectDelay(attempt: number, minMs: number, maxMs: number): number {
-  const base = Math.min(maxMs, minMs * 2 ** Math.min(attempt, 30));
-  return Math.round(base * (0.75 + Math.random() * 0.5));
 }

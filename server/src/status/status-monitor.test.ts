@@ -1,0 +1,150 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import {
+  decideState,
+  StatusMonitor,
+  type DatabaseHealth,
+  type ReplicationPhase,
+  type StateChange,
+} from './status-monitor.js';
+
+test('decideState: every combination of the facts', () => {
+  const phases: ReplicationPhase[] = ['connecting', 'streaming', 'backoff'];
+  const databases: DatabaseHealth[] = ['unknown', 'up', 'down'];
+  const table: string[] = [];
+  for (const replication of phases) {
+    for (const attempted of [false, true]) {
+      for (const database of databases) {
+        table.push(
+          `${replication} ${attempted} ${database} → ${decideState({ replication, attempted, database })}`,
+        );
+      }
+    }
+  }
+  assert.deepEqual(table, [
+    'connecting false unknown → starting',
+    'connecting false up → starting',
+    'connecting false down → unavailable',
+    'connecting true unknown → fallback',
+    'connecting true up → fallback',
+    'connecting true down → unavailable',
+    'streaming false unknown → live',
+    'streaming false up → live',
+    'streaming false down → live',
+    'streaming true unknown → live',
+    'streaming true up → live',
+    'streaming true down → live',
+    'backoff false unknown → starting',
+    'backoff false up → starting',
+    'backoff false down → unavailable',
+    'backoff true unknown → fallback',
+    'backoff true up → fallback',
+    'backoff true down → unavailable',
+  ]);
+});
+
+function monitor() {
+  const logged: { level: string; object: object; message: string }[] = [];
+  const status = new StatusMonitor({
+    slotName: 'slot',
+    shapeCount: () => 3,
+    log: {
+      info: (object, message) => logged.push({ level: 'info', object, message }),
+      warn: (object, message) => logged.push({ level: 'warn', object, message }),
+    },
+  });
+  const changes: StateChange[] = [];
+  status.onChange((change) => changes.push(change));
+  return { status, changes, logged };
+}
+
+test('an outage and its end: each transition once, with its cause', () => {
+  const { status, changes, logged } = monitor();
+  assert.equal(status.snapshot().state, 'starting');
+  status.databaseReachable();
+  status.replicationStreaming();
+  status.databaseReachable(); // repeated facts change nothing
+  status.replicationStreaming();
+  const retryAt = new Date(Date.now() + 1_000);
+  status.replicationFailed({ code: '57P01', message: 'terminated' }, retryAt);
+  status.replicationConnecting(); // a reconnect attempt does not leave fallback
+  status.replicationFailed({ code: '57P01', message: 'terminated' }, retryAt);
+  status.databaseUnreachable({ code: 'ECONNREFUSED', message: 'refused' });
+  status.databaseReachable();
+  status.replicationStreaming();
+  assert.deepEqual(
+    changes.map(({ from, to }) => `${from}→${to}`),
+    [
+      'starting→live',
+      'live→fallback',
+      'fallback→unavailable',
+      'unavailable→fallback',
+      'fallback→live',
+    ],
+  );
+  assert.match(changes[1]?.cause ?? '', /57P01 terminated/);
+  assert.match(changes[2]?.cause ?? '', /ECONNREFUSED refused/);
+  assert.equal(logged.filter((entry) => entry.message.startsWith('server state')).length, 5);
+  assert.deepEqual(
+    logged.filter((entry) => entry.level === 'warn').map((entry) => entry.message),
+    [
+      'server state live → fallback',
+      'server state fallback → unavailable',
+      'server state unavailable → fallback',
+    ],
+  );
+});
+
+test('a first attempt that fails goes to fallback, not starting forever', () => {
+  const { status } = monitor();
+  status.replicationFailed({ code: '55000', message: 'wal_level is "replica"' }, new Date());
+  assert.equal(status.snapshot().state, 'fallback');
+});
+
+test('the status document', () => {
+  const { status } = monitor();
+  status.replicationStreaming();
+  status.reportSlotPositions(120, 4_096);
+  let doc = status.document();
+  assert.equal(doc.status, 'live');
+  assert.equal(doc.replication_available, true);
+  assert.deepEqual(doc.replication, {
+    state: 'streaming',
+    slot: 'slot',
+    lag_bytes: 120,
+    retained_wal_bytes: 4_096,
+    last_error: null,
+    next_retry_at: null,
+  });
+  assert.deepEqual(doc.shapes, { state: 'up', count: 3 });
+  assert.equal(doc.database.primary, 'up');
+
+  const retryAt = new Date('2030-01-01T00:00:00.000Z');
+  status.replicationFailed({ code: '55006', message: 'slot busy' }, retryAt);
+  doc = status.document();
+  assert.equal(doc.status, 'fallback');
+  assert.equal(doc.replication_available, false);
+  assert.equal(doc.replication.state, 'backoff');
+  assert.equal(doc.replication.next_retry_at, '2030-01-01T00:00:00.000Z');
+  assert.equal(doc.replication.last_error?.code, '55006');
+  assert.equal(doc.shapes.state, 'read_only');
+  assert.equal(doc.since, status.snapshot().since.toISOString());
+
+  status.databaseUnreachable({ code: 'ECONNREFUSED', message: 'refused' });
+  doc = status.document();
+  assert.equal(doc.status, 'unavailable');
+  assert.equal(doc.database.primary, 'down');
+  // The last error stays what replication last reported; an incident replaces it.
+  status.replicationIncident({ code: '42704', message: 'slot missing' });
+  assert.equal(status.document().replication.last_error?.code, '42704');
+});
+
+test('listeners can stop listening', () => {
+  const { status } = monitor();
+  const seen: string[] = [];
+  const stop = status.onChange(({ to }) => seen.push(to));
+  status.replicationStreaming();
+  stop();
+  status.replicationFailed({ code: 'X', message: 'x' }, new Date());
+  assert.deepEqual(seen, ['live']);
+});
