@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
@@ -29,6 +30,19 @@ async function within<T>(what: string, promise: Promise<T>, ms = EVENTUALLY_MS):
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** A backend protocol message: type byte, int32 length counting itself, body. */
+function backendMessage(type: string, body: Buffer | string = ''): Buffer {
+  const payload = Buffer.from(body);
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(payload.length + 4);
+  return Buffer.concat([Buffer.from(type), length, payload]);
+}
+
+/** A NoticeResponse whose message is `text`. */
+function notice(text: string): Buffer {
+  return backendMessage('N', `SNOTICE\0VNOTICE\0C00000\0M${text}\0\0`);
 }
 
 /** Resolves when the client's connection is gone, however it went ('error' or 'end'). */
@@ -230,5 +244,144 @@ describe('FaultProxy against a real Postgres', () => {
     assert.throws(() => proxy.setMode('delay'), RangeError);
     assert.throws(() => proxy.setMode('delay', { delayMs: -1 }), RangeError);
     proxy.setMode('pass');
+  });
+
+  test('injectToClients: pg sees a notice Postgres never sent, and keeps working', async () => {
+    proxy.setMode('pass');
+    await waitFor('earlier connections to be gone', () => proxy.connectionCount === 0);
+    const { client } = proxiedClient();
+    const notices: string[] = [];
+    client.on('notice', (message) => notices.push(message.message ?? ''));
+    await client.connect();
+    await selectOne(client);
+
+    assert.equal(proxy.injectToClients(notice('injected while idle')), 1);
+    await waitFor('the notice', () => notices.length === 1);
+    assert.deepEqual(notices, ['injected while idle']);
+    await selectOne(client);
+
+    // Injected again and again while a multi-megabyte result streams: every notice is one more
+    // message between two DataRows, so the rows come out whole and every notice arrives.
+    let injected = 0;
+    let streaming = true;
+    const keepInjecting = (): void => {
+      if (!streaming) return;
+      injected += proxy.injectToClients(notice(`during the query ${injected}`));
+      setImmediate(keepInjecting);
+    };
+    const result = client.query<{ n: number; s: string }>(
+      "SELECT n, repeat('x', 50) AS s FROM generate_series(1, 200000) AS n ORDER BY n",
+    );
+    keepInjecting();
+    const { rows } = await result.finally(() => (streaming = false));
+    assert.equal(rows.length, 200_000);
+    assert.ok(rows.every((row, i) => row.n === i + 1 && row.s.length === 50));
+    assert.ok(injected > 0);
+    await waitFor('every injected notice', () => notices.length === 1 + injected);
+    await selectOne(client);
+    await client.end();
+  });
+
+  test('injectToClients refuses anything but one whole message', () => {
+    assert.throws(() => proxy.injectToClients(Buffer.from('N')), RangeError);
+    const wrongLength = notice('x');
+    wrongLength.writeUInt32BE(wrongLength.length + 1, 1);
+    assert.throws(() => proxy.injectToClients(wrongLength), RangeError);
+  });
+});
+
+describe('FaultProxy.injectToClients against a scripted backend', () => {
+  // A fake server writes the backend side byte by byte, so where an injection lands is exact.
+  const backends: Socket[] = [];
+  const server = createServer((socket) => backends.push(socket));
+  let proxy: FaultProxy;
+
+  before(async () => {
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    proxy = await startFaultProxy({
+      host: '127.0.0.1',
+      port: (server.address() as AddressInfo).port,
+    });
+  });
+
+  after(async () => {
+    await proxy?.close();
+    for (const socket of backends) socket.destroy();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  /** A client of the proxy, with everything it received, and the backend socket serving it. */
+  async function connection(): Promise<{ received: () => Buffer; backend: Socket }> {
+    const accepted = backends.length;
+    const chunks: Buffer[] = [];
+    const client = connect(proxy.port, '127.0.0.1');
+    client.on('data', (chunk: Buffer) => chunks.push(chunk));
+    client.on('error', () => {});
+    await waitFor('the backend to accept', () => backends.length > accepted);
+    const backend = backends[accepted];
+    assert.ok(backend);
+    return { received: () => Buffer.concat(chunks), backend };
+  }
+
+  /** Writes `bytes` as the backend and waits until the client has `total` bytes. */
+  async function send(
+    conn: { received: () => Buffer; backend: Socket },
+    bytes: Buffer,
+    total: number,
+  ): Promise<void> {
+    conn.backend.write(bytes);
+    await waitFor(`${total} bytes at the client`, () => conn.received().length >= total);
+  }
+
+  test('lands after the message in flight, never inside one', async () => {
+    const conn = await connection();
+    const injected = notice('injected');
+    let expected = Buffer.alloc(0);
+    const expect = async (bytes: Buffer) => {
+      expected = Buffer.concat([expected, bytes]);
+      await send(conn, bytes, expected.length);
+    };
+
+    // Nothing to go by before the backend's first message: not even after an SSL refusal.
+    assert.equal(proxy.injectToClients(injected), 0);
+    await expect(Buffer.from('N'));
+    assert.equal(proxy.injectToClients(injected), 0);
+    await expect(backendMessage('R', Buffer.alloc(4))); // AuthenticationOk
+
+    // Injected while the client has three bytes of a ParameterStatus header, then a part of its
+    // body: the notice waits for the message to end, and goes in where a chunk is cut.
+    const status = backendMessage('S', 'server_version\x0099.0\x00');
+    const ready = backendMessage('Z', 'I');
+    await expect(status.subarray(0, 3));
+    assert.equal(proxy.injectToClients(injected), 1);
+    await expect(status.subarray(3, 12));
+    await sleep(100);
+    assert.deepEqual(conn.received(), expected, 'nothing injected inside the message');
+    conn.backend.write(Buffer.concat([status.subarray(12), ready.subarray(0, 2)]));
+    expected = Buffer.concat([expected, status.subarray(12), injected, ready.subarray(0, 2)]);
+    await waitFor('the rest', () => conn.received().length >= expected.length);
+    await expect(ready.subarray(2));
+    assert.deepEqual(conn.received(), expected);
+
+    // Between two messages it goes out at once.
+    assert.equal(proxy.injectToClients(injected), 1);
+    expected = Buffer.concat([expected, injected]);
+    await waitFor('the notice', () => conn.received().length >= expected.length);
+    assert.deepEqual(conn.received(), expected);
+    conn.backend.destroy();
+  });
+
+  test('leaves encrypted connections alone', async () => {
+    const plain = await connection();
+    await send(plain, Buffer.concat([Buffer.from('N'), backendMessage('R', Buffer.alloc(4))]), 10);
+    // 'S': SSL accepted; what follows is TLS, whose bytes are no Postgres messages.
+    const tls = await connection();
+    await send(tls, Buffer.from([0x53, 0x16, 0x03, 0x03, 0x00, 0x02, 0x01, 0x02]), 8);
+    assert.equal(proxy.injectToClients(notice('only the plain one')), 1);
+    await waitFor('the plain client to get it', () => plain.received().length > 10);
+    await sleep(100);
+    assert.equal(tls.received().length, 8);
+    plain.backend.destroy();
+    tls.backend.destroy();
   });
 });

@@ -37,21 +37,104 @@ interface Chunk {
   data: Buffer;
 }
 
+/** A plain backend stream starts with Authentication, ErrorResponse or NegotiateProtocolVersion. */
+const FIRST_MESSAGE_TYPES = new Set(Buffer.from('REv'));
+/** 'N': the backend's one-byte refusal of an SSLRequest or GSSENCRequest. */
+const ENCRYPTION_REFUSED = 0x4e;
+
+/**
+ * Follows the message framing of the backend (server→client) side of the Postgres protocol, so
+ * that bytes can be injected between two messages. Every backend message is a type byte and an
+ * int32 big-endian length that counts itself but not the type byte, split across chunks anyhow.
+ *
+ * The one exception is encryption negotiation: an SSLRequest or GSSENCRequest is answered with a
+ * single byte before any message. Knowing that without reading the client's side works because
+ * a plain backend stream always starts with one of `FIRST_MESSAGE_TYPES`: a leading `N` is a
+ * refusal (and plain messages follow), and any other first byte (`S` or `G`, then TLS or GSS, or
+ * a TLS record of a direct SSL connection) makes the stream opaque: nothing can be injected.
+ */
+class BackendFraming {
+  #state: 'start' | 'framed' | 'opaque' = 'start';
+  readonly #header = Buffer.alloc(5);
+  #headerBytes = 0;
+  /** Bytes of the current message's body still to come. */
+  #remaining = 0;
+
+  /** Between two messages, and after at least one (so never before or inside the startup). */
+  get atBoundary(): boolean {
+    return this.#state === 'framed' && this.#headerBytes === 0 && this.#remaining === 0;
+  }
+
+  get framed(): boolean {
+    return this.#state === 'framed';
+  }
+
+  /**
+   * Follows `data` as the next bytes of the stream; returns how many were taken. With
+   * `stopAtBoundary`, it stops right after the first message that ends within `data`.
+   */
+  feed(data: Buffer, stopAtBoundary: boolean): number {
+    let taken = 0;
+    while (taken < data.length && this.#state !== 'opaque') {
+      if (this.#remaining > 0) {
+        const n = Math.min(this.#remaining, data.length - taken);
+        taken += n;
+        this.#remaining -= n;
+      } else {
+        const byte = data[taken++] ?? 0;
+        if (this.#state === 'start' && this.#headerBytes === 0 && !FIRST_MESSAGE_TYPES.has(byte)) {
+          if (byte !== ENCRYPTION_REFUSED) this.#state = 'opaque';
+          continue;
+        }
+        this.#header[this.#headerBytes++] = byte;
+        if (this.#headerBytes < this.#header.length) continue;
+        this.#headerBytes = 0;
+        const length = this.#header.readUInt32BE(1);
+        if (length < 4) {
+          this.#state = 'opaque'; // not the Postgres protocol: stop guessing
+          continue;
+        }
+        this.#state = 'framed';
+        this.#remaining = length - 4;
+      }
+      if (stopAtBoundary && this.atBoundary) return taken;
+    }
+    return data.length;
+  }
+}
+
 /**
  * One direction of a proxied connection. All writes go through here so that delayed and
  * undelayed chunks share one queue and can never overtake each other, whatever the mode does.
+ * The server→client lane also follows the message framing, to inject messages between two.
  */
 class Lane {
   #queue: Chunk[] = [];
   #timer: NodeJS.Timeout | undefined;
   #finishing = false;
+  readonly #framing: BackendFraming | undefined;
+  /** Messages to write as soon as the bytes written so far end at a message boundary. */
+  #injections: Buffer[] = [];
 
   constructor(
     readonly source: Socket,
     readonly dest: Socket,
+    options: { backendFraming?: boolean } = {},
   ) {
+    if (options.backendFraming) this.#framing = new BackendFraming();
     // Backpressure: the source is paused when the destination's buffer is full (see #write).
     dest.on('drain', () => source.resume());
+  }
+
+  /**
+   * Queues `message` to be written right after the message the destination is in the middle of
+   * (at once when it is between two). Returns false when the stream's framing is not known.
+   */
+  inject(message: Buffer): boolean {
+    if (!this.#framing?.framed || this.dest.destroyed || this.dest.writableEnded) return false;
+    this.#injections.push(message);
+    this.#writeInjections();
+    return true;
   }
 
   send(data: Buffer, delayMs: number): void {
@@ -80,6 +163,7 @@ class Lane {
   discard(): void {
     this.#clearTimer();
     this.#queue.length = 0;
+    this.#injections.length = 0;
     this.#finishing = false;
   }
 
@@ -108,6 +192,27 @@ class Lane {
 
   #write(data: Buffer): void {
     if (this.dest.destroyed || this.dest.writableEnded) return;
+    const framing = this.#framing;
+    if (!framing) {
+      this.#put(data);
+      return;
+    }
+    // Cut at the first message boundary while an injection waits for one.
+    for (let rest = data; rest.length > 0;) {
+      const taken = framing.feed(rest, this.#injections.length > 0);
+      this.#put(rest.subarray(0, taken));
+      rest = rest.subarray(taken);
+      this.#writeInjections();
+    }
+  }
+
+  #writeInjections(): void {
+    if (this.#injections.length === 0 || !this.#framing?.framed) return;
+    if (this.dest.destroyed || this.dest.writableEnded) return;
+    for (const message of this.#injections.splice(0)) this.#put(message);
+  }
+
+  #put(data: Buffer): void {
     if (!this.dest.write(data)) this.source.pause();
   }
 
@@ -137,7 +242,7 @@ class Link {
   ) {
     if (upstream) {
       this.toUpstream = new Lane(client, upstream);
-      this.toClient = new Lane(upstream, client);
+      this.toClient = new Lane(upstream, client, { backendFraming: true });
     }
   }
 
@@ -164,6 +269,9 @@ class Link {
  * towards the client and towards the target: bytes were lost, so the Postgres protocol on those
  * connections is out of step and forwarding again would only produce garbage. This matches what
  * a client sees after a real partition heals (its next write gets a RST, or it has timed out).
+ *
+ * Besides breaking the network, it can make Postgres appear to say something it never said:
+ * `injectToClients` slips a message into what the clients receive, between two real messages.
  */
 export class FaultProxy {
   readonly host = '127.0.0.1';
@@ -264,6 +372,25 @@ export class FaultProxy {
           for (const link of this.#links) for (const lane of link.lanes) lane.flush();
         break;
     }
+  }
+
+  /**
+   * Sends `message`, one complete backend protocol message (type byte, then an int32 length that
+   * counts itself), to the client of every current connection, as if Postgres had sent it. It
+   * goes in at a message boundary: right after the message the client is in the middle of, at
+   * once if it is between two. Returns how many connections got it (queued or written).
+   * Connections left out: black-holed ones, ones whose server has not sent a first message yet,
+   * and encrypted ones (SSL or GSS: the proxy cannot see their framing).
+   */
+  injectToClients(message: Buffer): number {
+    if (message.length < 5 || message.readUInt32BE(1) !== message.length - 1) {
+      throw new RangeError('injectToClients takes one message: type byte, int32 length, body');
+    }
+    let count = 0;
+    for (const link of this.#links) {
+      if (!link.blackholed && link.toClient?.inject(message)) count++;
+    }
+    return count;
   }
 
   /** Resets every current connection once, leaving the mode as it is. */

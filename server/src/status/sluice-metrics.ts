@@ -16,7 +16,7 @@ export class SluiceMetrics {
 
   constructor(status: StatusMonitor) {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: 'sluice_process_' });
+    collectDefaultMetrics({ register: this.registry, prefix: 'sluice_' });
     new Gauge({
       name: 'sluice_state',
       help: 'Server state: 1 for the current one of starting, live, fallback, unavailable',

@@ -1,0 +1,217 @@
+// Fallback mode when replication cannot start at all (PROTOCOL.md §7): with wal_level=replica, or
+// with a role lacking the REPLICATION privilege, the server leaves `starting` for `fallback` (not
+// stuck, not down), says why with the SQLSTATE, serves shapes straight from Postgres, and once the
+// operator fixes the cause it goes live by itself. Clients that followed during the outage sit on
+// fallback handles; each is moved to the live shape by exactly one 409 and ends equal to Postgres.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { test } from 'node:test';
+import { startPostgres, type TestDatabase } from '@sluice/harness';
+import { CountingFollower } from '../support/counting-follower.js';
+import { assertFallbackSnapshot, fetchStatus, waitForStatus } from '../support/fallback-checks.js';
+import { RawFollower } from '../support/raw-shape.js';
+import { assertMatchesPostgres } from '../support/shape-oracle.js';
+import { startSluice, waitUntilActive, type RunningSluice } from '../support/sluice-server.js';
+
+const SHAPE = { table: 'items' } as const;
+
+async function metricsText(baseUrl: string): Promise<string> {
+  const response = await fetch(`${baseUrl}/metrics`);
+  assert.equal(response.status, 200);
+  return response.text();
+}
+
+/** Rows of `items` inserted, updated and deleted in a few transactions. */
+async function writeSome(db: TestDatabase, fromId: number): Promise<void> {
+  await db.query('INSERT INTO items SELECT g, g FROM generate_series($1::int, $1::int + 19) g', [
+    fromId,
+  ]);
+  await db.query('UPDATE items SET v = v + 1000 WHERE id % 7 = 0');
+  await db.query('DELETE FROM items WHERE id % 11 = 0');
+  await db.query('INSERT INTO items VALUES ($1, -1)', [fromId + 100]);
+}
+
+/**
+ * While replication has never run: the status says fallback with `code`, the database is up,
+ * the fallback snapshot equals SELECT, and both followers got every row (on fallback handles).
+ */
+async function checkStartupFallback(
+  db: TestDatabase,
+  sluice: RunningSluice,
+  official: CountingFollower,
+  raw: RawFollower,
+  code: string,
+  message: RegExp,
+): Promise<void> {
+  await waitUntilActive(sluice.baseUrl);
+  const { body } = await waitForStatus(sluice.baseUrl, 'fallback', 20_000);
+  assert.equal(body.replication_available, false);
+  assert.ok(
+    ['backoff', 'connecting'].includes(body.replication.state),
+    `replication state ${body.replication.state}`,
+  );
+  assert.equal(body.replication.last_error?.code, code, JSON.stringify(body.replication));
+  assert.match(body.replication.last_error?.message ?? '', message);
+  assert.equal(body.database.primary, 'up');
+  assert.equal(body.shapes.state, 'read_only');
+
+  const handle = await assertFallbackSnapshot(db, sluice.baseUrl, SHAPE, SHAPE);
+  assert.match(handle, /-fallback-/);
+
+  await assertMatchesPostgres(db, SHAPE, () => [...official.rows.values()], 30_000);
+  await assertMatchesPostgres(db, SHAPE, () => [...raw.rows.values()], 30_000);
+  // Still the outage: neither follower has been moved yet.
+  assert.equal(official.mustRefetches, 0);
+  assert.equal(raw.mustRefetches, 0);
+  assert.equal((await fetchStatus(sluice.baseUrl)).status, 'fallback');
+
+  const metrics = await metricsText(sluice.baseUrl);
+  assert.match(metrics, /sluice_state_transitions_total\{from="starting",to="fallback"\} 1\n/);
+  assert.match(metrics, /sluice_state\{state="fallback"\} 1\n/);
+  assert.doesNotMatch(metrics, /sluice_state_transitions_total\{from="starting",to="live"\}/);
+}
+
+/** After recovery: more writes, both followers equal to Postgres, each moved by one 409. */
+async function checkRecovered(
+  db: TestDatabase,
+  sluice: RunningSluice,
+  official: CountingFollower,
+  raw: RawFollower,
+): Promise<void> {
+  await writeSome(db, 2_000);
+  await assertMatchesPostgres(db, SHAPE, () => [...official.rows.values()], 45_000);
+  await assertMatchesPostgres(db, SHAPE, () => [...raw.rows.values()], 45_000);
+  await writeSome(db, 3_000);
+  await assertMatchesPostgres(db, SHAPE, () => [...official.rows.values()], 30_000);
+  await assertMatchesPostgres(db, SHAPE, () => [...raw.rows.values()], 30_000);
+
+  assert.equal(official.mustRefetches, 1, 'official client: one 409, fallback handle → live');
+  assert.deepEqual(official.duplicates(), [], 'official client: no change twice');
+  assert.deepEqual(official.errors, []);
+  assert.equal(raw.mustRefetches, 1, 'raw follower: one 409, fallback handle → live');
+  assert.deepEqual(raw.audit.anomalies, [], 'raw follower: every change once');
+  assert.equal(raw.error, undefined);
+
+  const status = await fetchStatus(sluice.baseUrl);
+  assert.equal(status.status, 'live');
+  assert.equal(status.replication.state, 'streaming');
+  // Live exactly once. A Postgres restart may pass through `unavailable`, and the stream may
+  // come up before the probe sees the database again, so the state it came from may vary.
+  const metrics = await metricsText(sluice.baseUrl);
+  const intoLive = [
+    ...metrics.matchAll(/^sluice_state_transitions_total\{from="\w+",to="live"\} (\d+)$/gm),
+  ];
+  assert.equal(
+    intoLive.reduce((sum, match) => sum + Number(match[1]), 0),
+    1,
+    `one transition to live:\n${intoLive.map((match) => match[0]).join('\n')}`,
+  );
+  assert.match(metrics, /sluice_state\{state="live"\} 1\n/);
+}
+
+test('wal_level=replica at start: fallback (55000), live after the fix, one 409 per client', async () => {
+  const pg = await startPostgres({ settings: { wal_level: 'replica' } });
+  let sluice: RunningSluice | undefined;
+  let official: CountingFollower | undefined;
+  let raw: RawFollower | undefined;
+  try {
+    const db = await pg.createDatabase();
+    await db.query('CREATE TABLE items (id int PRIMARY KEY, v int)');
+    await db.query('INSERT INTO items SELECT g, g FROM generate_series(1, 60) g');
+    sluice = await startSluice(db, { longPollTimeoutMs: 1_000 });
+    official = new CountingFollower(`${sluice.baseUrl}/v1/shape`, SHAPE);
+    raw = new RawFollower(sluice.baseUrl, SHAPE);
+    await checkStartupFallback(db, sluice, official, raw, '55000', /wal_level/);
+    // The status stays fallback through the retries; the stream never came up.
+    const again = await fetchStatus(sluice.baseUrl);
+    assert.equal(again.status, 'fallback');
+    assert.match(again.replication.last_error?.message ?? '', /wal_level is "replica"/);
+
+    // Written while replication cannot run: the live shape's snapshot must include it.
+    await writeSome(db, 1_000);
+    await pg.query("ALTER SYSTEM SET wal_level = 'logical'");
+    await pg.restart();
+    const { rows } = await pg.query<{ wal_level: string }>('SHOW wal_level');
+    assert.equal(rows[0]?.wal_level, 'logical');
+    await waitForStatus(sluice.baseUrl, 'live', 60_000);
+
+    await checkRecovered(db, sluice, official, raw);
+    official.close();
+    await raw.close();
+    await sluice.close();
+    sluice = undefined;
+    await db.drop();
+  } finally {
+    official?.close();
+    await raw?.close();
+    await sluice?.close();
+    await pg.stop();
+  }
+});
+
+test('role without REPLICATION: fallback (42501), live after ALTER ROLE, one 409 per client', async () => {
+  const pg = await startPostgres();
+  const role = `sluice_noreplication_${randomBytes(4).toString('hex')}`;
+  let sluice: RunningSluice | undefined;
+  let official: CountingFollower | undefined;
+  let raw: RawFollower | undefined;
+  try {
+    const db = await pg.createDatabase();
+    await db.query('CREATE TABLE items (id int PRIMARY KEY, v int)');
+    await db.query('INSERT INTO items SELECT g, g FROM generate_series(1, 60) g');
+    // Least privilege: the role may only read the table. The publication and the replica
+    // identity are set up by a superuser beforehand, as an operator would.
+    await pg.query(`CREATE ROLE ${role} LOGIN NOREPLICATION`);
+    await db.query(`GRANT SELECT ON items TO ${role}`);
+    await db.query('ALTER TABLE items REPLICA IDENTITY FULL');
+    await db.query(`CREATE PUBLICATION ${db.publicationName} FOR TABLE items`);
+    const url = new URL(db.url);
+    url.username = role;
+
+    sluice = await startSluice(db, {
+      databaseUrl: url.toString(),
+      replicationRetryMinMs: 500,
+      replicationRetryMaxMs: 2_000,
+      longPollTimeoutMs: 1_000,
+    });
+    official = new CountingFollower(`${sluice.baseUrl}/v1/shape`, SHAPE);
+    raw = new RawFollower(sluice.baseUrl, SHAPE);
+    await checkStartupFallback(
+      db,
+      sluice,
+      official,
+      raw,
+      '42501',
+      /REPLICATION privilege.*permission denied to start WAL sender/s,
+    );
+
+    await writeSome(db, 1_000);
+    await pg.query(`ALTER ROLE ${role} REPLICATION`);
+    // The next attempt (at most 2 s × 1.25 away) succeeds.
+    const { elapsedMs } = await waitForStatus(sluice.baseUrl, 'live', 30_000);
+    assert.ok(elapsedMs < 15_000, `live again ${elapsedMs} ms after ALTER ROLE`);
+
+    await checkRecovered(db, sluice, official, raw);
+    const metrics = await metricsText(sluice.baseUrl);
+    assert.match(metrics, /sluice_state_transitions_total\{from="fallback",to="live"\} 1\n/);
+    const { rows } = await db.query<{ usename: string }>(
+      'SELECT usename::text FROM pg_stat_replication',
+    );
+    assert.deepEqual(
+      rows.map((r) => r.usename),
+      [role],
+      'replication runs as the unprivileged role',
+    );
+    official.close();
+    await raw.close();
+    await sluice.close();
+    sluice = undefined;
+    await db.drop();
+    await pg.query(`DROP ROLE ${role}`);
+  } finally {
+    official?.close();
+    await raw?.close();
+    await sluice?.close();
+    await pg.stop();
+  }
+});
