@@ -70,7 +70,13 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
   });
   // An idle connection that dies (Postgres restart) emits 'error' on the pool; unhandled, it
   // would crash the process.
-  pool.on('error', (error) => app.log.warn({ err: error }, 'idle database connection failed'));
+  // The error carries the whole client object: log what it says, not all of that.
+  pool.on('error', (error) =>
+    app.log.warn(
+      { code: (error as { code?: string }).code },
+      `idle database connection failed: ${error.message}`,
+    ),
+  );
 
   const registry = new ShapeRegistry({
     storageDir,

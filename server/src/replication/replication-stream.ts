@@ -158,10 +158,14 @@ export class ReplicationStream {
     const silentMs = Date.now() - this.#heardAt;
     const { livenessTimeoutMs } = this.#options;
     if (silentMs >= livenessTimeoutMs) {
+      // Before streaming, silence means connecting or setting up got no answer.
+      const [code, phase] = this.#streaming
+        ? ['REPLICATION_SILENT', 'streaming']
+        : ['CONNECT_TIMEOUT', 'connecting and setting up'];
       this.#fail(
         new ReplicationError(
-          `no message from Postgres for ${silentMs} ms (liveness timeout ${livenessTimeoutMs} ms)`,
-          'REPLICATION_SILENT',
+          `no message from Postgres for ${silentMs} ms while ${phase} (liveness timeout ${livenessTimeoutMs} ms)`,
+          code,
         ),
       );
     } else if (this.#streaming && silentMs >= livenessTimeoutMs / 3) {

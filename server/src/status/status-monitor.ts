@@ -116,9 +116,11 @@ export class StatusMonitor {
     this.#decide('replication connecting');
   }
 
+  /** Streaming also proves the database answers. */
   replicationStreaming(): void {
     this.#inputs.replication = 'streaming';
     this.#inputs.attempted = true;
+    this.#inputs.database = 'up';
     this.#nextRetryAt = null;
     this.#decide('replication streaming');
   }
