@@ -64,7 +64,10 @@ export function registerShapeRoute(app: FastifyInstance, options: ShapeRouteOpti
     if (!authorised(request, reply)) return reply;
     const parsed = parseShapeRequest(request.query);
     if (isValidationErrors(parsed)) return badRequest(reply, parsed);
-    const gate = parsed.offset === 'before-all' ? initialGate : parsed.live ? liveGate : undefined;
+    // In fallback, initial requests are limited by distinct queries (FallbackSnapshots): those
+    // that join a running query cost the database nothing and are not turned away.
+    const initial = parsed.offset === 'before-all' && !options.degraded() ? initialGate : undefined;
+    const gate = initial ?? (parsed.live ? liveGate : undefined);
     if (gate && !gate.tryEnter()) {
       const kind = gate === initialGate ? 'initial' : 'live';
       const message = `Too many concurrent ${kind} requests (limit ${gate.limit}); retry shortly`;
