@@ -207,7 +207,7 @@ class Lane {
   }
 
   #writeInjections(): void {
-    if (this.#injections.length === 0 || !this.#framing?.framed) return;
+    if (this.#injections.length === 0 || !this.#framing?.atBoundary) return;
     if (this.dest.destroyed || this.dest.writableEnded) return;
     for (const message of this.#injections.splice(0)) this.#put(message);
   }
