@@ -3,7 +3,7 @@ import { bigIntToLsn, lsnToBigInt } from '@sluice/protocol';
 import type { Client } from 'pg';
 import { LogicalReplicationService, type Pgoutput } from 'pg-logical-replication';
 import type { Problem } from '../status/status-monitor.js';
-import { TextPgoutputPlugin, UndecodableMessage } from './text-pgoutput-plugin.js';
+import { TextPgoutputPlugin } from './text-pgoutput-plugin.js';
 import type { Change, RelationInfo, Transaction } from './transaction.js';
 
 /** What the stream found while setting up, before any change is delivered. */
@@ -102,15 +102,7 @@ export class ReplicationStream {
     this.#service.on('error', (error) => this.#fail(error));
     this.#service.on('data', (_lsn: string, message: Pgoutput.Message) => {
       this.#heardAt = Date.now();
-      if (message instanceof UndecodableMessage) {
-        this.#fail(
-          new ReplicationError('undecodable replication message', 'REPLICATION_UNDECODABLE', {
-            cause: message.error,
-          }),
-        );
-      } else {
-        this.#enqueue(message);
-      }
+      this.#enqueue(message);
     });
     this.#service.on('heartbeat', (lsn: string, _time: number, shouldRespond: boolean) => {
       this.#heardAt = Date.now();
@@ -118,8 +110,21 @@ export class ReplicationStream {
       if (shouldRespond) this.acknowledge(this.#acknowledged);
       this.#enqueue({ tag: 'keepalive', lsn: lsnToBigInt(lsn) });
     });
-    const plugin = new TextPgoutputPlugin(options.publicationName, (client) =>
-      this.#prepare(client),
+    const plugin = new TextPgoutputPlugin(
+      options.publicationName,
+      (client) => this.#prepare(client),
+      (error) => {
+        const reason = error instanceof Error ? error.message : String(error);
+        this.#fail(
+          new ReplicationError(
+            `unreadable replication message: ${reason}`,
+            'REPLICATION_UNDECODABLE',
+            {
+              cause: error,
+            },
+          ),
+        );
+      },
     );
     let onStart: () => void = () => undefined;
     this.#started = new Promise<void>((resolve) => (onStart = resolve));

@@ -1,12 +1,8 @@
+import type { EventEmitter } from 'node:events';
 import type { Client } from 'pg';
 import { PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
 
 const keepText = (text: unknown) => text;
-
-/** A replication message the parser could not read (see `TextPgoutputPlugin.parse`). */
-export class UndecodableMessage {
-  constructor(readonly error: unknown) {}
-}
 
 /**
  * pgoutput with values kept as Postgres text. The library converts each value with
@@ -23,29 +19,42 @@ export class TextPgoutputPlugin extends PgoutputPlugin {
   constructor(
     publicationName: string,
     private readonly prepare: (client: Client) => Promise<void>,
+    private readonly onUnreadable: (error: unknown) => void,
   ) {
     super({ protoVersion: 1, publicationNames: [publicationName] });
   }
 
-  /**
-   * Never throws: the library calls this inside a socket event handler, where an exception
-   * would crash the process. A message that cannot be decoded comes back as an
-   * `UndecodableMessage`, and the stream that receives it ends and restarts from the slot.
-   */
   override parse(buffer: Buffer): Pgoutput.Message {
-    try {
-      const message = super.parse(buffer);
-      if (message.tag === 'relation') {
-        for (const column of message.columns) column.parser = keepText;
-      }
-      return message;
-    } catch (error) {
-      return new UndecodableMessage(error) as unknown as Pgoutput.Message;
+    const message = super.parse(buffer);
+    if (message.tag === 'relation') {
+      for (const column of message.columns) column.parser = keepText;
     }
+    return message;
   }
 
   override async start(client: Client, slotName: string, lastLsn: string): Promise<unknown> {
+    guardCopyData(client, this.onUnreadable);
     await this.prepare(client);
     return super.start(client, slotName, lastLsn);
+  }
+}
+
+/**
+ * The library reads each CopyData message (its XLogData and keepalive headers, then `parse`)
+ * inside the socket's event handler, without bounds checks: a malformed message would throw
+ * there and crash the process. Its handler is wrapped so that such an error goes to
+ * `onUnreadable` instead, and the stream that received it ends and restarts from the slot.
+ */
+function guardCopyData(client: Client, onUnreadable: (error: unknown) => void): void {
+  const connection = (client as unknown as { connection: EventEmitter }).connection;
+  for (const listener of connection.listeners('copyData') as ((message: unknown) => void)[]) {
+    connection.removeListener('copyData', listener);
+    connection.on('copyData', (message: unknown) => {
+      try {
+        listener(message);
+      } catch (error) {
+        onUnreadable(error);
+      }
+    });
   }
 }

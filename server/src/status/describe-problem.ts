@@ -21,6 +21,8 @@ const MEANINGS: Record<string, string> = {
   ENOTFOUND: 'host name not found',
   CONNECTION_LOST: 'the connection ended unexpectedly',
   CONNECT_TIMEOUT: 'connecting timed out (no answer from Postgres)',
+  REPLICATION_UNDECODABLE:
+    'a replication message could not be read (the stream restarts from the slot)',
   REPLICATION_SILENT: 'the replication connection went silent (no keepalive answered a ping)',
 };
 
