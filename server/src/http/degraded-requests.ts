@@ -6,6 +6,7 @@ import {
   type FallbackSnapshot,
 } from '../shapes/fallback-snapshots.js';
 import { ShapeCreationError } from '../shapes/shape-creation-error.js';
+import type { Shape } from '../shapes/shape.js';
 import { setCacheControl } from './cache-policy.js';
 import { nextLiveCursor } from './live-cursor.js';
 import { serveFromLog } from './serve-from-log.js';
@@ -28,26 +29,40 @@ export async function handleDegraded(
   parsed: ShapeRequest,
   options: ShapeRouteOptions,
 ): Promise<FastifyReply> {
-  if (parsed.offset === 'before-all') return fallbackSnapshot(reply, parsed, options);
+  const existing = options.registry.find(parsed.definition);
+  const named = existing?.ready && parsed.handle === existing.handle ? existing : undefined;
+  if (parsed.offset === 'before-all') {
+    // Naming the shape's own handle (where a 409 sends a client) reads that shape; anything
+    // else gets a fresh fallback snapshot.
+    return named
+      ? serveStored(request, reply, named, parsed, options)
+      : fallbackSnapshot(reply, parsed, options);
+  }
   if (parsed.handle !== undefined && isFallbackHandle(parsed.handle))
     return holdFallbackHandle(reply, parsed, parsed.handle, options);
-
-  const existing = options.registry.find(parsed.definition);
-  const matches =
-    existing?.ready && (parsed.handle === undefined || parsed.handle === existing.handle);
-  if (existing && matches) {
-    // Logs from before a restart continue the stream only if the slot survived, which nobody
-    // has been able to check yet: serving them could pass off another database's rows.
-    if (!(await options.continuityChecked(0))) {
-      const message = 'Replication is down and stored shapes cannot be checked yet; retry shortly';
-      return unavailable(reply, options, 'SLUICE_ERR_NOT_READY', message);
-    }
-    return serveFromLog(request, reply, existing, parsed, options);
-  }
+  const stored = named ?? (parsed.handle === undefined && existing?.ready ? existing : undefined);
+  if (stored) return serveStored(request, reply, stored, parsed, options);
   if (parsed.offset === 'now')
     return upToDate(reply, parsed, newFallbackHandle(parsed.definition), options);
   // An unknown handle: start again, from a fallback snapshot.
   return mustRefetch(reply, newFallbackHandle(parsed.definition), options, true);
+}
+
+/** A shape's log, read-only, once it is known to continue the slot. */
+async function serveStored(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  shape: Shape,
+  parsed: ShapeRequest,
+  options: ShapeRouteOptions,
+): Promise<FastifyReply> {
+  // Logs from before a restart continue the stream only if the slot survived, which nobody has
+  // been able to check yet: serving them could pass off another database's rows.
+  if (!(await options.continuityChecked(0))) {
+    const message = 'Replication is down and stored shapes cannot be checked yet; retry shortly';
+    return unavailable(reply, options, 'SLUICE_ERR_NOT_READY', message);
+  }
+  return serveFromLog(request, reply, shape, parsed, options);
 }
 
 async function fallbackSnapshot(
