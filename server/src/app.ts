@@ -78,11 +78,13 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
     ),
   );
 
-  const registry = new ShapeRegistry({
+  const registry: ShapeRegistry = new ShapeRegistry({
     storageDir,
     chunkBytes: config.chunkBytes,
     pool,
     publicationName: config.publicationName,
+    // The consumer is built below; it is only asked once shapes are being created.
+    recentCommits: () => consumer.recentCommits(),
     log: app.log,
   });
   const status = new StatusMonitor({
@@ -111,7 +113,7 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
   status.onChange(({ to }) => {
     if (to === 'live') fallback.clear();
   });
-  const consumer = new ReplicationConsumer({
+  const consumer: ReplicationConsumer = new ReplicationConsumer({
     connectionString: config.replicationDatabaseUrl ?? config.databaseUrl,
     sessionOptions,
     slotName: config.slotName,

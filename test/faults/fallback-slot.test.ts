@@ -151,7 +151,9 @@ async function takeSlot(db: TestDatabase, timeoutMs = 30_000): Promise<LogicalRe
     if (await Promise.race([started, ended])) return service;
     await service.destroy();
     if (Date.now() > deadline) {
-      throw new Error(`could not take slot ${db.slotName} in ${attempt + 1} attempts: ${errors[0]}`);
+      throw new Error(
+        `could not take slot ${db.slotName} in ${attempt + 1} attempts: ${errors[0]}`,
+      );
     }
     // 55006 while the terminated walsender is still exiting: try again shortly.
     await sleep(50);

@@ -1,4 +1,4 @@
-import { HEADERS } from '@sluice/protocol';
+import { ERROR_CODES, HEADERS, type ErrorCode } from '@sluice/protocol';
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { describeProblem, isConnectionProblem } from '../status/describe-problem.js';
 
@@ -12,6 +12,16 @@ export function registerErrorHandler(app: FastifyInstance, onUnreachable: () => 
     void reply.header('cache-control', 'no-store').header('surrogate-control', 'no-store');
     if (error.validation || (error.statusCode !== undefined && error.statusCode < 500)) {
       return reply.code(error.statusCode ?? 400).send({ message: error.message });
+    }
+    // A Sluice error whose code is a 503 in the table: transient, the client retries.
+    const code = (error as { code?: string }).code;
+    if (
+      code !== undefined &&
+      code in ERROR_CODES &&
+      ERROR_CODES[code as ErrorCode].status === 503
+    ) {
+      request.log.warn({ code }, error.message);
+      return reply.code(503).header(HEADERS.retryAfter, '1').send({ code, message: error.message });
     }
     if (isConnectionProblem(describeProblem(error))) {
       request.log.warn({ err: error }, 'database unreachable');

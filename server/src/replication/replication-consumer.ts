@@ -6,6 +6,7 @@ import type { ShapeRegistry } from '../shapes/shape-registry.js';
 import { describeProblem } from '../status/describe-problem.js';
 import type { StatusMonitor } from '../status/status-monitor.js';
 import { writeFileAtomically } from '../storage/chunk-file.js';
+import { RecentCommits, type RecentCommit } from './recent-commits.js';
 import { reconnectDelay } from './reconnect-delay.js';
 import { ReplicationStream, type StreamSetup } from './replication-stream.js';
 import type { RelationInfo, Transaction } from './transaction.js';
@@ -54,6 +55,7 @@ export class ReplicationConsumer {
   #durable = 0n;
   #unflushed = 0;
   readonly #dirty = new Set<Shape>();
+  readonly #recent = new RecentCommits();
   #flushing: Promise<void> | undefined;
   #loop: Promise<void> | undefined;
   #continuityChecked = false;
@@ -75,6 +77,11 @@ export class ReplicationConsumer {
       this.#checked,
       new Promise<boolean>((resolve) => setTimeout(() => resolve(false), timeoutMs).unref()),
     ]);
+  }
+
+  /** Commits handed to shapes in the last seconds (a new shape's snapshot must see them). */
+  recentCommits(): RecentCommit[] {
+    return this.#recent.list();
   }
 
   /** The replication position every shape has durably seen (`global_last_seen_lsn`). */
@@ -211,6 +218,7 @@ export class ReplicationConsumer {
   async #onTransaction(transaction: Transaction): Promise<void> {
     if (transaction.endLsn <= this.#durable) return; // a replay of what is already durable
     const { registry } = this.#options;
+    this.#recent.add({ xid: transaction.xid, commitLsn: transaction.commitLsn });
     // A truncated table's shapes start over whatever else the transaction did to it, so they
     // go first: nothing is appended to a shape about to be deleted.
     for (const change of transaction.changes) {

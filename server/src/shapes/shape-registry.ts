@@ -3,6 +3,7 @@ import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
 import type pg from 'pg';
+import type { RecentCommit } from '../replication/recent-commits.js';
 import type { RelationInfo } from '../replication/transaction.js';
 import { writeFileAtomically } from '../storage/chunk-file.js';
 import { ShapeLog } from '../storage/shape-log.js';
@@ -19,6 +20,8 @@ export interface ShapeRegistryOptions {
   chunkBytes: number;
   pool: pg.Pool;
   publicationName: string;
+  /** Commits replication has already handed to shapes, recently (see `RecentCommits`). */
+  recentCommits(): readonly RecentCommit[];
   log: FastifyBaseLogger;
 }
 
@@ -225,7 +228,9 @@ export class ShapeRegistry {
       // Registered before the snapshot starts: changes committed meanwhile are buffered, then
       // filtered against the snapshot.
       this.#add(shape);
-      metadata.snapshot = await takeSnapshot(client, shape, plan.select);
+      // Commits routed before that moment never reach this shape: its snapshot must see them.
+      const delivered = this.#options.recentCommits();
+      metadata.snapshot = await takeSnapshot(client, shape, plan.select, delivered);
       shape.completeSnapshot();
       await shape.log.flush();
       await writeFileAtomically(join(dir, META_FILE), JSON.stringify(metadata));

@@ -6,11 +6,14 @@ import { childNodes, type FilterNode, type FilterSpec } from '../where/filter-sp
 import { snapshotMessageBuilder, type MessageContext } from './change-messages.js';
 import { parseCopyTextBatches } from './copy-text-parser.js';
 import type { Shape } from './shape.js';
-import type { SnapshotVisibility } from './snapshot-visibility.js';
+import { visibleInSnapshot, type SnapshotVisibility } from './snapshot-visibility.js';
+import type { RecentCommit } from '../replication/recent-commits.js';
 import { quoteIdentifier, quoteTableIdentifier, type TableIdentifier } from './table-identifier.js';
 
 /** Rows appended to the log between flushes: bounds memory for tables of any size. */
 const FLUSH_EVERY_ROWS = 20_000;
+/** How long a snapshot waits for replicated commits to become visible before giving up. */
+const VISIBILITY_WAIT_MS = 10_000;
 
 /**
  * Writes a shape's initial rows into its log, then the `snapshot-end` control message, and seals
@@ -22,15 +25,11 @@ export async function takeSnapshot(
   client: pg.PoolClient,
   shape: Shape,
   selectColumns: string[],
+  delivered: readonly RecentCommit[],
 ): Promise<SnapshotVisibility> {
   const { definition, context } = shape.metadata;
-  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  const visibility = await beginSeeing(client, delivered);
   try {
-    // The transaction's snapshot is taken by its first statement: this one.
-    const { rows } = await client.query<{ snapshot: string; lsn: string }>(
-      'SELECT pg_current_snapshot()::text AS snapshot, pg_current_wal_insert_lsn()::text AS lsn',
-    );
-    const visibility = parseVisibility(rows[0]?.snapshot ?? '', rows[0]?.lsn ?? '');
     if (definition.log === 'full') {
       let index = 0;
       let sinceFlush = 0;
@@ -76,6 +75,49 @@ export async function takeSnapshot(
     await client.query('ROLLBACK').catch(() => undefined);
     throw error;
   }
+}
+
+/**
+ * Opens the snapshot transaction, once its snapshot sees every commit in `delivered`: a commit
+ * is sent by Postgres when its WAL is flushed, possibly before it becomes visible (a synchronous
+ * standby not answering yet). Such a commit reached the shapes that existed then, so a snapshot
+ * without it would lose it for good; it is retaken until it has it, for a bounded time.
+ */
+async function beginSeeing(
+  client: pg.PoolClient,
+  delivered: readonly RecentCommit[],
+): Promise<SnapshotVisibility> {
+  const deadline = Date.now() + VISIBILITY_WAIT_MS;
+  for (let pause = 5; ; pause = Math.min(pause * 2, 200)) {
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    try {
+      // The transaction's snapshot is taken by its first statement: this one.
+      const { rows } = await client.query<{ snapshot: string; lsn: string }>(
+        'SELECT pg_current_snapshot()::text AS snapshot, pg_current_wal_insert_lsn()::text AS lsn',
+      );
+      const visibility = parseVisibility(rows[0]?.snapshot ?? '', rows[0]?.lsn ?? '');
+      const unseen = delivered.find(
+        (commit) => !visibleInSnapshot(visibility, commit.xid, commit.commitLsn),
+      );
+      if (!unseen) return visibility;
+      await client.query('ROLLBACK');
+      if (Date.now() > deadline) {
+        throw new SnapshotNotReadyError(
+          `transaction ${unseen.xid} was replicated but is still not visible to new snapshots after ${VISIBILITY_WAIT_MS} ms (a synchronous standby not confirming?); retry shortly`,
+        );
+      }
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    }
+    await new Promise((resolve) => setTimeout(resolve, pause));
+  }
+}
+
+/** The snapshot could not be made consistent with replication yet; the request may be retried. */
+export class SnapshotNotReadyError extends Error {
+  override readonly name = 'SnapshotNotReadyError';
+  readonly code = 'SLUICE_ERR_NOT_READY';
 }
 
 /** What to read for a shape's rows. */
