@@ -31,7 +31,7 @@ export const ERROR_CODES = {
   SLUICE_ERR_NOT_READY: {
     status: 503,
     summary:
-      'The server has not yet checked replication since it started, so stored shapes cannot be served.',
+      'Not ready for this request yet: replication not checked since start, or a replicated commit not yet visible to a new snapshot.',
   },
   SLUICE_ERR_SHUTTING_DOWN: {
     status: 503,
