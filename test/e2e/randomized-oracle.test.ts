@@ -14,7 +14,7 @@ import { ChangeAudit } from '../support/change-audit.js';
 import { CountingFollower } from '../support/counting-follower.js';
 import { RawFollower } from '../support/raw-shape.js';
 import { assertMatchesPostgres, type ShapeSpec } from '../support/shape-oracle.js';
-import { startSluice, waitUntilActive, type RunningSluice } from '../support/sluice-server.js';
+import { startSluice, waitUntilLive, type RunningSluice } from '../support/sluice-server.js';
 
 const SEED = process.env.ORACLE_SEED ? Number(process.env.ORACLE_SEED) : randomInt(2 ** 31);
 const WRITERS = 4;
@@ -398,7 +398,7 @@ test(`randomized workload: every follower equals Postgres (ORACLE_SEED=${SEED})`
     for (const writer of writers) await writer.seed();
     // Small chunks, so followers that join late read many of them.
     sluice = await startSluice(db, { chunkBytes: 16_384 });
-    await waitUntilActive(sluice.baseUrl);
+    await waitUntilLive(sluice.baseUrl);
     const url = `${sluice.baseUrl}/v1/shape`;
     // A spec's `where` is both the shape's where clause and the oracle's condition.
     const follow = (name: string, spec: ShapeSpec, replica?: 'full') => {

@@ -17,7 +17,7 @@ import {
 import { CountingFollower } from '../support/counting-follower.js';
 import { isRotation, rawRequest, readToEnd, type RawReply } from '../support/raw-shape.js';
 import { assertMatchesPostgres } from '../support/shape-oracle.js';
-import { startSluice, waitUntilActive } from '../support/sluice-server.js';
+import { startSluice, waitUntilLive } from '../support/sluice-server.js';
 import { StableSluice } from '../support/stable-port-sluice.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -75,7 +75,7 @@ describe('continuity: shapes rotate exactly when continuity breaks', () => {
         close = () => sluice.close();
         baseUrl = sluice.baseUrl;
       }
-      await waitUntilActive(baseUrl);
+      await waitUntilLive(baseUrl);
       await body({
         db,
         baseUrl,
@@ -305,7 +305,7 @@ describe('continuity: shapes rotate exactly when continuity breaks', () => {
       await db.query('INSERT INTO items VALUES (60, 60); DELETE FROM other WHERE id = 2');
       const itemsHandle = await rotated(baseUrl, itemsAt);
       const otherHandle = await rotated(baseUrl, otherAt);
-      await waitUntilActive(baseUrl);
+      await waitUntilLive(baseUrl);
       await db.query('INSERT INTO items VALUES (61, 61); UPDATE other SET v = 0 WHERE id = 3');
       await converged(db, items, 'items');
       await converged(db, other, 'other');
@@ -337,7 +337,7 @@ describe('continuity: shapes rotate exactly when continuity breaks', () => {
         await sluice.resume();
         const itemsHandle = await rotated(baseUrl, itemsAt);
         const otherHandle = await rotated(baseUrl, otherAt);
-        await waitUntilActive(baseUrl);
+        await waitUntilLive(baseUrl);
         await db.query('INSERT INTO items VALUES (71, 71); DELETE FROM other WHERE id = 4');
         await converged(db, items, 'items');
         await converged(db, other, 'other');
@@ -365,7 +365,7 @@ describe('continuity: shapes rotate exactly when continuity breaks', () => {
         const pid = await terminateWalsender(db, db.slotName);
         await db.query(`INSERT INTO items VALUES (${80 + round}, 1); UPDATE other SET v = v + 1`);
         await waitForWalsender(db, pid);
-        await waitUntilActive(baseUrl);
+        await waitUntilLive(baseUrl);
         await converged(db, items, 'items');
         await converged(db, other, 'other');
       }

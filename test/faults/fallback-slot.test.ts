@@ -24,7 +24,7 @@ import {
 } from '../support/fallback-checks.js';
 import { RawFollower } from '../support/raw-shape.js';
 import { assertMatchesPostgres } from '../support/shape-oracle.js';
-import { startSluice, waitUntilActive, type RunningSluice } from '../support/sluice-server.js';
+import { startSluice, waitUntilLive, type RunningSluice } from '../support/sluice-server.js';
 import { Writer } from '../support/table-oracle.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -81,7 +81,7 @@ async function startScenario(overrides: Partial<AppConfig>): Promise<Scenario> {
 
 /** Both clients caught up with Postgres and the server live and streaming. */
 async function assertLiveAndFollowing({ db, sluice, official, raw }: Scenario): Promise<void> {
-  await waitUntilActive(sluice.baseUrl);
+  await waitUntilLive(sluice.baseUrl);
   await assertMatchesPostgres(db, { table: 'items' }, () => [...official.rows.values()], 30_000);
   await assertMatchesPostgres(db, { table: 'items' }, () => [...raw.rows.values()], 30_000);
   const { body } = await waitForStatus(sluice.baseUrl, 'live');

@@ -12,7 +12,7 @@ import {
 } from '@sluice/harness';
 import { fetchStatus, waitForStatus, type StatusBody } from '../support/fallback-checks.js';
 import { rawRequest, type RawReply } from '../support/raw-shape.js';
-import { startSluice, waitUntilActive, type RunningSluice } from '../support/sluice-server.js';
+import { startSluice, waitUntilLive, type RunningSluice } from '../support/sluice-server.js';
 
 let postgres: TestPostgres;
 before(async () => {
@@ -48,7 +48,7 @@ async function sluiceInFallback(
   overrides: Parameters<typeof startSluice>[1] = {},
 ): Promise<RunningSluice> {
   const sluice = await startSluice(db, { ...HELD_DOWN, ...overrides });
-  await waitUntilActive(sluice.baseUrl);
+  await waitUntilLive(sluice.baseUrl);
   await waitForStatus(sluice.baseUrl, 'live');
   await terminateWalsender(db, db.slotName);
   const { body } = await waitForStatus(sluice.baseUrl, 'fallback', 10_000);
@@ -288,7 +288,7 @@ test('/v1/status: public max-age=5, etag, 304 while unchanged, 200 after a state
   await db.query('CREATE TABLE items (id int PRIMARY KEY, v int)');
   const sluice = await startSluice(db, HELD_DOWN);
   try {
-    await waitUntilActive(sluice.baseUrl);
+    await waitUntilLive(sluice.baseUrl);
     await waitForStatus(sluice.baseUrl, 'live');
     const status = () => fetch(`${sluice.baseUrl}/v1/status`);
     const revalidate = (etag: string) =>

@@ -8,7 +8,7 @@ import { CountingFollower } from '../support/counting-follower.js';
 import { assertFallbackSnapshot, fetchStatus, waitForStatus } from '../support/fallback-checks.js';
 import { rawRequest, RawFollower } from '../support/raw-shape.js';
 import { assertMatchesPostgres } from '../support/shape-oracle.js';
-import { startSluice, waitUntilActive } from '../support/sluice-server.js';
+import { startSluice, waitUntilLive } from '../support/sluice-server.js';
 import { Writer } from '../support/table-oracle.js';
 
 let pg: TestPostgres;
@@ -33,7 +33,7 @@ test('walsender terminated: fallback with fresh rows, back to live, no refetch',
   const raw = new RawFollower(sluice.baseUrl, { table: 'items' });
   const writer = new Writer(db, { pauseMs: 10 });
   try {
-    await waitUntilActive(sluice.baseUrl);
+    await waitUntilLive(sluice.baseUrl);
     await assertMatchesPostgres(db, { table: 'items' }, () => [...official.rows.values()]);
     const { body: live } = await waitForStatus(sluice.baseUrl, 'live');
     assert.equal(live.replication.state, 'streaming');

@@ -10,7 +10,7 @@ import { startPostgres, type TestPostgres } from '@sluice/harness';
 import pg from 'pg';
 import { CountingFollower } from '../support/counting-follower.js';
 import { assertMatchesPostgres } from '../support/shape-oracle.js';
-import { startSluice, waitUntilActive } from '../support/sluice-server.js';
+import { startSluice, waitUntilLive } from '../support/sluice-server.js';
 
 let postgres: TestPostgres;
 before(async () => {
@@ -32,7 +32,7 @@ test('a shape created while a replicated commit is still invisible still gets it
   writer.on('error', () => undefined);
   await writer.connect();
   try {
-    await waitUntilActive(sluice.baseUrl);
+    await waitUntilLive(sluice.baseUrl);
     await whole.waitFor((rows) => rows.size === 10);
 
     // Commits now wait for a standby that does not exist: flushed and replicated, not visible.

@@ -17,7 +17,7 @@ import {
 import { CountingFollower } from '../support/counting-follower.js';
 import { fetchStatus, waitForStatus } from '../support/fallback-checks.js';
 import { assertMatchesPostgres } from '../support/shape-oracle.js';
-import { startSluice, waitUntilActive } from '../support/sluice-server.js';
+import { startSluice, waitUntilLive } from '../support/sluice-server.js';
 import { Writer } from '../support/table-oracle.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -99,7 +99,7 @@ test('undecodable pgoutput: no crash, fallback, back to live, nothing lost', asy
   const follower = new CountingFollower(`${sluice.baseUrl}/v1/shape`, { table: 'items' });
   const writer = new Writer(db, { pauseMs: 5 });
   try {
-    await waitUntilActive(sluice.baseUrl);
+    await waitUntilLive(sluice.baseUrl);
     await waitForStatus(sluice.baseUrl, 'live');
     await assertMatchesPostgres(db, { table: 'items' }, () => [...follower.rows.values()]);
 

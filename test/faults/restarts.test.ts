@@ -13,7 +13,7 @@ import {
 import { CountingFollower } from '../support/counting-follower.js';
 import { assertMatchesPostgres } from '../support/shape-oracle.js';
 import { startServerProcess } from '../support/server-process.js';
-import { startSluice, waitUntilActive } from '../support/sluice-server.js';
+import { startSluice, waitUntilLive } from '../support/sluice-server.js';
 import { assertMatchesTable, Writer } from '../support/table-oracle.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -61,7 +61,7 @@ describe('restarts keep every change exactly once, without refetching', () => {
       SLUICE_LOG_LEVEL: 'warn',
     };
     let server = await startServerProcess(env);
-    await waitUntilActive(server.baseUrl);
+    await waitUntilLive(server.baseUrl);
     const follower = new CountingFollower(`${server.baseUrl}/v1/shape`, { table: 'items' });
     // A filtered shape too: its where clause is stored with it and must work after a restart.
     // Updates move rows out of it (v goes 0 → 1).
@@ -76,7 +76,7 @@ describe('restarts keep every change exactly once, without refetching', () => {
       await server.stop('SIGKILL');
       await sleep(1_000); // writes continue while Sluice is down
       server = await startServerProcess(env);
-      await waitUntilActive(server.baseUrl);
+      await waitUntilLive(server.baseUrl);
       await sleep(1_500);
       await server.stop('SIGKILL');
       server = await startServerProcess(env);
@@ -103,7 +103,7 @@ describe('restarts keep every change exactly once, without refetching', () => {
     test(`Postgres restart (${mode}) while clients follow`, async () => {
       const db = await freshTable();
       const sluice = await startSluice(db);
-      await waitUntilActive(sluice.baseUrl);
+      await waitUntilLive(sluice.baseUrl);
       const follower = new CountingFollower(`${sluice.baseUrl}/v1/shape`, { table: 'items' });
       const writer = new Writer(db);
       try {
@@ -125,13 +125,13 @@ describe('restarts keep every change exactly once, without refetching', () => {
   test('walsender terminated repeatedly', async () => {
     const db = await freshTable();
     const sluice = await startSluice(db);
-    await waitUntilActive(sluice.baseUrl);
+    await waitUntilLive(sluice.baseUrl);
     const follower = new CountingFollower(`${sluice.baseUrl}/v1/shape`, { table: 'items' });
     const writer = new Writer(db);
     try {
       for (let i = 0; i < 3; i++) {
         await sleep(700);
-        await waitUntilActive(sluice.baseUrl);
+        await waitUntilLive(sluice.baseUrl);
         await terminateWalsender(db, db.slotName);
       }
       await sleep(700);

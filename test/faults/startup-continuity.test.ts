@@ -3,7 +3,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { startPostgres, type TestPostgres } from '@sluice/harness';
-import { startSluice, waitUntilActive } from '../support/sluice-server.js';
+import { startSluice, waitUntilLive } from '../support/sluice-server.js';
 
 let pg: TestPostgres;
 before(async () => {
@@ -22,7 +22,7 @@ test('stored shapes wait for replication to be checked after a restart', async (
   await db.query('CREATE TABLE items (id int PRIMARY KEY, v int)');
   await db.query('INSERT INTO items VALUES (1, 1)');
   const first = await startSluice(db);
-  await waitUntilActive(first.baseUrl);
+  await waitUntilLive(first.baseUrl);
   const initial = await fetch(`${first.baseUrl}/v1/shape?table=items&offset=-1`);
   const handle = initial.headers.get('electric-handle');
   const offset = initial.headers.get('electric-offset');
@@ -39,7 +39,7 @@ test('stored shapes wait for replication to be checked after a restart', async (
     assert.equal(((await waiting.json()) as { code: string }).code, 'SLUICE_ERR_NOT_READY');
 
     await pg.start();
-    await waitUntilActive(second.baseUrl);
+    await waitUntilLive(second.baseUrl);
     await db.query('INSERT INTO items VALUES (2, 2)');
     // The slot survived: the old handle continues, with the row written meanwhile.
     const live = await fetch(`${url}&live=true`);
@@ -58,7 +58,7 @@ test('an unreadable stored log costs its clients a refetch, not the server', asy
   await db.query('CREATE TABLE items (id int PRIMARY KEY, v int)');
   await db.query('INSERT INTO items VALUES (1, 1)');
   const first = await startSluice(db);
-  await waitUntilActive(first.baseUrl);
+  await waitUntilLive(first.baseUrl);
   const initial = await fetch(`${first.baseUrl}/v1/shape?table=items&offset=-1`);
   const handle = initial.headers.get('electric-handle') ?? '';
   const offset = initial.headers.get('electric-offset') ?? '';
@@ -68,7 +68,7 @@ test('an unreadable stored log costs its clients a refetch, not the server', asy
 
   const second = await startSluice(db, { storageDir: first.storageDir });
   try {
-    await waitUntilActive(second.baseUrl);
+    await waitUntilLive(second.baseUrl);
     const stale = await fetch(
       `${second.baseUrl}/v1/shape?table=items&handle=${handle}&offset=${offset}`,
     );

@@ -16,7 +16,7 @@ import {
 } from '@electric-sql/client';
 import type { TestDatabase, TestPostgres } from '@sluice/harness';
 import pg from 'pg';
-import { startSluice, waitUntilActive, type RunningSluice } from './sluice-server.js';
+import { startSluice, waitUntilLive, type RunningSluice } from './sluice-server.js';
 
 /** What the oracle selects: the real (unquoted) names as pg_catalog stores them. */
 export interface ShapeSpec {
@@ -343,7 +343,7 @@ export async function withSluice(
   try {
     await db.query(sql);
     sluice = await startSluice(db, overrides);
-    await waitUntilActive(sluice.baseUrl);
+    await waitUntilLive(sluice.baseUrl);
     const url = `${sluice.baseUrl}/v1/shape`;
     await body({
       db,

@@ -50,13 +50,17 @@ export async function startSluice(
   };
 }
 
-/** Waits until `/v1/health` says the server is live (replication streaming). */
-export async function waitUntilActive(baseUrl: string, timeoutMs = 30_000): Promise<void> {
+/**
+ * Waits until `/v1/status` says `live` (replication streaming). `/v1/health` is not enough: it
+ * also answers 200 in fallback.
+ */
+export async function waitUntilLive(baseUrl: string, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const response = await fetch(`${baseUrl}/v1/health`);
-    if (response.status === 200) return;
-    if (Date.now() > deadline) throw new Error(`server not active after ${timeoutMs} ms`);
+    const response = await fetch(`${baseUrl}/v1/status`).catch(() => undefined);
+    const body = response?.ok ? ((await response.json()) as { status?: string }) : undefined;
+    if (body?.status === 'live') return;
+    if (Date.now() > deadline) throw new Error(`server not live after ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
