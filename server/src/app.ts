@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import cors from '@fastify/cors';
@@ -128,6 +129,8 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
     log: app.log,
   });
   const closing = new AbortController();
+  // Every held fallback-handle poll listens for shutdown on this one signal.
+  setMaxListeners(0, closing.signal);
 
   registerHealthRoute(app, status);
   await registerStatusRoute(app, status, config.statusMaxAgeS);

@@ -312,6 +312,9 @@ test('/v1/status: public max-age=5, etag, 304 while unchanged, 200 after a state
       if (again.status === 304) {
         notModified = true;
         assert.equal(text, '');
+        // A 304 carries what the 200 did, or caches would stop caching the document.
+        assert.equal(again.headers.get('cache-control'), 'public, max-age=5');
+        assert.equal(again.headers.get('etag'), liveEtag);
       } else {
         assert.equal(again.status, 200);
         assert.notEqual(text, liveBody, 'a 200 to If-None-Match only when the status changed');

@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import { HEADERS, SNAPSHOT_END, formatLogOffset } from '@sluice/protocol';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import {
@@ -48,7 +49,7 @@ export async function handleDegraded(
   return mustRefetch(reply, newFallbackHandle(parsed.definition), options, true);
 }
 
-/** A shape's log, read-only, once it is known to continue the slot. */
+/** A shape's log, read-only, when it is known to continue the slot. */
 async function serveStored(
   request: FastifyRequest,
   reply: FastifyReply,
@@ -57,10 +58,16 @@ async function serveStored(
   options: ShapeRouteOptions,
 ): Promise<FastifyReply> {
   // Logs from before a restart continue the stream only if the slot survived, which nobody has
-  // been able to check yet: serving them could pass off another database's rows.
+  // been able to check yet: serving them could pass off another database's rows. With the
+  // database answering, the client is given fresh rows instead (a fallback snapshot).
   if (!(await options.continuityChecked(0))) {
-    const message = 'Replication is down and stored shapes cannot be checked yet; retry shortly';
-    return unavailable(reply, options, 'SLUICE_ERR_NOT_READY', message);
+    if (options.status.snapshot().state === 'unavailable') {
+      const message = 'Replication is down and stored shapes cannot be checked yet; retry shortly';
+      return unavailable(reply, options, 'SLUICE_ERR_NOT_READY', message);
+    }
+    return parsed.offset === 'before-all'
+      ? fallbackSnapshot(reply, parsed, options)
+      : mustRefetch(reply, newFallbackHandle(parsed.definition), options, true);
   }
   return serveFromLog(request, reply, shape, parsed, options);
 }
@@ -98,9 +105,10 @@ async function fallbackSnapshot(
     .header(HEADERS.etag, etag);
   setCacheControl(reply, 'fallback', options);
   if (reply.request.headers[HEADERS.ifNoneMatch] === etag) return reply.code(304).send();
-  const body =
-    snapshot.messages.length === 0 ? upToDate : `${snapshot.messages.join(',')},${upToDate}`;
-  return reply.code(200).type('application/json').send(`[${body}]`);
+  // The rows are shared by every request of the window: streamed, never copied per request.
+  const tail = `${snapshot.rows.length > 0 ? ',' : ''}${upToDate}]`;
+  const body = Readable.from([Buffer.from('['), snapshot.rows, Buffer.from(tail)]);
+  return reply.code(200).type('application/json').send(body);
 }
 
 /**

@@ -1,5 +1,7 @@
 import { HEADERS, compareLogOffsets, formatLogOffset, type LogOffset } from '@sluice/protocol';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { newFallbackHandle } from '../shapes/fallback-snapshots.js';
+import { ShapeCreationError } from '../shapes/shape-creation-error.js';
 import type { Shape } from '../shapes/shape.js';
 import { setCacheControl } from './cache-policy.js';
 import { nextLiveCursor } from './live-cursor.js';
@@ -64,10 +66,7 @@ export async function serveFromLog(
           .code(400)
           .send({ message: 'Invalid request', errors: { offset: ['out of bounds'] } });
       }
-      if (wait === 'deleted') {
-        const current = await options.registry.getOrCreate(shape.metadata.definition);
-        return mustRefetch(reply, current.handle, options);
-      }
+      if (wait === 'deleted') return refetchDeleted(reply, shape, options);
       if (wait === 'closing') {
         return unavailable(
           reply,
@@ -110,11 +109,34 @@ export async function serveFromLog(
   const unique = timedOut
     ? `:${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`
     : '';
-  const etag = `"${shape.handle}:${parsed.offsetText}:${offsetText}${unique}"`;
+  // A fallback answer must not be revalidated into a live one by a cache, or the reverse.
+  const mode = options.degraded() ? ':fallback' : '';
+  const etag = `"${shape.handle}:${parsed.offsetText}:${offsetText}${unique}${mode}"`;
   reply.header(HEADERS.etag, etag);
   if (request.headers[HEADERS.ifNoneMatch] === etag) return reply.code(304).send();
   return reply
     .code(200)
     .type('application/json')
     .send(`[${body.join(',')}]`);
+}
+
+/**
+ * The shape went away while the request waited (rotated, dropped, deleted): start again, from
+ * the shape made anew. Also while replication is down: a slot found lost rotates every shape just
+ * before streaming resumes, and a fallback handle would cost those clients a second refetch.
+ */
+async function refetchDeleted(
+  reply: FastifyReply,
+  shape: Shape,
+  options: ShapeRouteOptions,
+): Promise<FastifyReply> {
+  const { definition } = shape.metadata;
+  try {
+    const current = await options.registry.getOrCreate(definition);
+    return mustRefetch(reply, current.handle, options);
+  } catch (error) {
+    // The table itself is gone or changed: the next request will say what is wrong.
+    if (!(error instanceof ShapeCreationError)) throw error;
+    return mustRefetch(reply, newFallbackHandle(definition), options);
+  }
 }

@@ -34,6 +34,15 @@ export async function registerStatusRoute(
   };
   // In its own scope, so the plugin's hooks touch only this route.
   await app.register(async (scope) => {
+    // The plugin answers a matching If-None-Match with a bare 304 and then marks every non-2xx
+    // `no-store`; a 304 must carry the same cache-control and etag as the 200 it revalidates, or
+    // caches stop caching. Added before the plugin, this hook runs before the plugin's.
+    scope.addHook('onSend', async (_request, reply, payload) => {
+      if (reply.statusCode === 304) {
+        reply.header('cache-control', `public, max-age=${maxAgeS}`).header('etag', render().etag);
+      }
+      return payload;
+    });
     await scope.register(caching, {
       privacy: caching.privacy.PUBLIC,
       expiresIn: maxAgeS,

@@ -55,7 +55,7 @@ export class ReplicationConsumer {
   #durable = 0n;
   #unflushed = 0;
   readonly #dirty = new Set<Shape>();
-  readonly #recent = new RecentCommits();
+  #recent = new RecentCommits();
   #flushing: Promise<void> | undefined;
   #loop: Promise<void> | undefined;
   #continuityChecked = false;
@@ -193,7 +193,9 @@ export class ReplicationConsumer {
         `database changed: system ${previous.systemId}/${previous.timeline} → ${setup.systemId}/${setup.timeline}`,
       );
     }
+    if (setup.slotCreated) this.#recent = new RecentCommits(); // those commits are gone with the slot
     if (previous?.systemId !== setup.systemId || previous.timeline !== setup.timeline) {
+      this.#recent = new RecentCommits();
       this.#durable = 0n;
       this.#received = 0n;
       await writeFileAtomically(

@@ -76,7 +76,7 @@ export class ReplicationStream {
   #statusIntervalMs = 10_000;
   #heardAt = Date.now();
   #streaming = false;
-  #creatingSlot = false;
+  #waitingOnUs = false;
   readonly #watchdog: NodeJS.Timeout;
   readonly ended: Promise<Error | undefined>;
   readonly #started: Promise<void>;
@@ -152,11 +152,13 @@ export class ReplicationStream {
    * A connection can stay "up" while nothing crosses it (a partition the kernel will not notice
    * for hours). Once a third of the timeout passes in silence, status updates ask Postgres to
    * answer at once (it replies with a keepalive within milliseconds); after the whole timeout
-   * with no answer the connection is given up. Setup counts too, except while a slot is being
-   * created, which legitimately waits for running transactions to finish.
+   * with no answer the connection is given up. Connecting and setup count too, except while a
+   * slot is being created (it waits for running transactions) and while shapes are set up.
    */
   #checkLiveness(): void {
-    if (this.#closed || this.#creatingSlot) {
+    // Silence while Sluice itself is busy (a slot being created, setup rotating shapes, queued
+    // messages being stored, the socket paused for backpressure) says nothing about the network.
+    if (this.#closed || this.#waitingOnUs || this.#draining || this.#queue.length > 0) {
       this.#heardAt = Date.now();
       return;
     }
@@ -275,22 +277,23 @@ export class ReplicationStream {
     } else if (slot.rowCount === 0) {
       slotProblem = { code: '42704', message: `replication slot "${slotName}" does not exist` };
     }
-    if (slotProblem) {
-      this.#creatingSlot = true;
-      try {
+    this.#waitingOnUs = true;
+    try {
+      if (slotProblem) {
         await client.query(
           `CREATE_REPLICATION_SLOT ${ident(slotName)} LOGICAL pgoutput NOEXPORT_SNAPSHOT`,
         );
-      } finally {
-        this.#creatingSlot = false;
       }
+      await this.#handlers.onSetup({
+        systemId: identity.systemid,
+        timeline: Number(identity.timeline),
+        slotCreated: slotProblem !== undefined,
+        slotProblem,
+      });
+    } finally {
+      this.#waitingOnUs = false;
+      this.#heardAt = Date.now();
     }
-    await this.#handlers.onSetup({
-      systemId: identity.systemid,
-      timeline: Number(identity.timeline),
-      slotCreated: slotProblem !== undefined,
-      slotProblem,
-    });
   }
 
   #enqueue(item: QueueItem): void {
@@ -311,6 +314,7 @@ export class ReplicationStream {
           await this.#assemble(item);
         }
         if (this.#queue.length <= QUEUE_LOW_WATER) this.#socket()?.resume();
+        this.#heardAt = Date.now();
       }
     } catch (error) {
       // A change that cannot be handled must not be skipped: end this stream; the next one

@@ -9,8 +9,8 @@ import { shapeRowBatches } from './shape-snapshot.js';
 export interface FallbackSnapshot {
   /** Unique per snapshot; recognisable, so a request naming it is known for what it is. */
   handle: string;
-  /** Every row as an insert message. */
-  messages: string[];
+  /** Every row as an insert message, comma-separated JSON, serialised once for every request. */
+  rows: Buffer;
   schemaHeader: string;
 }
 
@@ -30,6 +30,8 @@ interface Entry {
 }
 
 const FALLBACK_MARK = '-fallback-';
+/** Longest a fallback query may run; a stuck one fails instead of holding its requests. */
+const QUERY_TIMEOUT_MS = 30_000;
 
 /** Whether a handle was made for a fallback snapshot (by this server or an earlier run). */
 export function isFallbackHandle(handle: string): boolean {
@@ -101,10 +103,18 @@ export class FallbackSnapshots {
 
   async #query(definition: ShapeDefinition): Promise<FallbackSnapshot> {
     const client = await this.#options.pool.connect();
+    // A query that never ends (a partition mid-COPY) would hold every request that joined it:
+    // past the deadline its connection is destroyed, which fails the query.
+    const deadline = setTimeout(() => {
+      (
+        client as unknown as { connection?: { stream?: { destroy(): void } } }
+      ).connection?.stream?.destroy();
+    }, QUERY_TIMEOUT_MS);
+    let failed: unknown;
     try {
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
       const plan = await planShape(client, definition);
-      const messages: string[] = [];
+      const parts: Buffer[] = [];
       if (definition.log === 'full') {
         const rows = {
           table: definition.table,
@@ -113,16 +123,23 @@ export class FallbackSnapshots {
           filter: plan.filter,
         };
         for await (const batch of shapeRowBatches(client, rows)) {
-          for (const message of batch) messages.push(message);
+          if (batch.length > 0)
+            parts.push(Buffer.from(`${parts.length > 0 ? ',' : ''}${batch.join(',')}`));
         }
       }
       await client.query('COMMIT');
-      return { handle: newFallbackHandle(definition), messages, schemaHeader: plan.schemaHeader };
+      const snapshot = { rows: Buffer.concat(parts), schemaHeader: plan.schemaHeader };
+      return { handle: newFallbackHandle(definition), ...snapshot };
     } catch (error) {
+      failed = error;
       await client.query('ROLLBACK').catch(() => undefined);
       throw whereEvaluationError(definition, error);
     } finally {
-      client.release();
+      clearTimeout(deadline);
+      // A connection that failed mid-query is not returned to the pool.
+      client.release(
+        failed instanceof Error && !(failed as { code?: string }).code ? failed : undefined,
+      );
     }
   }
 }

@@ -54,6 +54,16 @@ test('which problems mean the database cannot be reached', () => {
     '08006',
   ];
   for (const code of unreachable) assert.ok(isConnectionProblem({ code, message: '' }), code);
-  const reachable = ['42P01', '42501', '22012', '55006', 'UNKNOWN', 'REPLICATION_SILENT'];
+  const reachable = [
+    '42P01',
+    '42501',
+    '22012',
+    '55006',
+    'UNKNOWN',
+    'REPLICATION_SILENT',
+    'ENOSPC',
+    'EMFILE',
+    'ENOENT',
+  ];
   for (const code of reachable) assert.ok(!isConnectionProblem({ code, message: '' }), code);
 });

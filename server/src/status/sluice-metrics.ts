@@ -40,7 +40,9 @@ export class SluiceMetrics {
       registers,
       collect() {
         const lag = status.document().replication.lag_bytes;
-        if (lag !== null) this.set(lag);
+        if (lag === null)
+          this.reset(); // no slot, or not probed: no stale figure
+        else this.set(lag);
       },
     });
     new Gauge({
@@ -49,7 +51,8 @@ export class SluiceMetrics {
       registers,
       collect() {
         const retained = status.document().replication.retained_wal_bytes;
-        if (retained !== null) this.set(retained);
+        if (retained === null) this.reset();
+        else this.set(retained);
       },
     });
     this.fallbackQueries = new Counter({

@@ -197,6 +197,13 @@ export class StatusMonitor {
     this.#snapshot = { state: to, since: at, cause };
     const level = to === 'live' || (from === 'starting' && to !== 'unavailable') ? 'info' : 'warn';
     this.#options.log?.[level]({ from, to, cause }, `server state ${from} → ${to}`);
-    for (const listener of this.#listeners) listener({ from, to, cause, at });
+    for (const listener of this.#listeners) {
+      // A failing listener must not fail whoever reported the fact (the replication loop).
+      try {
+        listener({ from, to, cause, at });
+      } catch (error) {
+        this.#options.log?.warn({ err: error }, 'a state change listener failed');
+      }
+    }
   }
 }
