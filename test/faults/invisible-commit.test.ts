@@ -38,6 +38,15 @@ test('a shape created while a replicated commit is still invisible still gets it
     // Commits now wait for a standby that does not exist: flushed and replicated, not visible.
     await db.query("ALTER SYSTEM SET synchronous_standby_names = 'nobody'");
     await db.query('SELECT pg_reload_conf()');
+    // The reload reaches each backend asynchronously: wait until the writer's session has it.
+    for (let i = 0; ; i++) {
+      const shown = await writer.query<{ synchronous_standby_names: string }>(
+        'SHOW synchronous_standby_names',
+      );
+      if (shown.rows[0]?.synchronous_standby_names === 'nobody') break;
+      assert.ok(i < 200, 'the writer never saw the new setting');
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
     const committing = writer.query('INSERT INTO items VALUES (42, 42)');
     await whole.waitFor((rows) => rows.has('"public"."items"/"42"'));
     const { rows } = await db.query<{ n: string }>('SELECT count(*) AS n FROM items');
