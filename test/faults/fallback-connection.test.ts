@@ -265,64 +265,6 @@ test('replication connection black-holed: liveness notices within the bound, bac
 
     proxy.setMode('pass');
     const { body: live, elapsedMs: recoveredIn } = await waitForStatus(base, 'live', 15_000);
-    t.diagnostic(`reset: live again ${recoveredIn} ms after the network came back`);
-    assert.equal(live.replication.state, 'streaming');
-
-    await assertFollowersConverged(db, s);
-  } finally {
-    await s.close();
-    await proxy.close();
-    await db.drop();
-  }
-});
-
-test('replication connection black-holed: liveness notices within the bound, back to live', async (t: TestContext) => {
-  const livenessTimeoutMs = 3_000;
-  const db = await itemsDatabase(pg);
-  const proxy = await startFaultProxy(targetOf(db.url));
-  const s = await startScenario(db, {
-    replicationDatabaseUrl: proxy.url(db.url),
-    replicationLivenessTimeoutMs: livenessTimeoutMs,
-  });
-  try {
-    await assertLiveAndFollowing(db, s);
-    const base = s.sluice.baseUrl;
-
-    // TCP stays up but nothing crosses: only the liveness pings can notice.
-    proxy.setMode('blackhole');
-    const { body, elapsedMs } = await waitForStatus(base, ['fallback', 'unavailable'], 30_000);
-    t.diagnostic(
-      `blackhole: left live in ${elapsedMs} ms (liveness timeout ${livenessTimeoutMs} ms), code ${body.replication.last_error?.code}`,
-    );
-    assert.ok(
-      elapsedMs < livenessTimeoutMs + 2_500,
-      `left live in ${elapsedMs} ms, bound ${livenessTimeoutMs + 2_500} ms`,
-    );
-    assert.equal(body.status, 'fallback', 'the database still answers queries');
-    assert.equal(body.replication.last_error?.code, 'REPLICATION_SILENT');
-    assert.equal(body.database.primary, 'up');
-    assert.equal(body.shapes.state, 'read_only');
-
-    // While still black-holed, reconnects get no answer and time out; the state stays fallback.
-    const errors = await watchErrors(base, {
-      timeoutMs: 30_000,
-      initial: [seenError(body)],
-      done: (seen) => seen.length >= 3,
-      check: (current) => {
-        assert.equal(current.status, 'fallback', `still fallback: ${JSON.stringify(current)}`);
-        assert.equal(current.database.primary, 'up');
-      },
-    });
-    t.diagnostic(`blackhole: failures seen ${errors.map((e) => `${e.code}@${e.at}`).join(', ')}`);
-    // A reconnect gets no answer at all: it is given up after the timeout as CONNECT_TIMEOUT.
-    for (const error of errors.slice(1)) {
-      assert.equal(error.code, 'CONNECT_TIMEOUT', 'a reconnect into the black hole times out');
-    }
-
-    await assertSnapshotWithWriterPaused(db, s);
-
-    proxy.setMode('pass');
-    const { body: live, elapsedMs: recoveredIn } = await waitForStatus(base, 'live', 15_000);
     t.diagnostic(`blackhole: live again ${recoveredIn} ms after the network came back`);
     assert.ok(recoveredIn < 15_000);
     assert.equal(live.replication.state, 'streaming');
