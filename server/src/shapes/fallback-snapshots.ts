@@ -87,7 +87,10 @@ export class FallbackSnapshots {
     return fresh.snapshot;
   }
 
-  /** Forgets every snapshot (replication is back: none of them will be asked for again). */
+  /**
+   * Forgets the finished snapshots (replication is back: none of them will be asked for again);
+   * one still running is forgotten at the next query once its window has passed.
+   */
   clear(): void {
     for (const [key, entry] of this.#entries) {
       if (entry.doneAt !== undefined) this.#entries.delete(key);
