@@ -10,23 +10,20 @@ import {
   startPostgres,
   type FaultProxy,
   type ProxyTarget,
-  type TestDatabase,
   type TestPostgres,
 } from '@sluice/harness';
-import { CountingFollower } from '../support/counting-follower.js';
+import { fetchStatus, waitForStatus, type StatusBody } from '../support/fallback-checks.js';
 import {
-  assertFallbackSnapshot,
-  fetchStatus,
-  waitForStatus,
-  type StatusBody,
-} from '../support/fallback-checks.js';
-import { rawRequest, RawFollower, readToEnd } from '../support/raw-shape.js';
-import { assertMatchesPostgres } from '../support/shape-oracle.js';
-import { startSluice, waitUntilLive, type RunningSluice } from '../support/sluice-server.js';
-import { Writer } from '../support/table-oracle.js';
+  assertClientsConverged,
+  assertLiveAndFollowing,
+  assertSnapshotWithWriterPaused,
+  followItems,
+  itemsDatabase,
+  ITEMS,
+} from '../support/items-scenario.js';
+import { rawRequest, readToEnd } from '../support/raw-shape.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const SHAPE = { table: 'items' };
 
 let pg: TestPostgres;
 before(async () => {
@@ -40,85 +37,6 @@ after(async () => {
 function targetOf(url: string): ProxyTarget {
   const parsed = new URL(url);
   return { host: parsed.hostname, port: Number(parsed.port || 5432) };
-}
-
-async function itemsDatabase(cluster: TestPostgres): Promise<TestDatabase> {
-  const db = await cluster.createDatabase();
-  await db.query('CREATE TABLE items (id int PRIMARY KEY, v int)');
-  await db.query('INSERT INTO items SELECT g, 0 FROM generate_series(1, 50) g');
-  return db;
-}
-
-/** A running server with a writer and both followers, torn down in one call. */
-interface Scenario {
-  sluice: RunningSluice;
-  official: CountingFollower;
-  raw: RawFollower;
-  writer: Writer;
-  close(): Promise<void>;
-}
-
-async function startScenario(
-  db: TestDatabase,
-  overrides: Parameters<typeof startSluice>[1],
-): Promise<Scenario> {
-  const sluice = await startSluice(db, { longPollTimeoutMs: 1_000, ...overrides });
-  const official = new CountingFollower(`${sluice.baseUrl}/v1/shape`, SHAPE);
-  const raw = new RawFollower(sluice.baseUrl, SHAPE);
-  // Ids start past the seeded rows.
-  const writer = new Writer(db, { pauseMs: 10 });
-  writer.nextId = 1_000;
-  return {
-    sluice,
-    official,
-    raw,
-    writer,
-    async close() {
-      await writer.stop();
-      official.close();
-      await raw.close();
-      await sluice.close();
-    },
-  };
-}
-
-/** Both followers caught up with the seeded table and the server streaming. */
-async function assertLiveAndFollowing(db: TestDatabase, s: Scenario): Promise<void> {
-  await waitUntilLive(s.sluice.baseUrl);
-  await assertMatchesPostgres(db, SHAPE, () => [...s.official.rows.values()], 30_000);
-  await assertMatchesPostgres(db, SHAPE, () => [...s.raw.rows.values()], 30_000);
-  const { body } = await waitForStatus(s.sluice.baseUrl, 'live');
-  assert.equal(body.replication.state, 'streaming');
-  // Let the writer's changes flow live for a moment before the fault.
-  await sleep(1_000);
-}
-
-/** The end of every test: the oracle for both followers, exactly once, no refetch. */
-async function assertFollowersConverged(db: TestDatabase, s: Scenario): Promise<void> {
-  // A few more writes after recovery prove the live stream carries changes again.
-  const before = s.writer.committed;
-  await sleep(500);
-  await s.writer.stop();
-  assert.ok(s.writer.committed > before, 'writes continued after recovery');
-  await assertMatchesPostgres(db, SHAPE, () => [...s.official.rows.values()], 30_000);
-  await assertMatchesPostgres(db, SHAPE, () => [...s.raw.rows.values()], 30_000);
-  assert.equal(s.official.mustRefetches, 0, 'official client: no 409');
-  assert.deepEqual(s.official.duplicates(), [], 'official client: no insert twice');
-  assert.deepEqual(s.official.errors, [], 'official client: no error');
-  assert.equal(s.raw.mustRefetches, 0, 'raw follower: no 409');
-  assert.deepEqual(s.raw.audit.anomalies, [], 'raw follower: every change once');
-  assert.equal(s.raw.error, undefined, 'raw follower: no error');
-  assert.equal((await fetchStatus(s.sluice.baseUrl)).status, 'live');
-}
-
-/** The fallback snapshot equals SELECT, with the writer held still around it. */
-async function assertSnapshotWithWriterPaused(db: TestDatabase, s: Scenario): Promise<string> {
-  await s.writer.pause();
-  try {
-    return await assertFallbackSnapshot(db, s.sluice.baseUrl, SHAPE, SHAPE);
-  } finally {
-    s.writer.resume();
-  }
 }
 
 /** A distinct replication failure as `/v1/status` reported it. */
@@ -169,9 +87,9 @@ const RESET_CODES = ['ECONNRESET', 'CONNECTION_LOST'];
 test('replication connection reset: fallback with a specific code, fresh snapshot, back to live', async (t: TestContext) => {
   const db = await itemsDatabase(pg);
   const proxy: FaultProxy = await startFaultProxy(targetOf(db.url));
-  const s = await startScenario(db, { replicationDatabaseUrl: proxy.url(db.url) });
+  const s = await followItems(db, { replicationDatabaseUrl: proxy.url(db.url) });
   try {
-    await assertLiveAndFollowing(db, s);
+    await assertLiveAndFollowing(s);
     const base = s.sluice.baseUrl;
 
     // Every connection is reset, and so is every new one while the mode lasts.
@@ -203,14 +121,14 @@ test('replication connection reset: fallback with a specific code, fresh snapsho
       assert.ok(RESET_CODES.includes(error.code), `specific reset code, got ${error.code}`);
     }
 
-    await assertSnapshotWithWriterPaused(db, s);
+    await assertSnapshotWithWriterPaused(s);
 
     proxy.setMode('pass');
     const { body: live, elapsedMs: recoveredIn } = await waitForStatus(base, 'live', 15_000);
     t.diagnostic(`reset: live again ${recoveredIn} ms after the network came back`);
     assert.equal(live.replication.state, 'streaming');
 
-    await assertFollowersConverged(db, s);
+    await assertClientsConverged(s, 0);
   } finally {
     await s.close();
     await proxy.close();
@@ -222,12 +140,12 @@ test('replication connection black-holed: liveness notices within the bound, bac
   const livenessTimeoutMs = 3_000;
   const db = await itemsDatabase(pg);
   const proxy = await startFaultProxy(targetOf(db.url));
-  const s = await startScenario(db, {
+  const s = await followItems(db, {
     replicationDatabaseUrl: proxy.url(db.url),
     replicationLivenessTimeoutMs: livenessTimeoutMs,
   });
   try {
-    await assertLiveAndFollowing(db, s);
+    await assertLiveAndFollowing(s);
     const base = s.sluice.baseUrl;
 
     // TCP stays up but nothing crosses: only the liveness pings can notice.
@@ -261,7 +179,7 @@ test('replication connection black-holed: liveness notices within the bound, bac
       assert.equal(error.code, 'CONNECT_TIMEOUT', 'a reconnect into the black hole times out');
     }
 
-    await assertSnapshotWithWriterPaused(db, s);
+    await assertSnapshotWithWriterPaused(s);
 
     proxy.setMode('pass');
     const { body: live, elapsedMs: recoveredIn } = await waitForStatus(base, 'live', 15_000);
@@ -269,7 +187,7 @@ test('replication connection black-holed: liveness notices within the bound, bac
     assert.ok(recoveredIn < 15_000);
     assert.equal(live.replication.state, 'streaming');
 
-    await assertFollowersConverged(db, s);
+    await assertClientsConverged(s, 0);
   } finally {
     await s.close();
     await proxy.close();
@@ -287,12 +205,12 @@ test('Postgres stopped: unavailable, 503 for new shapes, read-only log for exist
   }
   const cluster = own.cluster;
   const db = await itemsDatabase(own);
-  const s = await startScenario(db, {});
+  const s = await followItems(db, {});
   try {
-    await assertLiveAndFollowing(db, s);
+    await assertLiveAndFollowing(s);
     const base = s.sluice.baseUrl;
     // Where a client following the shape stands (the followers' handle).
-    const position = await readToEnd(base, SHAPE);
+    const position = await readToEnd(base, ITEMS);
     assert.equal(position.handle, s.official.stream.shapeHandle, 'the followers share the handle');
 
     const stopping = Date.now();
@@ -307,13 +225,13 @@ test('Postgres stopped: unavailable, 503 for new shapes, read-only log for exist
     assert.equal(body.shapes.state, 'read_only');
 
     // A new shape cannot be answered: 503 with retry-after, not cached.
-    const initial = await rawRequest(base, { ...SHAPE, offset: '-1' });
+    const initial = await rawRequest(base, { ...ITEMS, offset: '-1' });
     assert.equal(initial.status, 503, `offset=-1 while down: ${initial.text}`);
     assert.ok(initial.headers.get('retry-after'), 'retry-after on the 503');
     assert.match(initial.headers.get('cache-control') ?? '', /no-store/);
 
     // An existing handle is served from its log, read-only and marked as fallback.
-    const fromLog = await rawRequest(base, { ...SHAPE, ...position });
+    const fromLog = await rawRequest(base, { ...ITEMS, ...position });
     assert.equal(fromLog.status, 200, `existing handle while down: ${fromLog.text}`);
     assert.equal(fromLog.headers.get('electric-fallback-mode'), 'true');
     assert.equal(fromLog.headers.get('electric-handle'), position.handle);
@@ -322,7 +240,7 @@ test('Postgres stopped: unavailable, 503 for new shapes, read-only log for exist
     // Its live request is held, then says up-to-date, still marked.
     const offset = fromLog.headers.get('electric-offset') ?? position.offset;
     const held = await rawRequest(base, {
-      ...SHAPE,
+      ...ITEMS,
       handle: position.handle,
       offset,
       live: 'true',
@@ -357,7 +275,7 @@ test('Postgres stopped: unavailable, 503 for new shapes, read-only log for exist
     );
     assert.equal(primary, 'up', 'the probe sees the primary again');
 
-    await assertFollowersConverged(db, s);
+    await assertClientsConverged(s, 0);
   } finally {
     await s.close();
     // Deleting the cluster takes the database with it (and works whether or not it is up).

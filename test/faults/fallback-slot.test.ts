@@ -13,19 +13,20 @@ import {
   type TestDatabase,
   type TestPostgres,
 } from '@sluice/harness';
-import type { AppConfig } from '@sluice/server';
 import { LogicalReplicationService, PgoutputPlugin } from 'pg-logical-replication';
-import { CountingFollower } from '../support/counting-follower.js';
 import {
   assertFallbackSnapshot,
   fetchStatus,
   waitForStatus,
   type StatusBody,
 } from '../support/fallback-checks.js';
-import { RawFollower } from '../support/raw-shape.js';
-import { assertMatchesPostgres } from '../support/shape-oracle.js';
-import { startSluice, waitUntilLive, type RunningSluice } from '../support/sluice-server.js';
-import { Writer } from '../support/table-oracle.js';
+import {
+  assertClientsConverged,
+  assertLiveAndFollowing,
+  followItems,
+  itemsDatabase,
+  type ItemsScenario,
+} from '../support/items-scenario.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -37,72 +38,22 @@ after(async () => {
   await pg.stop();
 });
 
-/** A database with `items`, a Sluice on it, both clients following `items` and a writer. */
-interface Scenario {
-  db: TestDatabase;
-  sluice: RunningSluice;
-  official: CountingFollower;
-  raw: RawFollower;
-  writer: Writer;
-  cleanup(): Promise<void>;
-}
-
-async function startScenario(overrides: Partial<AppConfig>): Promise<Scenario> {
-  const db = await pg.createDatabase();
-  await db.query('CREATE TABLE items (id int PRIMARY KEY, v int)');
-  await db.query('INSERT INTO items SELECT g, 0 FROM generate_series(1, 50) g');
-  let sluice: RunningSluice;
-  try {
-    sluice = await startSluice(db, { longPollTimeoutMs: 1_000, ...overrides });
-  } catch (error) {
+/** A database with `items`, a Sluice on it, both clients following it and a writer. */
+async function startScenario(
+  overrides: Parameters<typeof followItems>[1],
+): Promise<ItemsScenario & { cleanup(): Promise<void> }> {
+  const db = await itemsDatabase(pg);
+  const scenario = await followItems(db, overrides).catch(async (error: unknown) => {
     await db.drop();
     throw error;
-  }
-  const official = new CountingFollower(`${sluice.baseUrl}/v1/shape`, { table: 'items' });
-  const raw = new RawFollower(sluice.baseUrl, { table: 'items' });
-  // Ids start past the seeded rows so the writer's inserts never collide with them.
-  const writer = new Writer(db, { pauseMs: 10 });
-  writer.nextId = 1_000;
+  });
   return {
-    db,
-    sluice,
-    official,
-    raw,
-    writer,
+    ...scenario,
     async cleanup() {
-      await writer.stop();
-      official.close();
-      await raw.close();
-      await sluice.close();
+      await scenario.close();
       await db.drop();
     },
   };
-}
-
-/** Both clients caught up with Postgres and the server live and streaming. */
-async function assertLiveAndFollowing({ db, sluice, official, raw }: Scenario): Promise<void> {
-  await waitUntilLive(sluice.baseUrl);
-  await assertMatchesPostgres(db, { table: 'items' }, () => [...official.rows.values()], 30_000);
-  await assertMatchesPostgres(db, { table: 'items' }, () => [...raw.rows.values()], 30_000);
-  const { body } = await waitForStatus(sluice.baseUrl, 'live');
-  assert.equal(body.replication.state, 'streaming');
-}
-
-/** The writer stops; both clients must end equal to Postgres after `refetches` 409s each. */
-async function assertClientsConverged(
-  { db, official, raw, writer }: Scenario,
-  refetches: number,
-): Promise<void> {
-  await writer.stop();
-  assert.ok(writer.committed > 0, 'the writer wrote during the test');
-  await assertMatchesPostgres(db, { table: 'items' }, () => [...official.rows.values()], 30_000);
-  await assertMatchesPostgres(db, { table: 'items' }, () => [...raw.rows.values()], 30_000);
-  assert.equal(official.mustRefetches, refetches, 'official client: 409s');
-  assert.deepEqual(official.duplicates(), [], 'official client: no change twice');
-  assert.deepEqual(official.errors, []);
-  assert.equal(raw.mustRefetches, refetches, 'raw follower: 409s');
-  assert.deepEqual(raw.audit.anomalies, [], 'raw follower: every change once');
-  assert.equal(raw.error, undefined);
 }
 
 /** Polls `/v1/status` until `replication.last_error.code` is `code`; returns that body. */

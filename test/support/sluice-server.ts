@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestDatabase } from '@sluice/harness';
 import { buildApp, loadConfig, type AppConfig } from '@sluice/server';
+import { waitForStatus } from './fallback-checks.js';
 import type { FastifyInstance } from 'fastify';
 
 export interface RunningSluice {
@@ -55,12 +56,5 @@ export async function startSluice(
  * also answers 200 in fallback.
  */
 export async function waitUntilLive(baseUrl: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const response = await fetch(`${baseUrl}/v1/status`).catch(() => undefined);
-    const body = response?.ok ? ((await response.json()) as { status?: string }) : undefined;
-    if (body?.status === 'live') return;
-    if (Date.now() > deadline) throw new Error(`server not live after ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  await waitForStatus(baseUrl, 'live', timeoutMs);
 }

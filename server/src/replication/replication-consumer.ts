@@ -176,6 +176,8 @@ export class ReplicationConsumer {
       .then((text) => JSON.parse(text) as ContinuityState)
       .catch(() => undefined);
     const { registry, status } = this.#options;
+    const otherSystem =
+      previous?.systemId !== setup.systemId || previous.timeline !== setup.timeline;
     // The very first slot of a new installation is not an incident; a lost one is.
     if (setup.slotProblem && (previous || registry.size > 0)) {
       status.replicationIncident({
@@ -183,19 +185,16 @@ export class ReplicationConsumer {
         message: `${setup.slotProblem.message}: a new slot was created and every shape starts over`,
       });
     }
-    if (setup.slotCreated) {
+    if (setup.slotProblem) {
       await registry.rotateAll(`replication slot ${this.#options.slotName} was (re)created`);
-    } else if (
-      previous &&
-      (previous.systemId !== setup.systemId || previous.timeline !== setup.timeline)
-    ) {
+    } else if (previous && otherSystem) {
       await registry.rotateAll(
         `database changed: system ${previous.systemId}/${previous.timeline} → ${setup.systemId}/${setup.timeline}`,
       );
     }
-    if (setup.slotCreated) this.#recent = new RecentCommits(); // those commits are gone with the slot
-    if (previous?.systemId !== setup.systemId || previous.timeline !== setup.timeline) {
-      this.#recent = new RecentCommits();
+    // Commits routed before continuity broke belong to shapes that are gone now.
+    if (setup.slotProblem || otherSystem) this.#recent = new RecentCommits();
+    if (otherSystem) {
       this.#durable = 0n;
       this.#received = 0n;
       await writeFileAtomically(

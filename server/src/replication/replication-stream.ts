@@ -10,9 +10,10 @@ import type { Change, RelationInfo, Transaction } from './transaction.js';
 export interface StreamSetup {
   systemId: string;
   timeline: number;
-  /** The slot did not exist or had been invalidated, so a new one was made: continuity broke. */
-  slotCreated: boolean;
-  /** Why the slot had to be made: it was missing (42704) or invalidated (55000). */
+  /**
+   * Set when the slot was missing (42704) or invalidated (55000), so a new one was made:
+   * continuity broke.
+   */
   slotProblem: Problem | undefined;
 }
 
@@ -287,7 +288,6 @@ export class ReplicationStream {
       await this.#handlers.onSetup({
         systemId: identity.systemid,
         timeline: Number(identity.timeline),
-        slotCreated: slotProblem !== undefined,
         slotProblem,
       });
     } finally {
