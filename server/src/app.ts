@@ -4,7 +4,6 @@ import { join } from 'node:path';
 import cors from '@fastify/cors';
 import { HEADERS } from '@sluice/protocol';
 import Fastify, { type FastifyInstance } from 'fastify';
-import pg from 'pg';
 import type { Config } from './config/config-options.js';
 import { registerErrorHandler } from './http/error-handler.js';
 import { registerHealthRoute } from './http/health-route.js';
@@ -12,6 +11,7 @@ import { registerMetricsRoute } from './http/metrics-route.js';
 import { registerShapeRoute } from './http/shape-route.js';
 import { registerStatusRoute } from './http/status-route.js';
 import { DatabaseProbe } from './db/database-probe.js';
+import { QueryExecutor } from './db/query-executor.js';
 import { FallbackSnapshots } from './shapes/fallback-snapshots.js';
 import { SluiceMetrics } from './status/sluice-metrics.js';
 import { ReplicationConsumer } from './replication/replication-consumer.js';
@@ -62,38 +62,52 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
   });
   const storageDir = config.storageDir ?? join(config.dataDir, 'storage');
   const sessionOptions = sessionOptionsString();
-  const pool = new pg.Pool({
-    connectionString: config.databaseUrl,
-    options: sessionOptions,
-    max: 10,
-    connectionTimeoutMillis: 10_000,
-    keepAlive: true,
-  });
-  // An idle connection that dies (Postgres restart) emits 'error' on the pool; unhandled, it
-  // would crash the process.
-  // The error carries the whole client object: log what it says, not all of that.
-  pool.on('error', (error) =>
-    app.log.warn(
-      { code: (error as { code?: string }).code },
-      `idle database connection failed: ${error.message}`,
-    ),
-  );
-
-  const registry: ShapeRegistry = new ShapeRegistry({
-    storageDir,
-    chunkBytes: config.chunkBytes,
-    pool,
-    publicationName: config.publicationName,
-    // The consumer is built below; it is only asked once shapes are being created.
-    recentCommits: () => consumer.recentCommits(),
-    log: app.log,
-  });
   const status = new StatusMonitor({
     slotName: config.slotName,
+    // The registry is built below; the count is read when a document is built.
     shapeCount: () => registry.size,
     log: app.log,
   });
-  const metrics = new SluiceMetrics(status);
+  const metrics = new SluiceMetrics(status, () => executor.states());
+  const executor: QueryExecutor = new QueryExecutor({
+    primaryUrl: config.databaseUrl,
+    replicaUrl: config.databaseReplicaUrl,
+    sessionOptions,
+    poolSize: config.dbPoolSize,
+    connectTimeoutMs: config.dbConnectTimeoutMs,
+    statementTimeoutMs: config.dbStatementTimeoutMs,
+    idleValidationMs: config.dbIdleValidationMs,
+    maxRetries: config.dbMaxRetries,
+    retryIntervalMs: config.dbRetryIntervalMs,
+    maxBackoffMs: config.dbMaxBackoffMs,
+    replicaAttempts: config.dbReplicaAttempts,
+    circuitFailureThreshold: config.dbCircuitFailureThreshold,
+    circuitResetMs: config.dbCircuitResetMs,
+    onRetry: (database, errorClass) => metrics.dbRetries.inc({ database, class: errorClass }),
+    onStaleConnection: (database) => metrics.dbStaleConnections.inc({ database }),
+    onAttempt: (database, outcome) => metrics.dbAttempts.inc({ database, outcome }),
+    onBreaker: (database, to) => metrics.dbBreakerTransitions.inc({ database, to }),
+    onChange: () => reportDatabases(),
+    log: app.log,
+  });
+  const reportDatabases = () => {
+    const { primary, replica } = executor.states();
+    status.reportQueryDatabases({
+      replica: replica === undefined ? 'none' : replica.up === false ? 'down' : 'up',
+      breaker: primary.breaker,
+    });
+  };
+  reportDatabases();
+  const registry: ShapeRegistry = new ShapeRegistry({
+    storageDir,
+    chunkBytes: config.chunkBytes,
+    executor,
+    publicationName: config.publicationName,
+    // The consumer is built below; it is only asked once shapes are being created.
+    recentCommits: () => consumer.recentCommits(),
+    routedLsn: () => consumer.lastSeenLsn(),
+    log: app.log,
+  });
   const probe = new DatabaseProbe({
     connectionString: config.databaseUrl,
     slotName: config.slotName,
@@ -105,7 +119,7 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
   });
   registerErrorHandler(app, () => probe.probeNow());
   const fallback = new FallbackSnapshots({
-    pool,
+    executor,
     maxAgeMs: config.fallbackMaxAgeS * 1000,
     maxConcurrent: config.maxConcurrentFallback,
     metrics,
@@ -181,7 +195,7 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
     await consumer.close();
     await probe.close();
     await registry.close();
-    await pool.end();
+    await executor.close();
   });
   return app;
 }

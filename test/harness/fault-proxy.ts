@@ -351,15 +351,7 @@ export class FaultProxy {
         this.resetAll();
         break;
       case 'blackhole':
-        for (const link of this.#links) {
-          link.blackholed = true;
-          // Bytes still waiting in a delay queue were in flight when the partition hit.
-          for (const lane of link.lanes) lane.discard();
-          // A source paused for backpressure would never be read again; reading and dropping
-          // keeps the "network" swallowing bytes instead of pushing back on the sender.
-          link.client.resume();
-          link.upstream?.resume();
-        }
+        this.blackholeCurrent();
         break;
       case 'pass':
       case 'delay':
@@ -391,6 +383,31 @@ export class FaultProxy {
       if (!link.blackholed && link.toClient?.inject(message)) count++;
     }
     return count;
+  }
+
+  /**
+   * Black-holes every current connection while new ones are handled by the mode as usual: the
+   * connections a NAT or firewall silently forgot, next to a network that works again.
+   */
+  blackholeCurrent(): void {
+    for (const link of this.#links) {
+      link.blackholed = true;
+      // Bytes still waiting in a delay queue were in flight when the partition hit.
+      for (const lane of link.lanes) lane.discard();
+      // A source paused for backpressure would never be read again; reading and dropping
+      // keeps the "network" swallowing bytes instead of pushing back on the sender.
+      link.client.resume();
+      link.upstream?.resume();
+    }
+  }
+
+  /**
+   * Sends new connections to `target` from now on and resets the current ones: a failover that
+   * moves the address clients use (a DNS name or virtual IP) to another server.
+   */
+  retarget(target: ProxyTarget): void {
+    this.#target = { ...target };
+    this.resetAll();
   }
 
   /** Resets every current connection once, leaving the mode as it is. */

@@ -11,6 +11,11 @@ export const ERROR_CODES = {
     status: 503,
     summary: 'The database could not be reached.',
   },
+  SLUICE_ERR_DB_CIRCUIT_OPEN: {
+    status: 503,
+    summary:
+      'The circuit breaker of the database is open after repeated connection failures; requests fail at once until a trial query succeeds.',
+  },
   SLUICE_ERR_SHAPE_INVALID: {
     status: 400,
     summary:

@@ -77,6 +77,79 @@ export const CONFIG_OPTIONS = {
     default: undefined,
     parse: postgresUrl,
   }),
+  databaseReplicaUrl: option({
+    env: 'DATABASE_REPLICA_URL',
+    description:
+      'A streaming read replica of `DATABASE_URL`. Fallback snapshots and catalog sweeps read it first, initial snapshots when it has replayed far enough; the primary answers when it cannot. Unset: everything reads the primary.',
+    default: undefined,
+    parse: postgresUrl,
+  }),
+  dbPoolSize: option({
+    env: 'SLUICE_DB_POOL_SIZE',
+    description: 'Query connections per database (primary, and replica when set).',
+    default: 10,
+    parse: integer(1, 1000),
+  }),
+  dbConnectTimeoutMs: option({
+    env: 'SLUICE_DB_CONNECT_TIMEOUT_MS',
+    description: 'How long opening a query connection may take before it counts as failed.',
+    default: 5_000,
+    parse: integer(100),
+  }),
+  dbStatementTimeoutMs: option({
+    env: 'SLUICE_DB_STATEMENT_TIMEOUT_MS',
+    description:
+      'Postgres `statement_timeout` of query connections. A connection on which a query has received nothing for this long plus 2 s (a network partition) is destroyed. Raise it if initial snapshots of very large tables need longer.',
+    default: 60_000,
+    parse: integer(100),
+  }),
+  dbIdleValidationMs: option({
+    env: 'SLUICE_DB_IDLE_VALIDATION_MS',
+    description:
+      'A pooled connection idle for longer than this is checked with `SELECT 1` before it is used; one that fails is discarded.',
+    default: 10_000,
+    parse: integer(0),
+  }),
+  dbMaxRetries: option({
+    env: 'SLUICE_DB_MAX_RETRIES',
+    description:
+      'Retries of a query that failed transiently (connection lost or refused, serialization failure, deadlock, timeout, resource errors); 0 disables retrying.',
+    default: 3,
+    parse: integer(0, 100),
+  }),
+  dbRetryIntervalMs: option({
+    env: 'SLUICE_DB_RETRY_INTERVAL_MS',
+    description: 'First wait before a retry; it doubles for each further retry, with ±25 % jitter.',
+    default: 100,
+    parse: integer(1),
+  }),
+  dbMaxBackoffMs: option({
+    env: 'SLUICE_DB_MAX_BACKOFF_MS',
+    description: 'Longest wait between two retries (before jitter).',
+    default: 2_000,
+    parse: integer(1),
+  }),
+  dbReplicaAttempts: option({
+    env: 'SLUICE_DB_REPLICA_ATTEMPTS',
+    description:
+      'Tries on the replica before a replica-first query is run on the primary (once) instead.',
+    default: 2,
+    parse: integer(1, 100),
+  }),
+  dbCircuitFailureThreshold: option({
+    env: 'SLUICE_DB_CIRCUIT_FAILURE_THRESHOLD',
+    description:
+      'Consecutive connection failures to one database that open its circuit breaker; while open, requests needing it get 503 at once.',
+    default: 5,
+    parse: integer(1),
+  }),
+  dbCircuitResetMs: option({
+    env: 'SLUICE_DB_CIRCUIT_RESET_MS',
+    description:
+      'How long an open breaker waits before letting one trial query through (half-open); success closes it.',
+    default: 10_000,
+    parse: integer(100),
+  }),
   host: option({
     env: 'SLUICE_HOST',
     description: 'Address the HTTP server listens on. Use `0.0.0.0` in containers.',

@@ -77,10 +77,8 @@ async function fallbackSnapshot(
   parsed: ShapeRequest,
   options: ShapeRouteOptions,
 ): Promise<FastifyReply> {
-  if (options.status.snapshot().state === 'unavailable') {
-    const message = 'Neither replication nor the database is reachable; retry shortly';
-    return unavailable(reply, options, 'SLUICE_ERR_DB_UNREACHABLE', message);
-  }
+  // Even when the probe finds the database down, the query is tried: the executor's retries and
+  // circuit breaker decide how long that may take (a 503 at once while the breaker is open).
   const pending = options.fallback.get(parsed.definition);
   if (!pending) {
     const message = 'Too many fallback queries are running; retry shortly';

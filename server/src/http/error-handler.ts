@@ -1,6 +1,6 @@
 import { ERROR_CODES, HEADERS, type ErrorCode } from '@sluice/protocol';
 import type { FastifyError, FastifyInstance } from 'fastify';
-import { describeProblem, isConnectionProblem } from '../status/describe-problem.js';
+import { classifyDbError, DB_ERROR_POLICIES } from '../db/classify-db-error.js';
 
 /**
  * Unexpected errors never crash the process or leak a stack to clients: database trouble is a
@@ -21,17 +21,24 @@ export function registerErrorHandler(app: FastifyInstance, onUnreachable: () => 
       ERROR_CODES[code as ErrorCode].status === 503
     ) {
       request.log.warn({ code }, error.message);
-      return reply.code(503).header(HEADERS.retryAfter, '1').send({ code, message: error.message });
+      const retryAfterS = (error as { retryAfterS?: number }).retryAfterS ?? 1;
+      return reply
+        .code(503)
+        .header(HEADERS.retryAfter, String(retryAfterS))
+        .send({ code, message: error.message });
     }
-    if (isConnectionProblem(describeProblem(error))) {
-      request.log.warn({ err: error }, 'database unreachable');
-      onUnreachable();
+    // Database failures that outlasted the executor's retries: transient too (docs/errors.md).
+    const policy = DB_ERROR_POLICIES[classifyDbError(error)];
+    if (policy.retry) {
+      request.log.warn({ err: error }, 'database query failed');
+      // Connection trouble: have the database probed at once (the state may change).
+      if (policy.breaker) onUnreachable();
       return reply
         .code(503)
         .header(HEADERS.retryAfter, '5')
         .send({
           code: 'SLUICE_ERR_DB_UNREACHABLE',
-          message: `The database could not be reached: ${error.message}`,
+          message: `The database could not answer: ${error.message}`,
         });
     }
     request.log.error({ err: error }, 'request failed');

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import type pg from 'pg';
+import type { QueryExecutor } from '../db/query-executor.js';
 import type { SluiceMetrics } from '../status/sluice-metrics.js';
 import { definitionKey, type ShapeDefinition } from './shape-definition.js';
 import { planShape, whereEvaluationError } from './shape-plan.js';
@@ -15,7 +15,8 @@ export interface FallbackSnapshot {
 }
 
 export interface FallbackSnapshotsOptions {
-  pool: pg.Pool;
+  /** Fallback queries read the replica first (PROTOCOL.md §7). */
+  executor: QueryExecutor;
   /** How long one snapshot answers identical requests (the fallback cache window). */
   maxAgeMs: number;
   /** Distinct snapshot queries allowed to run at once. */
@@ -30,8 +31,6 @@ interface Entry {
 }
 
 const FALLBACK_MARK = '-fallback-';
-/** Longest a fallback query may run; a stuck one fails instead of holding its requests. */
-const QUERY_TIMEOUT_MS = 30_000;
 
 /** Whether a handle was made for a fallback snapshot (by this server or an earlier run). */
 export function isFallbackHandle(handle: string): boolean {
@@ -104,45 +103,35 @@ export class FallbackSnapshots {
     }
   }
 
-  async #query(definition: ShapeDefinition): Promise<FallbackSnapshot> {
-    const client = await this.#options.pool.connect();
-    // A query that never ends (a partition mid-COPY) would hold every request that joined it:
-    // past the deadline its connection is destroyed, which fails the query.
-    const deadline = setTimeout(() => {
-      (
-        client as unknown as { connection?: { stream?: { destroy(): void } } }
-      ).connection?.stream?.destroy();
-    }, QUERY_TIMEOUT_MS);
-    let failed: unknown;
-    try {
-      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-      const plan = await planShape(client, definition);
-      const parts: Buffer[] = [];
-      if (definition.log === 'full') {
-        const rows = {
-          table: definition.table,
-          select: plan.select,
-          context: plan.context,
-          filter: plan.filter,
-        };
-        for await (const batch of shapeRowBatches(client, rows)) {
-          if (batch.length > 0)
-            parts.push(Buffer.from(`${parts.length > 0 ? ',' : ''}${batch.join(',')}`));
+  /**
+   * One REPEATABLE READ transaction: the plan and the rows agree. The executor re-runs it whole
+   * on a fresh connection when it fails transiently (nothing has reached a client yet), and
+   * bounds a query that gets no answer (the statement timeout, then the connection is closed).
+   */
+  #query(definition: ShapeDefinition): Promise<FallbackSnapshot> {
+    return this.#options.executor.read(async (client) => {
+      try {
+        await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+        const plan = await planShape(client, definition);
+        const parts: Buffer[] = [];
+        if (definition.log === 'full') {
+          const rows = {
+            table: definition.table,
+            select: plan.select,
+            context: plan.context,
+            filter: plan.filter,
+          };
+          for await (const batch of shapeRowBatches(client, rows)) {
+            if (batch.length > 0)
+              parts.push(Buffer.from(`${parts.length > 0 ? ',' : ''}${batch.join(',')}`));
+          }
         }
+        await client.query('COMMIT');
+        const snapshot = { rows: Buffer.concat(parts), schemaHeader: plan.schemaHeader };
+        return { handle: newFallbackHandle(definition), ...snapshot };
+      } catch (error) {
+        throw whereEvaluationError(definition, error);
       }
-      await client.query('COMMIT');
-      const snapshot = { rows: Buffer.concat(parts), schemaHeader: plan.schemaHeader };
-      return { handle: newFallbackHandle(definition), ...snapshot };
-    } catch (error) {
-      failed = error;
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw whereEvaluationError(definition, error);
-    } finally {
-      clearTimeout(deadline);
-      // A connection that failed mid-query is not returned to the pool.
-      client.release(
-        failed instanceof Error && !(failed as { code?: string }).code ? failed : undefined,
-      );
-    }
+    });
   }
 }

@@ -3,6 +3,7 @@ import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
 import type pg from 'pg';
+import type { QueryExecutor } from '../db/query-executor.js';
 import type { RecentCommit } from '../replication/recent-commits.js';
 import type { RelationInfo } from '../replication/transaction.js';
 import { writeFileAtomically } from '../storage/chunk-file.js';
@@ -18,10 +19,12 @@ import type { TableSchema } from './table-schema.js';
 export interface ShapeRegistryOptions {
   storageDir: string;
   chunkBytes: number;
-  pool: pg.Pool;
+  executor: QueryExecutor;
   publicationName: string;
   /** Commits replication has already handed to shapes, recently (see `RecentCommits`). */
   recentCommits(): readonly RecentCommit[];
+  /** The WAL position up to which replication has handed every commit to shapes. */
+  routedLsn(): bigint;
   log: FastifyBaseLogger;
 }
 
@@ -152,9 +155,11 @@ export class ShapeRegistry {
    * initial request, where serving the old table's rows would be a wrong answer.
    */
   async stillCurrent(shape: Shape): Promise<boolean> {
-    const { rows } = await this.#options.pool.query<{ oid: number | null }>(
-      'SELECT to_regclass($1)::oid AS oid',
-      [quoteTableIdentifier(shape.metadata.definition.table)],
+    // The primary: a replica lagging behind a DROP TABLE would still call the old table current.
+    const { rows } = await this.#options.executor.primary((client) =>
+      client.query<{ oid: number | null }>('SELECT to_regclass($1)::oid AS oid', [
+        quoteTableIdentifier(shape.metadata.definition.table),
+      ]),
     );
     if (Number(rows[0]?.oid ?? 0) === shape.metadata.relationOid) return true;
     await this.rotateRelation(shape.metadata.relationOid, 'table dropped, recreated or renamed');
@@ -169,16 +174,15 @@ export class ShapeRegistry {
   async verifyRelations(): Promise<void> {
     const oids = [...this.#byRelation.keys()];
     if (oids.length === 0) return;
-    const { rows } = await this.#options.pool.query<{
-      oid: number;
-      schema: string | null;
-      name: string | null;
-    }>(
-      `SELECT r.oid::int AS oid, n.nspname AS schema, c.relname AS name
-         FROM unnest($1::oid[]) AS r(oid)
-         LEFT JOIN pg_class c ON c.oid = r.oid
-         LEFT JOIN pg_namespace n ON n.oid = c.relnamespace`,
-      [oids],
+    // A periodic sweep: a replica a little behind only delays it.
+    const { rows } = await this.#options.executor.read((client) =>
+      client.query<{ oid: number; schema: string | null; name: string | null }>(
+        `SELECT r.oid::int AS oid, n.nspname AS schema, c.relname AS name
+           FROM unnest($1::oid[]) AS r(oid)
+           LEFT JOIN pg_class c ON c.oid = r.oid
+           LEFT JOIN pg_namespace n ON n.oid = c.relnamespace`,
+        [oids],
+      ),
     );
     for (const row of rows) {
       const first = this.#byRelation.get(row.oid)?.values().next().value;
@@ -203,13 +207,19 @@ export class ShapeRegistry {
   }
 
   async #create(definition: ShapeDefinition): Promise<Shape> {
-    const { pool, publicationName, chunkBytes } = this.#options;
-    const client = await pool.connect();
+    const { executor, publicationName, chunkBytes } = this.#options;
+    // Planning and publishing write (the publication, the replica identity): the primary.
+    const plan = await executor
+      .primary(async (client) => {
+        const plan = await planShape(client, definition);
+        await ensurePublished(client, plan.schema, publicationName);
+        return plan;
+      })
+      .catch((error: unknown) => {
+        throw whereEvaluationError(definition, error);
+      });
     let shape: Shape | undefined;
     try {
-      const plan = await planShape(client, definition);
-      await ensurePublished(client, plan.schema, publicationName);
-
       const handle = `${createHash('sha256').update(definitionKey(definition)).digest('hex').slice(0, 8)}-${Date.now()}${randomBytes(2).toString('hex')}`;
       const dir = join(this.#shapesDir, handle);
       const metadata: ShapeMetadata = {
@@ -229,8 +239,18 @@ export class ShapeRegistry {
       // filtered against the snapshot.
       this.#add(shape);
       // Commits routed before that moment never reach this shape: its snapshot must see them.
+      // A replica may take the snapshot once it has replayed them all. Rows go into the log as
+      // they arrive, so a snapshot that fails midway is not re-run: the request fails.
       const delivered = this.#options.recentCommits();
-      metadata.snapshot = await takeSnapshot(client, shape, plan.select, delivered);
+      const minLsn = delivered.reduce(
+        (max, commit) => (commit.commitLsn > max ? commit.commitLsn : max),
+        this.#options.routedLsn(),
+      );
+      const snapshotShape = shape;
+      metadata.snapshot = await executor.read(
+        (client) => takeSnapshot(client, snapshotShape, plan.select, delivered),
+        { minLsn, rerunnable: false },
+      );
       shape.completeSnapshot();
       await shape.log.flush();
       await writeFileAtomically(join(dir, META_FILE), JSON.stringify(metadata));
@@ -240,8 +260,6 @@ export class ShapeRegistry {
     } catch (error) {
       if (shape) await this.delete(shape);
       throw whereEvaluationError(definition, error);
-    } finally {
-      client.release();
     }
   }
 

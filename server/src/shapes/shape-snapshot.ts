@@ -91,9 +91,12 @@ async function beginSeeing(
   for (let pause = 5; ; pause = Math.min(pause * 2, 200)) {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     try {
-      // The transaction's snapshot is taken by its first statement: this one.
+      // The transaction's snapshot is taken by its first statement: this one. On a standby the
+      // bound is what it has replayed (it has no WAL insert position).
       const { rows } = await client.query<{ snapshot: string; lsn: string }>(
-        'SELECT pg_current_snapshot()::text AS snapshot, pg_current_wal_insert_lsn()::text AS lsn',
+        `SELECT pg_current_snapshot()::text AS snapshot,
+                CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()
+                     ELSE pg_current_wal_insert_lsn() END::text AS lsn`,
       );
       const visibility = parseVisibility(rows[0]?.snapshot ?? '', rows[0]?.lsn ?? '');
       const unseen = delivered.find(

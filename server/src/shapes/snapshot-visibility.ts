@@ -1,6 +1,6 @@
 /**
  * The snapshot a shape's initial rows were read in (`pg_current_snapshot()`), and the WAL insert
- * position read right after it. A replicated transaction whose effects the snapshot already
+ * position (on a standby: the replayed position) read right after it. A replicated transaction whose effects the snapshot already
  * contains must not be appended again (PROTOCOL.md §6).
  */
 export interface SnapshotVisibility {

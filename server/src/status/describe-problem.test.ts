@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { describeProblem, isConnectionProblem } from './describe-problem.js';
+import { describeProblem } from './describe-problem.js';
 
 const pgError = (code: string, message: string) => Object.assign(new Error(message), { code });
 
@@ -39,31 +39,4 @@ test('socket errors keep their errno; message-only failures get a Sluice code', 
   assert.equal(describeProblem(new Error('something odd')).code, 'UNKNOWN');
   assert.equal(describeProblem(undefined).code, 'UNKNOWN');
   assert.equal(describeProblem('a string').message, 'a string');
-});
-
-test('which problems mean the database cannot be reached', () => {
-  const unreachable = [
-    'ECONNREFUSED',
-    'ECONNRESET',
-    'EPIPE',
-    'CONNECTION_LOST',
-    'CONNECT_TIMEOUT',
-    '57P01',
-    '57P03',
-    '53300',
-    '08006',
-  ];
-  for (const code of unreachable) assert.ok(isConnectionProblem({ code, message: '' }), code);
-  const reachable = [
-    '42P01',
-    '42501',
-    '22012',
-    '55006',
-    'UNKNOWN',
-    'REPLICATION_SILENT',
-    'ENOSPC',
-    'EMFILE',
-    'ENOENT',
-  ];
-  for (const code of reachable) assert.ok(!isConnectionProblem({ code, message: '' }), code);
 });

@@ -47,23 +47,3 @@ function inferCode(text: string): string {
     return 'CONNECTION_LOST';
   return 'UNKNOWN';
 }
-
-/** Network errnos: the database cannot be reached (file-system errnos are not among them). */
-const NETWORK_ERRNOS = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ETIMEDOUT',
-  'EPIPE',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-]);
-
-/** Errors that mean "no query can reach the database", as opposed to a bad query. */
-export function isConnectionProblem(problem: Problem): boolean {
-  return (
-    NETWORK_ERRNOS.has(problem.code) ||
-    /^(CONNECTION_LOST|CONNECT_TIMEOUT|57P0[123]|53300|08...)$/.test(problem.code)
-  );
-}

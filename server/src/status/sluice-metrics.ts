@@ -1,8 +1,10 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ServerState } from '@sluice/protocol';
-import type { StatusMonitor } from './status-monitor.js';
+import type { DatabaseStates } from '../db/query-executor.js';
+import type { BreakerPhase, StatusMonitor } from './status-monitor.js';
 
 const STATES: ServerState[] = ['starting', 'live', 'fallback', 'unavailable'];
+const BREAKER_PHASES: BreakerPhase[] = ['closed', 'open', 'half_open'];
 
 /**
  * What `/metrics` exposes (Prometheus text, prom-client). One registry per app rather than
@@ -13,8 +15,13 @@ export class SluiceMetrics {
   readonly fallbackQueries: Counter;
   readonly fallbackCoalesced: Counter;
   readonly fallbackRejected: Counter;
+  readonly dbRetries: Counter<'database' | 'class'>;
+  readonly dbStaleConnections: Counter<'database'>;
+  readonly dbAttempts: Counter<'database' | 'outcome'>;
+  readonly dbBreakerTransitions: Counter<'database' | 'to'>;
 
-  constructor(status: StatusMonitor) {
+  /** `databases` is read at scrape time (the query executor is built after the metrics). */
+  constructor(status: StatusMonitor, databases: () => DatabaseStates) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'sluice_' });
     new Gauge({
@@ -68,6 +75,48 @@ export class SluiceMetrics {
     this.fallbackRejected = new Counter({
       name: 'sluice_fallback_rejected_total',
       help: 'Fallback requests refused with 503 because too many queries were running',
+      registers,
+    });
+    new Gauge({
+      name: 'sluice_db_breaker_state',
+      help: 'Circuit breaker of each database: 1 for its current phase of closed, open, half_open',
+      labelNames: ['database', 'state'],
+      registers,
+      collect() {
+        this.reset();
+        const { primary, replica } = databases();
+        for (const [database, target] of [
+          ['primary', primary],
+          ['replica', replica],
+        ] as const) {
+          if (!target) continue;
+          for (const state of BREAKER_PHASES)
+            this.set({ database, state }, state === target.breaker ? 1 : 0);
+        }
+      },
+    });
+    this.dbRetries = new Counter({
+      name: 'sluice_db_retries_total',
+      help: 'Queries tried again after a transient failure, by database and error class',
+      labelNames: ['database', 'class'],
+      registers,
+    });
+    this.dbAttempts = new Counter({
+      name: 'sluice_db_attempts_total',
+      help: 'Query attempts that got a connection, by database and outcome (ok, failed)',
+      labelNames: ['database', 'outcome'],
+      registers,
+    });
+    this.dbBreakerTransitions = new Counter({
+      name: 'sluice_db_breaker_transitions_total',
+      help: 'Circuit breaker changes, by database and new phase',
+      labelNames: ['database', 'to'],
+      registers,
+    });
+    this.dbStaleConnections = new Counter({
+      name: 'sluice_db_stale_connections_total',
+      help: 'Pooled connections that failed validation after sitting idle and were discarded',
+      labelNames: ['database'],
       registers,
     });
   }

@@ -9,6 +9,14 @@ export interface Problem {
 
 export type ReplicationPhase = 'connecting' | 'streaming' | 'backoff';
 export type DatabaseHealth = 'unknown' | 'up' | 'down';
+export type BreakerPhase = 'closed' | 'open' | 'half_open';
+
+/** What the query executor last saw of its databases (`database` in `/v1/status`). */
+export interface QueryDatabases {
+  replica: 'up' | 'down' | 'none';
+  /** The primary's circuit breaker. */
+  breaker: BreakerPhase;
+}
 
 /** The facts the state is decided from; each reported by the subsystem that observes it. */
 export interface StatusInputs {
@@ -57,7 +65,7 @@ export interface StatusDocument {
     last_error: (Problem & { at: string }) | null;
     next_retry_at: string | null;
   };
-  database: { primary: 'up' | 'down'; replica: 'none'; breaker: 'closed' };
+  database: { primary: 'up' | 'down'; replica: QueryDatabases['replica']; breaker: BreakerPhase };
   shapes: { state: 'up' | 'read_only' | 'starting'; count: number };
 }
 
@@ -89,6 +97,7 @@ export class StatusMonitor {
   #nextRetryAt: Date | null = null;
   #lagBytes: number | null = null;
   #retainedBytes: number | null = null;
+  #databases: QueryDatabases = { replica: 'none', breaker: 'closed' };
   readonly #listeners = new Set<(change: StateChange) => void>();
 
   constructor(options: StatusMonitorOptions) {
@@ -152,6 +161,14 @@ export class StatusMonitor {
     this.#decide(`database unreachable: ${problem.code} ${problem.message}`);
   }
 
+  /**
+   * The replica's health and the primary's breaker, from the query executor. They are shown, not
+   * decided on: the probe alone says whether the database answers.
+   */
+  reportQueryDatabases(databases: QueryDatabases): void {
+    this.#databases = { ...databases };
+  }
+
   /** Bytes of WAL the slot has not confirmed, and bytes it keeps Postgres from recycling. */
   reportSlotPositions(lagBytes: number | null, retainedBytes: number | null): void {
     this.#lagBytes = lagBytes;
@@ -172,11 +189,9 @@ export class StatusMonitor {
         last_error: this.#lastError,
         next_retry_at: this.#nextRetryAt?.toISOString() ?? null,
       },
-      // The replica and the circuit breaker arrive with the query executor (issue 6).
       database: {
         primary: this.#inputs.database === 'down' ? 'down' : 'up',
-        replica: 'none',
-        breaker: 'closed',
+        ...this.#databases,
       },
       shapes: {
         state: state === 'live' ? 'up' : state === 'starting' ? 'starting' : 'read_only',

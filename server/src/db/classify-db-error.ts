@@ -1,0 +1,105 @@
+/**
+ * What a failed query means for what to do next. One table (documented in docs/errors.md, kept
+ * in step by a test): whether a fresh attempt can succeed, whether the failure says the database
+ * itself is in trouble (it counts towards that database's circuit breaker), and whether the
+ * primary can do what a replica could not.
+ */
+export type DbErrorClass =
+  | 'connect'
+  | 'connection_lost'
+  | 'rolled_back'
+  | 'replica_only'
+  | 'timeout'
+  | 'resource'
+  | 'permanent';
+
+export interface DbErrorPolicy {
+  /** A fresh attempt (new connection, whole transaction again) may succeed. */
+  retry: boolean;
+  /** Counts as a failure of the database for its circuit breaker. */
+  breaker: boolean;
+  /** Examples, for the docs. */
+  examples: string;
+}
+
+export const DB_ERROR_POLICIES: Readonly<Record<DbErrorClass, DbErrorPolicy>> = Object.freeze({
+  connect: {
+    retry: true,
+    breaker: true,
+    examples:
+      'ECONNREFUSED, ENOTFOUND, EHOSTUNREACH, connect timeout, 57P03 (starting up or shutting down)',
+  },
+  connection_lost: {
+    retry: true,
+    breaker: true,
+    examples:
+      'ECONNRESET, EPIPE, connection terminated, 57P01/57P02 (terminated, crash), 08xxx, no answer within the query timeout (partition)',
+  },
+  rolled_back: {
+    retry: true,
+    breaker: false,
+    examples: '40001 serialization failure, 40P01 deadlock',
+  },
+  replica_only: {
+    retry: true,
+    breaker: false,
+    examples:
+      '25006 read-only transaction, recovery conflicts (40001 or 57P04 "conflict with recovery"), 55000 "recovery is in progress" (pg_current_wal_lsn() on a standby)',
+  },
+  timeout: {
+    retry: true,
+    breaker: false,
+    examples: '57014 statement timeout or cancel, 55P03 lock timeout, 25P03 idle-session timeout',
+  },
+  resource: {
+    retry: true,
+    breaker: true,
+    examples: '53xxx: too many connections, out of memory, disk full',
+  },
+  permanent: {
+    retry: false,
+    breaker: false,
+    examples:
+      'syntax (42601), permissions (42501), missing objects (42P01, 42703), authentication (28xxx), missing database (3D000), bad data (22xxx), and anything unrecognised',
+  },
+});
+
+const CONNECT_ERRNOS = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+]);
+const LOST_ERRNOS = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED']);
+
+/** Sorts an error thrown by node-postgres (or by Sluice's own deadlines) into its class. */
+export function classifyDbError(error: unknown): DbErrorClass {
+  const e = (error ?? {}) as { code?: unknown; message?: unknown };
+  const code = typeof e.code === 'string' ? e.code : '';
+  const message = typeof e.message === 'string' ? e.message : '';
+
+  if (/conflict with recovery/i.test(message)) return 'replica_only';
+  if (code === '25006') return 'replica_only';
+  if (code === '55000' && /recovery is in progress/i.test(message)) return 'replica_only';
+
+  if (CONNECT_ERRNOS.has(code) || code === '57P03' || code === 'SLUICE_DB_CONNECT_TIMEOUT')
+    return 'connect';
+  if (LOST_ERRNOS.has(code) || /^(57P01|57P02|08...)$/.test(code)) return 'connection_lost';
+  if (code === 'SLUICE_DB_QUERY_TIMEOUT') return 'connection_lost';
+  if (code === '40001' || code === '40P01') return 'rolled_back';
+  if (code === '57014' || code === '55P03' || code === '25P03') return 'timeout';
+  if (code.startsWith('53')) return 'resource';
+  if (code !== '') return 'permanent';
+
+  // node-postgres reports some socket-level failures with a message only.
+  if (/timeout exceeded when trying to connect/i.test(message)) return 'timeout'; // pool full
+  if (/timeout expired|connection timeout/i.test(message)) return 'connect';
+  if (
+    /Connection terminated|connection ended|Client has encountered a connection error/i.test(
+      message,
+    )
+  )
+    return 'connection_lost';
+  return 'permanent';
+}
