@@ -28,3 +28,18 @@ test('docs/configuration.md documents no option the code does not have', () => {
   for (const name of documentedRows().keys())
     assert.ok(known.has(name), `${name} is documented but unknown`);
 });
+
+test('server/.env.example lists every option with its default, and nothing else', () => {
+  const example = readFileSync(new URL('../../.env.example', import.meta.url), 'utf8');
+  const listed = new Map(
+    [...example.matchAll(/^# ([A-Z_]+)=(.*)$/gm)].map((m) => [m[1] ?? '', m[2] ?? '']),
+  );
+  for (const spec of Object.values(CONFIG_OPTIONS)) {
+    assert.equal(
+      listed.get(spec.env),
+      spec.default === undefined ? '' : String(spec.default),
+      spec.env,
+    );
+  }
+  assert.equal(listed.size, Object.keys(CONFIG_OPTIONS).length);
+});
