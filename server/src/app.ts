@@ -11,6 +11,7 @@ import { registerMetricsRoute } from './http/metrics-route.js';
 import { registerShapeRoute } from './http/shape-route.js';
 import { registerStatusRoute } from './http/status-route.js';
 import { DatabaseProbe } from './db/database-probe.js';
+import { devPage } from './dev/dev-page.js';
 import { QueryExecutor } from './db/query-executor.js';
 import { FallbackSnapshots } from './shapes/fallback-snapshots.js';
 import { SluiceMetrics } from './status/sluice-metrics.js';
@@ -170,6 +171,7 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
     maxConcurrentLive: config.maxConcurrentLive,
   });
   app.decorate('status', status);
+  if (config.devPage) await app.register(devPage);
 
   // Dropped and renamed tables send nothing through replication: look for them now and then.
   let sweep: NodeJS.Timeout | undefined;

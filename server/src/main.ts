@@ -27,7 +27,8 @@ async function main(): Promise<void> {
     await seedDemoTable(databaseUrl);
   }
 
-  const app = await buildApp({ ...config, databaseUrl });
+  const devPage = config.devPage ?? embedded !== undefined;
+  const app = await buildApp({ ...config, databaseUrl, devPage });
   const address = await app.listen({ host: config.host, port: config.port });
 
   let closing = false;
@@ -48,6 +49,7 @@ async function main(): Promise<void> {
     `\nSluice is listening on ${address}\n` +
       `Try:\n  curl -i '${address}/v1/shape?table=${table}&offset=-1'\n\n`,
   );
+  if (devPage) process.stdout.write(`Live table in a browser: ${address}/?table=${table}\n\n`);
 }
 
 main().catch((error: unknown) => {

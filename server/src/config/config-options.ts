@@ -219,6 +219,13 @@ export const CONFIG_OPTIONS = {
     default: false,
     parse: boolean,
   }),
+  devPage: option({
+    env: 'SLUICE_DEV_PAGE',
+    description:
+      "Serve the development page at `/`: a live table of one shape (`/?table=<name>`, default `demo_items`) and the client's mode (live or fallback), using the built `@sluice/client` (`npm run build`). Unset: on when `DATABASE_URL` is unset (embedded demo), off otherwise. Not for production.",
+    default: undefined,
+    parse: boolean,
+  }),
   secret: option({
     env: 'SLUICE_SECRET',
     description: 'When set, every shape request must carry `secret=<value>` (401 otherwise).',
