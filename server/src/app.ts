@@ -106,7 +106,6 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
     publicationName: config.publicationName,
     // The consumer is built below; it is only asked once shapes are being created.
     recentCommits: () => consumer.recentCommits(),
-    routedLsn: () => consumer.lastSeenLsn(),
     log: app.log,
   });
   const probe = new DatabaseProbe({

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import type { Row } from '@electric-sql/client';
 import type { TestDatabase } from '@sluice/harness';
-import { rawRequest, type RawShapeParams } from './raw-shape.js';
+import { rawRequest, type RawReply, type RawShapeParams } from './raw-shape.js';
 import { parseColumn, postgresRows, sortRows, type ShapeSpec } from './shape-oracle.js';
 
 export interface StatusBody {
@@ -69,6 +69,30 @@ export async function assertFallbackSnapshot(
   spec: ShapeSpec,
 ): Promise<string> {
   const reply = await rawRequest(baseUrl, { ...params, offset: '-1' });
+  return assertFallbackReply(db, reply, spec);
+}
+
+/**
+ * `assertFallbackSnapshot` for a reply already received (a request started before a fault):
+ * the same checks, rows compared with SELECT in `db` now. Returns the fallback handle.
+ */
+export async function assertFallbackReply(
+  db: TestDatabase,
+  reply: RawReply,
+  spec: ShapeSpec,
+): Promise<string> {
+  const { rows, keys } = fallbackReplyRows(reply);
+  const expected = await postgresRows(db, spec);
+  assert.deepEqual(sortRows(rows, keys), expected, 'fallback rows equal SELECT');
+  return reply.headers.get('electric-handle') ?? '';
+}
+
+/**
+ * The rows of a fallback snapshot reply, parsed the way the official client parses them, after
+ * checking its form (200, `electric-fallback-mode`, a short cache lifetime, inserts then
+ * `up-to-date`); `keys` are the primary-key columns `electric-schema` names.
+ */
+export function fallbackReplyRows(reply: RawReply): { rows: Row[]; keys: string[] } {
   assert.equal(reply.status, 200, `fallback snapshot: ${reply.text}`);
   assert.equal(reply.headers.get('electric-fallback-mode'), 'true', 'fallback header');
   assert.match(reply.headers.get('cache-control') ?? '', /^public, max-age=\d+$/);
@@ -91,10 +115,8 @@ export async function assertFallbackSnapshot(
       }
       return row;
     });
-  const expected = await postgresRows(db, spec);
   const keys = Object.entries(schema)
     .filter(([, column]) => (column as { pk_index?: number }).pk_index !== undefined)
     .map(([name]) => name);
-  assert.deepEqual(sortRows(rows, keys), expected, 'fallback rows equal SELECT');
-  return reply.headers.get('electric-handle') ?? '';
+  return { rows, keys };
 }

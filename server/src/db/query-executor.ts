@@ -89,8 +89,9 @@ export class QueryExecutor {
 
   /**
    * Runs read-only `work` on the replica when there is one: `SLUICE_DB_REPLICA_ATTEMPTS` tries
-   * there, then one on the primary. A replica whose breaker is open, or which has not replayed
-   * `minLsn` yet, is skipped and the primary gets its usual retries. Without a replica, this is
+   * there, then one on the primary, whatever the replica's error (it may only be behind: a table
+   * it has not replayed yet "does not exist"). A replica whose breaker is open, or which has not
+   * replayed `minLsn` yet, is skipped and the primary gets its usual retries. Without a replica, this is
    * `primary(work)`.
    */
   async read<T>(work: (client: pg.PoolClient) => Promise<T>, options: RunOptions = {}): Promise<T> {
@@ -112,7 +113,8 @@ export class QueryExecutor {
       });
     } catch (error) {
       const skipped = error instanceof ReplicaBehindError || error instanceof CircuitOpenError;
-      if (!skipped && !DB_ERROR_POLICIES[classifyDbError(error)].retry) throw error;
+      // A permanent error is not final on a replica: it may only be behind (a table or column
+      // the primary already has). The primary's answer is the one that counts.
       if (started && options.rerunnable === false && !(error instanceof ReplicaBehindError))
         throw error;
       this.#options.log.debug({ err: error }, 'replica could not answer; asking the primary');

@@ -3,6 +3,7 @@ import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
 import type pg from 'pg';
+import { lsnToBigInt } from '@sluice/protocol';
 import type { QueryExecutor } from '../db/query-executor.js';
 import type { RecentCommit } from '../replication/recent-commits.js';
 import type { RelationInfo } from '../replication/transaction.js';
@@ -23,8 +24,6 @@ export interface ShapeRegistryOptions {
   publicationName: string;
   /** Commits replication has already handed to shapes, recently (see `RecentCommits`). */
   recentCommits(): readonly RecentCommit[];
-  /** The WAL position up to which replication has handed every commit to shapes. */
-  routedLsn(): bigint;
   log: FastifyBaseLogger;
 }
 
@@ -208,12 +207,19 @@ export class ShapeRegistry {
 
   async #create(definition: ShapeDefinition): Promise<Shape> {
     const { executor, publicationName, chunkBytes } = this.#options;
-    // Planning and publishing write (the publication, the replica identity): the primary.
-    const plan = await executor
+    // Planning and publishing write (the publication, the replica identity): the primary. Its
+    // flushed WAL position afterwards bounds everything the snapshot must see (below).
+    const { plan, flushedLsn } = await executor
       .primary(async (client) => {
         const plan = await planShape(client, definition);
+        // Flushed when they return, whatever the server's default: the position read next
+        // must cover them.
+        await client.query('SET synchronous_commit = on');
         await ensurePublished(client, plan.schema, publicationName);
-        return plan;
+        const { rows } = await client.query<{ lsn: string }>(
+          'SELECT pg_current_wal_flush_lsn()::text AS lsn',
+        );
+        return { plan, flushedLsn: lsnToBigInt(rows[0]?.lsn ?? '0/0') };
       })
       .catch((error: unknown) => {
         throw whereEvaluationError(definition, error);
@@ -239,17 +245,18 @@ export class ShapeRegistry {
       // filtered against the snapshot.
       this.#add(shape);
       // Commits routed before that moment never reach this shape: its snapshot must see them.
-      // A replica may take the snapshot once it has replayed them all. Rows go into the log as
-      // they arrive, so a snapshot that fails midway is not re-run: the request fails.
+      // A replica may take it once it has replayed the primary's WAL as flushed after planning:
+      // that covers every commit routed so far (replication only sends flushed WAL), the table
+      // joining the publication (rows committed before it are never replicated, only the
+      // snapshot has them) and the table's columns as planned. It does not depend on what this
+      // process has seen of the stream, which is nothing yet after a restart or a failover.
+      // Rows go into the log as they arrive, so a snapshot that fails midway is not re-run: the
+      // request fails.
       const delivered = this.#options.recentCommits();
-      const minLsn = delivered.reduce(
-        (max, commit) => (commit.commitLsn > max ? commit.commitLsn : max),
-        this.#options.routedLsn(),
-      );
       const snapshotShape = shape;
       metadata.snapshot = await executor.read(
         (client) => takeSnapshot(client, snapshotShape, plan.select, delivered),
-        { minLsn, rerunnable: false },
+        { minLsn: flushedLsn, rerunnable: false },
       );
       shape.completeSnapshot();
       await shape.log.flush();
