@@ -27,6 +27,8 @@ export const PARAMS = {
   replica: 'replica',
   log: 'log',
   secret: 'secret',
+  /** Ignored by the server; makes a URL unique so no cache answers it with an older response. */
+  cacheBuster: 'cache-buster',
 } as const;
 
 export const PATHS = {

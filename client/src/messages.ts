@@ -1,0 +1,65 @@
+/**
+ * The messages a shape stream delivers (PROTOCOL.md §4), typed the way `@electric-sql/client`
+ * types them so that code written against either client compiles against both.
+ */
+
+/** A parsed column value; `Extensions` are the types custom parsers add. */
+export type Value<Extensions = never> =
+  | string
+  | number
+  | boolean
+  | bigint
+  | null
+  | Extensions
+  | Value<Extensions>[]
+  | { [key: string]: Value<Extensions> };
+
+export type Row<Extensions = never> = Record<string, Value<Extensions>>;
+
+/** The extensions of a row type (`never` for plain rows). */
+export type GetExtensions<T> = [T] extends [Row<never>]
+  ? never
+  : [T] extends [Row<infer E>]
+    ? E
+    : never;
+
+/** A position in a shape's log as the server names it; the client stores and echoes it. */
+export type Offset = '-1' | 'now' | `${number}_${number}` | `${bigint}_${number}` | `${bigint}_inf`;
+
+export type Operation = 'insert' | 'update' | 'delete';
+
+/** `full` (snapshot, then changes) or `changes_only` (changes from now on). */
+export type LogMode = 'full' | 'changes_only';
+
+interface Header {
+  [key: string]: Value;
+}
+
+export interface ChangeMessage<T extends Row<unknown> = Row> {
+  key: string;
+  value: T;
+  /** With `replica: 'full'`, the previous values of an update's changed columns. */
+  old_value?: Partial<T>;
+  headers: Header & { operation: Operation; txids?: number[] };
+}
+
+export interface ControlMessage {
+  headers: Header & {
+    control: 'up-to-date' | 'must-refetch' | 'snapshot-end';
+    global_last_seen_lsn?: string;
+  };
+}
+
+export type Message<T extends Row<unknown> = Row> = ChangeMessage<T> | ControlMessage;
+
+export function isChangeMessage<T extends Row<unknown> = Row>(
+  message: Message<T>,
+): message is ChangeMessage<T> {
+  return 'key' in message;
+}
+
+export function isControlMessage<T extends Row<unknown> = Row>(
+  message: Message<T>,
+): message is ControlMessage {
+  return !('key' in message) && 'control' in message.headers;
+}

@@ -1,0 +1,77 @@
+import type { BackoffOptions } from './backoff.js';
+import {
+  InvalidShapeOptionsError,
+  InvalidSignalError,
+  MissingShapeHandleError,
+  MissingShapeUrlError,
+} from './errors.js';
+import type { LogMode, Offset } from './messages.js';
+import type { ExternalHeadersRecord, ExternalParamsRecord } from './shape-params.js';
+import { validateParams } from './shape-params.js';
+import type { Mode } from './shape-stream-state.js';
+import type { Parser } from './value-parser.js';
+
+/** New params or headers to retry with; returned from `onError`. */
+export interface RetryOpts {
+  params?: ExternalParamsRecord;
+  headers?: ExternalHeadersRecord;
+}
+
+/** Return an object (even `{}`) to retry, nothing to stop the stream. */
+export type ShapeStreamErrorHandler = (
+  error: Error,
+) => void | RetryOpts | Promise<void | RetryOpts>;
+
+/**
+ * The options of `@electric-sql/client`'s ShapeStream that Sluice's client supports, with the
+ * same names and meanings, plus the fallback extension's (PROTOCOL.md §7).
+ */
+export interface ShapeStreamOptions<Extensions = never> {
+  /** The shape endpoint, e.g. `http://localhost:3000/v1/shape` (or a proxy in front of it). */
+  url: string;
+  /** The shape (`table`, `where`, `params`, `columns`, `replica`, `log`) and any custom params. */
+  params?: ExternalParamsRecord;
+  /** Resume from a stored position: an offset other than `-1`/`now` needs its `handle`. */
+  offset?: Offset;
+  handle?: string;
+  /** False stops after the first up-to-date; true (the default) follows changes. */
+  subscribe?: boolean;
+  /** Aborting it stops the stream for good. */
+  signal?: AbortSignal;
+  headers?: ExternalHeadersRecord;
+  fetchClient?: typeof fetch;
+  backoffOptions?: BackoffOptions;
+  /** Parsers by Postgres type name, used before the default ones. */
+  parser?: Parser<Extensions>;
+  /** `changes_only` starts from an empty snapshot; also accepted as `params.log`. */
+  log?: LogMode;
+  onError?: ShapeStreamErrorHandler;
+
+  /** Sluice's `/v1/status`; by default the one next to `url`. */
+  statusUrl?: string;
+  /** How often the status is polled while in fallback (ms; default 5,000). */
+  statusPollIntervalMs?: number;
+  /** How often the rows are refreshed from fallback snapshots while in fallback (ms; default 30,000). */
+  fallbackRefreshIntervalMs?: number;
+  /** Called with the first mode the server reports, then on every change. */
+  onModeChange?: (mode: Mode) => void;
+}
+
+export const STATUS_POLL_INTERVAL_MS = 5_000;
+export const FALLBACK_REFRESH_INTERVAL_MS = 30_000;
+
+function positiveInterval(name: string, value: number | undefined): void {
+  if (value !== undefined && !(Number.isFinite(value) && value > 0))
+    throw new InvalidShapeOptionsError(`${name} must be a positive number of milliseconds`);
+}
+
+export function validateOptions(options: ShapeStreamOptions<unknown>): void {
+  if (!options.url) throw new MissingShapeUrlError();
+  if (options.signal !== undefined && !(options.signal instanceof AbortSignal))
+    throw new InvalidSignalError();
+  if (options.offset !== undefined && options.offset !== '-1' && options.offset !== 'now')
+    if (!options.handle) throw new MissingShapeHandleError();
+  positiveInterval('statusPollIntervalMs', options.statusPollIntervalMs);
+  positiveInterval('fallbackRefreshIntervalMs', options.fallbackRefreshIntervalMs);
+  validateParams(options.params);
+}
