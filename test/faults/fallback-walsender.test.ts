@@ -57,6 +57,19 @@ test('walsender terminated: fallback with fresh rows, back to live, no refetch',
     const held = await rawRequest(base, onHandle);
     assert.equal(held.status, 200);
     assert.equal(held.headers.get('electric-fallback-mode'), 'true');
+    // Non-live answers carry electric-schema (without it the official client fails for good):
+    // on the fallback handle, and for offset=now on a shape the server does not hold (which
+    // costs it one more fallback query).
+    const items = await rawRequest(base, { table: 'items', offset: '-1' });
+    const schema = items.headers.get('electric-schema');
+    assert.ok(schema, 'the fallback snapshot names its schema');
+    const caughtUp = await rawRequest(base, { table: 'items', handle, offset: '0_inf' });
+    assert.equal(caughtUp.status, 200);
+    assert.equal(caughtUp.headers.get('electric-schema'), schema);
+    const now = await rawRequest(base, { table: 'items', where: 'id > 5', offset: 'now' });
+    assert.equal(now.status, 200, now.text);
+    assert.equal(now.headers.get('electric-fallback-mode'), 'true');
+    assert.equal(now.headers.get('electric-schema'), schema);
 
     const { elapsedMs: recoveredIn } = await waitForStatus(base, 'live', 15_000);
     assert.ok(recoveredIn < 15_000);
@@ -70,7 +83,8 @@ test('walsender terminated: fallback with fresh rows, back to live, no refetch',
     const metrics = await (await fetch(`${base}/metrics`)).text();
     assert.match(metrics, /sluice_state_transitions_total\{from="live",to="fallback"\} 1/);
     assert.match(metrics, /sluice_state_transitions_total\{from="fallback",to="live"\} 1/);
-    assert.match(metrics, /sluice_fallback_queries_total 1/);
+    // The snapshot (shared by the clients and the checks above) and the offset=now shape's.
+    assert.match(metrics, /sluice_fallback_queries_total 2/);
   } finally {
     await s.close();
     await db.drop();

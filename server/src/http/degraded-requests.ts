@@ -156,13 +156,24 @@ function liveWithin(options: ShapeRouteOptions): Promise<boolean> {
 }
 
 /** Nothing new under a handle that has no log: `up-to-date` at the offset asked for. */
-function upToDate(
+async function upToDate(
   reply: FastifyReply,
   parsed: ShapeRequest,
   handle: string,
   options: ShapeRouteOptions,
-): FastifyReply {
+): Promise<FastifyReply> {
   const offset = parsed.offset === 'now' ? FALLBACK_END : parsed.offsetText;
+  // Clients require `electric-schema` on every non-live answer (the official client fails for
+  // good without it): from the shape the server holds, else from a fallback snapshot (shared by
+  // the window's identical requests, like any other).
+  if (!parsed.live) {
+    const schema = await schemaOf(parsed, options);
+    if (schema === undefined) {
+      const message = 'Too many fallback queries are running; retry shortly';
+      return unavailable(reply, options, 'SLUICE_ERR_FALLBACK_OVERLOADED', message);
+    }
+    reply.header(HEADERS.schema, schema);
+  }
   reply
     .header(HEADERS.handle, handle)
     .header(HEADERS.offset, offset)
@@ -175,6 +186,17 @@ function upToDate(
     .code(200)
     .type('application/json')
     .send(`[${upToDateMessage(options)}]`);
+}
+
+/** The shape's `electric-schema`; undefined when a fallback query would be one too many. */
+async function schemaOf(
+  parsed: ShapeRequest,
+  options: ShapeRouteOptions,
+): Promise<string | undefined> {
+  const held = options.registry.find(parsed.definition);
+  if (held) return held.metadata.schemaHeader;
+  const pending = options.fallback.get(parsed.definition);
+  return pending ? (await pending).schemaHeader : undefined;
 }
 
 function upToDateMessage(options: ShapeRouteOptions): string {
