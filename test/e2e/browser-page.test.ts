@@ -12,6 +12,7 @@ import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual, promisify } from 'node:util';
 import {
+  proxyTargetOf,
   startFaultProxy,
   startPostgres,
   terminateWalsender,
@@ -56,12 +57,6 @@ const CHROMIUM_ARGS = [
 async function buildClient(): Promise<void> {
   const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
   await promisify(execFile)(process.execPath, [tsc, '-b', 'client'], { cwd: repoRoot });
-}
-
-/** Where a database URL points, for a proxy in front of it. */
-function targetOf(url: string): { host: string; port: number } {
-  const parsed = new URL(url);
-  return { host: parsed.hostname, port: Number(parsed.port || 5432) };
 }
 
 interface PageRow {
@@ -129,7 +124,7 @@ test(
       cleanups.push(() => pg.stop());
       const db = await itemsDatabase(pg);
       cleanups.push(() => db.drop());
-      const proxy = await startFaultProxy(targetOf(db.url));
+      const proxy = await startFaultProxy(proxyTargetOf(db.url));
       cleanups.push(() => proxy.close());
       // SLUICE_DEV_PAGE on; short holds, so the client's next request, which tells it the mode,
       // comes soon.

@@ -10,11 +10,11 @@ import { test, type TestContext } from 'node:test';
 import pg from 'pg';
 import {
   dropSlotsOf,
+  proxyTargetOf,
   startFaultProxy,
   startPostgres,
   startStandby,
   type FaultProxy,
-  type ProxyTarget,
   type StandbyCluster,
   type TestDatabase,
   type TestPostgres,
@@ -36,11 +36,6 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const SYSTEM_SQL = `SELECT system_identifier::text AS id,
          ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int AS timeline
     FROM pg_control_system()`;
-
-function targetOf(url: string): ProxyTarget {
-  const parsed = new URL(url);
-  return { host: parsed.hostname, port: Number(parsed.port || 5432) };
-}
 
 /**
  * The test database as everyone but the test harness reaches it: through the proxy, so it is
@@ -82,7 +77,7 @@ test('primary failover: Sluice makes a new slot on the promoted standby, clients
     );
     db = await itemsDatabase(postgres);
     standby = await startStandby(cluster, { name: 'failover' });
-    proxy = await startFaultProxy(targetOf(db.url));
+    proxy = await startFaultProxy(proxyTargetOf(db.url));
     shared = throughProxy(db, proxy);
     // DATABASE_URL through the proxy; replication uses it too (no replicationDatabaseUrl).
     s = await followItems(shared, {

@@ -11,11 +11,11 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Row } from '@electric-sql/client';
 import {
+  proxyTargetOf,
   startFaultProxy,
   startPostgres,
   startStandby,
   type FaultProxy,
-  type ProxyTarget,
   type StandbyCluster,
   type TestDatabase,
   type TestPostgres,
@@ -36,25 +36,10 @@ import {
   type ItemsScenario,
 } from '../support/items-scenario.js';
 import { rawRequest, RawFollower, type RawReply } from '../support/raw-shape.js';
+import { metric } from '../support/metrics.js';
 import { assertMatchesPostgres } from '../support/shape-oracle.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-function targetOf(url: string): ProxyTarget {
-  const parsed = new URL(url);
-  return { host: parsed.hostname, port: Number(parsed.port || 5432) };
-}
-
-/** A counter or gauge from `/metrics`, summed over the series whose labels include `labels`. */
-async function metric(baseUrl: string, name: string, labels: string[] = []): Promise<number> {
-  const text = await (await fetch(`${baseUrl}/metrics`)).text();
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-    if (labels.every((label) => line.includes(label))) sum += Number(line.split(' ').at(-1));
-  }
-  return sum;
-}
 
 /** Query attempts per database and outcome, from `sluice_db_attempts_total`. */
 interface Attempts {
@@ -163,7 +148,7 @@ describe('read replica: replica-first reads, and the primary when the replica ca
       query: (sql, params) => replica.query(sql, params, database.name),
     };
     replicaProxy = await startFaultProxy({ host: standby.host, port: standby.port });
-    replicationProxy = await startFaultProxy(targetOf(db.url));
+    replicationProxy = await startFaultProxy(proxyTargetOf(db.url));
     scenario = await followItems(db, {
       databaseReplicaUrl: replicaProxy.url(replicaUrl),
       replicationDatabaseUrl: replicationProxy.url(db.url),

@@ -4,12 +4,7 @@
 // connections that died silently (validated and discarded before use).
 import assert from 'node:assert/strict';
 import { after, before, test, type TestContext } from 'node:test';
-import {
-  startFaultProxy,
-  startPostgres,
-  type ProxyTarget,
-  type TestPostgres,
-} from '@sluice/harness';
+import { proxyTargetOf, startFaultProxy, startPostgres, type TestPostgres } from '@sluice/harness';
 import { fetchStatus } from '../support/fallback-checks.js';
 import {
   assertClientsConverged,
@@ -19,6 +14,7 @@ import {
   ITEMS,
 } from '../support/items-scenario.js';
 import { rawRequest, RawFollower } from '../support/raw-shape.js';
+import { metric } from '../support/metrics.js';
 import { assertMatchesPostgres } from '../support/shape-oracle.js';
 import { startSluice, waitUntilLive } from '../support/sluice-server.js';
 
@@ -31,22 +27,6 @@ before(async () => {
 after(async () => {
   await pg.stop();
 });
-
-function targetOf(url: string): ProxyTarget {
-  const parsed = new URL(url);
-  return { host: parsed.hostname, port: Number(parsed.port || 5432) };
-}
-
-/** A counter or gauge from `/metrics`, summed over the series whose labels include `labels`. */
-async function metric(baseUrl: string, name: string, labels: string[] = []): Promise<number> {
-  const text = await (await fetch(`${baseUrl}/metrics`)).text();
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-    if (labels.every((label) => line.includes(label))) sum += Number(line.split(' ').at(-1));
-  }
-  return sum;
-}
 
 interface Timed {
   status: number;
@@ -148,7 +128,7 @@ test('Postgres stopped while requests arrive: the breaker opens, 503s come at on
 
 test('a black-holed database: a query gives up within the configured bound instead of hanging', async (t: TestContext) => {
   const db = await itemsDatabase(pg);
-  const proxy = await startFaultProxy(targetOf(db.url));
+  const proxy = await startFaultProxy(proxyTargetOf(db.url));
   const statementTimeoutMs = 1_000;
   const connectTimeoutMs = 1_000;
   const sluice = await startSluice(db, {
@@ -205,7 +185,7 @@ test('a black-holed database: a query gives up within the configured bound inste
 
 test('pooled connections that died silently are validated and discarded, never used', async (t: TestContext) => {
   const db = await itemsDatabase(pg);
-  const proxy = await startFaultProxy(targetOf(db.url));
+  const proxy = await startFaultProxy(proxyTargetOf(db.url));
   const sluice = await startSluice(db, {
     databaseUrl: proxy.url(db.url),
     replicationDatabaseUrl: db.url,

@@ -6,10 +6,10 @@
 import assert from 'node:assert/strict';
 import { after, before, test, type TestContext } from 'node:test';
 import {
+  proxyTargetOf,
   startFaultProxy,
   startPostgres,
   type FaultProxy,
-  type ProxyTarget,
   type TestPostgres,
 } from '@sluice/harness';
 import { fetchStatus, waitForStatus, type StatusBody } from '../support/fallback-checks.js';
@@ -32,12 +32,6 @@ before(async () => {
 after(async () => {
   await pg.stop();
 });
-
-/** Where a database URL points, for a proxy in front of it. */
-function targetOf(url: string): ProxyTarget {
-  const parsed = new URL(url);
-  return { host: parsed.hostname, port: Number(parsed.port || 5432) };
-}
 
 /** A distinct replication failure as `/v1/status` reported it. */
 interface SeenError {
@@ -86,7 +80,7 @@ const RESET_CODES = ['ECONNRESET', 'CONNECTION_LOST'];
 
 test('replication connection reset: fallback with a specific code, fresh snapshot, back to live', async (t: TestContext) => {
   const db = await itemsDatabase(pg);
-  const proxy: FaultProxy = await startFaultProxy(targetOf(db.url));
+  const proxy: FaultProxy = await startFaultProxy(proxyTargetOf(db.url));
   const s = await followItems(db, { replicationDatabaseUrl: proxy.url(db.url) });
   try {
     await assertLiveAndFollowing(s);
@@ -139,7 +133,7 @@ test('replication connection reset: fallback with a specific code, fresh snapsho
 test('replication connection black-holed: liveness notices within the bound, back to live', async (t: TestContext) => {
   const livenessTimeoutMs = 3_000;
   const db = await itemsDatabase(pg);
-  const proxy = await startFaultProxy(targetOf(db.url));
+  const proxy = await startFaultProxy(proxyTargetOf(db.url));
   const s = await followItems(db, {
     replicationDatabaseUrl: proxy.url(db.url),
     replicationLivenessTimeoutMs: livenessTimeoutMs,

@@ -11,6 +11,7 @@ import {
   type TestPostgres,
 } from '@sluice/harness';
 import { fetchStatus, waitForStatus, type StatusBody } from '../support/fallback-checks.js';
+import { metric } from '../support/metrics.js';
 import { rawRequest, type RawReply } from '../support/raw-shape.js';
 import { startSluice, waitUntilLive, type RunningSluice } from '../support/sluice-server.js';
 
@@ -25,20 +26,11 @@ after(async () => {
 /** Reconnect delay long enough that fallback lasts for the whole test once entered. */
 const HELD_DOWN = { replicationRetryMinMs: 120_000, replicationRetryMaxMs: 120_000 };
 
-async function metricValue(baseUrl: string, name: string): Promise<number> {
-  const response = await fetch(`${baseUrl}/metrics`);
-  assert.equal(response.status, 200);
-  const text = await response.text();
-  const line = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
-  assert.ok(line, `${name} in /metrics`);
-  return Number(line[1]);
-}
-
 async function fallbackCounters(baseUrl: string) {
   return {
-    queries: await metricValue(baseUrl, 'sluice_fallback_queries_total'),
-    coalesced: await metricValue(baseUrl, 'sluice_fallback_queries_coalesced_total'),
-    rejected: await metricValue(baseUrl, 'sluice_fallback_rejected_total'),
+    queries: await metric(baseUrl, 'sluice_fallback_queries_total'),
+    coalesced: await metric(baseUrl, 'sluice_fallback_queries_coalesced_total'),
+    rejected: await metric(baseUrl, 'sluice_fallback_rejected_total'),
   };
 }
 

@@ -487,3 +487,9 @@ export class FaultProxy {
 export function startFaultProxy(target: ProxyTarget): Promise<FaultProxy> {
   return FaultProxy.start(target);
 }
+
+/** Where a Postgres URL points: the target for a proxy in front of it. */
+export function proxyTargetOf(url: string): ProxyTarget {
+  const parsed = new URL(url);
+  return { host: parsed.hostname, port: Number(parsed.port || 5432) };
+}

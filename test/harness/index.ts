@@ -16,6 +16,7 @@ export { startStandby, StandbyCluster, type StartStandbyOptions } from './standb
 export { dropSlot, invalidateSlot, terminateWalsender } from './slot-faults.js';
 export {
   FaultProxy,
+  proxyTargetOf,
   startFaultProxy,
   type FaultMode,
   type FaultModeOptions,
