@@ -4,7 +4,14 @@
 // connections that died silently (validated and discarded before use).
 import assert from 'node:assert/strict';
 import { after, before, test, type TestContext } from 'node:test';
-import { proxyTargetOf, startFaultProxy, startPostgres, type TestPostgres } from '@sluice/harness';
+import {
+  proxyTargetOf,
+  startFaultProxy,
+  startPostgres,
+  type FaultProxy,
+  type TestDatabase,
+  type TestPostgres,
+} from '@sluice/harness';
 import { fetchStatus } from '../support/fallback-checks.js';
 import {
   assertClientsConverged,
@@ -16,7 +23,7 @@ import {
 import { rawRequest, RawFollower } from '../support/raw-shape.js';
 import { metric } from '../support/metrics.js';
 import { assertMatchesPostgres } from '../support/shape-oracle.js';
-import { startSluice, waitUntilLive } from '../support/sluice-server.js';
+import { startSluice, waitUntilLive, type RunningSluice } from '../support/sluice-server.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -47,6 +54,40 @@ async function timedInitial(baseUrl: string, above: number): Promise<Timed> {
     code = undefined;
   }
   return { status: response.status, code, retryAfter: response.headers.get('retry-after'), ms };
+}
+
+/**
+ * A Sluice whose queries go through a fault proxy while replication goes straight to Postgres,
+ * so the server stays live whatever the proxy does.
+ */
+async function queriesThroughProxy(
+  db: TestDatabase,
+  overrides: Parameters<typeof startSluice>[1],
+): Promise<{ proxy: FaultProxy; sluice: RunningSluice; close(): Promise<void> }> {
+  const proxy = await startFaultProxy(proxyTargetOf(db.url));
+  const sluice = await startSluice(db, {
+    databaseUrl: proxy.url(db.url),
+    replicationDatabaseUrl: db.url,
+    ...overrides,
+  });
+  return {
+    proxy,
+    sluice,
+    async close() {
+      await sluice.close();
+      await proxy.close();
+    },
+  };
+}
+
+/** A raw follower of the items matching `where` ends equal to SELECT. */
+async function assertFollowerMatches(baseUrl: string, db: TestDatabase, where: string) {
+  const follower = new RawFollower(baseUrl, { ...ITEMS, where });
+  try {
+    await assertMatchesPostgres(db, { ...ITEMS, where }, () => [...follower.rows.values()]);
+  } finally {
+    await follower.close();
+  }
 }
 
 test('Postgres stopped while requests arrive: the breaker opens, 503s come at once, it closes after Postgres returns', async (t: TestContext) => {
@@ -128,18 +169,15 @@ test('Postgres stopped while requests arrive: the breaker opens, 503s come at on
 
 test('a black-holed database: a query gives up within the configured bound instead of hanging', async (t: TestContext) => {
   const db = await itemsDatabase(pg);
-  const proxy = await startFaultProxy(proxyTargetOf(db.url));
   const statementTimeoutMs = 1_000;
   const connectTimeoutMs = 1_000;
-  const sluice = await startSluice(db, {
-    // Queries through the proxy; replication straight to Postgres, so the server stays live.
-    databaseUrl: proxy.url(db.url),
-    replicationDatabaseUrl: db.url,
+  const setup = await queriesThroughProxy(db, {
     dbStatementTimeoutMs: statementTimeoutMs,
     dbConnectTimeoutMs: connectTimeoutMs,
     dbMaxRetries: 1,
     dbRetryIntervalMs: 50,
   });
+  const { proxy, sluice } = setup;
   try {
     await waitUntilLive(sluice.baseUrl);
     assert.equal((await timedInitial(sluice.baseUrl, 10)).status, 200);
@@ -168,32 +206,22 @@ test('a black-holed database: a query gives up within the configured bound inste
     }
     assert.equal(after.status, 200, 'served once the network is back');
     await db.query('INSERT INTO items VALUES (500, 1)');
-    const follower = new RawFollower(sluice.baseUrl, { ...ITEMS, where: 'id > 20' });
-    try {
-      await assertMatchesPostgres(db, { ...ITEMS, where: 'id > 20' }, () => [
-        ...follower.rows.values(),
-      ]);
-    } finally {
-      await follower.close();
-    }
+    await assertFollowerMatches(sluice.baseUrl, db, 'id > 20');
   } finally {
-    await sluice.close();
-    await proxy.close();
+    await setup.close();
     await db.drop();
   }
 });
 
 test('pooled connections that died silently are validated and discarded, never used', async (t: TestContext) => {
   const db = await itemsDatabase(pg);
-  const proxy = await startFaultProxy(proxyTargetOf(db.url));
-  const sluice = await startSluice(db, {
-    databaseUrl: proxy.url(db.url),
-    replicationDatabaseUrl: db.url,
+  const setup = await queriesThroughProxy(db, {
     dbIdleValidationMs: 300,
     dbConnectTimeoutMs: 1_000,
     // Without validation, a query on a dead connection would hang this long before failing.
     dbStatementTimeoutMs: 60_000,
   });
+  const { proxy, sluice } = setup;
   try {
     await waitUntilLive(sluice.baseUrl);
     assert.equal((await timedInitial(sluice.baseUrl, 10)).status, 200);
@@ -217,17 +245,9 @@ test('pooled connections that died silently are validated and discarded, never u
       'outcome="failed"',
     ]);
     assert.equal(failedAfter, failedBefore, 'no query ran on a dead connection');
-    const follower = new RawFollower(sluice.baseUrl, { ...ITEMS, where: 'id > 30' });
-    try {
-      await assertMatchesPostgres(db, { ...ITEMS, where: 'id > 30' }, () => [
-        ...follower.rows.values(),
-      ]);
-    } finally {
-      await follower.close();
-    }
+    await assertFollowerMatches(sluice.baseUrl, db, 'id > 30');
   } finally {
-    await sluice.close();
-    await proxy.close();
+    await setup.close();
     await db.drop();
   }
 });

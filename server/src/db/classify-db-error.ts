@@ -1,3 +1,5 @@
+import { problemCode } from '../status/describe-problem.js';
+
 /**
  * What a failed query means for what to do next. One table (documented in docs/errors.md, kept
  * in step by a test): whether a fresh attempt can succeed, whether the failure says the database
@@ -64,42 +66,43 @@ export const DB_ERROR_POLICIES: Readonly<Record<DbErrorClass, DbErrorPolicy>> = 
   },
 });
 
-const CONNECT_ERRNOS = new Set([
+/** Codes as `problemCode` gives them: SQLSTATEs, errnos and Sluice's own. */
+const CONNECT_CODES = new Set([
   'ECONNREFUSED',
   'ENOTFOUND',
   'EAI_AGAIN',
   'EHOSTUNREACH',
   'ENETUNREACH',
+  '57P03',
+  'CONNECT_TIMEOUT',
 ]);
-const LOST_ERRNOS = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED']);
+const LOST_CODES = new Set([
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'ECONNABORTED',
+  '57P01',
+  '57P02',
+  'CONNECTION_LOST',
+  'SLUICE_DB_QUERY_TIMEOUT',
+]);
+/** Statement, lock and idle-session timeouts, and a pool with no free connection in time. */
+const TIMEOUT_CODES = new Set(['57014', '55P03', '25P03', 'POOL_TIMEOUT']);
 
 /** Sorts an error thrown by node-postgres (or by Sluice's own deadlines) into its class. */
 export function classifyDbError(error: unknown): DbErrorClass {
-  const e = (error ?? {}) as { code?: unknown; message?: unknown };
-  const code = typeof e.code === 'string' ? e.code : '';
-  const message = typeof e.message === 'string' ? e.message : '';
+  const code = problemCode(error);
+  const message = (error as { message?: unknown } | null)?.message;
+  const text = typeof message === 'string' ? message : '';
 
-  if (/conflict with recovery/i.test(message)) return 'replica_only';
+  if (/conflict with recovery/i.test(text)) return 'replica_only';
   if (code === '25006') return 'replica_only';
-  if (code === '55000' && /recovery is in progress/i.test(message)) return 'replica_only';
+  if (code === '55000' && /recovery is in progress/i.test(text)) return 'replica_only';
 
-  if (CONNECT_ERRNOS.has(code) || code === '57P03' || code === 'SLUICE_DB_CONNECT_TIMEOUT')
-    return 'connect';
-  if (LOST_ERRNOS.has(code) || /^(57P01|57P02|08...)$/.test(code)) return 'connection_lost';
-  if (code === 'SLUICE_DB_QUERY_TIMEOUT') return 'connection_lost';
+  if (CONNECT_CODES.has(code)) return 'connect';
+  if (LOST_CODES.has(code) || code.startsWith('08')) return 'connection_lost';
   if (code === '40001' || code === '40P01') return 'rolled_back';
-  if (code === '57014' || code === '55P03' || code === '25P03') return 'timeout';
+  if (TIMEOUT_CODES.has(code)) return 'timeout';
   if (code.startsWith('53')) return 'resource';
-  if (code !== '') return 'permanent';
-
-  // node-postgres reports some socket-level failures with a message only.
-  if (/timeout exceeded when trying to connect/i.test(message)) return 'timeout'; // pool full
-  if (/timeout expired|connection timeout/i.test(message)) return 'connect';
-  if (
-    /Connection terminated|connection ended|Client has encountered a connection error/i.test(
-      message,
-    )
-  )
-    return 'connection_lost';
   return 'permanent';
 }

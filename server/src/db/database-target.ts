@@ -63,7 +63,9 @@ export class DatabaseTarget {
     this.#options = options;
     this.#pool = new pg.Pool({
       connectionString: options.connectionString,
-      options: options.sessionOptions,
+      // Catalog writes (publication, replica identity) are flushed when they return, whatever
+      // the server's default: a shape's snapshot waits for a replica to replay them.
+      options: `${options.sessionOptions} -c synchronous_commit=on`,
       max: options.poolSize,
       connectionTimeoutMillis: options.connectTimeoutMs,
       idleTimeoutMillis: POOL_IDLE_TIMEOUT_MS,

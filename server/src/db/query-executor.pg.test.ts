@@ -4,6 +4,7 @@ import type pg from 'pg';
 import pino from 'pino';
 import { freePort } from '@sluice/local-postgres';
 import { startPostgres, type TestDatabase, type TestPostgres } from '@sluice/harness';
+import { sessionOptionsString } from '../shapes/session-settings.js';
 import { CircuitOpenError } from './database-errors.js';
 import type { DatabaseName } from './database-target.js';
 import { QueryExecutor, type QueryExecutorOptions } from './query-executor.js';
@@ -64,6 +65,33 @@ async function raise(client: pg.PoolClient, sqlstate: string, message = 'raised 
     `DO $$ BEGIN RAISE EXCEPTION '${message}' USING ERRCODE = '${sqlstate}'; END $$`,
   );
 }
+
+test('every connection has the session settings, synchronous commits and the statement timeout', async () => {
+  const e = executor({ sessionOptions: sessionOptionsString(), statementTimeoutMs: 300 });
+  try {
+    const settings = await e.primary(async (client) => {
+      const { rows } = await client.query<{ tz: string; sync: string; timeout: string }>(
+        `SELECT current_setting('TimeZone') AS tz, current_setting('synchronous_commit') AS sync,
+                current_setting('statement_timeout') AS timeout`,
+      );
+      return rows[0];
+    });
+    assert.deepEqual(settings, { tz: 'UTC', sync: 'on', timeout: '300ms' });
+    // Postgres ends a statement past the timeout (57014): a timeout, retried like one.
+    let runs = 0;
+    await assert.rejects(
+      e.primary(async (client) => {
+        runs++;
+        await client.query('SELECT pg_sleep(2)');
+      }),
+      (error: { code?: string }) => error.code === '57014',
+    );
+    assert.equal(runs, 4, 'one try and three retries');
+    assert.ok(e.events.retries.every((r) => r.errorClass === 'timeout'));
+  } finally {
+    await e.close();
+  }
+});
 
 test('a transaction whose connection is lost is re-run whole on a fresh connection', async () => {
   const e = executor();

@@ -208,13 +208,11 @@ export class ShapeRegistry {
   async #create(definition: ShapeDefinition): Promise<Shape> {
     const { executor, publicationName, chunkBytes } = this.#options;
     // Planning and publishing write (the publication, the replica identity): the primary. Its
-    // flushed WAL position afterwards bounds everything the snapshot must see (below).
+    // flushed WAL position afterwards bounds everything the snapshot must see (below); the
+    // executor's connections commit synchronously, so it includes the publishing.
     const { plan, flushedLsn } = await executor
       .primary(async (client) => {
         const plan = await planShape(client, definition);
-        // Flushed when they return, whatever the server's default: the position read next
-        // must cover them.
-        await client.query('SET synchronous_commit = on');
         await ensurePublished(client, plan.schema, publicationName);
         const { rows } = await client.query<{ lsn: string }>(
           'SELECT pg_current_wal_flush_lsn()::text AS lsn',

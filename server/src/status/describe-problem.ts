@@ -21,25 +21,33 @@ const MEANINGS: Record<string, string> = {
   ENOTFOUND: 'host name not found',
   CONNECTION_LOST: 'the connection ended unexpectedly',
   CONNECT_TIMEOUT: 'connecting timed out (no answer from Postgres)',
+  POOL_TIMEOUT: 'every pooled connection stayed busy for the whole connect timeout',
   REPLICATION_UNDECODABLE:
     'a replication message could not be read (the stream restarts from the slot)',
   REPLICATION_SILENT: 'the replication connection went silent (no keepalive answered a ping)',
 };
 
 /**
- * A failure as `{ code, message }`: Postgres's SQLSTATE or the socket's errno when there is one,
- * a Sluice code for the failures that have neither, and the original text after its meaning.
+ * A failure as `{ code, message }`: its code (`problemCode`) and the original text after the
+ * code's meaning.
  */
 export function describeProblem(error: unknown): Problem {
-  const e = (error ?? {}) as { code?: unknown; message?: unknown };
+  const e = (error ?? {}) as { message?: unknown };
   const text = typeof e.message === 'string' && e.message !== '' ? e.message : String(error);
-  const code = typeof e.code === 'string' && e.code !== '' ? e.code : inferCode(text);
+  const code = problemCode(error);
   const meaning = MEANINGS[code];
   return { code, message: meaning ? `${meaning}: ${text}` : text };
 }
 
-/** node-postgres reports some socket-level failures with a message only. */
-function inferCode(text: string): string {
+/**
+ * Postgres's SQLSTATE or the socket's errno when there is one, else a Sluice code for the
+ * failures node-postgres reports with a message only, else `UNKNOWN`.
+ */
+export function problemCode(error: unknown): string {
+  const e = (error ?? {}) as { code?: unknown; message?: unknown };
+  if (typeof e.code === 'string' && e.code !== '') return e.code;
+  const text = typeof e.message === 'string' ? e.message : '';
+  if (/timeout exceeded when trying to connect/i.test(text)) return 'POOL_TIMEOUT';
   if (/timeout expired|connection timeout/i.test(text)) return 'CONNECT_TIMEOUT';
   if (
     /Connection terminated|connection ended|Client has encountered a connection error/i.test(text)
