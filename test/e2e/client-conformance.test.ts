@@ -1,6 +1,7 @@
-// @sluice/client side by side with the official @electric-sql/client against a real Sluice and
-// Postgres: the scenarios of electric-client-conformance.test.ts and electric-client-streaming
-// .test.ts, each run with both clients following the same shape. Every test ends with both
+// The conformance suite: the official @electric-sql/client (1.5.x) and @sluice/client side by
+// side against a real Sluice and Postgres, each scenario run with both clients following the same
+// shape: basic sync, every column type of PROTOCOL.md §4, odd identifiers, projections, replica,
+// log and offset options, and the main scenarios of electric-client-streaming.test.ts. Every test ends with both
 // clients equal to Postgres (the oracle) and to each other; the column-type test also compares
 // every parsed value with what the official client documents.
 import assert from 'node:assert/strict';
@@ -166,6 +167,7 @@ describe('both clients: basic sync', () => {
     const sql = `${ITEMS} INSERT INTO items SELECT i, 'row ' || i, i FROM generate_series(1, 10) i;`;
     await withBoth(sql, async ({ db, pair: open }) => {
       const pair = open({ params: items });
+      const officialMessages = recordMessages(pair.official);
       await bothRows(pair);
       await db.query(`INSERT INTO items VALUES (11, 'eleven', 11)`);
       await db.query(`UPDATE items SET title = 'changed' WHERE id = 2`);
@@ -180,11 +182,15 @@ describe('both clients: basic sync', () => {
       await waitForBoth(pair, (rows) => rows.some((r) => r.id === 12 && r.n === 112));
       await assertBothMatch(db, items, pair);
       // replica=default: an update carries the key and the changed columns, a delete the key.
-      const changes = sluiceChanges(pair.sluice);
-      const update = changes.find((m) => m.headers.operation === 'update' && m.value.id === 2);
-      assert.deepEqual(update?.value, { id: 2, title: 'changed' });
-      const deleted = changes.find((m) => m.headers.operation === 'delete' && m.value.id === 3);
-      assert.deepEqual(deleted?.value, { id: 3 });
+      for (const changes of [
+        sluiceChanges(pair.sluice),
+        officialMessages.filter(isOfficialChange),
+      ]) {
+        const update = changes.find((m) => m.headers.operation === 'update' && m.value.id === 2);
+        assert.deepEqual(update?.value, { id: 2, title: 'changed' });
+        const deleted = changes.find((m) => m.headers.operation === 'delete' && m.value.id === 3);
+        assert.deepEqual(deleted?.value, { id: 3 });
+      }
     });
   });
 
@@ -197,6 +203,7 @@ describe('both clients: basic sync', () => {
       await db.query(`UPDATE items SET id = id + 1000 WHERE id IN (2, 3)`);
       await waitForBoth(pair, (rows) => rows.some((r) => r.id === 1003));
       await assertBothMatch(db, items, pair);
+      assert.ok(!pair.official.shape.currentRows.some((r) => [1, 2, 3].includes(r.id as number)));
     });
   });
 
@@ -305,7 +312,17 @@ describe('both clients: column types of PROTOCOL.md §4', () => {
         jb: [],
         m: 'sad',
       });
-      assert.equal(byId.get(4)?.i8, -9223372036854775808n);
+      const nulls = byId.get(3);
+      assert.ok(nulls);
+      assert.deepEqual(Object.keys(nulls).sort(), Object.keys(maxRowParsed(3)).sort());
+      for (const [column, value] of Object.entries(nulls)) {
+        if (column !== 'id') assert.equal(value, null, column);
+      }
+      assert.deepEqual(
+        { i2: byId.get(4)?.i2, i4: byId.get(4)?.i4, i8: byId.get(4)?.i8 },
+        { i2: -32768, i4: -2147483648, i8: -9223372036854775808n },
+      );
+      // assertBothMatch also holds the official client's rows to these same values.
       await assertBothMatch(db, { table: 'typed' }, pair);
       // The replicated messages themselves (not only the rows) parse alike.
       const officialMessages = recordMessages(pair.official);
@@ -335,7 +352,16 @@ describe('both clients: identifiers and projections', () => {
           columns: ['Id', 'first name', 'a,b', 'q"x', 'Upper'],
         },
       });
-      await Promise.all([bothRows(plain), bothRows(projected)]);
+      const [[, plainRows], [, projectedRows]] = await Promise.all([
+        bothRows(plain),
+        bothRows(projected),
+      ]);
+      assert.deepEqual(plainRows, [
+        { id: 1, 'first name': 'Ann', 'a,b': 'x,y', 'q"x': 'q"1', Upper: 1 },
+      ]);
+      assert.deepEqual(projectedRows, [
+        { Id: 1, 'first name': 'Bob', 'a,b': 'p,q', 'q"x': 'q"2', Upper: 2 },
+      ]);
       await db.query(`INSERT INTO "My, ""odd"" table" VALUES (2, 'Cy', 'a/b', '"', 3)`);
       await db.query(`UPDATE "My, ""odd"" table" SET "q""x" = 'q""' WHERE id = 1`);
       await db.query(
@@ -358,13 +384,17 @@ describe('both clients: identifiers and projections', () => {
       INSERT INTO items SELECT i, 'row ' || i, 'hidden', i FROM generate_series(1, 20) i;`;
     await withBoth(sql, async ({ db, pair: open }) => {
       const pair = open({ params: { table: 'items', columns: ['id', 'title'] } });
-      await bothRows(pair);
+      const [, rows] = await bothRows(pair);
+      assert.equal(rows.length, 20);
+      assert.deepEqual(Object.keys(rows[0] ?? {}).sort(), ['id', 'title']);
       await db.query(`INSERT INTO items VALUES (21, 'new', 'hidden', 21)`);
       await db.query(`UPDATE items SET secret = 'only hidden changed' WHERE id = 1`);
       await db.query(`UPDATE items SET title = 'visible', n = 0 WHERE id = 2`);
       await db.query(`DELETE FROM items WHERE id = 3`);
       await waitForBoth(pair, (r) => r.some((x) => x.title === 'visible'));
       await assertBothMatch(db, { table: 'items', columns: ['id', 'title'] }, pair);
+      for (const row of pair.official.shape.currentRows)
+        assert.deepEqual(Object.keys(row).sort(), ['id', 'title']);
     });
   });
 });
@@ -374,14 +404,26 @@ describe('both clients: replica, log and offset options', () => {
     const sql = `${ITEMS} INSERT INTO items SELECT i, 'row ' || i, i FROM generate_series(1, 5) i;`;
     await withBoth(sql, async ({ db, pair: open }) => {
       const pair = open({ params: { table: 'items', replica: 'full' } });
+      const officialMessages = recordMessages(pair.official);
       await bothRows(pair);
       await db.query(`UPDATE items SET n = 100 WHERE id = 1`);
       await db.query(`DELETE FROM items WHERE id = 2`);
       await db.query(`INSERT INTO items VALUES (6, 'six', 6)`);
       await waitForBoth(pair, (rows) => rows.some((r) => r.id === 6));
-      const update = sluiceChanges(pair.sluice).find((m) => m.headers.operation === 'update');
-      assert.deepEqual(update?.value, { id: 1, title: 'row 1', n: 100 });
-      assert.deepEqual(update?.old_value, { n: 1 });
+      for (const changes of [
+        sluiceChanges(pair.sluice),
+        officialMessages.filter(isOfficialChange),
+      ]) {
+        const update = changes.find((m) => m.headers.operation === 'update');
+        assert.deepEqual(update?.value, { id: 1, title: 'row 1', n: 100 });
+        assert.deepEqual(update?.old_value, { n: 1 });
+        const deleted = changes.find((m) => m.headers.operation === 'delete');
+        assert.deepEqual(deleted?.value, { id: 2, title: 'row 2', n: 2 });
+      }
+      assert.deepEqual(
+        pair.official.shape.currentRows.find((r) => r.id === 1),
+        { id: 1, title: 'row 1', n: 100 },
+      );
       await assertBothMatch(db, items, pair);
     });
   });
