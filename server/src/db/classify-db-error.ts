@@ -51,7 +51,8 @@ export const DB_ERROR_POLICIES: Readonly<Record<DbErrorClass, DbErrorPolicy>> = 
   timeout: {
     retry: true,
     breaker: false,
-    examples: '57014 statement timeout or cancel, 55P03 lock timeout, 25P03 idle-session timeout',
+    examples:
+      '57014 statement timeout or cancel, 55P03 lock timeout, 25P03 idle-session timeout, no free pooled connection within the connect timeout',
   },
   resource: {
     retry: true,
