@@ -10,13 +10,13 @@ import { registerHealthRoute } from './http/health-route.js';
 import { registerMetricsRoute } from './http/metrics-route.js';
 import { registerShapeRoute } from './http/shape-route.js';
 import { registerStatusRoute } from './http/status-route.js';
-import { DatabaseProbe } from './db/database-probe.js';
+import { DatabaseProbe } from './status/database-probe.js';
 import { devPage } from './dev/dev-page.js';
 import { QueryExecutor } from './db/query-executor.js';
-import { FallbackSnapshots } from './shapes/fallback-snapshots.js';
+import { FallbackQueries } from './shapes/fallback-queries.js';
 import { SluiceMetrics } from './status/sluice-metrics.js';
 import { ReplicationConsumer } from './replication/replication-consumer.js';
-import { sessionOptionsString } from './shapes/session-settings.js';
+import { sessionOptionsString } from './pg/session-settings.js';
 import { ShapeRegistry } from './shapes/shape-registry.js';
 import { StatusMonitor } from './status/status-monitor.js';
 
@@ -118,7 +118,7 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
     log: app.log,
   });
   registerErrorHandler(app, () => probe.probeNow());
-  const fallback = new FallbackSnapshots({
+  const fallback = new FallbackQueries({
     executor,
     maxAgeMs: config.fallbackMaxAgeS * 1000,
     maxConcurrent: config.maxConcurrentFallback,
@@ -154,7 +154,7 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
     status,
     fallback,
     degraded: () => {
-      const { state } = status.snapshot();
+      const { state } = status.current();
       return state === 'fallback' || state === 'unavailable';
     },
     lastSeenLsn: () => consumer.lastSeenLsn(),

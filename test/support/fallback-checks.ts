@@ -1,56 +1,12 @@
-// Checks for fallback mode (PROTOCOL.md §7): reading /v1/status, waiting for a state, and
-// comparing a fallback snapshot with SELECT in Postgres.
+// Checks for fallback mode (docs/protocol.md §7): comparing a fallback answer with SELECT in
+// Postgres; reading /v1/status and waiting for a state come from server-status.ts.
 import assert from 'node:assert/strict';
 import type { Row } from '@electric-sql/client';
 import type { TestDatabase } from '@sluice/harness';
 import { rawRequest, type RawReply, type RawShapeParams } from './raw-shape.js';
 import { parseColumn, postgresRows, sortRows, type ShapeSpec } from './shape-oracle.js';
 
-export interface StatusBody {
-  status: 'starting' | 'live' | 'fallback' | 'unavailable';
-  replication_available: boolean;
-  since: string;
-  replication: {
-    state: string;
-    slot: string;
-    lag_bytes: number | null;
-    retained_wal_bytes: number | null;
-    last_error: { code: string; message: string; at: string } | null;
-    next_retry_at: string | null;
-  };
-  database: { primary: string; replica: string; breaker: string };
-  shapes: { state: string; count: number };
-}
-
-export async function fetchStatus(baseUrl: string): Promise<StatusBody> {
-  const response = await fetch(`${baseUrl}/v1/status`);
-  assert.equal(response.status, 200, '/v1/status answers 200');
-  return (await response.json()) as StatusBody;
-}
-
-/**
- * Polls `/v1/status` until its status is one of `states`; returns that body and how long it
- * took. Fails after `timeoutMs` with the last body seen.
- */
-export async function waitForStatus(
-  baseUrl: string,
-  states: StatusBody['status'] | StatusBody['status'][],
-  timeoutMs = 30_000,
-): Promise<{ body: StatusBody; elapsedMs: number }> {
-  const wanted = Array.isArray(states) ? states : [states];
-  const started = Date.now();
-  let body: StatusBody | undefined;
-  for (;;) {
-    body = await fetchStatus(baseUrl).catch(() => undefined);
-    if (body && wanted.includes(body.status)) return { body, elapsedMs: Date.now() - started };
-    if (Date.now() - started > timeoutMs) {
-      assert.fail(
-        `status never became ${wanted.join('/')} in ${timeoutMs} ms: ${JSON.stringify(body)}`,
-      );
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
+export { fetchStatus, waitForStatus, type StatusBody } from './server-status.js';
 
 interface WireMessage {
   value?: Record<string, string | null>;

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestDatabase } from '@sluice/harness';
 import { buildApp, loadConfig, type AppConfig } from '@sluice/server';
-import { waitForStatus } from './fallback-checks.js';
+import { waitForStatus } from './server-status.js';
 import type { FastifyInstance } from 'fastify';
 
 export interface RunningSluice {

@@ -1,3 +1,4 @@
 export * from './wire-names.js';
 export * from './error-codes.js';
 export * from './log-offset.js';
+export * from './status-document.js';

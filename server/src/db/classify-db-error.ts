@@ -1,4 +1,4 @@
-import { problemCode } from '../status/describe-problem.js';
+import { problemCode } from '../pg/describe-problem.js';
 
 /**
  * What a failed query means for what to do next. One table (documented in docs/errors.md, kept

@@ -1,5 +1,3 @@
-import type { DatabaseName } from './database-target.js';
-
 /** Postgres sent nothing for too long during a query: the connection was destroyed. */
 export class QueryTimeoutError extends Error {
   override readonly name = 'QueryTimeoutError';
@@ -29,7 +27,7 @@ export class CircuitOpenError extends Error {
   readonly code = 'SLUICE_ERR_DB_CIRCUIT_OPEN';
 
   constructor(
-    database: DatabaseName,
+    database: 'primary' | 'replica',
     readonly retryAfterS: number,
     options?: ErrorOptions,
   ) {

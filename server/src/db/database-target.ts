@@ -8,7 +8,7 @@ import {
 } from 'cockatiel';
 import type { FastifyBaseLogger } from 'fastify';
 import pg from 'pg';
-import type { BreakerPhase } from '../status/status-monitor.js';
+import type { BreakerPhase } from '@sluice/protocol';
 import { classifyDbError, DB_ERROR_POLICIES } from './classify-db-error.js';
 import { QueryTimeoutError } from './database-errors.js';
 

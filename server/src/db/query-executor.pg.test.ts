@@ -4,7 +4,7 @@ import type pg from 'pg';
 import pino from 'pino';
 import { freePort } from '@sluice/local-postgres';
 import { startPostgres, type TestDatabase, type TestPostgres } from '@sluice/harness';
-import { sessionOptionsString } from '../shapes/session-settings.js';
+import { sessionOptionsString } from '../pg/session-settings.js';
 import { CircuitOpenError } from './database-errors.js';
 import type { DatabaseName } from './database-target.js';
 import { QueryExecutor, type QueryExecutorOptions } from './query-executor.js';

@@ -4,7 +4,7 @@ import type pg from 'pg';
 import { bigIntToLsn, lsnToBigInt } from '@sluice/protocol';
 import { classifyDbError, DB_ERROR_POLICIES } from './classify-db-error.js';
 import { CircuitOpenError, ReplicaBehindError } from './database-errors.js';
-import type { BreakerPhase } from '../status/status-monitor.js';
+import type { BreakerPhase } from '@sluice/protocol';
 import { DatabaseTarget, type DatabaseName } from './database-target.js';
 import { jitteredBackoff } from './jittered-backoff.js';
 

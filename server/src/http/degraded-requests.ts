@@ -4,8 +4,8 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import {
   isFallbackHandle,
   newFallbackHandle,
-  type FallbackSnapshot,
-} from '../shapes/fallback-snapshots.js';
+  type FallbackResult,
+} from '../shapes/fallback-queries.js';
 import { ShapeCreationError } from '../shapes/shape-creation-error.js';
 import type { Shape } from '../shapes/shape.js';
 import { setCacheControl } from './cache-policy.js';
@@ -61,7 +61,7 @@ async function serveStored(
   // been able to check yet: serving them could pass off another database's rows. With the
   // database answering, the client is given fresh rows instead (a fallback snapshot).
   if (!(await options.continuityChecked(0))) {
-    if (options.status.snapshot().state === 'unavailable') {
+    if (options.status.current().state === 'unavailable') {
       const message = 'Replication is down and stored shapes cannot be checked yet; retry shortly';
       return unavailable(reply, options, 'SLUICE_ERR_NOT_READY', message);
     }
@@ -84,7 +84,7 @@ async function fallbackSnapshot(
     const message = 'Too many fallback queries are running; retry shortly';
     return unavailable(reply, options, 'SLUICE_ERR_FALLBACK_OVERLOADED', message);
   }
-  let snapshot: FallbackSnapshot;
+  let snapshot: FallbackResult;
   try {
     snapshot = await pending;
   } catch (error) {

@@ -8,7 +8,7 @@ import type { StatusMonitor } from '../status/status-monitor.js';
  */
 export function registerHealthRoute(app: FastifyInstance, status: StatusMonitor): void {
   app.get(PATHS.health, async (_request, reply) => {
-    const { state } = status.snapshot();
+    const { state } = status.current();
     const health: HealthStatus = state === 'live' || state === 'fallback' ? 'active' : 'starting';
     return reply
       .code(health === 'active' ? 200 : 202)

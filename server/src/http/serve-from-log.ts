@@ -1,6 +1,6 @@
 import { HEADERS, compareLogOffsets, formatLogOffset, type LogOffset } from '@sluice/protocol';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { newFallbackHandle } from '../shapes/fallback-snapshots.js';
+import { newFallbackHandle } from '../shapes/fallback-queries.js';
 import { ShapeCreationError } from '../shapes/shape-creation-error.js';
 import type { Shape } from '../shapes/shape.js';
 import { setCacheControl } from './cache-policy.js';

@@ -3,7 +3,7 @@ import {
   InvalidIdentifierError,
   parseColumnList,
   parseTableIdentifier,
-} from '../shapes/table-identifier.js';
+} from '../pg/table-identifier.js';
 import type { ShapeDefinition } from '../shapes/shape-definition.js';
 
 /** A validated `GET /v1/shape` request. */

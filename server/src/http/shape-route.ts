@@ -1,6 +1,6 @@
 import { PATHS } from '@sluice/protocol';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { FallbackSnapshots } from '../shapes/fallback-snapshots.js';
+import type { FallbackQueries } from '../shapes/fallback-queries.js';
 import { ShapeCreationError } from '../shapes/shape-creation-error.js';
 import type { ShapeRegistry } from '../shapes/shape-registry.js';
 import type { Shape } from '../shapes/shape.js';
@@ -20,7 +20,7 @@ import {
 export interface ShapeRouteOptions extends CacheAges {
   registry: ShapeRegistry;
   status: StatusMonitor;
-  fallback: FallbackSnapshots;
+  fallback: FallbackQueries;
   /** True while replication is down (fallback or unavailable): answers are marked as such. */
   degraded(): boolean;
   /** Decimal LSN of the last replication position every shape has durably seen. */
@@ -64,7 +64,7 @@ export function registerShapeRoute(app: FastifyInstance, options: ShapeRouteOpti
     if (!authorised(request, reply)) return reply;
     const parsed = parseShapeRequest(request.query);
     if (isValidationErrors(parsed)) return badRequest(reply, parsed);
-    // In fallback, initial requests are limited by distinct queries (FallbackSnapshots): those
+    // In fallback, initial requests are limited by distinct queries (FallbackQueries): those
     // that join a running query cost the database nothing and are not turned away.
     const initial = parsed.offset === 'before-all' && !options.degraded() ? initialGate : undefined;
     const gate = initial ?? (parsed.live ? liveGate : undefined);

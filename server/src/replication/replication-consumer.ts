@@ -3,13 +3,13 @@ import { join } from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Shape, RowChange } from '../shapes/shape.js';
 import type { ShapeRegistry } from '../shapes/shape-registry.js';
-import { describeProblem } from '../status/describe-problem.js';
+import { describeProblem } from '../pg/describe-problem.js';
 import type { StatusMonitor } from '../status/status-monitor.js';
 import { writeFileAtomically } from '../storage/chunk-file.js';
-import { RecentCommits, type RecentCommit } from './recent-commits.js';
-import { reconnectDelay } from './reconnect-delay.js';
+import { RecentCommits, type RecentCommit } from '../shapes/recent-commits.js';
+import { reconnectDelay } from '../db/reconnect-delay.js';
 import { ReplicationStream, type StreamSetup } from './replication-stream.js';
-import type { RelationInfo, Transaction } from './transaction.js';
+import type { RelationInfo, Transaction } from '../pg/transaction.js';
 
 export interface ReplicationConsumerOptions {
   connectionString: string;

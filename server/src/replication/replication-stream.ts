@@ -2,9 +2,9 @@ import { createHash } from 'node:crypto';
 import { bigIntToLsn, lsnToBigInt } from '@sluice/protocol';
 import type { Client } from 'pg';
 import { LogicalReplicationService, type Pgoutput } from 'pg-logical-replication';
-import type { Problem } from '../status/status-monitor.js';
+import type { Problem } from '../pg/describe-problem.js';
 import { TextPgoutputPlugin } from './text-pgoutput-plugin.js';
-import type { Change, RelationInfo, Transaction } from './transaction.js';
+import type { Change, RelationInfo, Transaction } from '../pg/transaction.js';
 
 /** What the stream found while setting up, before any change is delivered. */
 export interface StreamSetup {

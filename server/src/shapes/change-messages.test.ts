@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { RelationInfo, Row } from '../replication/transaction.js';
+import type { RelationInfo, Row } from '../pg/transaction.js';
 import {
   snapshotMessageBuilder,
   transactionEntries,

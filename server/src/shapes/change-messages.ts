@@ -1,5 +1,5 @@
 import type { LogOffset } from '@sluice/protocol';
-import type { Change, Row } from '../replication/transaction.js';
+import type { Change, Row } from '../pg/transaction.js';
 import type { LogEntry } from '../storage/shape-log.js';
 import { buildRowKey, buildRowKeyWithPrefix, relationKeyPrefix } from './row-key.js';
 

@@ -25,7 +25,7 @@
 // either is compatible as long as snapshot and replication agree; `rowKeyColumns` is the one
 // place that decides.
 
-import type { TableSchema } from './table-schema.js';
+import type { TableSchema } from '../pg/table-schema.js';
 
 /** `"schema"."table"` with Electric's escaping; compute once per shape, not per row. */
 export function relationKeyPrefix(schema: string, table: string): string {

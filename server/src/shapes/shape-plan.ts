@@ -6,8 +6,8 @@ import type { MessageContext } from './change-messages.js';
 import type { ShapeDefinition } from './shape-definition.js';
 import { ShapeCreationError } from './shape-creation-error.js';
 import { rowKeyColumns } from './row-key.js';
-import { quoteIdentifier, quoteTableIdentifier } from './table-identifier.js';
-import { buildSchemaHeader, loadTableSchema, type TableSchema } from './table-schema.js';
+import { quoteIdentifier, quoteTableIdentifier } from '../pg/table-identifier.js';
+import { buildSchemaHeader, loadTableSchema, type TableSchema } from '../pg/table-schema.js';
 
 /** What serving a definition takes, resolved against the catalog (and checked) once. */
 export interface ShapePlan {

@@ -5,8 +5,8 @@ import type { FastifyBaseLogger } from 'fastify';
 import type pg from 'pg';
 import { lsnToBigInt } from '@sluice/protocol';
 import type { QueryExecutor } from '../db/query-executor.js';
-import type { RecentCommit } from '../replication/recent-commits.js';
-import type { RelationInfo } from '../replication/transaction.js';
+import type { RecentCommit } from './recent-commits.js';
+import type { RelationInfo } from '../pg/transaction.js';
 import { writeFileAtomically } from '../storage/chunk-file.js';
 import { ShapeLog } from '../storage/shape-log.js';
 import { definitionKey, type ShapeDefinition } from './shape-definition.js';
@@ -14,8 +14,8 @@ import { ShapeRouter } from './shape-router.js';
 import { takeSnapshot } from './shape-snapshot.js';
 import { Shape, type RowChange, type ShapeMetadata } from './shape.js';
 import { whereEvaluationError, planShape } from './shape-plan.js';
-import { quoteIdentifier, quoteTableIdentifier } from './table-identifier.js';
-import type { TableSchema } from './table-schema.js';
+import { quoteIdentifier, quoteTableIdentifier } from '../pg/table-identifier.js';
+import type { TableSchema } from '../pg/table-schema.js';
 
 export interface ShapeRegistryOptions {
   storageDir: string;

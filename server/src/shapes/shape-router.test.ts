@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { RelationInfo, Row } from '../replication/transaction.js';
+import type { RelationInfo, Row } from '../pg/transaction.js';
 import type { FilterNode } from '../where/filter-spec.js';
 import type { PgType, ScalarType } from '../where/pg-type.js';
 import { ShapeRouter } from './shape-router.js';

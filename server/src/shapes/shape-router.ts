@@ -1,4 +1,4 @@
-import type { Row } from '../replication/transaction.js';
+import type { Row } from '../pg/transaction.js';
 import { equalityTerm, type EqualityTerm } from '../where/equality-term.js';
 import type { RowChange, Shape } from './shape.js';
 

@@ -4,11 +4,15 @@ import { to as copyTo } from 'pg-copy-streams';
 import { filterSql, paramSettingName } from '../where/filter-sql.js';
 import { childNodes, type FilterNode, type FilterSpec } from '../where/filter-spec.js';
 import { snapshotMessageBuilder, type MessageContext } from './change-messages.js';
-import { parseCopyTextBatches } from './copy-text-parser.js';
+import { parseCopyTextBatches } from '../pg/copy-text-parser.js';
 import type { Shape } from './shape.js';
-import { visibleInSnapshot, type SnapshotVisibility } from './snapshot-visibility.js';
-import type { RecentCommit } from '../replication/recent-commits.js';
-import { quoteIdentifier, quoteTableIdentifier, type TableIdentifier } from './table-identifier.js';
+import { isVisibleTo, type TransactionVisibility } from '../pg/transaction-visibility.js';
+import type { RecentCommit } from './recent-commits.js';
+import {
+  quoteIdentifier,
+  quoteTableIdentifier,
+  type TableIdentifier,
+} from '../pg/table-identifier.js';
 
 /** Rows appended to the log between flushes: bounds memory for tables of any size. */
 const FLUSH_EVERY_ROWS = 20_000;
@@ -26,7 +30,7 @@ export async function takeSnapshot(
   shape: Shape,
   selectColumns: string[],
   delivered: readonly RecentCommit[],
-): Promise<SnapshotVisibility> {
+): Promise<TransactionVisibility> {
   const { definition, context } = shape.metadata;
   const visibility = await beginSeeing(client, delivered);
   try {
@@ -86,7 +90,7 @@ export async function takeSnapshot(
 async function beginSeeing(
   client: pg.PoolClient,
   delivered: readonly RecentCommit[],
-): Promise<SnapshotVisibility> {
+): Promise<TransactionVisibility> {
   const deadline = Date.now() + VISIBILITY_WAIT_MS;
   for (let pause = 5; ; pause = Math.min(pause * 2, 200)) {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
@@ -100,7 +104,7 @@ async function beginSeeing(
       );
       const visibility = parseVisibility(rows[0]?.snapshot ?? '', rows[0]?.lsn ?? '');
       const unseen = delivered.find(
-        (commit) => !visibleInSnapshot(visibility, commit.xid, commit.commitLsn),
+        (commit) => !isVisibleTo(visibility, commit.xid, commit.commitLsn),
       );
       if (!unseen) return visibility;
       await client.query('ROLLBACK');
@@ -166,7 +170,7 @@ async function bindFilter(client: pg.ClientBase, filter: FilterSpec): Promise<st
 }
 
 /** `xmin:xmax:xip1,xip2` plus the WAL position read right after it. */
-function parseVisibility(snapshot: string, lsn: string): SnapshotVisibility {
+function parseVisibility(snapshot: string, lsn: string): TransactionVisibility {
   const [xmin, xmax, xip] = snapshot.split(':');
   if (!xmin || !xmax || xip === undefined) throw new Error(`unexpected snapshot "${snapshot}"`);
   return {

@@ -1,11 +1,11 @@
 import { compareLogOffsets, formatLogOffset, type LogOffset } from '@sluice/protocol';
-import type { Change, Row, Transaction } from '../replication/transaction.js';
+import type { Change, Row, Transaction } from '../pg/transaction.js';
 import type { ShapeLog } from '../storage/shape-log.js';
 import { compileFilter } from '../where/filter-evaluator.js';
 import type { FilterSpec } from '../where/filter-spec.js';
 import { transactionEntries, type MessageContext } from './change-messages.js';
 import type { ShapeDefinition } from './shape-definition.js';
-import { visibleInSnapshot, type SnapshotVisibility } from './snapshot-visibility.js';
+import { isVisibleTo, type TransactionVisibility } from '../pg/transaction-visibility.js';
 
 export type RowChange = Exclude<Change, { kind: 'truncate' }>;
 
@@ -19,7 +19,7 @@ export interface ShapeMetadata {
   schemaHeader: string;
   /** Columns as replication describes them; a different Relation message rotates the shape. */
   columnSignature: string;
-  snapshot: SnapshotVisibility | undefined;
+  snapshot: TransactionVisibility | undefined;
   snapshotComplete: boolean;
   /** The typed where clause, when the shape has one. */
   filter?: FilterSpec;
@@ -78,8 +78,7 @@ export class Shape {
   #append(transaction: Transaction, changes: PositionedChange[]): boolean {
     if (transaction.commitLsn <= this.#lastLsn) return false;
     const { snapshot } = this.metadata;
-    if (snapshot && visibleInSnapshot(snapshot, transaction.xid, transaction.commitLsn))
-      return false;
+    if (snapshot && isVisibleTo(snapshot, transaction.xid, transaction.commitLsn)) return false;
     const entries = transactionEntries(this.metadata.context, transaction, changes);
     if (entries.length === 0) return false;
     this.log.append(entries);

@@ -1,7 +1,7 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import type { ServerState } from '@sluice/protocol';
+import type { BreakerPhase, ServerState } from '@sluice/protocol';
 import type { DatabaseStates } from '../db/query-executor.js';
-import type { BreakerPhase, StatusMonitor } from './status-monitor.js';
+import type { StatusMonitor } from './status-monitor.js';
 
 const STATES: ServerState[] = ['starting', 'live', 'fallback', 'unavailable'];
 const BREAKER_PHASES: BreakerPhase[] = ['closed', 'open', 'half_open'];
@@ -30,7 +30,7 @@ export class SluiceMetrics {
       labelNames: ['state'],
       registers,
       collect() {
-        const current = status.snapshot().state;
+        const current = status.current().state;
         for (const state of STATES) this.set({ state }, state === current ? 1 : 0);
       },
     });

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type { ReplicationPhase } from '@sluice/protocol';
 import {
   decideState,
   StatusMonitor,
   type DatabaseHealth,
-  type ReplicationPhase,
   type StateChange,
 } from './status-monitor.js';
 
@@ -60,7 +60,7 @@ function monitor() {
 
 test('an outage and its end: each transition once, with its cause', () => {
   const { status, changes, logged } = monitor();
-  assert.equal(status.snapshot().state, 'starting');
+  assert.equal(status.current().state, 'starting');
   status.databaseReachable();
   status.replicationStreaming();
   status.databaseReachable(); // repeated facts change nothing
@@ -98,7 +98,7 @@ test('an outage and its end: each transition once, with its cause', () => {
 test('a first attempt that fails goes to fallback, not starting forever', () => {
   const { status } = monitor();
   status.replicationFailed({ code: '55000', message: 'wal_level is "replica"' }, new Date());
-  assert.equal(status.snapshot().state, 'fallback');
+  assert.equal(status.current().state, 'fallback');
 });
 
 test('the status document', () => {
@@ -128,7 +128,7 @@ test('the status document', () => {
   assert.equal(doc.replication.next_retry_at, '2030-01-01T00:00:00.000Z');
   assert.equal(doc.replication.last_error?.code, '55006');
   assert.equal(doc.shapes.state, 'read_only');
-  assert.equal(doc.since, status.snapshot().since.toISOString());
+  assert.equal(doc.since, status.current().since.toISOString());
 
   status.databaseUnreachable({ code: 'ECONNREFUSED', message: 'refused' });
   doc = status.document();

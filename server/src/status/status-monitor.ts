@@ -1,15 +1,7 @@
-import type { ServerState } from '@sluice/protocol';
+import type { BreakerPhase, ReplicationPhase, ServerState, StatusDocument } from '@sluice/protocol';
+import type { Problem } from '../pg/describe-problem.js';
 
-/** What went wrong, as `/v1/status` and the logs show it. */
-export interface Problem {
-  /** SQLSTATE when Postgres sent one, else a Node or Sluice code (`ECONNREFUSED`, …). */
-  code: string;
-  message: string;
-}
-
-export type ReplicationPhase = 'connecting' | 'streaming' | 'backoff';
 export type DatabaseHealth = 'unknown' | 'up' | 'down';
-export type BreakerPhase = 'closed' | 'open' | 'half_open';
 
 /** What the query executor last saw of its databases (`database` in `/v1/status`). */
 export interface QueryDatabases {
@@ -46,27 +38,10 @@ export interface StateChange {
   at: Date;
 }
 
-export interface StatusSnapshot {
+export interface CurrentState {
   state: ServerState;
   since: Date;
   cause: string;
-}
-
-/** The body of `GET /v1/status` (PROTOCOL.md §7). */
-export interface StatusDocument {
-  status: ServerState;
-  replication_available: boolean;
-  since: string;
-  replication: {
-    state: ReplicationPhase;
-    slot: string;
-    lag_bytes: number | null;
-    retained_wal_bytes: number | null;
-    last_error: (Problem & { at: string }) | null;
-    next_retry_at: string | null;
-  };
-  database: { primary: 'up' | 'down'; replica: QueryDatabases['replica']; breaker: BreakerPhase };
-  shapes: { state: 'up' | 'read_only' | 'starting'; count: number };
 }
 
 export interface StatusMonitorOptions {
@@ -82,7 +57,7 @@ export interface StatusMonitorOptions {
 /**
  * The single place that decides the server's state (DESIGN.md invariant 5). Subsystems report
  * what they observe; the state follows from those facts through `decideState`. HTTP handlers
- * read `snapshot()` and `document()`, never the database. Each change is logged once with its
+ * read `current()` and `document()`, never the database. Each change is logged once with its
  * cause and passed to listeners (metrics, held requests).
  */
 export class StatusMonitor {
@@ -92,7 +67,7 @@ export class StatusMonitor {
     attempted: false,
     database: 'unknown',
   };
-  #snapshot: StatusSnapshot = { state: 'starting', since: new Date(), cause: 'server starting' };
+  #current: CurrentState = { state: 'starting', since: new Date(), cause: 'server starting' };
   #lastError: (Problem & { at: string }) | null = null;
   #nextRetryAt: Date | null = null;
   #lagBytes: number | null = null;
@@ -104,8 +79,8 @@ export class StatusMonitor {
     this.#options = options;
   }
 
-  snapshot(): StatusSnapshot {
-    return this.#snapshot;
+  current(): CurrentState {
+    return this.#current;
   }
 
   get inputs(): Readonly<StatusInputs> {
@@ -176,7 +151,7 @@ export class StatusMonitor {
   }
 
   document(): StatusDocument {
-    const { state, since } = this.#snapshot;
+    const { state, since } = this.#current;
     return {
       status: state,
       replication_available: state === 'live',
@@ -206,10 +181,10 @@ export class StatusMonitor {
 
   #decide(cause: string): void {
     const to = decideState(this.#inputs);
-    const from = this.#snapshot.state;
+    const from = this.#current.state;
     if (to === from) return;
     const at = new Date();
-    this.#snapshot = { state: to, since: at, cause };
+    this.#current = { state: to, since: at, cause };
     const level = to === 'live' || (from === 'starting' && to !== 'unavailable') ? 'info' : 'warn';
     this.#options.log?.[level]({ from, to, cause }, `server state ${from} → ${to}`);
     for (const listener of this.#listeners) {

@@ -1,4 +1,4 @@
-import type { Row } from '../replication/transaction.js';
+import type { Row } from '../pg/transaction.js';
 import type { FilterNode } from './filter-spec.js';
 import { numericEqualityKey, type PgNumeric } from './pg-numeric.js';
 import { isInteger, type ScalarType } from './pg-type.js';

@@ -1,4 +1,4 @@
-import type { Row } from '../replication/transaction.js';
+import type { Row } from '../pg/transaction.js';
 import { arithmetic, negate } from './arithmetic.js';
 import type { FilterNode } from './filter-spec.js';
 import { likeEscape, likeMatches, mapCase } from './text-functions.js';

@@ -1,4 +1,4 @@
-import { quoteIdentifier } from '../shapes/table-identifier.js';
+import { quoteIdentifier } from '../pg/table-identifier.js';
 import type { FilterNode } from './filter-spec.js';
 import { sqlTypeName } from './pg-type.js';
 

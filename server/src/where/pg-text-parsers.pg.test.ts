@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
 import { startPostgres, type TestDatabase, type TestPostgres } from '@sluice/harness';
-import { sessionOptionsString } from '../shapes/session-settings.js';
+import { sessionOptionsString } from '../pg/session-settings.js';
 import { parseArrayText } from './pg-array-text.js';
 import {
   DATE_NOBEGIN,

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { TableSchema } from '../shapes/table-schema.js';
+import type { TableSchema } from '../pg/table-schema.js';
 import { compileNode } from './filter-evaluator.js';
 import type { FilterNode, FilterSpec } from './filter-spec.js';
 import { sqlTypeName } from './pg-type.js';

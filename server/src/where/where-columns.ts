@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { TableSchema } from '../shapes/table-schema.js';
+import type { TableSchema } from '../pg/table-schema.js';
 import type { TextRules } from './filter-spec.js';
 import { scalarTypeNamed, type PgType } from './pg-type.js';
 

@@ -1,4 +1,9 @@
-import type { Problem } from './status-monitor.js';
+/** What went wrong, as `/v1/status` and the logs show it. */
+export interface Problem {
+  /** SQLSTATE when Postgres sent one, else a Node or Sluice code (`ECONNREFUSED`, …). */
+  code: string;
+  message: string;
+}
 
 /** Human words for the failures that stop replication or queries (PROTOCOL.md §7). */
 const MEANINGS: Record<string, string> = {

@@ -1,6 +1,6 @@
 import pg from 'pg';
-import { describeProblem } from '../status/describe-problem.js';
-import type { StatusMonitor } from '../status/status-monitor.js';
+import { describeProblem } from '../pg/describe-problem.js';
+import type { StatusMonitor } from './status-monitor.js';
 
 export interface DatabaseProbeOptions {
   connectionString: string;
@@ -54,7 +54,7 @@ export class DatabaseProbe {
     this.#running = this.#probe().finally(() => {
       this.#running = undefined;
       if (this.#closed) return;
-      const live = this.#options.status.snapshot().state === 'live';
+      const live = this.#options.status.current().state === 'live';
       const delay = live ? this.#options.liveIntervalMs : this.#options.degradedIntervalMs;
       this.#timer = setTimeout(() => this.probeNow(), delay);
       this.#timer.unref();

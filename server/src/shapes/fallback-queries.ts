@@ -6,33 +6,33 @@ import { planShape, whereEvaluationError } from './shape-plan.js';
 import { shapeRowBatches } from './shape-snapshot.js';
 
 /** A shape's rows read straight from Postgres while replication is down (PROTOCOL.md §7). */
-export interface FallbackSnapshot {
-  /** Unique per snapshot; recognisable, so a request naming it is known for what it is. */
+export interface FallbackResult {
+  /** Unique per result; recognisable, so a request naming it is known for what it is. */
   handle: string;
   /** Every row as an insert message, comma-separated JSON, serialised once for every request. */
   rows: Buffer;
   schemaHeader: string;
 }
 
-export interface FallbackSnapshotsOptions {
+export interface FallbackQueriesOptions {
   /** Fallback queries read the replica first (PROTOCOL.md §7). */
   executor: QueryExecutor;
-  /** How long one snapshot answers identical requests (the fallback cache window). */
+  /** How long one result answers identical requests (the fallback cache window). */
   maxAgeMs: number;
-  /** Distinct snapshot queries allowed to run at once. */
+  /** Distinct fallback queries allowed to run at once. */
   maxConcurrent: number;
   metrics: SluiceMetrics;
 }
 
 interface Entry {
-  snapshot: Promise<FallbackSnapshot>;
+  result: Promise<FallbackResult>;
   /** When the query finished; undefined while it runs. */
   doneAt: number | undefined;
 }
 
 const FALLBACK_MARK = '-fallback-';
 
-/** Whether a handle was made for a fallback snapshot (by this server or an earlier run). */
+/** Whether a handle was made for a fallback result (by this server or an earlier run). */
 export function isFallbackHandle(handle: string): boolean {
   return handle.includes(FALLBACK_MARK);
 }
@@ -49,22 +49,22 @@ export function newFallbackHandle(definition: ShapeDefinition): string {
  * window. Distinct queries beyond the limit are refused (`undefined`) instead of queueing on
  * the database.
  */
-export class FallbackSnapshots {
-  readonly #options: FallbackSnapshotsOptions;
+export class FallbackQueries {
+  readonly #options: FallbackQueriesOptions;
   readonly #entries = new Map<string, Entry>();
   #running = 0;
 
-  constructor(options: FallbackSnapshotsOptions) {
+  constructor(options: FallbackQueriesOptions) {
     this.#options = options;
   }
 
-  get(definition: ShapeDefinition): Promise<FallbackSnapshot> | undefined {
+  get(definition: ShapeDefinition): Promise<FallbackResult> | undefined {
     const key = definitionKey(definition);
     const now = Date.now();
     const entry = this.#entries.get(key);
     if (entry && (entry.doneAt === undefined || now - entry.doneAt < this.#options.maxAgeMs)) {
       this.#options.metrics.fallbackCoalesced.inc();
-      return entry.snapshot;
+      return entry.result;
     }
     if (this.#running >= this.#options.maxConcurrent) {
       this.#options.metrics.fallbackRejected.inc();
@@ -73,21 +73,21 @@ export class FallbackSnapshots {
     this.#forgetExpired(now);
     this.#running++;
     this.#options.metrics.fallbackQueries.inc();
-    const fresh: Entry = { snapshot: this.#query(definition), doneAt: undefined };
+    const fresh: Entry = { result: this.#query(definition), doneAt: undefined };
     this.#entries.set(key, fresh);
-    fresh.snapshot.then(
+    fresh.result.then(
       () => (fresh.doneAt = Date.now()),
       // A failed query is not remembered: the next request tries again.
       () => {
         if (this.#entries.get(key) === fresh) this.#entries.delete(key);
       },
     );
-    void fresh.snapshot.finally(() => this.#running--).catch(() => undefined);
-    return fresh.snapshot;
+    void fresh.result.finally(() => this.#running--).catch(() => undefined);
+    return fresh.result;
   }
 
   /**
-   * Forgets the finished snapshots (replication is back: none of them will be asked for again);
+   * Forgets the finished results (replication is back: none of them will be asked for again);
    * one still running is forgotten at the next query once its window has passed.
    */
   clear(): void {
@@ -108,7 +108,7 @@ export class FallbackSnapshots {
    * on a fresh connection when it fails transiently (nothing has reached a client yet), and
    * bounds a query that gets no answer (the statement timeout, then the connection is closed).
    */
-  #query(definition: ShapeDefinition): Promise<FallbackSnapshot> {
+  #query(definition: ShapeDefinition): Promise<FallbackResult> {
     return this.#options.executor.read(async (client) => {
       try {
         await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
@@ -127,8 +127,11 @@ export class FallbackSnapshots {
           }
         }
         await client.query('COMMIT');
-        const snapshot = { rows: Buffer.concat(parts), schemaHeader: plan.schemaHeader };
-        return { handle: newFallbackHandle(definition), ...snapshot };
+        return {
+          handle: newFallbackHandle(definition),
+          rows: Buffer.concat(parts),
+          schemaHeader: plan.schemaHeader,
+        };
       } catch (error) {
         throw whereEvaluationError(definition, error);
       }

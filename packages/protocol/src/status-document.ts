@@ -1,0 +1,30 @@
+import type { ServerState } from './wire-names.js';
+
+/** Where the replication stream is (`replication.state` in `/v1/status`). */
+export type ReplicationPhase = 'connecting' | 'streaming' | 'backoff';
+
+/** A database circuit breaker's phase (`database.breaker` in `/v1/status`). */
+export type BreakerPhase = 'closed' | 'open' | 'half_open';
+
+/** The body of `GET /v1/status` (docs/protocol.md §7). */
+export interface StatusDocument {
+  status: ServerState;
+  replication_available: boolean;
+  since: string;
+  replication: {
+    state: ReplicationPhase;
+    slot: string;
+    lag_bytes: number | null;
+    retained_wal_bytes: number | null;
+    /** SQLSTATE when Postgres sent one, else a Node or Sluice code, with when it happened. */
+    last_error: { code: string; message: string; at: string } | null;
+    next_retry_at: string | null;
+  };
+  database: {
+    primary: 'up' | 'down';
+    replica: 'up' | 'down' | 'none';
+    /** The primary's circuit breaker. */
+    breaker: BreakerPhase;
+  };
+  shapes: { state: 'up' | 'read_only' | 'starting'; count: number };
+}

@@ -1,0 +1,27 @@
+import type { ErrorCode } from '@sluice/protocol';
+
+/** What a request parameter at fault, or a wait before retrying, adds to a coded error. */
+export interface SluiceErrorDetails {
+  /** The request parameter at fault: a 400 lists the message under it (`errors`). */
+  field?: string;
+  /** Seconds a 503 tells the client to wait (`retry-after`). */
+  retryAfterS?: number;
+}
+
+/**
+ * An error whose code is in `@sluice/protocol`'s table (docs/errors.md). Code throws it wherever
+ * the problem is found; the HTTP error handler alone turns it into a response, with the status
+ * the table gives the code.
+ */
+export class SluiceError extends Error {
+  override readonly name = 'SluiceError';
+
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details: SluiceErrorDetails = {},
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
