@@ -25,3 +25,8 @@ export class SluiceError extends Error {
     super(message, options);
   }
 }
+
+/** The request parameter `field` cannot make a shape: a 400 listing `message` under it. */
+export function shapeInvalid(field: string, message: string): SluiceError {
+  return new SluiceError('SLUICE_ERR_SHAPE_INVALID', message, { field });
+}

@@ -6,7 +6,6 @@ import {
   newFallbackHandle,
   type FallbackResult,
 } from '../shapes/fallback-queries.js';
-import { ShapeCreationError } from '../shapes/shape-creation-error.js';
 import type { Shape } from '../shapes/shape.js';
 import { setCacheControl } from './cache-policy.js';
 import { nextLiveCursor } from './live-cursor.js';
@@ -14,6 +13,7 @@ import { serveFromLog } from './serve-from-log.js';
 import { badRequest, mustRefetch, unavailable } from './shape-replies.js';
 import type { ShapeRequest } from './shape-request.js';
 import type { ShapeRouteOptions } from './shape-route.js';
+import { SluiceError } from '../errors/sluice-error.js';
 
 /** Where a fallback snapshot ends: after it, a fallback handle only ever says up-to-date. */
 const FALLBACK_END = formatLogOffset(SNAPSHOT_END);
@@ -88,8 +88,8 @@ async function fallbackSnapshot(
   try {
     snapshot = await pending;
   } catch (error) {
-    if (error instanceof ShapeCreationError)
-      return badRequest(reply, { [error.field]: [error.message] }, options);
+    if (error instanceof SluiceError && error.code === 'SLUICE_ERR_SHAPE_INVALID')
+      return badRequest(reply, { [error.details.field ?? 'request']: [error.message] }, options);
     throw error;
   }
   const upToDate = upToDateMessage(options);
@@ -127,11 +127,11 @@ async function holdFallbackHandle(
   }
   if (options.degraded()) return upToDate(reply, parsed, handle, options);
   const live = await options.registry.getOrCreate(parsed.definition).catch((error: unknown) => {
-    if (error instanceof ShapeCreationError) return error;
+    if (error instanceof SluiceError && error.code === 'SLUICE_ERR_SHAPE_INVALID') return error;
     throw error;
   });
-  if (live instanceof ShapeCreationError)
-    return badRequest(reply, { [live.field]: [live.message] }, options);
+  if (live instanceof SluiceError)
+    return badRequest(reply, { [live.details.field ?? 'request']: [live.message] }, options);
   return mustRefetch(reply, live.handle, options);
 }
 

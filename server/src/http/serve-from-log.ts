@@ -1,13 +1,13 @@
 import { HEADERS, compareLogOffsets, formatLogOffset, type LogOffset } from '@sluice/protocol';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { newFallbackHandle } from '../shapes/fallback-queries.js';
-import { ShapeCreationError } from '../shapes/shape-creation-error.js';
 import type { Shape } from '../shapes/shape.js';
 import { setCacheControl } from './cache-policy.js';
 import { nextLiveCursor } from './live-cursor.js';
 import { mustRefetch, unavailable } from './shape-replies.js';
 import type { ShapeRequest } from './shape-request.js';
 import type { ShapeRouteOptions } from './shape-route.js';
+import { SluiceError } from '../errors/sluice-error.js';
 
 /** How long a request for an offset past the log's end waits before it is a 400. */
 const OUT_OF_BOUNDS_GRACE_MS = 1_000;
@@ -136,7 +136,7 @@ async function refetchDeleted(
     return mustRefetch(reply, current.handle, options);
   } catch (error) {
     // The table itself is gone or changed: the next request will say what is wrong.
-    if (!(error instanceof ShapeCreationError)) throw error;
+    if (!(error instanceof SluiceError && error.code === 'SLUICE_ERR_SHAPE_INVALID')) throw error;
     return mustRefetch(reply, newFallbackHandle(definition), options);
   }
 }

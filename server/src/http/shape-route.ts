@@ -1,7 +1,6 @@
 import { PATHS } from '@sluice/protocol';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { FallbackQueries } from '../shapes/fallback-queries.js';
-import { ShapeCreationError } from '../shapes/shape-creation-error.js';
 import type { ShapeRegistry } from '../shapes/shape-registry.js';
 import type { Shape } from '../shapes/shape.js';
 import type { StatusMonitor } from '../status/status-monitor.js';
@@ -16,6 +15,7 @@ import {
   type ShapeRequest,
   type ValidationErrors,
 } from './shape-request.js';
+import { SluiceError } from '../errors/sluice-error.js';
 
 export interface ShapeRouteOptions extends CacheAges {
   registry: ShapeRegistry;
@@ -106,8 +106,8 @@ export function registerShapeRoute(app: FastifyInstance, options: ShapeRouteOpti
         (parsed.offset !== 'before-all' || (await options.registry.stillCurrent(existing)));
       shape = fresh ? existing : await options.registry.getOrCreate(parsed.definition);
     } catch (error) {
-      if (error instanceof ShapeCreationError)
-        return badRequest(reply, { [error.field]: [error.message] });
+      if (error instanceof SluiceError && error.code === 'SLUICE_ERR_SHAPE_INVALID')
+        return badRequest(reply, { [error.details.field ?? 'request']: [error.message] });
       throw error;
     }
     return serveFromLog(request, reply, shape, parsed, options);

@@ -1,13 +1,12 @@
 import type pg from 'pg';
 import type { FilterSpec } from '../where/filter-spec.js';
 import { compileShapeFilter } from '../where/shape-filter.js';
-import { WhereClauseError } from '../where/where-clause-error.js';
 import type { MessageContext } from './change-messages.js';
 import type { ShapeDefinition } from './shape-definition.js';
-import { ShapeCreationError } from './shape-creation-error.js';
 import { rowKeyColumns } from './row-key.js';
 import { quoteIdentifier, quoteTableIdentifier } from '../pg/table-identifier.js';
 import { buildSchemaHeader, loadTableSchema, type TableSchema } from '../pg/table-schema.js';
+import { shapeInvalid } from '../errors/sluice-error.js';
 
 /** What serving a definition takes, resolved against the catalog (and checked) once. */
 export interface ShapePlan {
@@ -32,10 +31,7 @@ export async function planShape(
 ): Promise<ShapePlan> {
   const schema = await loadTableSchema(client, definition.table);
   if (!schema) {
-    throw new ShapeCreationError(
-      'table',
-      `table ${quoteTableIdentifier(definition.table)} does not exist`,
-    );
+    throw shapeInvalid('table', `table ${quoteTableIdentifier(definition.table)} does not exist`);
   }
   const published = schema.columns.filter((column) => !column.generated);
   const columns = selectColumns(schema, definition.columns);
@@ -69,9 +65,9 @@ function selectColumns(schema: TableSchema, requested: string[] | undefined): st
   if (requested === undefined) return published;
   for (const name of requested) {
     const column = schema.columns.find((c) => c.name === name);
-    if (!column) throw new ShapeCreationError('columns', `unknown column ${quoteIdentifier(name)}`);
+    if (!column) throw shapeInvalid('columns', `unknown column ${quoteIdentifier(name)}`);
     if (column.generated) {
-      throw new ShapeCreationError(
+      throw shapeInvalid(
         'columns',
         `generated column ${quoteIdentifier(name)} is not replicated by Postgres`,
       );
@@ -79,7 +75,7 @@ function selectColumns(schema: TableSchema, requested: string[] | undefined): st
   }
   for (const key of schema.primaryKey) {
     if (!requested.includes(key)) {
-      throw new ShapeCreationError(
+      throw shapeInvalid(
         'columns',
         `must include every primary key column: missing ${quoteIdentifier(key)}`,
       );
@@ -98,7 +94,6 @@ async function compileFilter(
   try {
     return await compileShapeFilter(client, schema, definition.where, definition.params ?? []);
   } catch (error) {
-    if (error instanceof WhereClauseError) throw new ShapeCreationError(error.field, error.message);
     throw error;
   }
 }
@@ -111,7 +106,7 @@ export function whereEvaluationError(definition: ShapeDefinition, error: unknown
   const code = (error as { code?: unknown }).code;
   if (definition.where === undefined || typeof code !== 'string' || !code.startsWith('22'))
     return error;
-  return new ShapeCreationError(
+  return shapeInvalid(
     'where',
     `Postgres failed evaluating the where clause on the table's rows: ${(error as Error).message}`,
   );

@@ -4,10 +4,10 @@ import { compileNode } from './filter-evaluator.js';
 import type { FilterNode, FilterSpec } from './filter-spec.js';
 import { sqlTypeName } from './pg-type.js';
 import { isEvaluationError } from './pg-values.js';
-import { WhereClauseError } from './where-clause-error.js';
 import { loadWhereTable } from './where-columns.js';
 import { compileWhere, type PendingConstant } from './where-compiler.js';
 import { parseWhereClause } from './where-parser.js';
+import { shapeInvalid } from '../errors/sluice-error.js';
 
 /**
  * Validates a shape's where clause and params against its table and returns the typed clause
@@ -26,7 +26,7 @@ export async function compileShapeFilter(
   const { root, constants, usedParams } = compileWhere(tree, table, params);
   const unused = params.map((_, i) => i + 1).filter((index) => !usedParams.has(index));
   if (unused.length > 0) {
-    throw new WhereClauseError(
+    throw shapeInvalid(
       'params',
       `${unused.map((i) => `params[${i}]`).join(', ')} ${unused.length === 1 ? 'is' : 'are'} not used by the where clause`,
     );
@@ -67,8 +67,8 @@ async function canonicalizeConstants(
         const { node } = constant;
         const message = (cause as Error).message;
         throw node.op === 'param'
-          ? new WhereClauseError('params', `params[${node.index}]: ${message}`)
-          : new WhereClauseError('where', message);
+          ? shapeInvalid('params', `params[${node.index}]: ${message}`)
+          : shapeInvalid('where', message);
       });
     }
     throw error;
@@ -93,7 +93,7 @@ function checkPlanning(root: FilterNode): void {
   try {
     compileNode(root);
   } catch (error) {
-    if (isEvaluationError(error)) throw new WhereClauseError('where', error.message);
+    if (isEvaluationError(error)) throw shapeInvalid('where', error.message);
     throw error;
   }
 }

@@ -14,9 +14,9 @@ import {
   type PgType,
   type ScalarType,
 } from './pg-type.js';
-import { WhereClauseError } from './where-clause-error.js';
 import type { WhereTable } from './where-columns.js';
 import type { SyntaxNode } from './where-parser.js';
+import { shapeInvalid } from '../errors/sluice-error.js';
 
 /** A literal or `$n` whose type the context decides, as Postgres types `'42'` or `$1`. */
 interface Untyped {
@@ -66,7 +66,7 @@ const BOOL = scalar('bool');
 const TEXT = scalar('text');
 
 const fail = (message: string): never => {
-  throw new WhereClauseError('where', message);
+  throw shapeInvalid('where', message);
 };
 
 // Names for parse-tree nodes outside the supported subset, so the 400 says what was refused.
@@ -386,7 +386,7 @@ export function compileWhere(
     const index = (node.number as number | undefined) ?? 0;
     const value = params[index - 1];
     if (value === undefined) {
-      throw new WhereClauseError('params', `$${index} is used but params[${index}] is not given`);
+      throw shapeInvalid('params', `$${index} is used but params[${index}] is not given`);
     }
     usedParams.add(index);
     const untyped: Untyped = { untyped: true, text: value, param: index };
@@ -831,7 +831,7 @@ export function compileWhere(
 function operatorName(node: SyntaxNode): string {
   const names = (node.name as SyntaxNode[]).map((n) => (n.String as { sval: string }).sval);
   if (names.length > 2 || (names.length === 2 && names[0] !== 'pg_catalog')) {
-    throw new WhereClauseError('where', `operator ${names.join('.')} is not supported`);
+    throw shapeInvalid('where', `operator ${names.join('.')} is not supported`);
   }
   return names.at(-1) ?? '';
 }
@@ -839,10 +839,7 @@ function operatorName(node: SyntaxNode): string {
 function functionName(node: SyntaxNode): string {
   const names = (node.funcname as SyntaxNode[]).map((n) => (n.String as { sval: string }).sval);
   if (names.length > 2 || (names.length === 2 && names[0] !== 'pg_catalog')) {
-    throw new WhereClauseError(
-      'where',
-      `function ${names.join('.')}() is not allowed in where clauses`,
-    );
+    throw shapeInvalid('where', `function ${names.join('.')}() is not allowed in where clauses`);
   }
   return names.at(-1) ?? '';
 }

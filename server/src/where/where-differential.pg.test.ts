@@ -32,9 +32,9 @@ import { childNodes, type FilterNode, type FilterSpec } from './filter-spec.js';
 import { filterSql, paramSettingName } from './filter-sql.js';
 import { isEvaluationError } from './pg-values.js';
 import { compileShapeFilter } from './shape-filter.js';
-import { WhereClauseError } from './where-clause-error.js';
 import { ClauseGenerator } from './clause-generator-testing.js';
 import { COLUMNS, quoteName, Random } from './differential-values-testing.js';
+import { SluiceError } from '../errors/sluice-error.js';
 
 const SEED = Number(process.env.WHERE_DIFF_SEED ?? 20250611);
 const ROW_COUNT = Number(process.env.WHERE_DIFF_ROWS ?? 2000);
@@ -334,10 +334,10 @@ async function checkClause(
   try {
     spec = await compileShapeFilter(client, schema, where, params);
   } catch (error) {
-    if (!(error instanceof WhereClauseError)) {
+    if (!(error instanceof SluiceError && error.code === 'SLUICE_ERR_SHAPE_INVALID')) {
       return [{ clause, postgres: '-', sluice: `compiler crashed: ${(error as Error).stack}` }];
     }
-    refusal = `${error.field}: ${error.message}`;
+    refusal = `${error.details.field}: ${error.message}`;
   }
   if (refusal !== undefined) return checkRefusal(client, clause, refusal, stats);
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { WhereClauseError } from './where-clause-error.js';
 import { parseWhereClause, type SyntaxNode } from './where-parser.js';
+import { SluiceError } from '../errors/sluice-error.js';
 
 const NOT_AN_EXPRESSION =
   'must be a single boolean expression (no ORDER BY, LIMIT, UNION, FROM or other clauses)';
@@ -11,8 +11,9 @@ const UNICODE = 'Unicode escapes (U&…) are not supported';
 /** Asserts that the clause is refused under `where` with exactly this message. */
 async function refused(where: string, message: string | RegExp): Promise<void> {
   await assert.rejects(parseWhereClause(where), (error: unknown) => {
-    assert.ok(error instanceof WhereClauseError, `not a WhereClauseError: ${String(error)}`);
-    assert.equal(error.field, 'where');
+    assert.ok(error instanceof SluiceError, `not a SluiceError: ${String(error)}`);
+    assert.equal(error.code, 'SLUICE_ERR_SHAPE_INVALID');
+    assert.equal(error.details.field, 'where');
     if (typeof message === 'string') assert.equal(error.message, message);
     else assert.match(error.message, message);
     return true;
@@ -54,11 +55,11 @@ test('a syntax error reads like Electric: At location N (in SELECT 1 WHERE …)'
   await refused('id = ', /^At location \d+: syntax error at end of input$/);
 });
 
-test('a syntax error is a WhereClauseError with the shape-invalid code', async () => {
+test('a syntax error is a SluiceError with the shape-invalid code, under where', async () => {
   await assert.rejects(parseWhereClause('1 x 1'), (error: unknown) => {
-    assert.ok(error instanceof WhereClauseError);
+    assert.ok(error instanceof SluiceError);
     assert.equal(error.code, 'SLUICE_ERR_SHAPE_INVALID');
-    assert.equal(error.name, 'WhereClauseError');
+    assert.equal(error.details.field, 'where');
     return true;
   });
 });

@@ -1,5 +1,5 @@
 import { hasSqlDetails, parse } from 'libpg-query';
-import { WhereClauseError } from './where-clause-error.js';
+import { shapeInvalid } from '../errors/sluice-error.js';
 
 /** A node of libpg_query's JSON parse tree: `{ "A_Expr": { … } }`. */
 export type SyntaxNode = Record<string, unknown>;
@@ -33,13 +33,13 @@ const OTHER_SELECT_PARTS = [
  * cursor in the wrapped text.
  */
 export async function parseWhereClause(where: string): Promise<SyntaxNode> {
-  if (where.trim() === '') throw new WhereClauseError('where', 'must not be empty');
+  if (where.trim() === '') throw shapeInvalid('where', 'must not be empty');
   let tree: { stmts?: { stmt?: SyntaxNode }[] };
   try {
     tree = (await parse(WRAPPER + where)) as typeof tree;
   } catch (error) {
     if (hasSqlDetails(error)) {
-      throw new WhereClauseError(
+      throw shapeInvalid(
         'where',
         `At location ${error.sqlDetails.cursorPosition}: ${error.sqlDetails.message}`,
       );
@@ -49,11 +49,11 @@ export async function parseWhereClause(where: string): Promise<SyntaxNode> {
   const statements = tree.stmts ?? [];
   const select = statements[0]?.stmt?.SelectStmt as SyntaxNode | undefined;
   if (statements.length !== 1 || !select) {
-    throw new WhereClauseError('where', 'must be a single boolean expression, not statements');
+    throw shapeInvalid('where', 'must be a single boolean expression, not statements');
   }
   const extra = OTHER_SELECT_PARTS.find((part) => select[part] !== undefined);
   if (extra !== undefined || select.op !== 'SETOP_NONE' || !select.whereClause) {
-    throw new WhereClauseError(
+    throw shapeInvalid(
       'where',
       'must be a single boolean expression (no ORDER BY, LIMIT, UNION, FROM or other clauses)',
     );
@@ -79,10 +79,10 @@ function rejectQuotingTricks(node: unknown, source: Buffer): void {
   if (typeof location === 'number' && location >= 0) {
     const start = source.subarray(location, location + 3).toString();
     if (/^\$[^0-9]/.test(start)) {
-      throw new WhereClauseError('where', 'dollar-quoted strings are not supported');
+      throw shapeInvalid('where', 'dollar-quoted strings are not supported');
     }
     if (/^u&/i.test(start)) {
-      throw new WhereClauseError('where', 'Unicode escapes (U&…) are not supported');
+      throw shapeInvalid('where', 'Unicode escapes (U&…) are not supported');
     }
   }
   for (const value of Object.values(node)) rejectQuotingTricks(value, source);
