@@ -1,9 +1,9 @@
-import type { LogOffset } from '@sluice/protocol';
+import type { ChangeHeaders, LogOffset, Operation, WireChangeMessage } from '@sluice/protocol';
 import type { Change, Row } from '../pg/transaction.js';
 import type { LogEntry } from '../storage/shape-log.js';
 import { buildRowKey, buildRowKeyWithPrefix, relationKeyPrefix } from './row-key.js';
 
-/** How one shape turns rows into wire messages (PROTOCOL.md §4). */
+/** How one shape turns rows into wire messages (docs/protocol.md §4). */
 export interface MessageContext {
   schema: string;
   table: string;
@@ -47,7 +47,7 @@ export function snapshotMessageBuilder(
   const headers = JSON.stringify({
     operation: 'insert',
     relation: [context.schema, context.table],
-  });
+  } satisfies ChangeHeaders);
   return (values) => {
     const key = buildRowKeyWithPrefix(
       prefix,
@@ -62,15 +62,6 @@ export function snapshotMessageBuilder(
   };
 }
 
-interface ChangeHeaders {
-  operation: 'insert' | 'update' | 'delete';
-  relation: [string, string];
-  lsn: string;
-  op_position: number;
-  txids: number[];
-  last?: true;
-}
-
 /**
  * The log entries of one transaction for one shape. `changes` are this shape's changes, each with
  * its position in the whole transaction, so offsets are the same on every replay. An update that
@@ -81,16 +72,16 @@ export function transactionEntries(
   transaction: { xid: number; commitLsn: bigint },
   changes: { change: Exclude<Change, { kind: 'truncate' }>; position: number }[],
 ): LogEntry[] {
-  const entries: { offset: LogOffset; message: Record<string, unknown> }[] = [];
+  const entries: { offset: LogOffset; message: WireChangeMessage }[] = [];
   const lsn = transaction.commitLsn.toString();
-  const headers = (operation: ChangeHeaders['operation'], op: number): ChangeHeaders => ({
+  const headers = (operation: Operation, op: number): ChangeHeaders => ({
     operation,
     relation: [context.schema, context.table],
     lsn,
     op_position: op,
     txids: [transaction.xid],
   });
-  const add = (op: number, message: Record<string, unknown>) =>
+  const add = (op: number, message: WireChangeMessage) =>
     entries.push({ offset: { tx: transaction.commitLsn, op }, message });
 
   // Rows that a key-changing update moved into a key during this transaction, by key. With
@@ -157,7 +148,7 @@ export function transactionEntries(
     }
   }
   const last = entries.at(-1);
-  if (last) (last.message.headers as ChangeHeaders).last = true;
+  if (last) last.message.headers.last = true;
   return entries.map(({ offset, message }) => ({ offset, json: JSON.stringify(message) }));
 }
 
@@ -165,7 +156,7 @@ function deleteMessage(
   context: MessageContext,
   oldRow: Row,
   headers: ChangeHeaders,
-): Record<string, unknown> {
+): WireChangeMessage {
   const columns =
     context.replica === 'full'
       ? context.columns

@@ -1,4 +1,4 @@
-import { lsnToBigInt, SNAPSHOT_END } from '@sluice/protocol';
+import { CONTROL, lsnToBigInt, SNAPSHOT_END, type SnapshotEndMessage } from '@sluice/protocol';
 import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import { filterSql, paramSettingName } from '../where/filter-sql.js';
@@ -63,12 +63,12 @@ export async function takeSnapshot(
           offset: SNAPSHOT_END,
           json: JSON.stringify({
             headers: {
-              control: 'snapshot-end',
+              control: CONTROL.snapshotEnd,
               xmin: visibility.xmin,
               xmax: visibility.xmax,
               xip_list: visibility.xip,
             },
-          }),
+          } satisfies SnapshotEndMessage),
         },
       ],
       { sealChunk: true },

@@ -1,0 +1,62 @@
+/**
+ * The messages of a shape log as they go on the wire (docs/protocol.md §4): a JSON array of
+ * change messages (a row's key, its values as Postgres text, and headers) and control messages.
+ * The server builds them; clients type the parsed values their own way.
+ */
+
+/** The names a control message carries in `headers.control`. */
+export const CONTROL = {
+  upToDate: 'up-to-date',
+  mustRefetch: 'must-refetch',
+  snapshotEnd: 'snapshot-end',
+} as const;
+
+export type ControlName = (typeof CONTROL)[keyof typeof CONTROL];
+
+export type Operation = 'insert' | 'update' | 'delete';
+
+/** A row's values as Postgres text, by column name; `null` is SQL NULL. */
+export type TextRow = Record<string, string | null>;
+
+export interface ChangeHeaders {
+  operation: Operation;
+  /** `[schema, table]`. */
+  relation: [string, string];
+  /** The commit LSN (decimal) of a replicated change; absent in snapshot rows. */
+  lsn?: string;
+  /** The change's position in its transaction; absent in snapshot rows. */
+  op_position?: number;
+  txids?: number[];
+  /** On the transaction's last change in this shape. */
+  last?: true;
+}
+
+export interface WireChangeMessage {
+  key: string;
+  value: TextRow;
+  /** With `replica=full`, an update's previous values of the columns it changed. */
+  old_value?: TextRow;
+  headers: ChangeHeaders;
+}
+
+export interface UpToDateMessage {
+  headers: { control: typeof CONTROL.upToDate; global_last_seen_lsn?: string };
+}
+
+export interface MustRefetchMessage {
+  headers: { control: typeof CONTROL.mustRefetch };
+}
+
+/** Ends the initial rows, with the Postgres snapshot they were read in (xid8 values as text). */
+export interface SnapshotEndMessage {
+  headers: {
+    control: typeof CONTROL.snapshotEnd;
+    xmin: string;
+    xmax: string;
+    xip_list: string[];
+  };
+}
+
+export type WireControlMessage = UpToDateMessage | MustRefetchMessage | SnapshotEndMessage;
+
+export type WireMessage = WireChangeMessage | WireControlMessage;
