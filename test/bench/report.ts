@@ -31,7 +31,7 @@ const HEADINGS: Row = {
   sluice: 'Sluice (median)',
   baseline: 'baseline, same run (median)',
   ratio: 'ratio',
-  target: 'target (DESIGN.md)',
+  target: 'target (docs/performance.md)',
   verdict: 'verdict',
 };
 

@@ -30,7 +30,7 @@ import { readWithLibrary } from './wal-baselines.js';
 
 /**
  * Measure 4: what one change costs against the number of equality-filtered shapes on its table
- * (DESIGN.md target: flat from 10 to 10,000 shapes).
+ * (docs/performance.md target: flat from 10 to 10,000 shapes).
  *
  * Shapes are `where=owner = $1` for owners 0…N-1, N = 10, 1,000 and 10,000 (added as N grows).
  * The workload is the same for every N: inserts spread over owners 0…9, 100 per transaction, so

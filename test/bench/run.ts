@@ -1,4 +1,4 @@
-// `npm run bench`: Sluice against baselines measured in the same run (DESIGN.md "Targets"); see
+// `npm run bench`: Sluice against baselines measured in the same run (docs/performance.md, "Targets"); see
 // docs/performance.md. Not part of `npm test`; nothing here asserts a time. Environment:
 //   BENCH_RUNS=5                   runs per measure (the report shows medians)
 //   BENCH_SCALE=1                  data sizes (0.1 for a quick run)

@@ -44,7 +44,7 @@ export interface SnapshotResult {
 
 const TABLE = 'bench_snapshot';
 const COLUMNS = ['id', 'title', 'n', 'ts', 'payload'];
-/** The text settings Sluice uses for values (PROTOCOL.md §4), so COPY prints the same text. */
+/** The text settings Sluice uses for values (docs/protocol.md §4), so COPY prints the same text. */
 const SESSION_OPTIONS =
   '-c DateStyle=ISO,\\ DMY -c TimeZone=UTC -c extra_float_digits=1 -c IntervalStyle=iso_8601 -c bytea_output=hex';
 

@@ -93,7 +93,7 @@ export async function pgRecvlogicalVersion(binary: string): Promise<string> {
 
 /**
  * `pg_recvlogical --start --endpos=<final commit end>` with pgoutput, writing to /dev/null:
- * the reference the targets in DESIGN.md are stated against. Timed from spawn to exit.
+ * the reference the targets in docs/performance.md are stated against. Timed from spawn to exit.
  */
 export async function readWithPgRecvlogical(
   binary: string,

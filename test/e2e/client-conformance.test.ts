@@ -1,6 +1,6 @@
 // The conformance suite: the official @electric-sql/client (1.5.x) and @sluice/client side by
 // side against a real Sluice and Postgres, each scenario run with both clients following the same
-// shape: basic sync, every column type of PROTOCOL.md §4, odd identifiers, projections, replica,
+// shape: basic sync, every column type of docs/protocol.md §4, odd identifiers, projections, replica,
 // log and offset options, and the main scenarios of electric-client-streaming.test.ts. Every test ends with both
 // clients equal to Postgres (the oracle) and to each other; the column-type test also compares
 // every parsed value with what the official client documents.
@@ -284,7 +284,7 @@ const maxRowParsed = (id: number): Row => ({
   a_jb: [{ a: 1 }, null],
 });
 
-describe('both clients: column types of PROTOCOL.md §4', () => {
+describe('both clients: column types of docs/protocol.md §4', () => {
   test('snapshot and replicated values parse to the same values in both clients', async () => {
     await withBoth(TYPES_SQL, async ({ db, pair: open }) => {
       await db.query(`INSERT INTO typed VALUES ${MAX_ROW}`, [1]);

@@ -57,7 +57,7 @@ describe('the entry point (npm start)', () => {
     assert.deepEqual(
       messages.filter((m) => m.headers.operation === 'insert').map((m) => m.value?.title),
       [
-        'Read PROTOCOL.md',
+        'Read docs/protocol.md',
         'Point @electric-sql/client at Sluice',
         'Insert a row and watch it arrive',
       ],

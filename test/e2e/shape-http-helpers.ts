@@ -1,10 +1,10 @@
 // Helpers of the raw-HTTP shape tests (shape-http*.test.ts): requests, bodies, the expected
-// cache-control values and CORS checks of PROTOCOL.md §1 and §5.
+// cache-control values and CORS checks of docs/protocol.md §1 and §5.
 import assert from 'node:assert/strict';
 
 export const ITEMS_SQL = 'CREATE TABLE items (id int PRIMARY KEY, title text);';
 
-/** PROTOCOL.md §5 with the default ages. */
+/** docs/protocol.md §5 with the default ages. */
 export const CACHE = {
   initial: 'public, max-age=604800, s-maxage=3600, stale-while-revalidate=2629746',
   catchUp: 'public, max-age=60, stale-while-revalidate=300',
@@ -12,7 +12,7 @@ export const CACHE = {
   mustRefetch: 'public, max-age=60, must-revalidate',
 };
 
-/** Every header a browser client must be able to read (PROTOCOL.md §1). */
+/** Every header a browser client must be able to read (docs/protocol.md §1). */
 export const EXPOSED = [
   'electric-handle',
   'electric-offset',

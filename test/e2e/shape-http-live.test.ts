@@ -1,6 +1,6 @@
 // Raw HTTP against a real Sluice, no client: offset=now, long-polls held until a change or the
 // timeout, offsets past the end, admission control of live requests, shutdown with a held
-// long-poll, and the chunk-size bound (PROTOCOL.md §3, §5).
+// long-poll, and the chunk-size bound (docs/protocol.md §3, §5).
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { startPostgres, type TestPostgres } from '@sluice/harness';

@@ -1,6 +1,6 @@
 // Raw HTTP against a real Sluice, no client: parameters and 400 bodies, the header and
 // cache-control matrix, ETags and 304, 409 must-refetch, CORS, DELETE and the secret
-// (PROTOCOL.md §2–5). Long-polls, offset=now, admission control, shutdown and chunk sizes are in
+// (docs/protocol.md §2–5). Long-polls, offset=now, admission control, shutdown and chunk sizes are in
 // shape-http-live.test.ts.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';

@@ -1,4 +1,4 @@
-// @sluice/client through replication outages against a real Sluice and Postgres (PROTOCOL.md §7):
+// @sluice/client through replication outages against a real Sluice and Postgres (docs/protocol.md §7):
 // it enters fallback on the first response that carries the header, stops long-polling, polls
 // the status (one poller for every stream on the server), replaces its rows from fallback
 // snapshots at its refresh interval (deletions included), and returns to live by itself: from

@@ -1,4 +1,4 @@
-// Filtered shapes (PROTOCOL.md §2 `where` and `params`) with the official @electric-sql/client:
+// Filtered shapes (docs/protocol.md §2 `where` and `params`) with the official @electric-sql/client:
 // snapshots and changes through where clauses, params, odd column names, rows moving in and out
 // of a shape under both replica modes, many equality shapes on one table, and the 400s for
 // clauses and params that cannot make a shape. Every sync ends with the oracle.

@@ -1,4 +1,4 @@
-// Continuity (PROTOCOL.md §3 "409 must-refetch", §6 last rule): when the server can no longer
+// Continuity (docs/protocol.md §3 "409 must-refetch", §6 last rule): when the server can no longer
 // vouch that a shape's log continues the data a client holds (table truncated, columns changed,
 // table replaced under its name, slot dropped or invalidated), the shape gets a new handle, old handles answer 409 naming it, and
 // an official client refetches exactly once and ends equal to Postgres. When continuity holds

@@ -1,4 +1,4 @@
-// Fallback mode when the network or Postgres itself fails (PROTOCOL.md §7–8): a reset replication
+// Fallback mode when the network or Postgres itself fails (docs/protocol.md §7–8): a reset replication
 // connection, a black-holed one (noticed only by liveness pings), and Postgres stopped outright
 // (unavailable: 503 for new shapes, read-only logs for existing handles). In each, a writer runs
 // and two followers (the official client and a raw one) follow throughout; they end equal to

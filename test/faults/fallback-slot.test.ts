@@ -1,4 +1,4 @@
-// Fallback mode when the replication slot itself is the problem (PROTOCOL.md §7): busy (another
+// Fallback mode when the replication slot itself is the problem (docs/protocol.md §7): busy (another
 // process streams from it, 55006), missing (dropped, 42704) or invalidated (WAL removed, 55000).
 // The server stays in fallback while it cannot stream, serves fresh rows from Postgres, and comes
 // back to live by itself: without a refetch when the slot survived, with exactly one when a new

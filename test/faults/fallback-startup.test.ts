@@ -1,4 +1,4 @@
-// Fallback mode when replication cannot start at all (PROTOCOL.md §7): with wal_level=replica, or
+// Fallback mode when replication cannot start at all (docs/protocol.md §7): with wal_level=replica, or
 // with a role lacking the REPLICATION privilege, the server leaves `starting` for `fallback` (not
 // stuck, not down), says why with the SQLSTATE, serves shapes straight from Postgres, and once the
 // operator fixes the cause it goes live by itself. Clients that followed during the outage sit on

@@ -1,4 +1,4 @@
-// Fallback under load (PROTOCOL.md §7–8): a storm of identical initial requests costs Postgres
+// Fallback under load (docs/protocol.md §7–8): a storm of identical initial requests costs Postgres
 // one query per cache window, distinct queries beyond the limit are refused with 503 instead of
 // queueing on the database, and /v1/status is cheap to poll (public max-age, etag, 304).
 import assert from 'node:assert/strict';

@@ -1,4 +1,4 @@
-// Fallback mode when the walsender is terminated (PROTOCOL.md §7): the status leaves live at
+// Fallback mode when the walsender is terminated (docs/protocol.md §7): the status leaves live at
 // once, shape requests are answered from Postgres with the fallback header, the server returns to
 // live by itself, and clients that followed throughout end equal to Postgres without a refetch.
 import assert from 'node:assert/strict';

@@ -1,5 +1,5 @@
 // Raw HTTP access to /v1/shape, without the official client: single requests, a read to the end of
-// a shape, and a follower that walks offset/handle/cursor itself (PROTOCOL.md §3) and applies the
+// a shape, and a follower that walks offset/handle/cursor itself (docs/protocol.md §3) and applies the
 // messages into a Map the way the official Shape does, parsing values with `electric-schema`.
 import type { Row } from '@electric-sql/client';
 import { ChangeAudit } from './change-audit.js';
@@ -56,7 +56,7 @@ export async function readToEnd(
   throw new Error('never up to date');
 }
 
-/** True when a reply is the 409 of PROTOCOL.md §3 naming a handle other than `oldHandle`. */
+/** True when a reply is the 409 of docs/protocol.md §3 naming a handle other than `oldHandle`. */
 export function isRotation(reply: RawReply, oldHandle: string): boolean {
   const next = reply.headers.get('electric-handle');
   return (

@@ -1,6 +1,6 @@
 // The oracle of the end-to-end tests (docs/testing.md): a client's materialised rows must equal a
 // SELECT of the same shape in Postgres. Postgres values are read as text with the session settings
-// PROTOCOL.md §4 prescribes and parsed the way @electric-sql/client 1.5 parses them
+// docs/protocol.md §4 prescribes and parsed the way @electric-sql/client 1.5 parses them
 // (node_modules/@electric-sql/client/src/parser.ts): int2/int4/float4/float8 → Number, int8 →
 // BigInt, bool → boolean, json/jsonb → JSON.parse, arrays → nested arrays, anything else (numeric,
 // timestamps, uuid, bytea, enums, domains, composites…) the raw text. The column types come from
@@ -28,7 +28,7 @@ export interface ShapeSpec {
   where?: string;
 }
 
-/** PROTOCOL.md §4 session settings, as a libpq `options` string. */
+/** docs/protocol.md §4 session settings, as a libpq `options` string. */
 const SESSION_OPTIONS = [
   'DateStyle=ISO,\\ DMY',
   'TimeZone=UTC',

@@ -4,7 +4,7 @@ import type { Queryable } from '@sluice/harness';
 import type { CountingFollower } from './counting-follower.js';
 
 /**
- * The oracle (DESIGN.md): the follower's rows equal `SELECT` of the table. `items(id int primary
+ * The oracle (docs/testing.md): the follower's rows equal `SELECT` of the table. `items(id int primary
  * key, v int)` is compared as key → v, with the client's parsed int4 values.
  */
 export async function assertMatchesTable(

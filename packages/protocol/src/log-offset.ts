@@ -1,5 +1,5 @@
 /**
- * A position in a shape's log (PROTOCOL.md §3): `<tx>_<op>`. Snapshot entries use tx 0; changes
+ * A position in a shape's log (docs/protocol.md §3): `<tx>_<op>`. Snapshot entries use tx 0; changes
  * from replication use the commit LSN as tx (beyond 2^53, hence bigint). `op` is `Infinity` for
  * `<tx>_inf`, the position after every entry of that tx (`0_inf` ends the snapshot).
  */

@@ -1,6 +1,6 @@
 /**
  * Every string that crosses the wire, in one place. The server and the client import these and
- * never spell a header or parameter name themselves (PROTOCOL.md §2, §5, §7).
+ * never spell a header or parameter name themselves (docs/protocol.md §2, §5, §7).
  */
 export const HEADERS = {
   handle: 'electric-handle',
@@ -41,5 +41,5 @@ export const PATHS = {
 /** Bodies of `GET /v1/health` (Electric-compatible). */
 export type HealthStatus = 'active' | 'starting';
 
-/** The server's overall state as published by `GET /v1/status` (PROTOCOL.md §7). */
+/** The server's overall state as published by `GET /v1/status` (docs/protocol.md §7). */
 export type ServerState = 'starting' | 'live' | 'fallback' | 'unavailable';

@@ -11,7 +11,7 @@ export class ConfigError extends Error {
 }
 
 /**
- * The only reader of the environment (DESIGN.md invariant 6): validates every option, reports
+ * The only reader of the environment (docs/architecture.md invariant 6): validates every option, reports
  * all problems together and returns a frozen object. `overrides` lets tests and embedders set
  * values without touching `process.env`.
  */

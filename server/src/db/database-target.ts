@@ -17,7 +17,7 @@ export type DatabaseName = 'primary' | 'replica';
 export interface DatabaseTargetOptions {
   name: DatabaseName;
   connectionString: string;
-  /** libpq `options` applying the session settings (PROTOCOL.md §4) on every new connection. */
+  /** libpq `options` applying the session settings (docs/protocol.md §4) on every new connection. */
   sessionOptions: string;
   poolSize: number;
   connectTimeoutMs: number;

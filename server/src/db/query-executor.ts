@@ -49,7 +49,7 @@ export interface DatabaseStates {
 }
 
 /**
- * Every query Sluice runs outside the replication stream goes through here (DESIGN.md: query
+ * Every query Sluice runs outside the replication stream goes through here (docs/architecture.md: query
  * executor). Transient failures are retried whole on a fresh connection with exponential backoff
  * and jitter; each database has a circuit breaker, so a dead one costs requests nothing but a
  * fast 503; reads can go to a replica first and fall back to the primary.

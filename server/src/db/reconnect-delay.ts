@@ -1,7 +1,7 @@
 /**
  * The wait before reconnect attempt `attempt` (0-based): exponential from a floor to a cap, with
  * ±25 % jitter so that servers cut off together do not come back together. It never ends in
- * "give up": the cap bounds the rate of attempts forever (DESIGN.md invariant 5).
+ * "give up": the cap bounds the rate of attempts forever (docs/architecture.md invariant 5).
  */
 export function reconnectDelay(
   attempt: number,

@@ -19,7 +19,7 @@ export async function seedDemoTable(databaseUrl: string): Promise<void> {
         created_at timestamptz NOT NULL DEFAULT now()
       );
       INSERT INTO ${DEMO_TABLE} (title, done) VALUES
-        ('Read PROTOCOL.md', true),
+        ('Read docs/protocol.md', true),
         ('Point @electric-sql/client at Sluice', false),
         ('Insert a row and watch it arrive', false);
     `);

@@ -5,7 +5,7 @@ export interface Problem {
   message: string;
 }
 
-/** Human words for the failures that stop replication or queries (PROTOCOL.md §7). */
+/** Human words for the failures that stop replication or queries (docs/protocol.md §7). */
 const MEANINGS: Record<string, string> = {
   '57P01':
     'the walsender or session was terminated (pg_terminate_backend, or Postgres shutting down)',

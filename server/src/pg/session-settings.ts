@@ -1,4 +1,4 @@
-// Values in shape logs are Postgres text output (PROTOCOL.md §4), and several output functions
+// Values in shape logs are Postgres text output (docs/protocol.md §4), and several output functions
 // depend on session settings. Every connection whose output ends up in a log (snapshot queries,
 // the replication stream, fallback queries) must use the same settings, or the same row would be
 // spelled differently depending on the path it took (a timestamp in two time zones, a float with

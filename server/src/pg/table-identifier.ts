@@ -1,4 +1,4 @@
-// Parsing of the `table` and `columns` shape parameters (PROTOCOL.md §2) into the exact names
+// Parsing of the `table` and `columns` shape parameters (docs/protocol.md §2) into the exact names
 // Postgres stores in pg_catalog, and quoting of names for the SQL Sluice builds.
 //
 // The rules follow Electric's parser (packages/sync-service/lib/electric/postgres/identifiers.ex,

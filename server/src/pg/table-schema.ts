@@ -1,5 +1,5 @@
 // A table's columns as pg_catalog describes them, and the `electric-schema` header built from
-// them (PROTOCOL.md §5).
+// them (docs/protocol.md §5).
 //
 // The header follows Electric, read in electric-sql/electric at dc07a1e6 (2026-08-21):
 // packages/sync-service/lib/electric/schema.ex (`from_column_info/2`, `add_modifier/2`) over the

@@ -16,7 +16,7 @@ export type Change =
   | { kind: 'delete'; relation: RelationInfo; oldRow: Row }
   | { kind: 'truncate'; relations: RelationInfo[] };
 
-/** One committed transaction, delivered whole (DESIGN.md: whole transactions only). */
+/** One committed transaction, delivered whole (docs/architecture.md: whole transactions only). */
 export interface Transaction {
   xid: number;
   /** LSN of the commit record: the `tx` of every log offset this transaction produces. */

@@ -5,7 +5,7 @@ import { definitionKey, type ShapeDefinition } from './shape-definition.js';
 import { planShape, whereEvaluationError } from './shape-plan.js';
 import { shapeRowBatches } from './shape-snapshot.js';
 
-/** A shape's rows read straight from Postgres while replication is down (PROTOCOL.md §7). */
+/** A shape's rows read straight from Postgres while replication is down (docs/protocol.md §7). */
 export interface FallbackResult {
   /** Unique per result; recognisable, so a request naming it is known for what it is. */
   handle: string;
@@ -15,7 +15,7 @@ export interface FallbackResult {
 }
 
 export interface FallbackQueriesOptions {
-  /** Fallback queries read the replica first (PROTOCOL.md §7). */
+  /** Fallback queries read the replica first (docs/protocol.md §7). */
   executor: QueryExecutor;
   /** How long one result answers identical requests (the fallback cache window). */
   maxAgeMs: number;

@@ -1,4 +1,4 @@
-// Row keys (PROTOCOL.md §4): `"<schema>"."<table>"/"<v1>"/"<v2>"`.
+// Row keys (docs/protocol.md §4): `"<schema>"."<table>"/"<v1>"/"<v2>"`.
 //
 // What Electric does, read in electric-sql/electric at dc07a1e6 (2026-08-21),
 // packages/sync-service/lib/electric/replication/changes.ex, `build_key/3` with its helpers
@@ -18,7 +18,7 @@
 // Electric's own snapshot and replication keys disagree for relation names containing `"`, `.`
 // or `/`. Sluice uses the build_key spelling on both paths so the keys are always identical.
 //
-// Which columns a table without a primary key keys on: PROTOCOL.md §4 says all columns sorted by
+// Which columns a table without a primary key keys on: docs/protocol.md §4 says all columns sorted by
 // name (build_key's fallback above). Note that Electric's live path actually passes
 // `Inspector.get_pk_cols/1` (postgres/inspector.ex), which for such tables is all columns in
 // attnum order; only a dropped table gets the sorted fallback. Clients treat keys as opaque, so

@@ -1,11 +1,11 @@
-/** What identifies a shape (PROTOCOL.md §3): same definition, same shape, same handle. */
+/** What identifies a shape (docs/protocol.md §3): same definition, same shape, same handle. */
 export interface ShapeDefinition {
   table: { schema: string; name: string };
   /** Requested columns in table order, or undefined for all. */
   columns: string[] | undefined;
   replica: 'default' | 'full';
   log: 'full' | 'changes_only';
-  /** The where clause as sent, and its `params[n]` values in order (PROTOCOL.md §2). */
+  /** The where clause as sent, and its `params[n]` values in order (docs/protocol.md §2). */
   where?: string;
   params?: string[];
 }

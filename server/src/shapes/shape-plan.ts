@@ -57,7 +57,7 @@ export async function planShape(
   };
 }
 
-/** The served columns in table order, checked against the table (PROTOCOL.md §2 `columns`). */
+/** The served columns in table order, checked against the table (docs/protocol.md §2 `columns`). */
 function selectColumns(schema: TableSchema, requested: string[] | undefined): string[] {
   const published = schema.columns
     .filter((column) => !column.generated)

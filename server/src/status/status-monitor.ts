@@ -19,7 +19,7 @@ export interface StatusInputs {
 }
 
 /**
- * The server's state from what the subsystems observed (PROTOCOL.md §7): live while replication
+ * The server's state from what the subsystems observed (docs/protocol.md §7): live while replication
  * streams; otherwise unavailable when the database does not answer, starting while the very
  * first attempt is still under way, and fallback in every other case. A database not probed yet
  * counts as answering: the first query that fails says otherwise.
@@ -55,7 +55,7 @@ export interface StatusMonitorOptions {
 }
 
 /**
- * The single place that decides the server's state (DESIGN.md invariant 5). Subsystems report
+ * The single place that decides the server's state (docs/architecture.md invariant 5). Subsystems report
  * what they observe; the state follows from those facts through `decideState`. HTTP handlers
  * read `current()` and `document()`, never the database. Each change is logged once with its
  * cause and passed to listeners (metrics, held requests).

@@ -55,7 +55,7 @@ function checkOptions(options: ShapeLogOptions): void {
 }
 
 /**
- * The durable, append-only, chunked log of one shape, in its own directory (PROTOCOL.md §3).
+ * The durable, append-only, chunked log of one shape, in its own directory (docs/protocol.md §3).
  * Chunk boundaries are fixed when a chunk is sealed and never move, so a response (which never
  * crosses a boundary) is the same whenever it is asked for. Sealed chunks are read from disk
  * through a small cache; the open chunk is kept in memory for long-pollers at the tail.
