@@ -1,3 +1,5 @@
+import { SluiceError } from '../errors/sluice-error.js';
+
 /** Postgres sent nothing for too long during a query: the connection was destroyed. */
 export class QueryTimeoutError extends Error {
   override readonly name = 'QueryTimeoutError';
@@ -22,17 +24,14 @@ export class ReplicaBehindError extends Error {
 }
 
 /** The database's breaker is open: the request fails at once, and may retry after `retryAfterS`. */
-export class CircuitOpenError extends Error {
+export class CircuitOpenError extends SluiceError {
   override readonly name = 'CircuitOpenError';
-  readonly code = 'SLUICE_ERR_DB_CIRCUIT_OPEN';
 
-  constructor(
-    database: 'primary' | 'replica',
-    readonly retryAfterS: number,
-    options?: ErrorOptions,
-  ) {
+  constructor(database: 'primary' | 'replica', retryAfterS: number, options?: ErrorOptions) {
     super(
+      'SLUICE_ERR_DB_CIRCUIT_OPEN',
       `the ${database} database failed repeatedly; its circuit breaker is open, retry in ${retryAfterS} s`,
+      { retryAfterS },
       options,
     );
   }

@@ -14,7 +14,7 @@ export interface SluiceErrorDetails {
  * the table gives the code.
  */
 export class SluiceError extends Error {
-  override readonly name = 'SluiceError';
+  override readonly name: string = 'SluiceError';
 
   constructor(
     readonly code: ErrorCode,

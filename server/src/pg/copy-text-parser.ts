@@ -17,7 +17,7 @@ export type CopyRow = (string | null)[];
 
 export class CopyParseError extends Error {
   override readonly name = 'CopyParseError';
-  readonly code = 'COPY_PARSE_ERROR';
+  readonly code = 'SLUICE_COPY_TEXT';
 
   constructor(message: string) {
     super(message);

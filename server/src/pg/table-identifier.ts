@@ -11,12 +11,13 @@
 //   - nothing else is allowed around or between the parts (no whitespace), again like Electric.
 // Names longer than NAMEDATALEN-1 bytes cannot exist in Postgres, so they are refused early.
 
-export class InvalidIdentifierError extends Error {
+import { SluiceError } from '../errors/sluice-error.js';
+
+export class InvalidIdentifierError extends SluiceError {
   override readonly name = 'InvalidIdentifierError';
-  readonly code = 'SLUICE_ERR_SHAPE_INVALID_IDENTIFIER';
 
   constructor(message: string) {
-    super(message);
+    super('SLUICE_ERR_SHAPE_INVALID_IDENTIFIER', message);
   }
 }
 

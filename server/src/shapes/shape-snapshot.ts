@@ -8,6 +8,7 @@ import { parseCopyTextBatches } from '../pg/copy-text-parser.js';
 import type { Shape } from './shape.js';
 import { isVisibleTo, type TransactionVisibility } from '../pg/transaction-visibility.js';
 import type { RecentCommit } from './recent-commits.js';
+import { SluiceError } from '../errors/sluice-error.js';
 import {
   quoteIdentifier,
   quoteTableIdentifier,
@@ -122,9 +123,12 @@ async function beginSeeing(
 }
 
 /** The snapshot could not be made consistent with replication yet; the request may be retried. */
-export class SnapshotNotReadyError extends Error {
+export class SnapshotNotReadyError extends SluiceError {
   override readonly name = 'SnapshotNotReadyError';
-  readonly code = 'SLUICE_ERR_NOT_READY';
+
+  constructor(message: string) {
+    super('SLUICE_ERR_NOT_READY', message);
+  }
 }
 
 /** What to read for a shape's rows. */
