@@ -40,10 +40,13 @@ interface StoredDescriptor {
   bytes: number;
 }
 
+/** A shape log on disk is not what its index says (a sealed chunk missing or changed). */
 export class ShapeLogCorruptError extends Error {
+  override readonly name = 'ShapeLogCorruptError';
+  readonly code = 'SLUICE_STORAGE_CORRUPT';
+
   constructor(dir: string, problem: string) {
     super(`shape log in ${dir} is corrupt: ${problem}`);
-    this.name = 'ShapeLogCorruptError';
   }
 }
 
