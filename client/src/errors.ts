@@ -1,12 +1,15 @@
 /**
- * Every error the client raises. Each has a stable `code` (`SLUICE_ERR_CLIENT_<WHAT>`) and its own
- * `name`; class names follow `@electric-sql/client`, so `instanceof` checks and `error.name`
- * comparisons written for it keep working. client/README.md lists the codes.
+ * Every error the client raises. Each has a stable `code` from the table in `error-codes.ts`
+ * (`satisfies` makes a code the table lacks a compile error) and its own `name`; class names
+ * follow `@electric-sql/client`, so `instanceof` checks and `error.name` comparisons written for
+ * it keep working. client/README.md lists the codes.
  */
+import { HEADERS } from '@sluice/protocol';
+import type { ClientErrorCode } from './error-codes.js';
 
 /** An HTTP status the client does not handle itself (a 4xx other than 409 and 429, or retries exhausted). */
 export class FetchError extends Error {
-  readonly code = 'SLUICE_ERR_CLIENT_HTTP';
+  readonly code = 'SLUICE_ERR_CLIENT_HTTP' satisfies ClientErrorCode;
   readonly status: number;
   /** The body, when it was not JSON. */
   readonly text?: string;
@@ -34,7 +37,7 @@ export class FetchError extends Error {
     const headers = Object.fromEntries(response.headers.entries());
     const text = await response.text().catch(() => '');
     let json: object | undefined;
-    if (response.headers.get('content-type')?.includes('application/json')) {
+    if (response.headers.get(HEADERS.contentType)?.includes('application/json')) {
       try {
         json = JSON.parse(text) as object;
       } catch {
@@ -47,7 +50,7 @@ export class FetchError extends Error {
 
 /** A request or a backoff wait was cut short because the stream was stopped. */
 export class FetchBackoffAbortError extends Error {
-  readonly code = 'SLUICE_ERR_CLIENT_ABORTED';
+  readonly code = 'SLUICE_ERR_CLIENT_ABORTED' satisfies ClientErrorCode;
   constructor() {
     super('Fetch with backoff aborted');
     this.name = 'FetchBackoffAbortError';
@@ -55,7 +58,7 @@ export class FetchBackoffAbortError extends Error {
 }
 
 export class MissingShapeUrlError extends Error {
-  readonly code = 'SLUICE_ERR_CLIENT_MISSING_URL';
+  readonly code = 'SLUICE_ERR_CLIENT_MISSING_URL' satisfies ClientErrorCode;
   constructor() {
     super('Invalid shape options: missing required url parameter');
     this.name = 'MissingShapeUrlError';
@@ -63,7 +66,7 @@ export class MissingShapeUrlError extends Error {
 }
 
 export class InvalidSignalError extends Error {
-  readonly code = 'SLUICE_ERR_CLIENT_INVALID_SIGNAL';
+  readonly code = 'SLUICE_ERR_CLIENT_INVALID_SIGNAL' satisfies ClientErrorCode;
   constructor() {
     super('Invalid signal option. It must be an instance of AbortSignal.');
     this.name = 'InvalidSignalError';
@@ -71,7 +74,7 @@ export class InvalidSignalError extends Error {
 }
 
 export class MissingShapeHandleError extends Error {
-  readonly code = 'SLUICE_ERR_CLIENT_MISSING_HANDLE';
+  readonly code = 'SLUICE_ERR_CLIENT_MISSING_HANDLE' satisfies ClientErrorCode;
   constructor() {
     super("shapeHandle is required if this isn't an initial fetch (i.e. offset > -1)");
     this.name = 'MissingShapeHandleError';
@@ -79,7 +82,7 @@ export class MissingShapeHandleError extends Error {
 }
 
 export class InvalidShapeOptionsError extends Error {
-  readonly code = 'SLUICE_ERR_CLIENT_INVALID_OPTIONS';
+  readonly code = 'SLUICE_ERR_CLIENT_INVALID_OPTIONS' satisfies ClientErrorCode;
   constructor(message: string) {
     super(`Invalid shape options: ${message}`);
     this.name = 'InvalidShapeOptionsError';
@@ -88,7 +91,7 @@ export class InvalidShapeOptionsError extends Error {
 
 /** Custom params may not use the names the stream itself sets on every request. */
 export class ReservedParamError extends Error {
-  readonly code = 'SLUICE_ERR_CLIENT_RESERVED_PARAM';
+  readonly code = 'SLUICE_ERR_CLIENT_RESERVED_PARAM' satisfies ClientErrorCode;
   constructor(reservedParams: string[]) {
     super(
       `Cannot use reserved Electric parameter names in custom params: ${reservedParams.join(', ')}`,
@@ -99,7 +102,7 @@ export class ReservedParamError extends Error {
 
 /** A NULL arrived in a column the schema marks `not_null`. */
 export class ParserNullValueError extends Error {
-  readonly code = 'SLUICE_ERR_CLIENT_NULL_VALUE';
+  readonly code = 'SLUICE_ERR_CLIENT_NULL_VALUE' satisfies ClientErrorCode;
   constructor(columnName: string) {
     super(`Column "${columnName}" does not allow NULL values`);
     this.name = 'ParserNullValueError';
@@ -111,7 +114,7 @@ export class ParserNullValueError extends Error {
  * `electric-*` headers to the browser (CORS `access-control-expose-headers`).
  */
 export class MissingHeadersError extends Error {
-  readonly code = 'SLUICE_ERR_CLIENT_MISSING_HEADERS';
+  readonly code = 'SLUICE_ERR_CLIENT_MISSING_HEADERS' satisfies ClientErrorCode;
   constructor(url: string, missingHeaders: string[]) {
     super(
       `The response for the shape request to ${url} didn't include the following required headers: ` +
@@ -123,7 +126,7 @@ export class MissingHeadersError extends Error {
 
 /** A body or header that is not what the protocol says it is (not JSON, not an array, …). */
 export class MalformedResponseError extends Error {
-  readonly code = 'SLUICE_ERR_CLIENT_MALFORMED_RESPONSE';
+  readonly code = 'SLUICE_ERR_CLIENT_MALFORMED_RESPONSE' satisfies ClientErrorCode;
   constructor(url: string, what: string, options?: { cause?: unknown }) {
     super(`Malformed response from ${url}: ${what}`, options);
     this.name = 'MalformedResponseError';

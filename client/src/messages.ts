@@ -1,7 +1,11 @@
 /**
- * The messages a shape stream delivers (PROTOCOL.md §4), typed the way `@electric-sql/client`
- * types them so that code written against either client compiles against both.
+ * The messages a shape stream delivers (docs/protocol.md §4), typed the way `@electric-sql/client`
+ * types them so that code written against either client compiles against both. The operations
+ * and control names are the protocol package's; the values here are parsed, not wire text.
  */
+import type { ControlName, Operation } from '@sluice/protocol';
+
+export type { Operation };
 
 /** A parsed column value; `Extensions` are the types custom parsers add. */
 export type Value<Extensions = never> =
@@ -26,8 +30,6 @@ export type GetExtensions<T> = [T] extends [Row<never>]
 /** A position in a shape's log as the server names it; the client stores and echoes it. */
 export type Offset = '-1' | 'now' | `${number}_${number}` | `${bigint}_${number}` | `${bigint}_inf`;
 
-export type Operation = 'insert' | 'update' | 'delete';
-
 /** `full` (snapshot, then changes) or `changes_only` (changes from now on). */
 export type LogMode = 'full' | 'changes_only';
 
@@ -45,7 +47,7 @@ export interface ChangeMessage<T extends Row<unknown> = Row> {
 
 export interface ControlMessage {
   headers: Header & {
-    control: 'up-to-date' | 'must-refetch' | 'snapshot-end';
+    control: ControlName;
     global_last_seen_lsn?: string;
   };
 }

@@ -1,5 +1,5 @@
 /**
- * A column of the `electric-schema` header (PROTOCOL.md §5): `type` is the Postgres type name (of
+ * A column of the `electric-schema` header (docs/protocol.md §5): `type` is the Postgres type name (of
  * the element type for arrays), `dims` is present only for arrays, `not_null` only when true,
  * `pk_index` only for key columns, plus the type's modifiers.
  */

@@ -7,7 +7,7 @@ type SerializableParamValue = string | string[] | Record<string, string>;
 type ParamValue =
   SerializableParamValue | (() => SerializableParamValue | Promise<SerializableParamValue>);
 
-/** The parameters that define a shape (PROTOCOL.md §2). */
+/** The parameters that define a shape (docs/protocol.md §2). */
 export interface PostgresParams<T extends Row<unknown> = Row> {
   /** `items`, `schema.table`, or double-quoted identifiers that keep their case. */
   table?: string;

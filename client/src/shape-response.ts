@@ -1,4 +1,4 @@
-import { HEADERS } from '@sluice/protocol';
+import { CONTROL, HEADERS } from '@sluice/protocol';
 import { MalformedResponseError, MissingHeadersError } from './errors.js';
 import type { Offset } from './messages.js';
 import type { Schema } from './schema.js';
@@ -28,7 +28,7 @@ const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value);
 
 /**
- * Reads a shape response (PROTOCOL.md §4–5, §7). Every one must name the handle and offset; a
+ * Reads a shape response (docs/protocol.md §4–5, §7). Every one must name the handle and offset; a
  * live one its cursor too. Missing headers are nearly always a proxy's CORS settings, and are
  * reported as such rather than followed into a loop.
  */
@@ -60,6 +60,6 @@ export async function readShapeResponse(
     schema: schema as Schema | undefined,
     fallbackMode: headers.get(HEADERS.fallbackMode) === 'true',
     messages: body as Record<string, unknown>[],
-    upToDate: last?.headers.control === 'up-to-date',
+    upToDate: last?.headers.control === CONTROL.upToDate,
   };
 }

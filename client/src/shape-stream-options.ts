@@ -24,7 +24,7 @@ export type ShapeStreamErrorHandler = (
 
 /**
  * The options of `@electric-sql/client`'s ShapeStream that Sluice's client supports, with the
- * same names and meanings, plus the fallback extension's (PROTOCOL.md §7).
+ * same names and meanings, plus the fallback extension's (docs/protocol.md §7).
  */
 export interface ShapeStreamOptions<Extensions = never> {
   /** The shape endpoint, e.g. `http://localhost:3000/v1/shape` (or a proxy in front of it). */
@@ -51,7 +51,7 @@ export interface ShapeStreamOptions<Extensions = never> {
   statusUrl?: string;
   /** How often the status is polled while in fallback (ms; default 5,000). */
   statusPollIntervalMs?: number;
-  /** How often the rows are refreshed from fallback snapshots while in fallback (ms; default 30,000). */
+  /** How often the fallback rows are refreshed while in fallback (ms; default 30,000). */
   fallbackRefreshIntervalMs?: number;
   /** Called with the first mode the server reports, then on every change. */
   onModeChange?: (mode: Mode) => void;

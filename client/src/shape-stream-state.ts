@@ -60,8 +60,8 @@ export interface LiveState extends Common {
 }
 
 /**
- * The server is in fallback (PROTOCOL.md §7): no long-polls; the rows come from fallback
- * snapshots; the status endpoint is polled until it reads live.
+ * The server is in fallback (docs/protocol.md §7): no long-polls; the rows come from fallback
+ * answers; the status endpoint is polled until it reads live.
  */
 export interface FallbackState extends Common {
   readonly kind: 'fallback';
@@ -69,11 +69,11 @@ export interface FallbackState extends Common {
   readonly lastSyncedAt: number;
   /** The live log position to continue from once live again; none when never live. */
   readonly resume?: LogPosition;
-  /** The fallback snapshot the rows were last replaced with. */
+  /** The fallback answer the rows were last replaced with. */
   readonly snapshot?: { readonly handle: string; readonly offset: Offset };
-  /** A fallback snapshot is to be fetched now. */
+  /** Fresh fallback rows are to be fetched now. */
   readonly refreshDue: boolean;
-  /** When the last fallback snapshot was asked for (or fallback entered): the refresh timer's base. */
+  /** When fallback rows were last asked for (or fallback entered): the refresh timer's base. */
   readonly refreshedAt: number;
 }
 
@@ -114,7 +114,7 @@ export type StreamEvent =
 /**
  * A synthetic `must-refetch` to publish before the response's messages (if any): `refetch` when
  * the data is invalid (a 409, or back to live with no position to continue), `fallback-refresh`
- * when a fallback snapshot replaces the rows.
+ * when a fallback answer replaces the rows.
  */
 export type MustRefetchReason = 'refetch' | 'fallback-refresh';
 
@@ -128,7 +128,7 @@ export interface Transition {
 }
 
 export interface MachineConfig {
-  /** Whether fallback snapshots replace the rows (not for `changes_only` logs, whose are empty). */
+  /** Whether fallback answers replace the rows (not for `changes_only` logs, whose are empty). */
   readonly refreshInFallback: boolean;
 }
 
@@ -212,7 +212,7 @@ function followed(
     return { state: { kind: 'live', position, mode, lastSyncedAt: event.now }, modeChanged };
   }
   // Up to date in fallback. An `offset=-1` answer that is complete at once is a fallback
-  // snapshot under a handle of its own (a live log's first chunk never ends up-to-date, §3);
+  // answer under a handle of its own (a live log's first chunk never ends up-to-date, §3);
   // anything else is the live log served read-only, whose end is the place to resume from.
   const isSnapshot = event.request.offset === '-1';
   const next: FallbackState = {
@@ -280,8 +280,8 @@ export function nextRequest(
 /**
  * The cache-buster of a fallback refresh. Without one the URL would be the shape's first request,
  * which caches keep for a week with live data in it. It names the live position the rows will be
- * resumed from, so a cached snapshot is never older than that position (the replay onto it is
- * then correct, SPEC.md), and the refresh window, so each refresh gets a fresh snapshot while
+ * resumed from, so a cached fallback answer is never older than that position (the replay onto
+ * it is then correct, SPEC.md), and the refresh window, so each refresh gets fresh rows while
  * streams at the same position share one URL (and one CDN entry).
  */
 export function fallbackCacheBuster(
@@ -320,7 +320,7 @@ export function currentSchema(state: StreamState): Schema | undefined {
   }
 }
 
-/** Complete data: live, or in fallback with a snapshot or the read-only log's end. */
+/** Complete data: live, or in fallback with fallback rows or the read-only log's end. */
 export function isUpToDate(state: StreamState): boolean {
   return state.kind === 'live' || state.kind === 'fallback';
 }

@@ -1,4 +1,4 @@
-import { HEADERS } from '@sluice/protocol';
+import { CONTROL, HEADERS } from '@sluice/protocol';
 import { BackoffDefaults, backoffDelay, sleep, type BackoffOptions } from './backoff.js';
 import { FetchError, MissingHeadersError } from './errors.js';
 import { fetchWithBackoff } from './fetch-with-backoff.js';
@@ -55,10 +55,10 @@ const MAX_ERROR_RETRIES = 50;
 const randomCacheBuster = () => `${Date.now()}-${Math.random().toString(36).slice(2, 9)}`;
 
 function mustRefetchMessage(reason: MustRefetchReason): ControlMessage {
-  // `fallback: true` tells a refresh from fallback snapshots from a real refetch.
+  // `fallback: true` tells a refresh of the fallback rows from a real refetch.
   return reason === 'fallback-refresh'
-    ? { headers: { control: 'must-refetch', fallback: true } }
-    : { headers: { control: 'must-refetch' } };
+    ? { headers: { control: CONTROL.mustRefetch, fallback: true } }
+    : { headers: { control: CONTROL.mustRefetch } };
 }
 
 /** Rethrown outside the stream: a subscriber's bug must not stop the others, nor be lost. */
@@ -116,7 +116,7 @@ export class ShapeStream<T extends Row<unknown> = Row> implements ShapeStreamInt
     this.options = { subscribe: true, ...options };
     this.#state = createInitialState(options);
     this.logMode = options.log ?? options.params?.log ?? 'full';
-    // A changes_only log's fallback snapshot is empty: it would wipe the rows, not refresh them.
+    // A changes_only log's fallback answer is empty: it would wipe the rows, not refresh them.
     this.#config = { refreshInFallback: this.logMode === 'full' };
     this.#fetchClient = options.fetchClient ?? defaultFetch;
     this.#backoff = {
@@ -146,7 +146,7 @@ export class ShapeStream<T extends Row<unknown> = Row> implements ShapeStreamInt
     return isUpToDate(this.#state);
   }
 
-  /** `fallback` while the server says so (PROTOCOL.md §7); `live` otherwise, and before it said. */
+  /** `fallback` while the server says so (docs/protocol.md §7); `live` otherwise, and before it said. */
   get mode(): Mode {
     return this.#state.mode ?? 'live';
   }
@@ -199,8 +199,8 @@ export class ShapeStream<T extends Row<unknown> = Row> implements ShapeStreamInt
   }
 
   /**
-   * Ends a held long-poll and asks for what is new at once; in fallback, fetches a fallback
-   * snapshot now. Resolves once that request has been answered.
+   * Ends a held long-poll and asks for what is new at once; in fallback, fetches fresh fallback
+   * rows now. Resolves once that request has been answered.
    */
   async forceDisconnectAndRefresh(): Promise<void> {
     if (!this.#run) return;

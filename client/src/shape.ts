@@ -1,4 +1,11 @@
-import { isChangeMessage, type LogMode, type Message, type Row } from './messages.js';
+import { CONTROL } from '@sluice/protocol';
+import {
+  isChangeMessage,
+  type LogMode,
+  type Message,
+  type Operation,
+  type Row,
+} from './messages.js';
 import type { ShapeStreamInterface } from './shape-stream.js';
 import type { Mode } from './shape-stream-state.js';
 
@@ -21,7 +28,7 @@ export type ShapeChangedCallback<T extends Row<unknown> = Row> = (data: {
  *   dropped (only an inconsistent log or a `changes_only` shape sends one, and either way the
  *   row is not part of the shape);
  * - delete removes the row (a missing one is no error);
- * - `must-refetch` clears every row: a 409, or a fallback snapshot about to replace them.
+ * - `must-refetch` clears every row: a 409, or a fallback answer about to replace them.
  *
  * client/SPEC.md explains why these rules make the rows right again after fallback.
  */
@@ -119,12 +126,12 @@ export class Shape<T extends Row<unknown> = Row> {
         this.#apply(message.key, message.headers.operation, message.value);
         this.#upToDate = false;
         this.#changed = true;
-      } else if (message.headers.control === 'must-refetch') {
+      } else if (message.headers.control === CONTROL.mustRefetch) {
         this.#data.clear();
         this.#error = false;
         this.#upToDate = false;
         this.#changed = true;
-      } else if (message.headers.control === 'up-to-date') {
+      } else if (message.headers.control === CONTROL.upToDate) {
         notify ||= !this.#upToDate || this.#changed || mode !== this.#notifiedMode;
         this.#upToDate = true;
         this.#changed = false;
@@ -133,7 +140,7 @@ export class Shape<T extends Row<unknown> = Row> {
     if (notify) this.#notify(mode);
   }
 
-  #apply(key: string, operation: 'insert' | 'update' | 'delete', value: T): void {
+  #apply(key: string, operation: Operation, value: T): void {
     if (operation === 'insert') this.#data.set(key, value);
     else if (operation === 'delete') this.#data.delete(key);
     else {

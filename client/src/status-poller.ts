@@ -1,4 +1,4 @@
-import { HEADERS, type ServerState } from '@sluice/protocol';
+import { HEADERS, type ServerState, type StatusDocument } from '@sluice/protocol';
 import { parseRetryAfter } from './backoff.js';
 
 /** One stream's interest in a server's `/v1/status`. */
@@ -55,7 +55,8 @@ class StatusPoller {
       retryAfterMs = parseRetryAfter(response.headers.get(HEADERS.retryAfter));
       if (!response.ok) await response.body?.cancel();
       const body: unknown = response.ok ? await response.json() : undefined;
-      const status = (body as { status?: unknown } | undefined)?.status;
+      // Only `status` is read; a string is passed on as it is (only `live` takes a stream back).
+      const status: unknown = (body as Partial<StatusDocument> | undefined)?.status;
       if (typeof status === 'string' && !controller.signal.aborted) {
         for (const watch of [...this.#watches]) watch.onStatus(status as ServerState);
       }

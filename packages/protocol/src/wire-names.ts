@@ -13,6 +13,7 @@ export const HEADERS = {
   etag: 'etag',
   ifNoneMatch: 'if-none-match',
   cacheControl: 'cache-control',
+  contentType: 'content-type',
 } as const;
 
 export const PARAMS = {
