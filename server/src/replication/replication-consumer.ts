@@ -40,9 +40,9 @@ interface ContinuityState {
 
 /**
  * Feeds committed transactions from the slot into shape logs, flushes them in groups and only
- * then acknowledges the slot (DESIGN.md invariant 1). Any stream failure ends that stream; a new
- * one restarts from the slot after a backoff, forever (invariants 2 and 5). Replays need no
- * global bookkeeping: each shape drops what its log already holds.
+ * then acknowledges the slot (docs/architecture.md invariant 1). Any stream failure ends that
+ * stream; a new one restarts from the slot after a backoff, forever (invariants 2 and 5).
+ * Replays need no global bookkeeping: each shape drops what its log already holds.
  */
 export class ReplicationConsumer {
   readonly #options: ReplicationConsumerOptions;

@@ -1,10 +1,11 @@
-import { createHash } from 'node:crypto';
 import { bigIntToLsn, lsnToBigInt } from '@sluice/protocol';
 import type { Client } from 'pg';
 import { LogicalReplicationService, type Pgoutput } from 'pg-logical-replication';
 import type { Problem } from '../pg/describe-problem.js';
+import { ReplicationError, toReplicationError } from './replication-error.js';
+import { claimSlot, createSlot } from './replication-slot.js';
 import { TextPgoutputPlugin } from './text-pgoutput-plugin.js';
-import type { Change, RelationInfo, Transaction } from '../pg/transaction.js';
+import { TransactionAssembler, type AssemblyHandlers } from './transaction-assembler.js';
 
 /** What the stream found while setting up, before any change is delivered. */
 export interface StreamSetup {
@@ -17,13 +18,9 @@ export interface StreamSetup {
   slotProblem: Problem | undefined;
 }
 
-export interface ReplicationStreamHandlers {
+export interface ReplicationStreamHandlers extends AssemblyHandlers {
   /** Runs before streaming starts; may rotate shapes when continuity broke. */
   onSetup(setup: StreamSetup): Promise<void>;
-  /** Each committed transaction in commit order; the next one waits for this to settle. */
-  onTransaction(transaction: Transaction): Promise<void>;
-  /** A relation's shape as replication sees it (columns may have changed). */
-  onRelation(relation: RelationInfo): Promise<void>;
   /** Postgres has sent everything up to `lsn`; returns the position safe to acknowledge. */
   onKeepalive(lsn: bigint): bigint;
 }
@@ -46,30 +43,19 @@ const QUEUE_LOW_WATER = 1_000;
 /** How long closing waits for an orderly end before destroying the socket. */
 const CLOSE_GRACE_MS = 1_000;
 
-/** A replication error with the Postgres SQLSTATE when there is one. */
-export class ReplicationError extends Error {
-  override readonly name = 'ReplicationError';
-  constructor(
-    message: string,
-    readonly code: string | undefined,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
-}
-
 /**
  * One replication connection, from setup to its end. It is never reused: after any failure the
- * owner builds a new one that restarts from the slot and drops replays (DESIGN.md invariant 2).
- * Acknowledgements are sent only for positions the owner says are durable (invariant 1).
+ * owner builds a new one that restarts from the slot and drops replays (docs/architecture.md
+ * invariant 2). Acknowledgements are sent only for positions the owner says are durable
+ * (invariant 1).
  */
 export class ReplicationStream {
   readonly #service: LogicalReplicationService;
   readonly #handlers: ReplicationStreamHandlers;
   readonly #options: ReplicationStreamOptions;
+  readonly #assembler: TransactionAssembler;
   #acknowledged = 0n;
   #statusTimer: NodeJS.Timeout | undefined;
-  #pending: { xid: number; commitLsn: bigint; changes: Change[] } | undefined;
   #failure: Error | undefined;
   #closed = false;
   readonly #queue: QueueItem[] = [];
@@ -85,6 +71,7 @@ export class ReplicationStream {
   constructor(options: ReplicationStreamOptions, handlers: ReplicationStreamHandlers) {
     this.#options = options;
     this.#handlers = handlers;
+    this.#assembler = new TransactionAssembler(handlers);
     this.#service = new LogicalReplicationService(
       {
         connectionString: options.connectionString,
@@ -228,8 +215,8 @@ export class ReplicationStream {
     void this.close();
   }
 
+  /** Runs on the replication connection before START_REPLICATION (see TextPgoutputPlugin). */
   async #prepare(client: Client): Promise<void> {
-    const { slotName, publicationName } = this.#options;
     const system = await client.query<{ systemid: string; timeline: string }>('IDENTIFY_SYSTEM');
     const identity = system.rows[0];
     if (!identity) throw new ReplicationError('IDENTIFY_SYSTEM returned nothing', undefined);
@@ -245,46 +232,12 @@ export class ReplicationStream {
       timeoutMs > 0 ? Math.max(1_000, timeoutMs / 3) : 15_000,
     );
 
-    const walLevel = await client.query<{ wal_level: string }>('SHOW wal_level');
-    if (walLevel.rows[0]?.wal_level !== 'logical') {
-      throw new ReplicationError(
-        `wal_level is "${walLevel.rows[0]?.wal_level}"; logical replication needs wal_level=logical`,
-        '55000',
-      );
-    }
-    // Two servers must never consume one slot: the lock lives as long as this connection.
-    const locked = await client.query<{ locked: boolean }>(
-      `SELECT pg_try_advisory_lock(${advisoryLockKey(slotName)}) AS locked`,
-    );
-    if (!locked.rows[0]?.locked) {
-      throw new ReplicationError(`slot ${slotName} is in use by another Sluice server`, '55006');
-    }
-    const publication = await client.query(
-      `SELECT 1 FROM pg_publication WHERE pubname = ${literal(publicationName)}`,
-    );
-    if (publication.rowCount === 0)
-      await client.query(`CREATE PUBLICATION ${ident(publicationName)}`);
-
-    const slot = await client.query<{ wal_status: string | null }>(
-      `SELECT wal_status FROM pg_replication_slots WHERE slot_name = ${literal(slotName)}`,
-    );
-    let slotProblem: Problem | undefined;
-    if (slot.rows[0]?.wal_status === 'lost') {
-      slotProblem = {
-        code: '55000',
-        message: `replication slot "${slotName}" was invalidated (Postgres removed WAL it still needed, see max_slot_wal_keep_size)`,
-      };
-      await client.query(`DROP_REPLICATION_SLOT ${ident(slotName)}`);
-    } else if (slot.rowCount === 0) {
-      slotProblem = { code: '42704', message: `replication slot "${slotName}" does not exist` };
-    }
+    const slotProblem = await claimSlot(client, this.#options);
+    // Creating a slot waits for running transactions and setup may rotate shapes: neither
+    // silence is the network's (see #checkLiveness).
     this.#waitingOnUs = true;
     try {
-      if (slotProblem) {
-        await client.query(
-          `CREATE_REPLICATION_SLOT ${ident(slotName)} LOGICAL pgoutput NOEXPORT_SNAPSHOT`,
-        );
-      }
+      if (slotProblem) await createSlot(client, this.#options.slotName);
       await this.#handlers.onSetup({
         systemId: identity.systemid,
         timeline: Number(identity.timeline),
@@ -311,7 +264,7 @@ export class ReplicationStream {
           const safe = this.#handlers.onKeepalive(item.lsn);
           if (safe > this.#acknowledged) this.acknowledge(safe);
         } else {
-          await this.#assemble(item);
+          await this.#assembler.add(item);
         }
         if (this.#queue.length <= QUEUE_LOW_WATER) this.#socket()?.resume();
         this.#heardAt = Date.now();
@@ -333,102 +286,4 @@ export class ReplicationStream {
     };
     return service._connection?.stream;
   }
-
-  async #assemble(message: Pgoutput.Message): Promise<void> {
-    switch (message.tag) {
-      case 'begin':
-        this.#pending = {
-          xid: message.xid,
-          commitLsn: lsnToBigInt(message.commitLsn ?? '0/0'),
-          changes: [],
-        };
-        return;
-      case 'relation':
-        await this.#handlers.onRelation(toRelation(message));
-        return;
-      case 'insert':
-        this.#push({ kind: 'insert', relation: toRelation(message.relation), newRow: message.new });
-        return;
-      case 'update':
-        this.#push({
-          kind: 'update',
-          relation: toRelation(message.relation),
-          oldRow: message.old ?? undefined,
-          newRow: message.new,
-        });
-        return;
-      case 'delete': {
-        const oldRow = message.old ?? message.key;
-        if (!oldRow) throw new ReplicationError('delete without old row', undefined);
-        this.#push({ kind: 'delete', relation: toRelation(message.relation), oldRow });
-        return;
-      }
-      case 'truncate':
-        this.#push({ kind: 'truncate', relations: message.relations.map(toRelation) });
-        return;
-      case 'commit': {
-        const pending = this.#pending;
-        this.#pending = undefined;
-        if (!pending) throw new ReplicationError('commit without begin', undefined);
-        await this.#handlers.onTransaction({
-          xid: pending.xid,
-          commitLsn: lsnToBigInt(message.commitLsn ?? '0/0'),
-          endLsn: lsnToBigInt(message.commitEndLsn ?? '0/0'),
-          changes: pending.changes,
-        });
-        return;
-      }
-      default:
-        return; // origin, type and logical messages carry nothing a shape needs
-    }
-  }
-
-  #push(change: Change): void {
-    if (!this.#pending)
-      throw new ReplicationError(`${change.kind} outside a transaction`, undefined);
-    this.#pending.changes.push(change);
-  }
-}
-
-/** Relation objects are cached by the parser; copy what shapes need into a stable form. */
-const relationCache = new WeakMap<Pgoutput.MessageRelation, RelationInfo>();
-function toRelation(relation: Pgoutput.MessageRelation): RelationInfo {
-  let info = relationCache.get(relation);
-  if (!info) {
-    info = {
-      oid: relation.relationOid,
-      schema: relation.schema,
-      name: relation.name,
-      columns: relation.columns.map((c) => ({
-        name: c.name,
-        typeOid: c.typeOid,
-        typeMod: c.typeMod,
-      })),
-      keyColumns: relation.keyColumns,
-    };
-    relationCache.set(relation, info);
-  }
-  return info;
-}
-
-function toReplicationError(error: unknown): ReplicationError {
-  if (error instanceof ReplicationError) return error;
-  const e = error as { message?: string; code?: string };
-  const code = typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) ? e.code : undefined;
-  return new ReplicationError(e.message ?? String(error), code ?? e.code, { cause: error });
-}
-
-/** A stable 63-bit lock key per slot name. */
-function advisoryLockKey(slotName: string): string {
-  const digest = createHash('sha256').update(`sluice:${slotName}`).digest();
-  return (digest.readBigUInt64BE(0) & 0x7fffffffffffffffn).toString();
-}
-
-/** Replication connections speak only the simple query protocol: no bind parameters. */
-function literal(value: string): string {
-  return `'${value.replaceAll("'", "''")}'`;
-}
-
-function ident(value: string): string {
-  return `"${value.replaceAll('"', '""')}"`;
 }

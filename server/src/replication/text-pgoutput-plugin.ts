@@ -12,8 +12,8 @@ const keepText = (text: unknown) => text;
  * the identity as the Relation message passes through keeps every value byte-exact.
  *
  * `prepare` runs on the replication connection before START_REPLICATION: the advisory lock,
- * publication and slot setup happen on the very connection that will stream (DESIGN.md
- * invariant 4), so the lock is released exactly when that stream dies.
+ * publication and slot setup happen on the very connection that will stream
+ * (docs/architecture.md invariant 4), so the lock is released exactly when that stream dies.
  */
 export class TextPgoutputPlugin extends PgoutputPlugin {
   constructor(

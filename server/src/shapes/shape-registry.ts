@@ -2,7 +2,6 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
-import type pg from 'pg';
 import { lsnToBigInt } from '@sluice/protocol';
 import type { QueryExecutor } from '../db/query-executor.js';
 import type { RecentCommit } from './recent-commits.js';
@@ -14,8 +13,8 @@ import { ShapeRouter } from './shape-router.js';
 import { takeSnapshot } from './shape-snapshot.js';
 import { Shape, type RowChange, type ShapeMetadata } from './shape.js';
 import { whereEvaluationError, planShape } from './shape-plan.js';
-import { quoteIdentifier, quoteTableIdentifier } from '../pg/table-identifier.js';
-import type { TableSchema } from '../pg/table-schema.js';
+import { quoteTableIdentifier } from '../pg/table-identifier.js';
+import { publishTable } from '../pg/publication.js';
 
 export interface ShapeRegistryOptions {
   storageDir: string;
@@ -213,7 +212,7 @@ export class ShapeRegistry {
     const { plan, flushedLsn } = await executor
       .primary(async (client) => {
         const plan = await planShape(client, definition);
-        await ensurePublished(client, plan.schema, publicationName);
+        await publishTable(client, publicationName, plan.schema);
         const { rows } = await client.query<{ lsn: string }>(
           'SELECT pg_current_wal_flush_lsn()::text AS lsn',
         );
@@ -276,44 +275,6 @@ export class ShapeRegistry {
     set.add(shape);
     this.#router.add(shape);
   }
-}
-
-/** Tables in shapes are in the publication with REPLICA IDENTITY FULL (old rows on update/delete). */
-async function ensurePublished(
-  client: pg.PoolClient,
-  schema: TableSchema,
-  publicationName: string,
-): Promise<void> {
-  const table = quoteTableIdentifier(schema);
-  const { rows } = await client.query<{
-    relreplident: string;
-    published: boolean;
-    publication: boolean;
-  }>(
-    `SELECT c.relreplident,
-            EXISTS (SELECT 1 FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
-                    WHERE p.pubname = $2 AND pr.prrelid = c.oid) AS published,
-            EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $2) AS publication
-       FROM pg_class c WHERE c.oid = $1`,
-    [schema.oid, publicationName],
-  );
-  const row = rows[0];
-  if (row?.relreplident !== 'f') await client.query(`ALTER TABLE ${table} REPLICA IDENTITY FULL`);
-  if (!row?.publication) {
-    await client
-      .query(`CREATE PUBLICATION ${quoteIdentifier(publicationName)}`)
-      .catch(ignoreDuplicate);
-  }
-  if (!row?.published) {
-    await client
-      .query(`ALTER PUBLICATION ${quoteIdentifier(publicationName)} ADD TABLE ${table}`)
-      .catch(ignoreDuplicate);
-  }
-}
-
-/** Another request (or server) got there first. */
-function ignoreDuplicate(error: unknown): void {
-  if ((error as { code?: string }).code !== '42710') throw error;
 }
 
 function replicationSignature(relation: RelationInfo): string {
