@@ -250,7 +250,7 @@ export function convertValue(from: ScalarType, to: ScalarType, value: Value): Va
   if ((from === 'timestamp' || from === 'timestamptz') && to === 'date') {
     return datetimeConversion(() => timestampToDate(value as never));
   }
-  // timestamp and timestamptz hold the same instant under TimeZone=UTC (PROTOCOL.md §4).
+  // timestamp and timestamptz hold the same instant under TimeZone=UTC (docs/protocol.md §4).
   if (
     (from === 'timestamp' && to === 'timestamptz') ||
     (from === 'timestamptz' && to === 'timestamp')
