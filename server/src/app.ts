@@ -36,7 +36,10 @@ const PROBE_LIVE_INTERVAL_MS = 5_000;
 const PROBE_DEGRADED_INTERVAL_MS = 1_000;
 const PROBE_TIMEOUT_MS = 5_000;
 
-/** Browsers hide response headers that are not listed; the client then fails (PROTOCOL.md §1). */
+/**
+ * Browsers hide response headers that are not listed; the client then fails (docs/protocol.md
+ * §1).
+ */
 const EXPOSED_HEADERS = [
   HEADERS.handle,
   HEADERS.offset,
@@ -149,26 +152,27 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
   registerHealthRoute(app, status);
   await registerStatusRoute(app, status, config.statusMaxAgeS);
   registerMetricsRoute(app, metrics);
-  registerShapeRoute(app, {
-    registry,
-    status,
-    fallback,
-    degraded: () => {
-      const { state } = status.current();
-      return state === 'fallback' || state === 'unavailable';
+  registerShapeRoute(
+    app,
+    {
+      registry,
+      fallback,
+      status,
+      replication: consumer,
+      longPoll: { timeoutMs: config.longPollTimeoutMs, closing: closing.signal },
+      cache: {
+        maxAgeS: config.cacheMaxAgeS,
+        staleAgeS: config.cacheStaleAgeS,
+        fallbackMaxAgeS: config.fallbackMaxAgeS,
+      },
     },
-    lastSeenLsn: () => consumer.lastSeenLsn(),
-    continuityChecked: (timeoutMs) => consumer.continuityChecked(timeoutMs),
-    longPollTimeoutMs: config.longPollTimeoutMs,
-    maxAgeS: config.cacheMaxAgeS,
-    staleAgeS: config.cacheStaleAgeS,
-    fallbackMaxAgeS: config.fallbackMaxAgeS,
-    closing: closing.signal,
-    secret: config.secret,
-    enableDelete: config.enableShapeDelete,
-    maxConcurrentInitial: config.maxConcurrentInitial,
-    maxConcurrentLive: config.maxConcurrentLive,
-  });
+    {
+      secret: config.secret,
+      enableDelete: config.enableShapeDelete,
+      maxConcurrentInitial: config.maxConcurrentInitial,
+      maxConcurrentLive: config.maxConcurrentLive,
+    },
+  );
   app.decorate('status', status);
   if (config.devPage) await app.register(devPage);
 
@@ -185,7 +189,8 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
         .catch((error: unknown) => app.log.warn({ err: error }, 'checking tables failed'));
     }, RELATION_SWEEP_MS);
   });
-  // Long-polls end before the server waits for connections to drain (DESIGN.md invariant 7).
+  // Long-polls end before the server waits for connections to drain (docs/architecture.md
+  // invariant 7).
   app.addHook('preClose', (done) => {
     closing.abort();
     registry.wakeAll();

@@ -1,46 +1,37 @@
-import type { FastifyReply } from 'fastify';
+import { HEADERS } from '@sluice/protocol';
 
-/** Ages of the cache-control matrix (PROTOCOL.md §5) that operators may tune. */
+/** Ages of the cache-control matrix (docs/protocol.md §5) that operators may tune. */
 export interface CacheAges {
   maxAgeS: number;
   staleAgeS: number;
-  /** Of every response in fallback mode (PROTOCOL.md §7). */
+  /** Of every response in fallback mode (docs/protocol.md §7). */
   fallbackMaxAgeS: number;
 }
 
-export type CacheKind = 'initial' | 'catch-up' | 'live' | 'must-refetch' | 'fallback' | 'error';
+export type CacheKind = 'initial' | 'catch-up' | 'live' | 'must-refetch' | 'fallback';
 
 /**
- * Cache-Control per kind of response. The first chunk of a shape is immutable under its handle,
- * hence the week-long policy; live answers change every long-poll window; fallback answers are
- * kept briefly, so clients come back soon for fresher ones; errors are never stored.
+ * Cache-Control per kind of shape answer. The first chunk of a shape is immutable under its
+ * handle, hence the week-long policy; live answers change every long-poll window; fallback
+ * answers are kept briefly, so clients come back soon for fresher ones.
  */
-export function setCacheControl(reply: FastifyReply, kind: CacheKind, ages: CacheAges): void {
+export function cacheControl(kind: CacheKind, ages: CacheAges): string {
   switch (kind) {
     case 'initial':
-      reply.header(
-        'cache-control',
-        'public, max-age=604800, s-maxage=3600, stale-while-revalidate=2629746',
-      );
-      return;
+      return 'public, max-age=604800, s-maxage=3600, stale-while-revalidate=2629746';
     case 'catch-up':
-      reply.header(
-        'cache-control',
-        `public, max-age=${ages.maxAgeS}, stale-while-revalidate=${ages.staleAgeS}`,
-      );
-      return;
+      return `public, max-age=${ages.maxAgeS}, stale-while-revalidate=${ages.staleAgeS}`;
     case 'live':
-      reply.header('cache-control', 'public, max-age=5, stale-while-revalidate=5');
-      return;
+      return 'public, max-age=5, stale-while-revalidate=5';
     case 'fallback':
-      reply.header('cache-control', `public, max-age=${ages.fallbackMaxAgeS}`);
-      return;
+      return `public, max-age=${ages.fallbackMaxAgeS}`;
     case 'must-refetch':
-      reply.header('cache-control', 'public, max-age=60, must-revalidate');
-      return;
-    case 'error':
-      reply.header('cache-control', 'no-store');
-      reply.header('surrogate-control', 'no-store');
-      return;
+      return 'public, max-age=60, must-revalidate';
   }
 }
+
+/** Errors and other one-off answers are never stored, by browsers nor by CDNs. */
+export const NO_STORE_HEADERS: Readonly<Record<string, string>> = {
+  [HEADERS.cacheControl]: 'no-store',
+  'surrogate-control': 'no-store',
+};

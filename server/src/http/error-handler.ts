@@ -1,31 +1,46 @@
 import { ERROR_CODES, HEADERS, type ErrorCode } from '@sluice/protocol';
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
 import { classifyDbError, DB_ERROR_POLICIES } from '../db/classify-db-error.js';
+import { SluiceError } from '../errors/sluice-error.js';
+import { NO_STORE_HEADERS } from './cache-policy.js';
+
+/** What a 503 without its own wait tells the client to wait, in seconds. */
+const DEFAULT_RETRY_AFTER_S = 1;
+/** Refusals that only say "too many at once". */
+const OVERLOAD_CODES: ReadonlySet<ErrorCode> = new Set([
+  'SLUICE_ERR_OVERLOADED',
+  'SLUICE_ERR_FALLBACK_OVERLOADED',
+]);
+/** A database that failed past the executor's retries is probed before clients come back. */
+const DB_RETRY_AFTER_S = 5;
 
 /**
- * Unexpected errors never crash the process or leak a stack to clients: database trouble is a
- * 503 the client retries (and `onUnreachable` has the database probed at once), anything else a
- * 500 logged with its cause. Neither is cached.
+ * The one place errors become responses, none of them cached. A coded error (`SluiceError`) gets
+ * the status the table gives its code (docs/errors.md): a 400 names the request parameters at
+ * fault, a 503 says when to retry. Other errors never crash the process or leak a stack to
+ * clients: database trouble is a 503 the client retries (and `onUnreachable` has the database
+ * probed at once), anything else a 500 logged with its cause.
  */
 export function registerErrorHandler(app: FastifyInstance, onUnreachable: () => void): void {
-  app.setErrorHandler((error: FastifyError, request, reply) => {
-    void reply.header('cache-control', 'no-store').header('surrogate-control', 'no-store');
-    if (error.validation || (error.statusCode !== undefined && error.statusCode < 500)) {
+  app.setErrorHandler((error: FastifyError | SluiceError, request, reply) => {
+    void reply.headers(NO_STORE_HEADERS);
+    if (error instanceof SluiceError) {
+      const { status } = ERROR_CODES[error.code];
+      if (status === 400) {
+        const { field, fields } = error.details;
+        const errors = fields ?? { [field ?? 'request']: [error.message] };
+        return reply.code(400).send({ message: 'Invalid request', errors });
+      }
+      if (status === 503) {
+        // Transient: the client retries. An outage is worth a warning; refusals for overload
+        // are not (a storm would flood the log; each request's own log line records it).
+        const level = OVERLOAD_CODES.has(error.code) ? 'debug' : 'warn';
+        request.log[level]({ code: error.code }, error.message);
+        const retryAfterS = error.details.retryAfterS ?? DEFAULT_RETRY_AFTER_S;
+        return unavailable(reply, error.code, error.message, retryAfterS);
+      }
+    } else if (error.validation || (error.statusCode !== undefined && error.statusCode < 500)) {
       return reply.code(error.statusCode ?? 400).send({ message: error.message });
-    }
-    // A Sluice error whose code is a 503 in the table: transient, the client retries.
-    const code = (error as { code?: string }).code;
-    if (
-      code !== undefined &&
-      code in ERROR_CODES &&
-      ERROR_CODES[code as ErrorCode].status === 503
-    ) {
-      request.log.warn({ code }, error.message);
-      const retryAfterS = (error as { retryAfterS?: number }).retryAfterS ?? 1;
-      return reply
-        .code(503)
-        .header(HEADERS.retryAfter, String(retryAfterS))
-        .send({ code, message: error.message });
     }
     // Database failures that outlasted the executor's retries: transient too (docs/errors.md).
     const policy = DB_ERROR_POLICIES[classifyDbError(error)];
@@ -33,15 +48,20 @@ export function registerErrorHandler(app: FastifyInstance, onUnreachable: () => 
       request.log.warn({ err: error }, 'database query failed');
       // Connection trouble: have the database probed at once (the state may change).
       if (policy.breaker) onUnreachable();
-      return reply
-        .code(503)
-        .header(HEADERS.retryAfter, '5')
-        .send({
-          code: 'SLUICE_ERR_DB_UNREACHABLE',
-          message: `The database could not answer: ${error.message}`,
-        });
+      const message = `The database could not answer: ${error.message}`;
+      return unavailable(reply, 'SLUICE_ERR_DB_UNREACHABLE', message, DB_RETRY_AFTER_S);
     }
     request.log.error({ err: error }, 'request failed');
     return reply.code(500).send({ code: 'SLUICE_ERR_INTERNAL', message: 'Internal server error' });
   });
+}
+
+/** 503 with `retry-after`: the client backs off and comes back (docs/protocol.md §5). */
+function unavailable(
+  reply: FastifyReply,
+  code: ErrorCode,
+  message: string,
+  retryAfterS: number,
+): FastifyReply {
+  return reply.code(503).header(HEADERS.retryAfter, String(retryAfterS)).send({ code, message });
 }

@@ -1,4 +1,4 @@
-import { PATHS, type HealthStatus } from '@sluice/protocol';
+import { HEADERS, PATHS, type HealthStatus } from '@sluice/protocol';
 import type { FastifyInstance } from 'fastify';
 import type { StatusMonitor } from '../status/status-monitor.js';
 
@@ -12,7 +12,7 @@ export function registerHealthRoute(app: FastifyInstance, status: StatusMonitor)
     const health: HealthStatus = state === 'live' || state === 'fallback' ? 'active' : 'starting';
     return reply
       .code(health === 'active' ? 200 : 202)
-      .header('cache-control', 'no-cache, no-store, must-revalidate')
+      .header(HEADERS.cacheControl, 'no-cache, no-store, must-revalidate')
       .send({ status: health });
   });
 }

@@ -2,7 +2,7 @@
 const CURSOR_EPOCH_MS = Date.UTC(2024, 9, 9);
 
 /**
- * The `electric-cursor` of a live response (PROTOCOL.md §5): the end of the current long-poll
+ * The `electric-cursor` of a live response (docs/protocol.md §5): the end of the current long-poll
  * window, so every client polling within one window sends the same next URL and a CDN collapses
  * them. If that would not move past the client's cursor, jump ahead by a random 1..3600 s so the
  * next URL is new (a cached response must never be replayed to the same client).

@@ -1,4 +1,4 @@
-import { PATHS } from '@sluice/protocol';
+import { HEADERS, PATHS } from '@sluice/protocol';
 import type { FastifyInstance } from 'fastify';
 import type { SluiceMetrics } from '../status/sluice-metrics.js';
 
@@ -6,6 +6,9 @@ import type { SluiceMetrics } from '../status/sluice-metrics.js';
 export function registerMetricsRoute(app: FastifyInstance, metrics: SluiceMetrics): void {
   app.get(PATHS.metrics, async (_request, reply) => {
     const text = await metrics.registry.metrics();
-    return reply.header('cache-control', 'no-store').type(metrics.registry.contentType).send(text);
+    return reply
+      .header(HEADERS.cacheControl, 'no-store')
+      .type(metrics.registry.contentType)
+      .send(text);
   });
 }

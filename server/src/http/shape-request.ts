@@ -17,7 +17,7 @@ export interface ShapeRequest {
   cursor: string | undefined;
 }
 
-/** 400 body fields, per parameter (PROTOCOL.md §2). */
+/** 400 body fields, per parameter (docs/protocol.md §2). */
 export type ValidationErrors = Record<string, string[]>;
 
 type Query = Record<string, string | string[] | undefined>;
@@ -129,7 +129,7 @@ const PARAM_KEY = /^params\[(.*)\]$/;
 
 /**
  * `params[1]=…&params[2]=…` as a list: keys are integers from 1 without gaps, each given once
- * (PROTOCOL.md §2). Undefined when there are none.
+ * (docs/protocol.md §2). Undefined when there are none.
  */
 function parseWhereParams(query: Query, errors: ValidationErrors): string[] | undefined {
   const values = new Map<number, string>();

@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
 import caching from '@fastify/caching';
-import { PATHS } from '@sluice/protocol';
+import { HEADERS, PATHS } from '@sluice/protocol';
 import type { FastifyInstance } from 'fastify';
 import type { StatusMonitor } from '../status/status-monitor.js';
 
 /**
- * `GET /v1/status` (PROTOCOL.md §7), answered from memory. `@fastify/caching` sets its
+ * `GET /v1/status` (docs/protocol.md §7), answered from memory. `@fastify/caching` sets its
  * cache-control and etag and answers `If-None-Match` with 304. Its etag store is replaced by the
  * current etag alone: an etag is "fresh" only while it names the current document, never because
  * it was handed out earlier.
@@ -39,7 +39,9 @@ export async function registerStatusRoute(
     // caches stop caching. Added before the plugin, this hook runs before the plugin's.
     scope.addHook('onSend', async (_request, reply, payload) => {
       if (reply.statusCode === 304) {
-        reply.header('cache-control', `public, max-age=${maxAgeS}`).header('etag', render().etag);
+        reply
+          .header(HEADERS.cacheControl, `public, max-age=${maxAgeS}`)
+          .header(HEADERS.etag, render().etag);
       }
       return payload;
     });

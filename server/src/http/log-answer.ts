@@ -1,13 +1,20 @@
-import { HEADERS, compareLogOffsets, formatLogOffset, type LogOffset } from '@sluice/protocol';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import {
+  HEADERS,
+  PARAMS,
+  compareLogOffsets,
+  formatLogOffset,
+  type LogOffset,
+} from '@sluice/protocol';
+import { SluiceError, requestInvalid, shuttingDown } from '../errors/sluice-error.js';
 import { newFallbackHandle } from '../shapes/fallback-queries.js';
 import type { Shape } from '../shapes/shape.js';
-import { setCacheControl } from './cache-policy.js';
+import { cacheControl } from './cache-policy.js';
 import { nextLiveCursor } from './live-cursor.js';
-import { mustRefetch, unavailable } from './shape-replies.js';
+import { mustRefetchAnswer } from './must-refetch-answer.js';
+import type { ShapeAnswer } from './shape-answer.js';
+import { isDegraded, type LongPoll, type ShapeAnswerContext } from './shape-answer-context.js';
 import type { ShapeRequest } from './shape-request.js';
-import type { ShapeRouteOptions } from './shape-route.js';
-import { SluiceError } from '../errors/sluice-error.js';
+import { upToDateMessage } from './up-to-date-message.js';
 
 /** How long a request for an offset past the log's end waits before it is a 400. */
 const OUT_OF_BOUNDS_GRACE_MS = 1_000;
@@ -23,7 +30,7 @@ async function waitForEntries(
   shape: Shape,
   offset: LogOffset,
   live: boolean,
-  options: ShapeRouteOptions,
+  longPoll: LongPoll,
 ): Promise<Wait> {
   if (shape.hasEntriesAfter(offset)) return 'ready';
   const end = shape.log.durableOffset;
@@ -33,24 +40,23 @@ async function waitForEntries(
     return after && compareLogOffsets(offset, after) <= 0 ? 'ready' : 'out-of-bounds';
   }
   if (!live) return 'ready';
-  if (options.closing.aborted) return 'closing';
-  await shape.waitForChange(options.longPollTimeoutMs);
+  if (longPoll.closing.aborted) return 'closing';
+  await shape.waitForChange(longPoll.timeoutMs);
   if (shape.deleted) return 'deleted';
-  if (options.closing.aborted) return 'closing';
+  if (longPoll.closing.aborted) return 'closing';
   return shape.hasEntriesAfter(offset) ? 'ready' : 'timed-out';
 }
 
 /**
- * Answers from a shape's log (PROTOCOL.md §3–5). While replication is down the log is served
- * read-only: the same data, marked with `electric-fallback-mode` and a short cache lifetime.
+ * The answer from a shape's log (docs/protocol.md §3–5). While replication is down the log is
+ * served read-only: the same data, marked with `electric-fallback-mode` and a short cache
+ * lifetime.
  */
-export async function serveFromLog(
-  request: FastifyRequest,
-  reply: FastifyReply,
+export async function logAnswer(
   shape: Shape,
   parsed: ShapeRequest,
-  options: ShapeRouteOptions,
-): Promise<FastifyReply> {
+  context: ShapeAnswerContext,
+): Promise<ShapeAnswer> {
   const { offset, live } = parsed;
   let body: string[] = [];
   let responseOffset: LogOffset = shape.log.durableOffset ?? { tx: 0n, op: 0 };
@@ -59,22 +65,10 @@ export async function serveFromLog(
 
   if (offset !== 'now') {
     if (offset !== 'before-all') {
-      const wait = await waitForEntries(shape, offset, live, options);
-      if (wait === 'out-of-bounds') {
-        setCacheControl(reply, 'error', options);
-        return reply
-          .code(400)
-          .send({ message: 'Invalid request', errors: { offset: ['out of bounds'] } });
-      }
-      if (wait === 'deleted') return refetchDeleted(reply, shape, options);
-      if (wait === 'closing') {
-        return unavailable(
-          reply,
-          options,
-          'SLUICE_ERR_SHUTTING_DOWN',
-          'The server is shutting down',
-        );
-      }
+      const wait = await waitForEntries(shape, offset, live, context.longPoll);
+      if (wait === 'out-of-bounds') throw requestInvalid({ [PARAMS.offset]: ['out of bounds'] });
+      if (wait === 'deleted') return refetchDeleted(shape, context);
+      if (wait === 'closing') throw shuttingDown();
       timedOut = wait === 'timed-out';
     }
     const read = await shape.log.read(offset);
@@ -86,23 +80,24 @@ export async function serveFromLog(
   const isInitial = offset === 'before-all';
   // The first chunk never says up-to-date: the client must come back for the rest (§3).
   const sendUpToDate = reachedEnd && !isInitial;
-  if (sendUpToDate) {
-    const lsn = options.lastSeenLsn().toString();
-    body.push(JSON.stringify({ headers: { control: 'up-to-date', global_last_seen_lsn: lsn } }));
-  }
+  if (sendUpToDate) body.push(upToDateMessage(context.replication.lastSeenLsn()));
 
   const offsetText = formatLogOffset(responseOffset);
-  reply.header(HEADERS.handle, shape.handle).header(HEADERS.offset, offsetText);
-  if (sendUpToDate) reply.header(HEADERS.upToDate, '');
-  if (live) reply.header(HEADERS.cursor, nextLiveCursor(options.longPollTimeoutMs, parsed.cursor));
-  else reply.header(HEADERS.schema, shape.metadata.schemaHeader);
+  const headers: Record<string, string> = {
+    [HEADERS.handle]: shape.handle,
+    [HEADERS.offset]: offsetText,
+  };
+  if (sendUpToDate) headers[HEADERS.upToDate] = '';
+  if (live) headers[HEADERS.cursor] = nextLiveCursor(context.longPoll.timeoutMs, parsed.cursor);
+  else headers[HEADERS.schema] = shape.metadata.schemaHeader;
   // Decided when answering: a request held through the end of an outage is a live answer.
-  if (options.degraded()) {
-    reply.header(HEADERS.fallbackMode, 'true');
-    setCacheControl(reply, 'fallback', options);
+  const degraded = isDegraded(context.status);
+  if (degraded) {
+    headers[HEADERS.fallbackMode] = 'true';
+    headers[HEADERS.cacheControl] = cacheControl('fallback', context.cache);
   } else {
     const kind = live || offset === 'now' ? 'live' : isInitial ? 'initial' : 'catch-up';
-    setCacheControl(reply, kind, options);
+    headers[HEADERS.cacheControl] = cacheControl(kind, context.cache);
   }
   // A long-poll that timed out answers the same offsets as the last one: a unique tag keeps
   // caches from treating the two as the same response.
@@ -110,14 +105,9 @@ export async function serveFromLog(
     ? `:${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`
     : '';
   // A fallback answer must not be revalidated into a live one by a cache, or the reverse.
-  const mode = options.degraded() ? ':fallback' : '';
-  const etag = `"${shape.handle}:${parsed.offsetText}:${offsetText}${unique}${mode}"`;
-  reply.header(HEADERS.etag, etag);
-  if (request.headers[HEADERS.ifNoneMatch] === etag) return reply.code(304).send();
-  return reply
-    .code(200)
-    .type('application/json')
-    .send(`[${body.join(',')}]`);
+  const mode = degraded ? ':fallback' : '';
+  headers[HEADERS.etag] = `"${shape.handle}:${parsed.offsetText}:${offsetText}${unique}${mode}"`;
+  return { status: 200, headers, body: `[${body.join(',')}]` };
 }
 
 /**
@@ -125,18 +115,15 @@ export async function serveFromLog(
  * the shape made anew. Also while replication is down: a slot found lost rotates every shape just
  * before streaming resumes, and a fallback handle would cost those clients a second refetch.
  */
-async function refetchDeleted(
-  reply: FastifyReply,
-  shape: Shape,
-  options: ShapeRouteOptions,
-): Promise<FastifyReply> {
+async function refetchDeleted(shape: Shape, context: ShapeAnswerContext): Promise<ShapeAnswer> {
   const { definition } = shape.metadata;
   try {
-    const current = await options.registry.getOrCreate(definition);
-    return mustRefetch(reply, current.handle, options);
+    const current = await context.registry.getOrCreate(definition);
+    return mustRefetchAnswer(current.handle, context.cache);
   } catch (error) {
-    // The table itself is gone or changed: the next request will say what is wrong.
+    // The table itself is gone or changed: the next request will say what is wrong. The client
+    // was held, so it is owed a refetch, not an error about a request that was fine when made.
     if (!(error instanceof SluiceError && error.code === 'SLUICE_ERR_SHAPE_INVALID')) throw error;
-    return mustRefetch(reply, newFallbackHandle(definition), options);
+    return mustRefetchAnswer(newFallbackHandle(definition), context.cache);
   }
 }

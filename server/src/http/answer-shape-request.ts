@@ -1,0 +1,41 @@
+import { SluiceError } from '../errors/sluice-error.js';
+import type { Shape } from '../shapes/shape.js';
+import { degradedAnswer } from './degraded-answer.js';
+import { logAnswer } from './log-answer.js';
+import { mustRefetchAnswer } from './must-refetch-answer.js';
+import type { ShapeAnswer } from './shape-answer.js';
+import { isDegraded, type ShapeAnswerContext } from './shape-answer-context.js';
+import type { ShapeRequest } from './shape-request.js';
+
+/** How long a request waits at start for replication to tell whether stored logs are current. */
+const CONTINUITY_WAIT_MS = 5_000;
+
+/**
+ * The answer to a valid shape request, whatever transport carries it. Refusals are thrown as
+ * coded errors (`SluiceError`), which the transport turns into its error response.
+ */
+export async function answerShapeRequest(
+  parsed: ShapeRequest,
+  context: ShapeAnswerContext,
+): Promise<ShapeAnswer> {
+  // Replication is down: fallback answers (docs/protocol.md §7).
+  if (isDegraded(context.status)) return degradedAnswer(parsed, context);
+  if (!(await context.replication.continuityChecked(CONTINUITY_WAIT_MS))) {
+    throw new SluiceError(
+      'SLUICE_ERR_NOT_READY',
+      'Replication has not been checked yet, so stored shapes may be stale; retry shortly',
+    );
+  }
+  const existing = context.registry.find(parsed.definition);
+  if (parsed.handle !== undefined && existing?.handle !== parsed.handle) {
+    // The handle names data this server no longer has (deleted, rotated, unknown): the client
+    // must start again, from the shape's current handle.
+    const current = await context.registry.getOrCreate(parsed.definition);
+    return mustRefetchAnswer(current.handle, context.cache);
+  }
+  const fresh =
+    existing?.ready &&
+    (parsed.offset !== 'before-all' || (await context.registry.stillCurrent(existing)));
+  const shape: Shape = fresh ? existing : await context.registry.getOrCreate(parsed.definition);
+  return logAnswer(shape, parsed, context);
+}

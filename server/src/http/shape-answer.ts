@@ -1,0 +1,17 @@
+/**
+ * A shape answer's body: JSON text, or chunks sent in order without being joined (fallback rows
+ * are shared by every request of their window, never copied per request).
+ */
+export type ShapeAnswerBody = string | Iterable<Buffer>;
+
+/**
+ * A `GET /v1/shape` answer as a value: what to say, not how. Deciding code returns one, and one
+ * function per transport sends it (HTTP: `sendShapeAnswer`), so every transport says the same.
+ * A body is always a JSON array of messages (docs/protocol.md §4).
+ */
+export interface ShapeAnswer {
+  status: 200 | 409;
+  /** By lower-case name (`HEADERS.*`); an `etag` makes the answer revalidatable (304). */
+  headers: Record<string, string>;
+  body: ShapeAnswerBody;
+}
