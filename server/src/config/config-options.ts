@@ -80,7 +80,7 @@ export const CONFIG_OPTIONS = {
   databaseReplicaUrl: option({
     env: 'DATABASE_REPLICA_URL',
     description:
-      'A streaming read replica of `DATABASE_URL`. Fallback snapshots and catalog sweeps read it first, initial snapshots when it has replayed far enough; the primary answers when it cannot. Unset: everything reads the primary.',
+      'A streaming read replica of `DATABASE_URL`. Fallback rows and catalog sweeps read it first, initial snapshots when it has replayed far enough; the primary answers when it cannot. Unset: everything reads the primary.',
     default: undefined,
     parse: postgresUrl,
   }),

@@ -3,6 +3,7 @@ import { readFile, realpath } from 'node:fs/promises';
 import { resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyPluginCallback, FastifyReply } from 'fastify';
+import { HEADERS } from '@sluice/protocol';
 
 /** The repository root, seen from `server/src/dev/` and `server/dist/dev/` alike. */
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
@@ -34,7 +35,7 @@ export const devPage: FastifyPluginCallback<DevPageOptions> = (app, options, don
     return reply
       .code(built ? 200 : 503)
       .type('text/html; charset=utf-8')
-      .header('cache-control', 'no-store')
+      .header(HEADERS.cacheControl, 'no-store')
       .send(built ? PAGE : notBuiltPage(clientDist));
   });
   app.get(`${CLIENT_PREFIX}*`, async (request, reply) =>
@@ -66,7 +67,7 @@ async function sendDistFile(reply: FastifyReply, root: string, wanted: string): 
   }
   return reply
     .type(wanted.endsWith('.map') ? 'application/json' : 'text/javascript; charset=utf-8')
-    .header('cache-control', 'no-store')
+    .header(HEADERS.cacheControl, 'no-store')
     .send(body);
 }
 
