@@ -15,9 +15,9 @@ import { upToDateMessage } from './up-to-date-message.js';
 const FALLBACK_END = formatLogOffset(SNAPSHOT_END);
 
 /**
- * `GET /v1/shape` while replication is down (docs/protocol.md §7): initial requests get a
- * fallback rows queried from Postgres; shapes whose log is known to continue the slot are
- * served from it, read-only; fallback handles are held like live requests and told to refetch
+ * `GET /v1/shape` while replication is down (docs/protocol.md §7): initial requests get the
+ * shape's rows queried from Postgres (fallback rows); shapes whose log is known to continue the
+ * slot are served from it, read-only; fallback handles are held like live requests and told to refetch
  * once live again. With the database down too, only what the logs hold can be answered.
  */
 export async function degradedAnswer(

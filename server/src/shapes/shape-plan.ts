@@ -22,7 +22,7 @@ export interface ShapePlan {
 
 /**
  * Resolves a definition: the table must exist, the columns must be served by replication and
- * include the key, and the where clause must type-check. Each problem is a `ShapeCreationError`
+ * include the key, and the where clause must type-check. Each problem is a `SluiceError`
  * naming the parameter at fault.
  */
 export async function planShape(

@@ -11,7 +11,7 @@ import { shapeInvalid } from '../errors/sluice-error.js';
 
 /**
  * Validates a shape's where clause and params against its table and returns the typed clause
- * that filters its snapshot and its changes. Every problem is a WhereClauseError naming the
+ * that filters its snapshot and its changes. Every problem is a SluiceError naming the
  * parameter at fault, raised before any shape exists. Postgres is asked only to read the
  * constants (`'2024-01-01'::date`), with bound parameters: the clause itself is never sent.
  */
