@@ -125,6 +125,7 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
     executor,
     maxAgeMs: config.fallbackMaxAgeS * 1000,
     maxConcurrent: config.maxConcurrentFallback,
+    maxCacheBytes: config.fallbackCacheBytes,
     metrics,
   });
   // Snapshots from an outage are never asked for once live again; their memory goes.

@@ -283,6 +283,13 @@ export const CONFIG_OPTIONS = {
     default: 8,
     parse: integer(1),
   }),
+  fallbackCacheBytes: option({
+    env: 'SLUICE_FALLBACK_CACHE_BYTES',
+    description:
+      'Bytes of fallback rows kept in memory for the cache window, across all shapes; the least recently used are dropped first (asked for again, they are queried again). Rows larger than this are served but not kept.',
+    default: 67_108_864,
+    parse: integer(0),
+  }),
   logLevel: option({
     env: 'SLUICE_LOG_LEVEL',
     description: 'pino log level: fatal, error, warn, info, debug, trace or silent.',

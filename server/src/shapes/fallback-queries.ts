@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import type { QueryExecutor } from '../db/query-executor.js';
 import type { SluiceMetrics } from '../status/sluice-metrics.js';
 import { definitionKey, type ShapeDefinition } from './shape-definition.js';
@@ -21,13 +22,9 @@ export interface FallbackQueriesOptions {
   maxAgeMs: number;
   /** Distinct fallback queries allowed to run at once. */
   maxConcurrent: number;
+  /** Bytes of finished results kept for their window, across all shapes (0: none kept). */
+  maxCacheBytes: number;
   metrics: SluiceMetrics;
-}
-
-interface Entry {
-  result: Promise<FallbackResult>;
-  /** When the query finished; undefined while it runs. */
-  doneAt: number | undefined;
 }
 
 const FALLBACK_MARK = '-fallback-';
@@ -47,60 +44,62 @@ export function newFallbackHandle(definition: ShapeDefinition): string {
  * Runs fallback shape queries with single flight: identical requests arriving while one runs, or
  * within the cache window after it, get its result, so a storm costs the database one query per
  * window. Distinct queries beyond the limit are refused (`undefined`) instead of queueing on
- * the database.
+ * the database. Finished results are kept in a cache bounded in bytes (lru-cache): many distinct
+ * shapes cost at most that much memory, the least recently asked for going first.
  */
 export class FallbackQueries {
   readonly #options: FallbackQueriesOptions;
-  readonly #entries = new Map<string, Entry>();
-  #running = 0;
+  readonly #running = new Map<string, Promise<FallbackResult>>();
+  readonly #finished: LRUCache<string, FallbackResult> | undefined;
 
   constructor(options: FallbackQueriesOptions) {
     this.#options = options;
+    // lru-cache takes neither a zero size nor a zero ttl (that means "forever"): nothing is kept.
+    if (options.maxCacheBytes > 0 && options.maxAgeMs > 0) {
+      this.#finished = new LRUCache({
+        maxSize: options.maxCacheBytes,
+        sizeCalculation: (result) =>
+          Math.max(1, result.rows.length + result.schemaHeader.length + result.handle.length),
+        ttl: options.maxAgeMs,
+      });
+    }
   }
 
   get(definition: ShapeDefinition): Promise<FallbackResult> | undefined {
     const key = definitionKey(definition);
-    const now = Date.now();
-    const entry = this.#entries.get(key);
-    if (entry && (entry.doneAt === undefined || now - entry.doneAt < this.#options.maxAgeMs)) {
+    const shared = this.#running.get(key) ?? this.#cached(key);
+    if (shared) {
       this.#options.metrics.fallbackCoalesced.inc();
-      return entry.result;
+      return shared;
     }
-    if (this.#running >= this.#options.maxConcurrent) {
+    if (this.#running.size >= this.#options.maxConcurrent) {
       this.#options.metrics.fallbackRejected.inc();
       return undefined;
     }
-    this.#forgetExpired(now);
-    this.#running++;
     this.#options.metrics.fallbackQueries.inc();
-    const fresh: Entry = { result: this.#query(definition), doneAt: undefined };
-    this.#entries.set(key, fresh);
-    fresh.result.then(
-      () => (fresh.doneAt = Date.now()),
-      // A failed query is not remembered: the next request tries again.
-      () => {
-        if (this.#entries.get(key) === fresh) this.#entries.delete(key);
-      },
-    );
-    void fresh.result.finally(() => this.#running--).catch(() => undefined);
-    return fresh.result;
+    const result = this.#query(definition);
+    this.#running.set(key, result);
+    // A failed query is not remembered: the next request tries again.
+    void result
+      .then(
+        (finished) => this.#finished?.set(key, finished),
+        () => undefined,
+      )
+      .finally(() => this.#running.delete(key));
+    return result;
   }
 
   /**
    * Forgets the finished results (replication is back: none of them will be asked for again);
-   * one still running is forgotten at the next query once its window has passed.
+   * queries still running finish for the requests waiting on them.
    */
   clear(): void {
-    for (const [key, entry] of this.#entries) {
-      if (entry.doneAt !== undefined) this.#entries.delete(key);
-    }
+    this.#finished?.clear();
   }
 
-  #forgetExpired(now: number): void {
-    for (const [key, entry] of this.#entries) {
-      if (entry.doneAt !== undefined && now - entry.doneAt >= this.#options.maxAgeMs)
-        this.#entries.delete(key);
-    }
+  #cached(key: string): Promise<FallbackResult> | undefined {
+    const finished = this.#finished?.get(key);
+    return finished && Promise.resolve(finished);
   }
 
   /**
