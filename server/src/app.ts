@@ -14,6 +14,7 @@ import { DatabaseProbe } from './status/database-probe.js';
 import { devPage } from './dev/dev-page.js';
 import { QueryExecutor } from './db/query-executor.js';
 import { FallbackQueries } from './shapes/fallback-queries.js';
+import { ChunkCache } from './storage/chunk-cache.js';
 import { SluiceMetrics } from './status/sluice-metrics.js';
 import { ReplicationConsumer } from './replication/replication-consumer.js';
 import { sessionOptionsString } from './pg/session-settings.js';
@@ -105,6 +106,7 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
   const registry: ShapeRegistry = new ShapeRegistry({
     storageDir,
     chunkBytes: config.chunkBytes,
+    chunkCache: new ChunkCache(config.chunkCacheBytes),
     executor,
     publicationName: config.publicationName,
     // The consumer is built below; it is only asked once shapes are being created.

@@ -194,6 +194,13 @@ export const CONFIG_OPTIONS = {
     default: 10 * 1024 * 1024,
     parse: integer(1024),
   }),
+  chunkCacheBytes: option({
+    env: 'SLUICE_CHUNK_CACHE_BYTES',
+    description:
+      'Bytes of sealed shape log chunks kept parsed in memory for catch-up readers, across all shapes; the least recently read go first. 0 reads every chunk from disk.',
+    default: 128 * 1024 * 1024,
+    parse: integer(0),
+  }),
   longPollTimeoutMs: option({
     env: 'SLUICE_LONG_POLL_TIMEOUT_MS',
     description:

@@ -7,6 +7,7 @@ import type { QueryExecutor } from '../db/query-executor.js';
 import type { RecentCommit } from './recent-commits.js';
 import type { RelationInfo } from '../pg/transaction.js';
 import { writeFileAtomically } from '../storage/chunk-file.js';
+import type { ChunkCache } from '../storage/chunk-cache.js';
 import { ShapeLog } from '../storage/shape-log.js';
 import { definitionKey, type ShapeDefinition } from './shape-definition.js';
 import { ShapeRouter } from './shape-router.js';
@@ -20,6 +21,8 @@ export interface ShapeRegistryOptions {
   storageDir: string;
   chunkBytes: number;
   executor: QueryExecutor;
+  /** Sealed chunks kept in memory, shared by every shape's log. */
+  chunkCache: ChunkCache;
   publicationName: string;
   /** Commits replication has already handed to shapes, recently (see `RecentCommits`). */
   recentCommits(): readonly RecentCommit[];
@@ -60,12 +63,11 @@ export class ShapeRegistry {
         continue;
       }
       // A log that cannot be recovered costs its clients one refetch, not the whole server.
-      const log = await ShapeLog.open(dir, { chunkBytes: this.#options.chunkBytes }).catch(
-        (error: unknown) => {
-          this.#options.log.error({ err: error, handle }, 'discarding an unreadable shape log');
-          return undefined;
-        },
-      );
+      const { chunkBytes, chunkCache } = this.#options;
+      const log = await ShapeLog.open(dir, { chunkBytes, chunkCache }).catch((error: unknown) => {
+        this.#options.log.error({ err: error, handle }, 'discarding an unreadable shape log');
+        return undefined;
+      });
       if (!log) {
         await rm(dir, { recursive: true, force: true });
         continue;
@@ -205,7 +207,7 @@ export class ShapeRegistry {
   }
 
   async #create(definition: ShapeDefinition): Promise<Shape> {
-    const { executor, publicationName, chunkBytes } = this.#options;
+    const { executor, publicationName, chunkBytes, chunkCache } = this.#options;
     // Planning and publishing write (the publication, the replica identity): the primary. Its
     // flushed WAL position afterwards bounds everything the snapshot must see (below); the
     // executor's connections commit synchronously, so it includes the publishing.
@@ -236,7 +238,7 @@ export class ShapeRegistry {
         snapshotComplete: false,
         filter: plan.filter,
       };
-      shape = new Shape(metadata, await ShapeLog.create(dir, { chunkBytes }));
+      shape = new Shape(metadata, await ShapeLog.create(dir, { chunkBytes, chunkCache }));
       await writeFileAtomically(join(dir, META_FILE), JSON.stringify(metadata));
       // Registered before the snapshot starts: changes committed meanwhile are buffered, then
       // filtered against the snapshot.

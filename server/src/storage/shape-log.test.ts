@@ -3,6 +3,7 @@ import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { SNAPSHOT_END } from '@sluice/protocol';
+import { ChunkCache } from './chunk-cache.js';
 import { ShapeLog } from './shape-log.js';
 import {
   at,
@@ -156,9 +157,12 @@ test('offsets must strictly increase; a refused append changes nothing', async (
 });
 
 test('chunk boundaries: appends never split, chunks served whole, boundaries exact', async () => {
-  for (const cachedChunks of [0, 2]) {
+  for (const cacheBytes of [0, 600]) {
     const dir = freshDir();
-    const log = await ShapeLog.create(dir, { chunkBytes: 200, cachedChunks });
+    const log = await ShapeLog.create(dir, {
+      chunkBytes: 200,
+      chunkCache: new ChunkCache(cacheBytes),
+    });
     const appended: string[] = [];
     for (let tx = 1; tx <= 80; tx++) {
       const group = txGroup(tx, (tx * 7) % 5 || 1, 'v'.repeat((tx * 13) % 60));

@@ -16,6 +16,7 @@ import {
   writeAll,
 } from './chunk-file.js';
 import type { ParsedChunk } from './chunk-file.js';
+import { ChunkCache } from './chunk-cache.js';
 import { ShapeLogCorruptError, firstChunkAfter, writeIndex } from './chunk-index.js';
 import type { ChunkDescriptor } from './chunk-index.js';
 import { recoverLog } from './recover-log.js';
@@ -44,27 +45,28 @@ export interface ReadResult {
 export interface ShapeLogOptions {
   /** A chunk is sealed at the end of the append() that makes it reach this many bytes. */
   chunkBytes: number;
-  /** Sealed chunks kept parsed in memory for catch-up readers (default 2). */
-  cachedChunks?: number;
+  /**
+   * Where sealed chunks are kept parsed for catch-up readers: one cache shared by every log
+   * (bounded in bytes across all shapes). Default: a cache of the log's own, of two chunks.
+   */
+  chunkCache?: ChunkCache;
 }
 
 function checkOptions(options: ShapeLogOptions): void {
   if (!(options.chunkBytes > 0)) throw new RangeError('chunkBytes must be positive');
-  const cached = options.cachedChunks ?? 0;
-  if (!Number.isInteger(cached) || cached < 0) throw new RangeError('bad cachedChunks');
 }
 
 /**
  * The durable, append-only, chunked log of one shape, in its own directory (docs/protocol.md §3).
  * Chunk boundaries are fixed when a chunk is sealed and never move, so a response (which never
  * crosses a boundary) is the same whenever it is asked for. Sealed chunks are read from disk
- * through a small cache; the open chunk is kept in memory for long-pollers at the tail.
+ * through a cache (shared by all logs); the open chunk is kept in memory for long-pollers at the tail.
  * Writes, flushes, truncation and close run one at a time through an internal queue.
  */
 export class ShapeLog {
   readonly dir: string;
   readonly #chunkBytes: number;
-  readonly #cacheLimit: number;
+  readonly #cache: ChunkCache;
   /** Sealed chunks whose seal line and index entry are durable. */
   #sealed: ChunkDescriptor[];
   /** Never empty: the last chunk is the open one that appends go to. */
@@ -74,7 +76,6 @@ export class ShapeLog {
   #durableOffset: LogOffset | undefined;
   #queue: Promise<unknown> = Promise.resolve();
   #queuedFlush: Promise<void> | undefined;
-  readonly #cache = new Map<number, Promise<ParsedChunk>>();
   #closing: Promise<void> | undefined;
   /** truncateAfter() calls not finished: appends then would race with the cut. */
   #truncations = 0;
@@ -84,7 +85,8 @@ export class ShapeLog {
   private constructor(dir: string, options: ShapeLogOptions, recovered: RecoveredLog) {
     this.dir = dir;
     this.#chunkBytes = options.chunkBytes;
-    this.#cacheLimit = options.cachedChunks ?? 2;
+    // A sealed chunk ends a little past chunkBytes (an append is never split), hence 3.
+    this.#cache = options.chunkCache ?? new ChunkCache(3 * options.chunkBytes);
     this.#sealed = recovered.sealed;
     this.#nextNumber = recovered.nextNumber;
     const { active } = recovered;
@@ -229,6 +231,7 @@ export class ShapeLog {
         if (this.#failure === undefined) await this.#writePending();
       } finally {
         await this.#closeFiles();
+        this.#cache.forgetLog(this.dir);
       }
     });
     return this.#closing;
@@ -239,6 +242,7 @@ export class ShapeLog {
     this.#closing ??= Promise.resolve();
     await this.#enqueue(async () => {
       await this.#closeFiles();
+      this.#cache.forgetLog(this.dir);
       await rm(this.dir, { recursive: true, force: true });
     });
   }
@@ -311,10 +315,8 @@ export class ShapeLog {
       // Sealed chunks are at the front of the tail, in order: move them to the index, keeping
       // their parsed entries cached since readers at the tail are about to ask for them.
       for (const chunk of this.#tail.splice(0, newlySealed.length)) {
-        this.#remember(
-          chunk.number,
-          Promise.resolve({ offsets: chunk.offsets, jsons: chunk.jsons }),
-        );
+        const parsed = Promise.resolve({ offsets: chunk.offsets, jsons: chunk.jsons });
+        this.#cache.set(this.dir, chunk.number, parsed, chunk.entryBytes + SEAL_BYTES);
       }
       this.#sealed.push(...newlySealed);
       const lastWritten = work.at(-1)!;
@@ -326,11 +328,8 @@ export class ShapeLog {
   }
 
   #loadSealed(descriptor: ChunkDescriptor): Promise<ParsedChunk> {
-    const cached = this.#cache.get(descriptor.number);
-    if (cached) {
-      this.#remember(descriptor.number, cached); // most recently used goes last
-      return cached;
-    }
+    const cached = this.#cache.get(this.dir, descriptor.number);
+    if (cached) return cached;
     const file = path.join(this.dir, chunkFileName(descriptor.number));
     const loading = readFile(file).then((bytes) => {
       const scan = scanChunk(bytes, undefined);
@@ -339,20 +338,9 @@ export class ShapeLog {
       }
       return { offsets: scan.offsets, jsons: scan.jsons };
     });
-    this.#remember(descriptor.number, loading);
-    loading.catch(() => {
-      if (this.#cache.get(descriptor.number) === loading) this.#cache.delete(descriptor.number);
-    });
+    this.#cache.set(this.dir, descriptor.number, loading, descriptor.bytes);
+    loading.catch(() => this.#cache.forget(this.dir, descriptor.number, loading));
     return loading;
-  }
-
-  #remember(number: number, chunk: Promise<ParsedChunk>): void {
-    this.#cache.delete(number);
-    this.#cache.set(number, chunk);
-    for (const oldest of this.#cache.keys()) {
-      if (this.#cache.size <= this.#cacheLimit) break;
-      this.#cache.delete(oldest);
-    }
   }
 
   async #closeFiles(): Promise<void> {
@@ -390,7 +378,7 @@ export class ShapeLog {
       const laterFiles = [openChunk.number];
       this.#sealed = await cutSealedChunks(this.dir, this.#sealed, index, chunk, kept, laterFiles);
       this.#tail = [newTailChunk(this.#nextNumber++)];
-      this.#cache.clear();
+      this.#cache.forgetLog(this.dir);
     }
     const tailLast = this.#tail.at(-1)!.offsets.at(-1);
     this.#lastOffset = this.#durableOffset = tailLast ?? this.#sealed.at(-1)?.last;
