@@ -4,14 +4,16 @@ import { chown, mkdir } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { reachableBinDir, type PostgresUser } from './reachable-bin-dir.js';
 
 const execFileAsync = promisify(execFile);
 
 /** Where the Postgres server binaries live and which OS user must run them. */
 export interface PostgresBinaries {
+  /** The folder the tools run from: as root, a copy the `runAs` user can reach when needed. */
   bin: string;
   /** Set when running as root: Postgres refuses root, so every command runs as this user. */
-  runAs: { uid: number; gid: number; name: string } | undefined;
+  runAs: PostgresUser | undefined;
 }
 
 /**
@@ -27,7 +29,9 @@ export async function resolvePostgresBinaries(
       throw new Error(`Postgres binary ${tool} not found in ${dir} (set PG_BIN to a bin folder)`);
     }
   }
-  return { bin: dir, runAs: userInfo().uid === 0 ? ensureUnprivilegedUser() : undefined };
+  if (userInfo().uid !== 0) return { bin: dir, runAs: undefined };
+  const runAs = ensureUnprivilegedUser();
+  return { bin: await reachableBinDir(dir, runAs), runAs };
 }
 
 async function embeddedBinDir(): Promise<string> {
@@ -39,7 +43,7 @@ async function embeddedBinDir(): Promise<string> {
 const PG_USER = 'postgres';
 
 /** Finds (or, as root, creates) the `postgres` system user that owns clusters. */
-function ensureUnprivilegedUser(): { uid: number; gid: number; name: string } {
+function ensureUnprivilegedUser(): PostgresUser {
   const lookup = (): { uid: number; gid: number } | undefined => {
     try {
       const uid = Number(execFileSync('id', ['-u', PG_USER], { encoding: 'utf8' }).trim());
