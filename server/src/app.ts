@@ -7,7 +7,10 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import type { Config } from './config/config-options.js';
 import { registerErrorHandler } from './http/error-handler.js';
 import { registerHealthRoute } from './http/health-route.js';
+import { LOG_SERIALIZERS } from './http/log-serializers.js';
 import { registerMetricsRoute } from './http/metrics-route.js';
+import { registerNotFoundHandler } from './http/not-found-handler.js';
+import { SecretCheck } from './http/secret-check.js';
 import { registerShapeRoute } from './http/shape-route.js';
 import { registerStatusRoute } from './http/status-route.js';
 import { DatabaseProbe } from './status/database-probe.js';
@@ -18,6 +21,7 @@ import { ChunkCache } from './storage/chunk-cache.js';
 import { SluiceMetrics } from './status/sluice-metrics.js';
 import { ReplicationConsumer } from './replication/replication-consumer.js';
 import { sessionOptionsString } from './pg/session-settings.js';
+import { TablePolicy } from './pg/table-policy.js';
 import { ShapeRegistry } from './shapes/shape-registry.js';
 import { StatusMonitor } from './status/status-monitor.js';
 
@@ -36,6 +40,11 @@ const RELATION_SWEEP_MS = 5_000;
 const PROBE_LIVE_INTERVAL_MS = 5_000;
 const PROBE_DEGRADED_INTERVAL_MS = 1_000;
 const PROBE_TIMEOUT_MS = 5_000;
+/**
+ * How often Node looks for requests past their header or request timeout; its default (30 s)
+ * would let a slow client hold a connection for that much longer than the timeout says.
+ */
+const CONNECTIONS_CHECK_MS = 1_000;
 
 /**
  * Browsers hide response headers that are not listed; the client then fails (docs/protocol.md
@@ -58,7 +67,29 @@ const EXPOSED_HEADERS = [
  * the stream, the logs and the pool.
  */
 export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
-  const app = Fastify({ logger: { level: config.logLevel }, forceCloseConnections: true });
+  // SLUICE_TABLES is read with the `table` parameter's rules, which live above the config layer.
+  const tables = TablePolicy.fromConfig(config);
+  const whereLimits = {
+    maxLength: config.whereMaxLength,
+    maxNodes: config.whereMaxNodes,
+    maxDepth: config.whereMaxDepth,
+  };
+  const app = Fastify({
+    // Request URLs are logged with `secret` redacted.
+    logger: { level: config.logLevel, serializers: LOG_SERIALIZERS },
+    forceCloseConnections: true,
+    // No connection is held open indefinitely (docs/security.md): the request must arrive in
+    // time (headers included: Sluice takes no bodies), a quiet connection is closed, and so is
+    // an idle keep-alive one.
+    requestTimeout: config.requestTimeoutMs,
+    connectionTimeout: config.connectionTimeoutMs,
+    keepAliveTimeout: config.keepAliveTimeoutMs,
+    http: {
+      headersTimeout: config.requestTimeoutMs,
+      requestTimeout: config.requestTimeoutMs,
+      connectionsCheckingInterval: CONNECTIONS_CHECK_MS,
+    },
+  });
   await app.register(cors, {
     origin: '*',
     methods: ['GET', 'DELETE', 'OPTIONS'],
@@ -109,6 +140,11 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
     chunkCache: new ChunkCache(config.chunkCacheBytes),
     executor,
     publicationName: config.publicationName,
+    tables,
+    whereLimits,
+    // Below the pool's size (loadConfig checks a set value): connections stay for the rest.
+    maxConcurrentSnapshots: config.maxConcurrentSnapshots ?? Math.max(1, config.dbPoolSize - 2),
+    filteredSnapshotTimeoutMs: config.filteredSnapshotTimeoutMs,
     // The consumer is built below; it is only asked once shapes are being created.
     recentCommits: () => consumer.recentCommits(),
     log: app.log,
@@ -129,6 +165,8 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
     maxConcurrent: config.maxConcurrentFallback,
     maxCacheBytes: config.fallbackCacheBytes,
     metrics,
+    tables,
+    whereLimits,
   });
   // Snapshots from an outage are never asked for once live again; their memory goes.
   status.onChange(({ to }) => {
@@ -139,6 +177,7 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
     sessionOptions,
     slotName: config.slotName,
     publicationName: config.publicationName,
+    publish: config.publish,
     storageDir,
     retryMinMs: config.replicationRetryMinMs,
     retryMaxMs: config.replicationRetryMaxMs,
@@ -152,9 +191,15 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
   // Every held fallback-handle poll listens for shutdown on this one signal.
   setMaxListeners(0, closing.signal);
 
+  registerNotFoundHandler(app);
   registerHealthRoute(app, status);
   await registerStatusRoute(app, status, config.statusMaxAgeS);
-  registerMetricsRoute(app, metrics);
+  // loadConfig refuses SLUICE_METRICS_REQUIRE_SECRET without a secret.
+  const metricsSecret =
+    config.metricsRequireSecret && config.secret !== undefined
+      ? new SecretCheck(config.secret)
+      : undefined;
+  registerMetricsRoute(app, metrics, metricsSecret);
   registerShapeRoute(
     app,
     {
@@ -174,6 +219,8 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
       enableDelete: config.enableShapeDelete,
       maxConcurrentInitial: config.maxConcurrentInitial,
       maxConcurrentLive: config.maxConcurrentLive,
+      maxLivePerClient: config.maxLivePerClient,
+      clientAddressHeader: config.clientAddressHeader,
     },
   );
   app.decorate('status', status);

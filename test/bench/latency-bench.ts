@@ -76,7 +76,11 @@ export async function benchLatency(
                               note text NOT NULL DEFAULT 'latency probe')`,
     );
     sluice = await startBenchSluice(db, {
-      env: { SLUICE_MAX_CONCURRENT_LIVE: String(many + 1_000) },
+      // Every poller connects from this one address.
+      env: {
+        SLUICE_MAX_CONCURRENT_LIVE: String(many + 1_000),
+        SLUICE_MAX_LIVE_PER_CLIENT: String(many + 1_000),
+      },
     });
     await waitUntilHealthy(sluice.baseUrl);
     const writer = new pg.Client({ connectionString: db.url });

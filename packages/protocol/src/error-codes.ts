@@ -25,9 +25,23 @@ export const ERROR_CODES = {
     status: 400,
     summary: 'A table or column name in the request is malformed.',
   },
+  SLUICE_ERR_TABLE_NOT_SERVED: {
+    status: 400,
+    summary:
+      "The table is outside the server's table policy: a system schema, or not in SLUICE_TABLES.",
+  },
+  SLUICE_ERR_TABLE_NOT_READY: {
+    status: 400,
+    summary:
+      'The table is not set up for replication and Sluice may not (SLUICE_PUBLISH=manual) or cannot (privileges) set it up; the message names the SQL to run.',
+  },
   SLUICE_ERR_OVERLOADED: {
     status: 503,
     summary: 'Too many concurrent initial or live requests.',
+  },
+  SLUICE_ERR_OVERLOADED_PER_CLIENT: {
+    status: 503,
+    summary: 'Too many concurrent live requests from one client address.',
   },
   SLUICE_ERR_FALLBACK_OVERLOADED: {
     status: 503,

@@ -14,6 +14,8 @@ export const HEADERS = {
   ifNoneMatch: 'if-none-match',
   cacheControl: 'cache-control',
   contentType: 'content-type',
+  /** `Bearer <secret>`: the secret without putting it in URLs (docs/protocol.md §1). */
+  authorization: 'authorization',
 } as const;
 
 export const PARAMS = {

@@ -52,6 +52,21 @@ const sqlName = (raw: string): string => {
   return raw;
 };
 
+/** How tables get ready for replication (docs/security.md, "Table policy"). */
+export type PublishMode = 'auto' | 'manual';
+
+const publishMode = (raw: string): PublishMode => {
+  if (raw !== 'auto' && raw !== 'manual') throw new Error(`must be auto or manual, got "${raw}"`);
+  return raw;
+};
+
+const headerName = (raw: string): string => {
+  if (!/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(raw)) {
+    throw new Error(`must be an HTTP header name, got "${raw}"`);
+  }
+  return raw.toLowerCase();
+};
+
 const logLevel = (raw: string): string => {
   const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
   if (!levels.includes(raw)) throw new Error(`must be one of ${levels.join(', ')}, got "${raw}"`);
@@ -162,6 +177,27 @@ export const CONFIG_OPTIONS = {
     default: 3000,
     parse: integer(0, 65535),
   }),
+  requestTimeoutMs: option({
+    env: 'SLUICE_REQUEST_TIMEOUT_MS',
+    description:
+      'How long a client may take to send a whole request, headers included (Sluice takes no request bodies); a slower one gets 408 and its connection is closed. Answers are not limited by it.',
+    default: 10_000,
+    parse: integer(1_000, 300_000),
+  }),
+  connectionTimeoutMs: option({
+    env: 'SLUICE_CONNECTION_TIMEOUT_MS',
+    description:
+      'A connection on which nothing is sent or received for this long is closed, whatever it is doing (a client that stopped reading, a request that never ends). Must exceed the longest quiet answer: a held long-poll (`SLUICE_LONG_POLL_TIMEOUT_MS`, at most 40 s, hence the floor) and an initial snapshot (`SLUICE_DB_STATEMENT_TIMEOUT_MS`).',
+    default: 120_000,
+    parse: integer(45_000),
+  }),
+  keepAliveTimeoutMs: option({
+    env: 'SLUICE_KEEP_ALIVE_TIMEOUT_MS',
+    description:
+      'How long an idle keep-alive connection is kept open between requests. Keep it above the idle timeout of a load balancer in front (often 60 s), or the balancer may send a request on a connection Sluice is closing.',
+    default: 72_000,
+    parse: integer(1_000),
+  }),
   dataDir: option({
     env: 'SLUICE_DATA_DIR',
     description:
@@ -184,9 +220,24 @@ export const CONFIG_OPTIONS = {
   }),
   publicationName: option({
     env: 'SLUICE_PUBLICATION_NAME',
-    description: 'Publication Sluice creates; tables join it when a shape first needs them.',
+    description:
+      'Publication replication reads. With `SLUICE_PUBLISH=auto` Sluice creates it and adds tables when a shape first needs them; with `manual` the operator does.',
     default: 'sluice_pub',
     parse: sqlName,
+  }),
+  tables: option({
+    env: 'SLUICE_TABLES',
+    description:
+      'The tables shapes may read, comma-separated: `schema.table` (spelled as in the `table` parameter) or `schema.*`. Unset: every table the database role can read. Tables in system schemas (`pg_catalog`, `information_schema`, `pg_*`) are never served. See docs/security.md, "Table policy".',
+    default: undefined,
+    parse: text,
+  }),
+  publish: option<PublishMode>({
+    env: 'SLUICE_PUBLISH',
+    description:
+      '`auto`: Sluice creates the publication and, when a shape first needs a table, sets `REPLICA IDENTITY FULL` on it and adds it to the publication (DDL). `manual`: Sluice runs no DDL; the operator creates the publication and sets tables up, and a table that is not ready gets a 400 naming the SQL to run.',
+    default: 'auto',
+    parse: publishMode,
   }),
   chunkBytes: option({
     env: 'SLUICE_CHUNK_BYTES',
@@ -235,9 +286,30 @@ export const CONFIG_OPTIONS = {
   }),
   secret: option({
     env: 'SLUICE_SECRET',
-    description: 'When set, every shape request must carry `secret=<value>` (401 otherwise).',
+    description:
+      'When set, every shape request must carry it, as `secret=<value>` or `Authorization: Bearer <value>` (401 otherwise).',
     default: undefined,
     parse: text,
+  }),
+  metricsRequireSecret: option({
+    env: 'SLUICE_METRICS_REQUIRE_SECRET',
+    description: '`GET /metrics` needs `SLUICE_SECRET` too (which must then be set).',
+    default: false,
+    parse: boolean,
+  }),
+  maxLivePerClient: option({
+    env: 'SLUICE_MAX_LIVE_PER_CLIENT',
+    description:
+      'Concurrent held live requests admitted from one client address; beyond it: 503 `SLUICE_ERR_OVERLOADED_PER_CLIENT` with retry-after. Behind a proxy, see `SLUICE_CLIENT_ADDRESS_HEADER`.',
+    default: 1_000,
+    parse: integer(1),
+  }),
+  clientAddressHeader: option({
+    env: 'SLUICE_CLIENT_ADDRESS_HEADER',
+    description:
+      "Behind a trusted proxy: the request header it puts the client's address in (`x-forwarded-for`, `x-real-ip`, …; for a list, its last entry). Per-client limits then count by that address. Unset: the connection's address. Never set it without such a proxy: clients could name any address.",
+    default: undefined,
+    parse: headerName,
   }),
   maxConcurrentInitial: option({
     env: 'SLUICE_MAX_CONCURRENT_INITIAL',
@@ -250,6 +322,41 @@ export const CONFIG_OPTIONS = {
     description: 'Concurrent held live requests admitted; beyond it: 503 with retry-after.',
     default: 30_000,
     parse: integer(1),
+  }),
+  maxConcurrentSnapshots: option({
+    env: 'SLUICE_MAX_CONCURRENT_SNAPSHOTS',
+    description:
+      'Shapes created (planned and snapshotted) at once; further new shapes wait their turn. Must be below `SLUICE_DB_POOL_SIZE`, so that catalog and fallback queries always find a connection. Unset: `SLUICE_DB_POOL_SIZE` minus 2, at least 1.',
+    default: undefined,
+    parse: integer(1),
+  }),
+  filteredSnapshotTimeoutMs: option({
+    env: 'SLUICE_FILTERED_SNAPSHOT_TIMEOUT_MS',
+    description:
+      'Postgres `statement_timeout` of the initial snapshot of a shape with a `where` clause; a snapshot that takes longer is a 400 under `where` and no shape is made. At most `SLUICE_DB_STATEMENT_TIMEOUT_MS` (which unfiltered snapshots keep).',
+    default: 15_000,
+    parse: integer(100),
+  }),
+  whereMaxLength: option({
+    env: 'SLUICE_WHERE_MAX_LENGTH',
+    description:
+      'Longest `where` clause, in characters; a longer one is a 400. At most 16384: the length also bounds how deeply the clause parser recurses.',
+    default: 8_192,
+    parse: integer(1, 16_384),
+  }),
+  whereMaxNodes: option({
+    env: 'SLUICE_WHERE_MAX_NODES',
+    description:
+      "Most syntax nodes (operators, names, constants, function calls, …) in a `where` clause's parse tree; more is a 400.",
+    default: 1_000,
+    parse: integer(1),
+  }),
+  whereMaxDepth: option({
+    env: 'SLUICE_WHERE_MAX_DEPTH',
+    description:
+      "Deepest nesting of a `where` clause's parse tree (each operator, call or cast nests its operands one level deeper); deeper is a 400. At most 256.",
+    default: 64,
+    parse: integer(1, 256),
   }),
   replicationRetryMinMs: option({
     env: 'SLUICE_REPLICATION_RETRY_MIN_MS',

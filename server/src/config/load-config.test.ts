@@ -35,3 +35,50 @@ test('every problem is reported at once, naming the variable', () => {
 test('out-of-range numbers are rejected', () => {
   assert.throws(() => loadConfig({ SLUICE_PORT: '70000' }), /between 0 and 65535/);
 });
+
+test('snapshots at once must leave pooled connections; filtered snapshots time out first', () => {
+  assert.throws(
+    () =>
+      loadConfig({
+        SLUICE_DB_POOL_SIZE: '4',
+        SLUICE_MAX_CONCURRENT_SNAPSHOTS: '4',
+        SLUICE_DB_STATEMENT_TIMEOUT_MS: '1000',
+        SLUICE_FILTERED_SNAPSHOT_TIMEOUT_MS: '2000',
+      }),
+    (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.deepEqual(error.problems, [
+        'SLUICE_MAX_CONCURRENT_SNAPSHOTS (4) must be below SLUICE_DB_POOL_SIZE (4)',
+        'SLUICE_FILTERED_SNAPSHOT_TIMEOUT_MS (2000) must not be above SLUICE_DB_STATEMENT_TIMEOUT_MS (1000)',
+      ]);
+      return true;
+    },
+  );
+  const config = loadConfig({ SLUICE_DB_POOL_SIZE: '4', SLUICE_MAX_CONCURRENT_SNAPSHOTS: '3' });
+  assert.equal(config.maxConcurrentSnapshots, 3);
+});
+
+test('where clause limits are bounded so the parser and compiler cannot overflow the stack', () => {
+  assert.throws(() => loadConfig({ SLUICE_WHERE_MAX_LENGTH: '16385' }), /SLUICE_WHERE_MAX_LENGTH/);
+  assert.throws(() => loadConfig({ SLUICE_WHERE_MAX_DEPTH: '257' }), /SLUICE_WHERE_MAX_DEPTH/);
+});
+
+test('/metrics cannot require a secret that is not set; header names are checked', () => {
+  assert.throws(
+    () => loadConfig({ SLUICE_METRICS_REQUIRE_SECRET: 'true' }),
+    /SLUICE_METRICS_REQUIRE_SECRET needs SLUICE_SECRET to be set/,
+  );
+  const config = loadConfig({
+    SLUICE_METRICS_REQUIRE_SECRET: 'true',
+    SLUICE_SECRET: 's',
+    SLUICE_CLIENT_ADDRESS_HEADER: 'X-Forwarded-For',
+  });
+  assert.equal(config.metricsRequireSecret, true);
+  assert.equal(config.clientAddressHeader, 'x-forwarded-for');
+  assert.throws(
+    () => loadConfig({ SLUICE_CLIENT_ADDRESS_HEADER: 'x-forwarded-for: 1' }),
+    /SLUICE_CLIENT_ADDRESS_HEADER must be an HTTP header name/,
+  );
+  // Held long-polls last up to 40 s: a connection timeout cannot cut them.
+  assert.throws(() => loadConfig({ SLUICE_CONNECTION_TIMEOUT_MS: '30000' }), /between 45000/);
+});

@@ -40,6 +40,25 @@ export function loadConfig(
       `SLUICE_REPLICATION_RETRY_MAX_MS (${max}) must not be below SLUICE_REPLICATION_RETRY_MIN_MS (${min})`,
     );
   }
+  const poolSize = values.dbPoolSize as number | undefined;
+  const snapshots = values.maxConcurrentSnapshots as number | undefined;
+  // Shape creation must leave connections to catalog and fallback queries.
+  if (poolSize !== undefined && snapshots !== undefined && snapshots >= poolSize) {
+    problems.push(
+      `SLUICE_MAX_CONCURRENT_SNAPSHOTS (${snapshots}) must be below SLUICE_DB_POOL_SIZE (${poolSize})`,
+    );
+  }
+  const statementMs = values.dbStatementTimeoutMs as number | undefined;
+  const filteredMs = values.filteredSnapshotTimeoutMs as number | undefined;
+  if (statementMs !== undefined && filteredMs !== undefined && filteredMs > statementMs) {
+    problems.push(
+      `SLUICE_FILTERED_SNAPSHOT_TIMEOUT_MS (${filteredMs}) must not be above SLUICE_DB_STATEMENT_TIMEOUT_MS (${statementMs})`,
+    );
+  }
+  // Asking for protection with no secret to protect with must not leave /metrics open.
+  if (values.metricsRequireSecret === true && values.secret === undefined) {
+    problems.push('SLUICE_METRICS_REQUIRE_SECRET needs SLUICE_SECRET to be set');
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze({ ...values, ...overrides }) as Config;
 }

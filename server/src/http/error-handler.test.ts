@@ -22,7 +22,12 @@ async function throwing(error: Error) {
   });
   const response = await app.inject({ method: 'GET', url: '/' });
   await app.close();
-  return { response, probes: () => probes, errorLogs: lines.filter((line) => line.level >= 50) };
+  return {
+    response,
+    probes: () => probes,
+    errorLogs: lines.filter((line) => line.level >= 50),
+    warnings: lines.filter((line) => line.level === 40),
+  };
 }
 
 const NO_STORE = { 'cache-control': 'no-store', 'surrogate-control': 'no-store' };
@@ -66,14 +71,18 @@ test('a coded 503 says when to retry: its own wait, else 1 s; never logged as an
 });
 
 test('a database that cannot be reached is a 503 and has the database probed', async () => {
-  const refused = Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
-  const { response, probes } = await throwing(refused);
+  const refused = Object.assign(new Error('connect ECONNREFUSED 10.1.2.3:5432'), {
+    code: 'ECONNREFUSED',
+  });
+  const { response, probes, warnings } = await throwing(refused);
   assert.equal(response.statusCode, 503);
   assert.equal(response.headers['retry-after'], '5');
+  // Postgres' text is for the log, not for clients.
   assert.deepEqual(response.json(), {
     code: 'SLUICE_ERR_DB_UNREACHABLE',
-    message: 'The database could not answer: connect ECONNREFUSED',
+    message: 'The database could not answer; retry shortly',
   });
+  assert.match(JSON.stringify(warnings), /connect ECONNREFUSED 10\.1\.2\.3:5432/);
   assert.equal(probes(), 1);
 });
 

@@ -9,6 +9,7 @@ const DEFAULT_RETRY_AFTER_S = 1;
 /** Refusals that only say "too many at once". */
 const OVERLOAD_CODES: ReadonlySet<ErrorCode> = new Set([
   'SLUICE_ERR_OVERLOADED',
+  'SLUICE_ERR_OVERLOADED_PER_CLIENT',
   'SLUICE_ERR_FALLBACK_OVERLOADED',
 ]);
 /** A database that failed past the executor's retries is probed before clients come back. */
@@ -48,7 +49,8 @@ export function registerErrorHandler(app: FastifyInstance, onUnreachable: () => 
       request.log.warn({ err: error }, 'database query failed');
       // Connection trouble: have the database probed at once (the state may change).
       if (policy.breaker) onUnreachable();
-      const message = `The database could not answer: ${error.message}`;
+      // Postgres' own text (names, addresses, internals) stays in the log and /v1/status.
+      const message = 'The database could not answer; retry shortly';
       return unavailable(reply, 'SLUICE_ERR_DB_UNREACHABLE', message, DB_RETRY_AFTER_S);
     }
     request.log.error({ err: error }, 'request failed');

@@ -8,6 +8,7 @@ import {
 import { SluiceError, requestInvalid, shuttingDown } from '../errors/sluice-error.js';
 import { newFallbackHandle } from '../shapes/fallback-queries.js';
 import type { Shape } from '../shapes/shape.js';
+import type { ReadResult } from '../storage/shape-log.js';
 import { cacheControl } from './cache-policy.js';
 import { nextLiveCursor } from './live-cursor.js';
 import { mustRefetchAnswer } from './must-refetch-answer.js';
@@ -36,6 +37,7 @@ async function waitForEntries(
   const end = shape.log.durableOffset;
   if (end && compareLogOffsets(offset, end) > 0) {
     await shape.waitForChange(OUT_OF_BOUNDS_GRACE_MS);
+    if (shape.deleted) return 'deleted';
     const after = shape.log.durableOffset;
     return after && compareLogOffsets(offset, after) <= 0 ? 'ready' : 'out-of-bounds';
   }
@@ -71,7 +73,16 @@ export async function logAnswer(
       if (wait === 'closing') throw shuttingDown();
       timedOut = wait === 'timed-out';
     }
-    const read = await shape.log.read(offset);
+    let read: ReadResult;
+    try {
+      read = await shape.log.read(offset);
+    } catch (error) {
+      // Deleted or rotated while this request read it: its log is closed or its files gone.
+      if (shape.deleted) return refetchDeleted(shape, context);
+      // The server closes its logs as it shuts down.
+      if (context.longPoll.closing.aborted) throw shuttingDown();
+      throw error;
+    }
     body = read.entries;
     responseOffset = read.lastOffset ?? (offset === 'before-all' ? { tx: 0n, op: 0 } : offset);
     reachedEnd = read.reachedEnd;

@@ -217,3 +217,24 @@ test('a repeated cursor is refused', () => {
   const errors = refused({ offset: '1_0', handle: 'h', live: 'true', cursor: ['1', '2'] });
   assert.deepEqual(errors, { cursor: ['must be given once'] });
 });
+
+test('a handle must be made of the characters Sluice uses: it is echoed in headers', () => {
+  for (const handle of ['h\r\nx-injected: 1', 'h\n', 'hé', 'h\u{1F600}', 'a b', 'h'.repeat(129)]) {
+    const errors = refused({ offset: '1_0', handle });
+    assert.deepEqual(errors, { handle: ['must be 1 to 128 letters, digits, _ or -'] }, handle);
+  }
+  for (const handle of ['3833821-1721812114261', 'a1b2c3d4-fallback-17000000000001a2b', 'A_z']) {
+    assert.equal(accepted({ offset: '1_0', handle }).handle, handle);
+  }
+  // Ignored when starting over, as before.
+  assert.equal(accepted({ offset: '-1', handle: 'h\r\n' }).handle, undefined);
+});
+
+test('a NUL character in a param, the table or the columns is refused, naming where', () => {
+  const base = { table: 'items', offset: '-1' };
+  assert.deepEqual(refused({ ...base, where: 'id = $1', 'params[1]': 'a\0b' }), {
+    params: ['params[1] must not contain a NUL character (%00)'],
+  });
+  assert.match(refused({ ...base, table: '"a\0b"' }).table?.[0] ?? '', /NUL character/);
+  assert.match(refused({ ...base, columns: 'id,"a\0b"' }).columns?.[0] ?? '', /NUL character/);
+});

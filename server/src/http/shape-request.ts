@@ -22,6 +22,9 @@ export type ValidationErrors = Record<string, string[]>;
 
 type Query = Record<string, string | string[] | undefined>;
 
+/** The characters of the handles Sluice makes (live and fallback ones), with room to spare. */
+const HANDLE = /^[A-Za-z0-9_-]{1,128}$/;
+
 /** One value per parameter: a repeated parameter is a client bug we report, not guess at. */
 function single(query: Query, name: string, errors: ValidationErrors): string | undefined {
   const value = query[name];
@@ -69,6 +72,10 @@ export function parseShapeRequest(query: Query): ShapeRequest | ValidationErrors
   const startsOver = offset === 'before-all' || offset === 'now';
   if (offset !== undefined && !startsOver && handle === undefined) {
     fail(errors, PARAMS.handle, `is required when offset is not -1 or now`);
+  }
+  // A handle is echoed in response headers: anything but what Sluice makes is refused here.
+  if (!startsOver && handle !== undefined && !HANDLE.test(handle)) {
+    fail(errors, PARAMS.handle, 'must be 1 to 128 letters, digits, _ or -');
   }
 
   const liveText = single(query, PARAMS.live, errors);
@@ -141,6 +148,9 @@ function parseWhereParams(query: Query, errors: ValidationErrors): string[] | un
       fail(errors, PARAMS.params, `${key}: keys must be integers from 1 to 999999`);
     } else if (typeof value !== 'string') {
       fail(errors, PARAMS.params, `${key} must be given once`);
+    } else if (value.includes('\0')) {
+      // Postgres text cannot hold one: refused here rather than failing in the database.
+      fail(errors, PARAMS.params, `${key} must not contain a NUL character (%00)`);
     } else {
       values.set(index, value);
     }

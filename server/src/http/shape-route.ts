@@ -4,18 +4,25 @@ import { SluiceError, requestInvalid } from '../errors/sluice-error.js';
 import type { Shape } from '../shapes/shape.js';
 import { AdmissionGate } from './admission-gate.js';
 import { answerShapeRequest } from './answer-shape-request.js';
+import { clientAddress } from './client-address.js';
 import { NO_STORE_HEADERS } from './cache-policy.js';
+import { PerClientGate } from './per-client-gate.js';
+import { SecretCheck } from './secret-check.js';
 import { sendShapeAnswer } from './send-shape-answer.js';
 import { isDegraded, type ShapeAnswerContext } from './shape-answer-context.js';
-import { isValidationErrors, parseShapeRequest } from './shape-request.js';
+import { isValidationErrors, parseShapeRequest, type ShapeRequest } from './shape-request.js';
 
 /** Who may use the shape route, and how much of it at once. */
 export interface ShapeRouteAccess {
-  /** When set, every request must carry it as `secret`. */
+  /** When set, every request must carry it (`SecretCheck`). */
   secret: string | undefined;
   enableDelete: boolean;
   maxConcurrentInitial: number;
   maxConcurrentLive: number;
+  /** Held live requests of one client address (`clientAddress`). */
+  maxLivePerClient: number;
+  /** The header a trusted proxy puts the client's address in; unset: the connection's. */
+  clientAddressHeader: string | undefined;
 }
 
 type Query = Record<string, string | string[] | undefined>;
@@ -26,39 +33,51 @@ export function registerShapeRoute(
   context: ShapeAnswerContext,
   access: ShapeRouteAccess,
 ): void {
-  const authorised = (
-    request: FastifyRequest<{ Querystring: Query }>,
-    reply: FastifyReply,
-  ): boolean => {
-    if (access.secret === undefined || request.query.secret === access.secret) return true;
-    void reply
-      .headers(NO_STORE_HEADERS)
-      .code(401)
-      .send({ message: 'Unauthorized: the secret parameter is missing or wrong' });
-    return false;
-  };
+  const secret = access.secret === undefined ? undefined : new SecretCheck(access.secret);
+  const authorised = (request: FastifyRequest, reply: FastifyReply): boolean =>
+    secret === undefined || secret.authorise(request, reply);
 
   const initialGate = new AdmissionGate(access.maxConcurrentInitial);
   const liveGate = new AdmissionGate(access.maxConcurrentLive);
+  const liveGatePerClient = new PerClientGate(access.maxLivePerClient);
 
-  app.get<{ Querystring: Query }>(PATHS.shape, async (request, reply) => {
-    if (!authorised(request, reply)) return reply;
-    const parsed = parseShapeRequest(request.query);
-    if (isValidationErrors(parsed)) throw requestInvalid(parsed);
+  /** Enters the gates the request counts against (503 when one is full); returns the way out. */
+  const admit = (request: FastifyRequest, parsed: ShapeRequest): (() => void) => {
+    // One client's live requests count against its own cap before the shared one.
+    const client = parsed.live ? clientAddress(request, access.clientAddressHeader) : undefined;
+    if (client !== undefined && !liveGatePerClient.tryEnter(client)) {
+      const message = `Too many concurrent live requests from this client (limit ${liveGatePerClient.limit}); retry shortly`;
+      throw new SluiceError('SLUICE_ERR_OVERLOADED_PER_CLIENT', message);
+    }
+    const leaveClient = () => {
+      if (client !== undefined) liveGatePerClient.leave(client);
+    };
     // In fallback, initial requests are limited by distinct queries (FallbackQueries): those
     // that join a running query cost the database nothing and are not turned away.
     const initial =
       parsed.offset === 'before-all' && !isDegraded(context.status) ? initialGate : undefined;
     const gate = initial ?? (parsed.live ? liveGate : undefined);
     if (gate && !gate.tryEnter()) {
+      leaveClient();
       const kind = gate === initialGate ? 'initial' : 'live';
       const message = `Too many concurrent ${kind} requests (limit ${gate.limit}); retry shortly`;
       throw new SluiceError('SLUICE_ERR_OVERLOADED', message);
     }
+    return () => {
+      gate?.leave();
+      leaveClient();
+    };
+  };
+
+  app.get<{ Querystring: Query }>(PATHS.shape, async (request, reply) => {
+    if (!authorised(request, reply)) return reply;
+    const parsed = parseShapeRequest(request.query);
+    if (isValidationErrors(parsed)) throw requestInvalid(parsed);
+    const leave = admit(request, parsed);
     try {
       return sendShapeAnswer(reply, await answerShapeRequest(parsed, context));
     } finally {
-      gate?.leave();
+      leave();
     }
   });
 

@@ -116,3 +116,13 @@ test('quoteIdentifier always quotes and doubles inner quotes; round-trips throug
     });
   }
 });
+
+test('a NUL character in a quoted name is refused: Postgres names cannot hold one', () => {
+  const nul = /contains a NUL character \(%00\)/;
+  assert.throws(() => parseTableIdentifier('"a\0b"'), InvalidIdentifierError);
+  assert.throws(() => parseTableIdentifier('"a\0b"'), nul);
+  assert.throws(() => parseTableIdentifier('"s\0".t'), nul);
+  assert.throws(() => parseColumnList('id,"x\0"'), nul);
+  // Unquoted, it was never a valid identifier character.
+  assert.throws(() => parseTableIdentifier('a\0b'), /special characters/);
+});

@@ -46,6 +46,17 @@ export function parseTableIdentifier(text: string): TableIdentifier {
   );
 }
 
+/** A single name, quoted or not: the schema of a `schema.*` entry of `SLUICE_TABLES`. */
+export function parseIdentifier(text: string, what: string): string {
+  const parts = splitIdentifiers(text, '.', what);
+  if (parts.length !== 1) {
+    throw new InvalidIdentifierError(
+      `Invalid ${what} ${JSON.stringify(text)}: expected one name, got ${parts.length} parts`,
+    );
+  }
+  return parts[0]!;
+}
+
 /**
  * The `columns` parameter: `id,"Title","a,b","q""x"` → [id, Title, a,b, q"x], in the given order.
  * Throws InvalidIdentifierError for empty names (`a,,b`, a trailing comma) and duplicates.
@@ -130,6 +141,12 @@ function splitIdentifiers(text: string, separator: '.' | ',', what: string): str
       }
       part = foldAsciiLowerCase(raw);
       pos = end;
+    }
+    // Postgres names cannot hold one (its C strings end there): such a name never matches.
+    if (part.includes('\0')) {
+      throw new InvalidIdentifierError(
+        `Invalid ${what}: identifier ${JSON.stringify(part)} contains a NUL character (%00)`,
+      );
     }
     if (Buffer.byteLength(part, 'utf8') > MAX_IDENTIFIER_BYTES) {
       throw new InvalidIdentifierError(

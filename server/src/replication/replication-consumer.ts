@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Shape, RowChange } from '../shapes/shape.js';
 import type { ShapeRegistry } from '../shapes/shape-registry.js';
+import type { PublishMode } from '../config/config-options.js';
 import { describeProblem } from '../pg/describe-problem.js';
 import type { StatusMonitor } from '../status/status-monitor.js';
 import { writeFileAtomically } from '../storage/chunk-file.js';
@@ -16,6 +17,8 @@ export interface ReplicationConsumerOptions {
   sessionOptions: string;
   slotName: string;
   publicationName: string;
+  /** SLUICE_PUBLISH: whether setup may create the publication. */
+  publish: PublishMode;
   storageDir: string;
   retryMinMs: number;
   retryMaxMs: number;
@@ -112,6 +115,7 @@ export class ReplicationConsumer {
           sessionOptions: this.#options.sessionOptions,
           slotName: this.#options.slotName,
           publicationName: this.#options.publicationName,
+          publish: this.#options.publish,
           livenessTimeoutMs: this.#options.livenessTimeoutMs,
         },
         {

@@ -1,6 +1,7 @@
 import { bigIntToLsn, lsnToBigInt } from '@sluice/protocol';
 import type { Client } from 'pg';
 import { LogicalReplicationService, type Pgoutput } from 'pg-logical-replication';
+import type { PublishMode } from '../config/config-options.js';
 import type { Problem } from '../pg/describe-problem.js';
 import { ReplicationError, toReplicationError } from './replication-error.js';
 import { claimSlot, createSlot } from './replication-slot.js';
@@ -31,6 +32,8 @@ export interface ReplicationStreamOptions {
   sessionOptions: string;
   slotName: string;
   publicationName: string;
+  /** SLUICE_PUBLISH: whether setup may create the publication. */
+  publish: PublishMode;
   /** Silence (no message, no answer to a ping) after which the connection is given up. */
   livenessTimeoutMs: number;
 }

@@ -3,8 +3,10 @@ import { after, before, test } from 'node:test';
 import pino from 'pino';
 import { startPostgres, type TestDatabase, type TestPostgres } from '@sluice/harness';
 import { QueryExecutor } from '../db/query-executor.js';
+import { TablePolicy } from '../pg/table-policy.js';
 import { SluiceMetrics } from '../status/sluice-metrics.js';
 import { StatusMonitor } from '../status/status-monitor.js';
+import { DEFAULT_WHERE_LIMITS } from '../where/where-limits.js';
 import { FallbackQueries } from './fallback-queries.js';
 import type { ShapeDefinition } from './shape-definition.js';
 
@@ -65,6 +67,8 @@ function fallbackQueries(maxCacheBytes: number): {
     maxConcurrent: 8,
     maxCacheBytes,
     metrics,
+    tables: new TablePolicy(undefined, 'auto'),
+    whereLimits: DEFAULT_WHERE_LIMITS,
   });
   /** Queries sent to Postgres so far (the counter behind `sluice_fallback_queries_total`). */
   const queries = async () => (await metrics.fallbackQueries.get()).values[0]?.value ?? 0;

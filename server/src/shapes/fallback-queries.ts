@@ -1,8 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { QueryExecutor } from '../db/query-executor.js';
+import type { TablePolicy } from '../pg/table-policy.js';
 import type { SluiceMetrics } from '../status/sluice-metrics.js';
 import { definitionKey, type ShapeDefinition } from './shape-definition.js';
+import type { WhereLimits } from '../where/where-limits.js';
 import { planShape, whereEvaluationError } from './shape-plan.js';
 import { shapeRowBatches } from './shape-snapshot.js';
 
@@ -25,6 +27,10 @@ export interface FallbackQueriesOptions {
   /** Bytes of finished results kept for their window, across all shapes (0: none kept). */
   maxCacheBytes: number;
   metrics: SluiceMetrics;
+  /** Fallback rows obey the table policy too (docs/security.md, "Table policy"). */
+  tables: TablePolicy;
+  /** And the where clause limits of every shape. */
+  whereLimits: WhereLimits;
 }
 
 const FALLBACK_MARK = '-fallback-';
@@ -111,7 +117,8 @@ export class FallbackQueries {
     return this.#options.executor.read(async (client) => {
       try {
         await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-        const plan = await planShape(client, definition);
+        const { tables, whereLimits } = this.#options;
+        const plan = await planShape(client, definition, tables, whereLimits);
         const parts: Buffer[] = [];
         if (definition.log === 'full') {
           const rows = {

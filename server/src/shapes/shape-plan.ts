@@ -1,11 +1,14 @@
 import type pg from 'pg';
 import type { FilterSpec } from '../where/filter-spec.js';
 import { compileShapeFilter } from '../where/shape-filter.js';
+import type { WhereLimits } from '../where/where-limits.js';
 import type { MessageContext } from './change-messages.js';
 import type { ShapeDefinition } from './shape-definition.js';
 import { rowKeyColumns } from './row-key.js';
-import { quoteIdentifier, quoteTableIdentifier } from '../pg/table-identifier.js';
-import { buildSchemaHeader, loadTableSchema, type TableSchema } from '../pg/table-schema.js';
+import { quoteIdentifier } from '../pg/table-identifier.js';
+import { buildSchemaHeader, type TableSchema } from '../pg/table-schema.js';
+import { loadServedTable } from '../pg/served-table.js';
+import type { TablePolicy } from '../pg/table-policy.js';
 import { shapeInvalid } from '../errors/sluice-error.js';
 
 /** What serving a definition takes, resolved against the catalog (and checked) once. */
@@ -21,22 +24,21 @@ export interface ShapePlan {
 }
 
 /**
- * Resolves a definition: the table must exist, the columns must be served by replication and
- * include the key, and the where clause must type-check. Each problem is a `SluiceError`
- * naming the parameter at fault.
+ * Resolves a definition: the table must be inside the table policy, exist and be readable, the
+ * columns must be served by replication and include the key, and the where clause must
+ * type-check. Each problem is a `SluiceError` naming the parameter at fault.
  */
 export async function planShape(
   client: pg.ClientBase,
   definition: ShapeDefinition,
+  tables: TablePolicy,
+  whereLimits: WhereLimits,
 ): Promise<ShapePlan> {
-  const schema = await loadTableSchema(client, definition.table);
-  if (!schema) {
-    throw shapeInvalid('table', `table ${quoteTableIdentifier(definition.table)} does not exist`);
-  }
+  const schema = await loadServedTable(client, definition.table, tables);
   const published = schema.columns.filter((column) => !column.generated);
   const columns = selectColumns(schema, definition.columns);
   const keyColumns = rowKeyColumns({ primaryKey: schema.primaryKey, columns: published });
-  const filter = await compileFilter(client, schema, definition);
+  const filter = await compileFilter(client, schema, definition, whereLimits);
   return {
     schema,
     context: {
@@ -89,13 +91,10 @@ async function compileFilter(
   client: pg.ClientBase,
   schema: TableSchema,
   definition: ShapeDefinition,
+  whereLimits: WhereLimits,
 ): Promise<FilterSpec | undefined> {
   if (definition.where === undefined) return undefined;
-  try {
-    return await compileShapeFilter(client, schema, definition.where, definition.params ?? []);
-  } catch (error) {
-    throw error;
-  }
+  return compileShapeFilter(client, schema, definition.where, definition.params ?? [], whereLimits);
 }
 
 /**

@@ -16,14 +16,28 @@ import { Shape, type RowChange, type ShapeMetadata } from './shape.js';
 import { whereEvaluationError, planShape } from './shape-plan.js';
 import { quoteTableIdentifier } from '../pg/table-identifier.js';
 import { publishTable } from '../pg/publication.js';
+import type { WhereLimits } from '../where/where-limits.js';
+import { bulkhead, type BulkheadPolicy } from 'cockatiel';
+import type { TablePolicy } from '../pg/table-policy.js';
 
 export interface ShapeRegistryOptions {
   storageDir: string;
   chunkBytes: number;
-  executor: QueryExecutor;
   /** Sealed chunks kept in memory, shared by every shape's log. */
   chunkCache: ChunkCache;
+  executor: QueryExecutor;
   publicationName: string;
+  /** Which tables shapes may read, and whether Sluice readies them for replication itself. */
+  tables: TablePolicy;
+  /** How large a shape's where clause may be. */
+  whereLimits: WhereLimits;
+  /**
+   * Shapes created (planned and snapshotted) at once, below the pool's size: the others wait,
+   * so creating shapes never takes every connection from catalog and fallback queries.
+   */
+  maxConcurrentSnapshots: number;
+  /** `statement_timeout` of the snapshot of a shape with a where clause. */
+  filteredSnapshotTimeoutMs: number;
   /** Commits replication has already handed to shapes, recently (see `RecentCommits`). */
   recentCommits(): readonly RecentCommit[];
   log: FastifyBaseLogger;
@@ -42,12 +56,15 @@ export class ShapeRegistry {
   readonly #byRelation = new Map<number, Set<Shape>>();
   readonly #router = new ShapeRouter();
   readonly #creating = new Map<string, Promise<Shape>>();
+  readonly #creations: BulkheadPolicy;
   readonly #options: ShapeRegistryOptions;
   readonly #shapesDir: string;
 
   constructor(options: ShapeRegistryOptions) {
     this.#options = options;
     this.#shapesDir = join(options.storageDir, 'shapes');
+    // An unbounded queue: the admission gate (SLUICE_MAX_CONCURRENT_INITIAL) bounds the waiters.
+    this.#creations = bulkhead(options.maxConcurrentSnapshots, Infinity);
   }
 
   /** Reopens the shapes of a previous run; ones whose snapshot never finished are dropped. */
@@ -58,7 +75,9 @@ export class ShapeRegistry {
       const metadata = await readFile(join(dir, META_FILE), 'utf8')
         .then((text) => JSON.parse(text) as ShapeMetadata)
         .catch(() => undefined);
-      if (!metadata?.snapshotComplete) {
+      // A shape of a table the policy no longer serves goes: its clients refetch and get a 400.
+      const refused = metadata && this.#options.tables.refusal(metadata.definition.table);
+      if (!metadata?.snapshotComplete || refused !== undefined) {
         await rm(dir, { recursive: true, force: true });
         continue;
       }
@@ -102,7 +121,9 @@ export class ShapeRegistry {
     if (existing?.ready) return existing;
     let creating = this.#creating.get(key);
     if (!creating) {
-      creating = this.#create(definition).finally(() => this.#creating.delete(key));
+      creating = this.#creations
+        .execute(() => this.#create(definition))
+        .finally(() => this.#creating.delete(key));
       this.#creating.set(key, creating);
     }
     return creating;
@@ -213,8 +234,13 @@ export class ShapeRegistry {
     // executor's connections commit synchronously, so it includes the publishing.
     const { plan, flushedLsn } = await executor
       .primary(async (client) => {
-        const plan = await planShape(client, definition);
-        await publishTable(client, publicationName, plan.schema);
+        const plan = await planShape(
+          client,
+          definition,
+          this.#options.tables,
+          this.#options.whereLimits,
+        );
+        await publishTable(client, publicationName, plan.schema, this.#options.tables.publish);
         const { rows } = await client.query<{ lsn: string }>(
           'SELECT pg_current_wal_flush_lsn()::text AS lsn',
         );
@@ -254,7 +280,14 @@ export class ShapeRegistry {
       const delivered = this.#options.recentCommits();
       const snapshotShape = shape;
       metadata.snapshot = await executor.read(
-        (client) => takeSnapshot(client, snapshotShape, plan.select, delivered),
+        (client) =>
+          takeSnapshot(
+            client,
+            snapshotShape,
+            plan.select,
+            delivered,
+            this.#options.filteredSnapshotTimeoutMs,
+          ),
         { minLsn: flushedLsn, rerunnable: false },
       );
       shape.completeSnapshot();

@@ -8,7 +8,8 @@ import { parseCopyTextBatches } from '../pg/copy-text-parser.js';
 import type { Shape } from './shape.js';
 import { isVisibleTo, type TransactionVisibility } from '../pg/transaction-visibility.js';
 import type { RecentCommit } from './recent-commits.js';
-import { SluiceError } from '../errors/sluice-error.js';
+import { shapeInvalid, SluiceError } from '../errors/sluice-error.js';
+import { problemCode } from '../pg/describe-problem.js';
 import {
   quoteIdentifier,
   quoteTableIdentifier,
@@ -24,17 +25,28 @@ const VISIBILITY_WAIT_MS = 10_000;
  * Writes a shape's initial rows into its log, then the `snapshot-end` control message, and seals
  * that chunk so the snapshot's chunks never mix with changes. Runs in one REPEATABLE READ
  * transaction whose snapshot is recorded so that replicated transactions it already contains are
- * not appended again. Rows stream through COPY: the table is never held in memory.
+ * not appended again. Rows stream through COPY: the table is never held in memory. With a where
+ * clause, the transaction's statements are limited to `filteredTimeoutMs`: such a clause is the
+ * client's, and whatever it costs must end soon (docs/security.md, "Where clauses").
  */
 export async function takeSnapshot(
   client: pg.PoolClient,
   shape: Shape,
   selectColumns: string[],
   delivered: readonly RecentCommit[],
+  filteredTimeoutMs: number,
 ): Promise<TransactionVisibility> {
   const { definition, context } = shape.metadata;
   const visibility = await beginSeeing(client, delivered);
+  const filtered = shape.metadata.filter !== undefined;
+  const started = performance.now();
   try {
+    if (filtered) {
+      // Transaction-local, so the pooled connection gets its usual timeout back at the end.
+      await client.query("SELECT set_config('statement_timeout', $1, true)", [
+        String(filteredTimeoutMs),
+      ]);
+    }
     if (definition.log === 'full') {
       let index = 0;
       let sinceFlush = 0;
@@ -78,8 +90,19 @@ export async function takeSnapshot(
     return visibility;
   } catch (error) {
     await client.query('ROLLBACK').catch(() => undefined);
+    // 57014 is also a cancel (pg_cancel_backend): only one that came at the timeout is ours.
+    if (filtered && isStatementTimeout(error, performance.now() - started, filteredTimeoutMs)) {
+      throw shapeInvalid(
+        'where',
+        `the snapshot of this where clause took longer than ${filteredTimeoutMs} ms (SLUICE_FILTERED_SNAPSHOT_TIMEOUT_MS) and was stopped: make the clause simpler or let it use an index`,
+      );
+    }
     throw error;
   }
+}
+
+function isStatementTimeout(error: unknown, elapsedMs: number, timeoutMs: number): boolean {
+  return problemCode(error) === '57014' && elapsedMs >= timeoutMs;
 }
 
 /**

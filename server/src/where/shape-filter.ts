@@ -6,6 +6,7 @@ import { sqlTypeName } from './pg-type.js';
 import { isEvaluationError } from './pg-values.js';
 import { loadWhereTable } from './where-columns.js';
 import { compileWhere, type PendingConstant } from './where-compiler.js';
+import type { WhereLimits } from './where-limits.js';
 import { parseWhereClause } from './where-parser.js';
 import { shapeInvalid } from '../errors/sluice-error.js';
 
@@ -20,8 +21,9 @@ export async function compileShapeFilter(
   schema: TableSchema,
   where: string,
   params: readonly string[],
+  limits: WhereLimits,
 ): Promise<FilterSpec> {
-  const tree = await parseWhereClause(where);
+  const tree = await parseWhereClause(where, limits);
   const table = await loadWhereTable(client, schema);
   const { root, constants, usedParams } = compileWhere(tree, table, params);
   const unused = params.map((_, i) => i + 1).filter((index) => !usedParams.has(index));

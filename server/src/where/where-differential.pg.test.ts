@@ -35,6 +35,7 @@ import { compileShapeFilter } from './shape-filter.js';
 import { ClauseGenerator } from './clause-generator-testing.js';
 import { COLUMNS, quoteName, Random } from './differential-values-testing.js';
 import { SluiceError } from '../errors/sluice-error.js';
+import { DEFAULT_WHERE_LIMITS } from './where-limits.js';
 
 const SEED = Number(process.env.WHERE_DIFF_SEED ?? 20250611);
 const ROW_COUNT = Number(process.env.WHERE_DIFF_ROWS ?? 2000);
@@ -332,7 +333,7 @@ async function checkClause(
   let spec: FilterSpec | undefined;
   let refusal: string | undefined;
   try {
-    spec = await compileShapeFilter(client, schema, where, params);
+    spec = await compileShapeFilter(client, schema, where, params, DEFAULT_WHERE_LIMITS);
   } catch (error) {
     if (!(error instanceof SluiceError && error.code === 'SLUICE_ERR_SHAPE_INVALID')) {
       return [{ clause, postgres: '-', sluice: `compiler crashed: ${(error as Error).stack}` }];

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parseWhereClause, type SyntaxNode } from './where-parser.js';
 import { SluiceError } from '../errors/sluice-error.js';
+import { DEFAULT_WHERE_LIMITS as LIMITS } from './where-limits.js';
 
 const NOT_AN_EXPRESSION =
   'must be a single boolean expression (no ORDER BY, LIMIT, UNION, FROM or other clauses)';
@@ -10,7 +11,7 @@ const UNICODE = 'Unicode escapes (U&…) are not supported';
 
 /** Asserts that the clause is refused under `where` with exactly this message. */
 async function refused(where: string, message: string | RegExp): Promise<void> {
-  await assert.rejects(parseWhereClause(where), (error: unknown) => {
+  await assert.rejects(parseWhereClause(where, LIMITS), (error: unknown) => {
     assert.ok(error instanceof SluiceError, `not a SluiceError: ${String(error)}`);
     assert.equal(error.code, 'SLUICE_ERR_SHAPE_INVALID');
     assert.equal(error.details.field, 'where');
@@ -30,7 +31,7 @@ function constants(node: unknown): Record<string, unknown>[] {
 }
 
 test('a valid clause returns its expression node, located in the wrapped text', async () => {
-  const node = await parseWhereClause('id = 1');
+  const node = await parseWhereClause('id = 1', LIMITS);
   assert.deepEqual(node, {
     A_Expr: {
       kind: 'AEXPR_OP',
@@ -43,7 +44,7 @@ test('a valid clause returns its expression node, located in the wrapped text', 
 });
 
 test('an AND of comparisons returns a BoolExpr', async () => {
-  const node: SyntaxNode = await parseWhereClause('a = 1 AND b > 2');
+  const node: SyntaxNode = await parseWhereClause('a = 1 AND b > 2', LIMITS);
   const bool = node.BoolExpr as { boolop: string; args: unknown[] } | undefined;
   assert.equal(bool?.boolop, 'AND_EXPR');
   assert.equal(bool.args.length, 2);
@@ -56,7 +57,7 @@ test('a syntax error reads like Electric: At location N (in SELECT 1 WHERE …)'
 });
 
 test('a syntax error is a SluiceError with the shape-invalid code, under where', async () => {
-  await assert.rejects(parseWhereClause('1 x 1'), (error: unknown) => {
+  await assert.rejects(parseWhereClause('1 x 1', LIMITS), (error: unknown) => {
     assert.ok(error instanceof SluiceError);
     assert.equal(error.code, 'SLUICE_ERR_SHAPE_INVALID');
     assert.equal(error.details.field, 'where');
@@ -119,13 +120,13 @@ test('Unicode escapes are refused, in strings and in column names', async () => 
 });
 
 test('ordinary quoting is accepted', async () => {
-  const escapedQuote = constants(await parseWhereClause("x = 'it''s'"));
+  const escapedQuote = constants(await parseWhereClause("x = 'it''s'", LIMITS));
   assert.deepEqual(escapedQuote[0]?.sval, { sval: "it's" });
 
-  const escapeString = constants(await parseWhereClause("x = E'a\\nb'"));
+  const escapeString = constants(await parseWhereClause("x = E'a\\nb'", LIMITS));
   assert.deepEqual(escapeString[0]?.sval, { sval: 'a\nb' });
 
-  const quoted = await parseWhereClause('"quoted col" = 1');
+  const quoted = await parseWhereClause('"quoted col" = 1', LIMITS);
   const lexpr = (quoted.A_Expr as { lexpr: unknown }).lexpr;
   assert.deepEqual(lexpr, {
     ColumnRef: { fields: [{ String: { sval: 'quoted col' } }], location: 15 },
@@ -133,13 +134,13 @@ test('ordinary quoting is accepted', async () => {
 });
 
 test('params ($1) are not dollar quotes', async () => {
-  const node = await parseWhereClause('x = $1 AND y = $2');
+  const node = await parseWhereClause('x = $1 AND y = $2', LIMITS);
   assert.ok(node.BoolExpr);
 });
 
 test('strings that merely contain $ or U& are accepted', async () => {
-  await parseWhereClause("x = '$$' AND y = 'U&' AND z = '$1'");
-  await parseWhereClause('"$$" = 1 AND "U&x" = 2');
+  await parseWhereClause("x = '$$' AND y = 'U&' AND z = '$1'", LIMITS);
+  await parseWhereClause('"$$" = 1 AND "U&x" = 2', LIMITS);
 });
 
 test('locations are byte offsets: non-ASCII text before a dollar quote does not hide it', async () => {
@@ -155,13 +156,52 @@ test('locations are byte offsets: non-ASCII text before a dollar quote does not 
 
 test('locations are byte offsets: non-ASCII text before an ordinary string does not refuse it', async () => {
   // Read at UTF-16 indexes, the location of '$' (or 'u&x') would land inside the string.
-  await parseWhereClause("'é' = x AND y = '$'");
-  await parseWhereClause("'éé' = x AND y = 'u&x'");
-  await parseWhereClause("'😀' = x AND y = '$$'");
+  await parseWhereClause("'é' = x AND y = '$'", LIMITS);
+  await parseWhereClause("'éé' = x AND y = 'u&x'", LIMITS);
+  await parseWhereClause("'😀' = x AND y = '$$'", LIMITS);
 });
 
 test('Unicode-escaped names are refused wherever they appear', async () => {
   for (const where of [`U&"lower"(x) = 'a'`, 'x::U&"text" = 1', `lower(U&"x") = 'a'`]) {
-    await assert.rejects(parseWhereClause(where), /Unicode escapes/, where);
+    await assert.rejects(parseWhereClause(where, LIMITS), /Unicode escapes/, where);
   }
+});
+
+test('a NUL character is refused: libpg_query would filter on the text before it', async () => {
+  await refused('id = 1\0garbage', 'must not contain a NUL character (%00)');
+});
+
+test('a clause longer than the length limit is refused naming the limit', async () => {
+  const where = `title = '${'x'.repeat(LIMITS.maxLength)}'`;
+  await refused(
+    where,
+    `is ${where.length} characters long; at most ${LIMITS.maxLength} are allowed (SLUICE_WHERE_MAX_LENGTH)`,
+  );
+  await parseWhereClause('id = 1', { ...LIMITS, maxLength: 6 });
+  await assert.rejects(
+    parseWhereClause('id = 1', { ...LIMITS, maxLength: 5 }),
+    /^SluiceError: is 6 characters long; at most 5 are allowed/,
+  );
+});
+
+test('deep nesting is refused naming the depth limit, before any recursive walk', async () => {
+  const depth = /^is nested \d+ levels deep; at most 64 are allowed \(SLUICE_WHERE_MAX_DEPTH\)$/;
+  // 650 concatenations kept Postgres busy for 27 s; 1,500 NOTs and 2,000 additions overflowed
+  // the stack of the compiler's walks.
+  await refused(`${Array(651).fill('t').join(' || ')} = 'x'`, depth);
+  await refused(`${'NOT '.repeat(1500)}true`, depth);
+  await refused(`id${'+1'.repeat(2000)} = 1`, depth);
+  await refused(`${'f('.repeat(500)}x${')'.repeat(500)} = 1`, depth);
+  // Just within the limit: 1 + 1 … nests one level per addition, plus = and the constant.
+  await parseWhereClause(`1${'+1'.repeat(61)} = 2`, LIMITS);
+  await refused(`1${'+1'.repeat(63)} = 2`, depth);
+});
+
+test('a clause with too many syntax nodes is refused naming the node limit', async () => {
+  const list = Array.from({ length: 1200 }, (_, i) => i).join(',');
+  await refused(
+    `id IN (${list})`,
+    /^has \d+ syntax nodes; at most 1000 are allowed \(SLUICE_WHERE_MAX_NODES\)$/,
+  );
+  await parseWhereClause(`id IN (${list.split(',').slice(0, 900).join(',')})`, LIMITS);
 });

@@ -1,5 +1,6 @@
 import { hasSqlDetails, parse } from 'libpg-query';
 import { shapeInvalid } from '../errors/sluice-error.js';
+import { measureSyntaxTree, type WhereLimits } from './where-limits.js';
 
 /** A node of libpg_query's JSON parse tree: `{ "A_Expr": { … } }`. */
 export type SyntaxNode = Record<string, unknown>;
@@ -30,10 +31,21 @@ const OTHER_SELECT_PARTS = [
  * Parses a where clause with Postgres' own grammar (libpg_query, compiled to WASM) as
  * `SELECT 1 WHERE <clause>` and returns the expression's parse tree. The text is only parsed,
  * never sent to Postgres. Syntax errors read `At location <N>: <message>` with N the parser's
- * cursor in the wrapped text.
+ * cursor in the wrapped text. A clause beyond `limits` is refused naming the limit, before
+ * anything recursive walks its tree.
  */
-export async function parseWhereClause(where: string): Promise<SyntaxNode> {
+export async function parseWhereClause(where: string, limits: WhereLimits): Promise<SyntaxNode> {
   if (where.trim() === '') throw shapeInvalid('where', 'must not be empty');
+  // libpg_query reads a C string: it would stop at a NUL and filter on what precedes it.
+  if (where.includes('\0')) throw shapeInvalid('where', 'must not contain a NUL character (%00)');
+  // The length also bounds the nesting libpg_query's own recursive walks see (two characters
+  // per level at most, as in `1+1+1…`): the option's maximum keeps it within what they handle.
+  if (where.length > limits.maxLength) {
+    throw shapeInvalid(
+      'where',
+      `is ${where.length} characters long; at most ${limits.maxLength} are allowed (SLUICE_WHERE_MAX_LENGTH)`,
+    );
+  }
   let tree: { stmts?: { stmt?: SyntaxNode }[] };
   try {
     tree = (await parse(WRAPPER + where)) as typeof tree;
@@ -59,8 +71,26 @@ export async function parseWhereClause(where: string): Promise<SyntaxNode> {
     );
   }
   const clause = select.whereClause as SyntaxNode;
+  checkSize(clause, limits);
   rejectQuotingTricks(clause, Buffer.from(WRAPPER + where));
   return clause;
+}
+
+/** Nesting first: it is what makes a clause costly to evaluate, and what a reader notices. */
+function checkSize(clause: SyntaxNode, limits: WhereLimits): void {
+  const { nodes, depth } = measureSyntaxTree(clause);
+  if (depth > limits.maxDepth) {
+    throw shapeInvalid(
+      'where',
+      `is nested ${depth} levels deep; at most ${limits.maxDepth} are allowed (SLUICE_WHERE_MAX_DEPTH)`,
+    );
+  }
+  if (nodes > limits.maxNodes) {
+    throw shapeInvalid(
+      'where',
+      `has ${nodes} syntax nodes; at most ${limits.maxNodes} are allowed (SLUICE_WHERE_MAX_NODES)`,
+    );
+  }
 }
 
 /**
