@@ -3,7 +3,9 @@
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['**/dist/**', '**/node_modules/**', '.sluice/**', '**/*.mjs', '**/*.js', '**/*.cjs'] },
+  {
+    ignores: ['**/dist/**', '**/node_modules/**', '.sluice/**', '**/*.mjs', '**/*.js', '**/*.cjs'],
+  },
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: {

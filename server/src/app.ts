@@ -10,6 +10,7 @@ import { registerHealthRoute } from './http/health-route.js';
 import { LOG_SERIALIZERS } from './http/log-serializers.js';
 import { registerMetricsRoute } from './http/metrics-route.js';
 import { registerNotFoundHandler } from './http/not-found-handler.js';
+import { RequestMetrics } from './http/request-metrics.js';
 import { SecretCheck } from './http/secret-check.js';
 import { registerShapeRoute } from './http/shape-route.js';
 import { registerStatusRoute } from './http/status-route.js';
@@ -90,12 +91,6 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
       connectionsCheckingInterval: CONNECTIONS_CHECK_MS,
     },
   });
-  await app.register(cors, {
-    origin: '*',
-    methods: ['GET', 'DELETE', 'OPTIONS'],
-    exposedHeaders: EXPOSED_HEADERS,
-    maxAge: 86_400,
-  });
   const storageDir = config.storageDir ?? join(config.dataDir, 'storage');
   const sessionOptions = sessionOptionsString();
   const status = new StatusMonitor({
@@ -104,7 +99,20 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
     shapeCount: () => registry.size,
     log: app.log,
   });
-  const metrics = new SluiceMetrics(status, () => executor.states());
+  const metrics = new SluiceMetrics(
+    status,
+    () => executor.states(),
+    () => ({ shapes: registry.size, logBytes: registry.logBytes }),
+  );
+  const requestMetrics = new RequestMetrics(metrics);
+  // Before CORS, whose hook answers preflights without running later ones.
+  requestMetrics.register(app);
+  await app.register(cors, {
+    origin: '*',
+    methods: ['GET', 'DELETE', 'OPTIONS'],
+    exposedHeaders: EXPOSED_HEADERS,
+    maxAge: 86_400,
+  });
   const executor: QueryExecutor = new QueryExecutor({
     primaryUrl: config.databaseUrl,
     replicaUrl: config.databaseReplicaUrl,
@@ -145,6 +153,10 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
     // Below the pool's size (loadConfig checks a set value): connections stay for the rest.
     maxConcurrentSnapshots: config.maxConcurrentSnapshots ?? Math.max(1, config.dbPoolSize - 2),
     filteredSnapshotTimeoutMs: config.filteredSnapshotTimeoutMs,
+    maxShapes: config.maxShapes,
+    maxShapesPerTable: config.maxShapesPerTable,
+    maxConcurrentCreations: config.maxConcurrentInitial,
+    idleTimeoutMs: config.shapeIdleTimeoutS * 1000,
     // The consumer is built below; it is only asked once shapes are being created.
     recentCommits: () => consumer.recentCommits(),
     log: app.log,
@@ -222,6 +234,7 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
       maxLivePerClient: config.maxLivePerClient,
       clientAddressHeader: config.clientAddressHeader,
     },
+    requestMetrics,
   );
   app.decorate('status', status);
   if (config.devPage) await app.register(devPage);
@@ -230,9 +243,13 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
   let sweep: NodeJS.Timeout | undefined;
   app.addHook('onReady', async () => {
     await mkdir(storageDir, { recursive: true });
+    // Nothing here takes longer with more stored shapes: they are reopened in the background
+    // (shape requests answer 503 meanwhile), so the server listens at once. Replication starts
+    // once they all are: every transaction then finds every shape it concerns, and the slot
+    // keeps what arrives meanwhile (docs/architecture.md, "Start-up").
     await registry.load();
     probe.start();
-    consumer.start();
+    void registry.loaded.then(() => consumer.start());
     sweep = setInterval(() => {
       registry
         .verifyRelations()

@@ -28,6 +28,13 @@ import {
 } from './bench-support.js';
 import { readWithLibrary } from './wal-baselines.js';
 
+/** 10,000 shapes on one table: above the default shape limits, so they are raised here. */
+const SERVER_ENV = {
+  SLUICE_MAX_CONCURRENT_INITIAL: '64',
+  SLUICE_MAX_SHAPES: '100000',
+  SLUICE_MAX_SHAPES_PER_TABLE: '100000',
+};
+
 /**
  * Measure 4: what one change costs against the number of equality-filtered shapes on its table
  * (docs/performance.md target: flat from 10 to 10,000 shapes).
@@ -87,7 +94,7 @@ export async function benchRouting(
        ALTER TABLE ${TABLE} REPLICA IDENTITY FULL;
        CREATE PUBLICATION ${db.publicationName} FOR TABLE ${TABLE};`,
     );
-    sluice = await startBenchSluice(db, { env: { SLUICE_MAX_CONCURRENT_INITIAL: '64' } });
+    sluice = await startBenchSluice(db, { env: SERVER_ENV });
     storageDir = sluice.storageDir;
     await waitUntilHealthy(sluice.baseUrl);
 
@@ -119,10 +126,7 @@ export async function benchRouting(
         nextId += changes;
         const library = await readWithLibrary(db.url, slot, db.publicationName, changes);
         await dropSlot(db, slot);
-        sluice = await startBenchSluice(db, {
-          storageDir,
-          env: { SLUICE_MAX_CONCURRENT_INITIAL: '64' },
-        });
+        sluice = await startBenchSluice(db, { storageDir, env: SERVER_ENV });
         const cpuBefore = await cpuMs(sluice.pid);
         const done = await waitForSluice(sluice.baseUrl, library.finalEndLsn);
         const cpuAfter = await cpuMs(sluice.pid);

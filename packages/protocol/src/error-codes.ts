@@ -37,7 +37,11 @@ export const ERROR_CODES = {
   },
   SLUICE_ERR_OVERLOADED: {
     status: 503,
-    summary: 'Too many concurrent initial or live requests.',
+    summary: 'Too many concurrent initial or live requests, or shapes being created.',
+  },
+  SLUICE_ERR_SHAPE_LIMIT: {
+    status: 503,
+    summary: 'The request would create a shape beyond the shape limits, in all or for its table.',
   },
   SLUICE_ERR_OVERLOADED_PER_CLIENT: {
     status: 503,
@@ -50,7 +54,7 @@ export const ERROR_CODES = {
   SLUICE_ERR_NOT_READY: {
     status: 503,
     summary:
-      'Not ready for this request yet: replication not checked since start, or a replicated commit not yet visible to a new snapshot.',
+      'Not ready for this request yet: stored shapes still loading or replication not checked since start, or a replicated commit not yet visible to a new snapshot.',
   },
   SLUICE_ERR_SHUTTING_DOWN: {
     status: 503,

@@ -313,8 +313,30 @@ export const CONFIG_OPTIONS = {
   }),
   maxConcurrentInitial: option({
     env: 'SLUICE_MAX_CONCURRENT_INITIAL',
-    description: 'Concurrent `offset=-1` requests admitted; beyond it: 503 with retry-after.',
+    description:
+      'Concurrent `offset=-1` requests admitted, and shapes being created at once whatever the request; beyond either: 503 `SLUICE_ERR_OVERLOADED` with retry-after.',
     default: 100,
+    parse: integer(1),
+  }),
+  maxShapes: option({
+    env: 'SLUICE_MAX_SHAPES',
+    description:
+      'Shapes the server holds at most (each costs memory and a log on disk); a request that would create one more gets 503 `SLUICE_ERR_SHAPE_LIMIT` with retry-after.',
+    default: 10_000,
+    parse: integer(1),
+  }),
+  maxShapesPerTable: option({
+    env: 'SLUICE_MAX_SHAPES_PER_TABLE',
+    description:
+      'Shapes of one table the server holds at most (every change of the table is checked against each); beyond it: 503 `SLUICE_ERR_SHAPE_LIMIT` with retry-after.',
+    default: 1_000,
+    parse: integer(1),
+  }),
+  shapeIdleTimeoutS: option({
+    env: 'SLUICE_SHAPE_IDLE_TIMEOUT_S',
+    description:
+      'A shape no request has read for this long, in seconds (a held live request counts as reading), is removed with its log; a client coming back with its handle gets 409 must-refetch.',
+    default: 86_400,
     parse: integer(1),
   }),
   maxConcurrentLive: option({

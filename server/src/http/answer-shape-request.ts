@@ -37,5 +37,10 @@ export async function answerShapeRequest(
     existing?.ready &&
     (parsed.offset !== 'before-all' || (await context.registry.stillCurrent(existing)));
   const shape: Shape = fresh ? existing : await context.registry.getOrCreate(parsed.definition);
-  return logAnswer(shape, parsed, context);
+  try {
+    return await logAnswer(shape, parsed, context);
+  } finally {
+    // A held long-poll reads the shape until it ends: the idle time counts from then.
+    shape.markRead();
+  }
 }

@@ -11,6 +11,7 @@ const OVERLOAD_CODES: ReadonlySet<ErrorCode> = new Set([
   'SLUICE_ERR_OVERLOADED',
   'SLUICE_ERR_OVERLOADED_PER_CLIENT',
   'SLUICE_ERR_FALLBACK_OVERLOADED',
+  'SLUICE_ERR_SHAPE_LIMIT',
 ]);
 /** A database that failed past the executor's retries is probed before clients come back. */
 const DB_RETRY_AFTER_S = 5;

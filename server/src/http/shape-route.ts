@@ -7,9 +7,11 @@ import { answerShapeRequest } from './answer-shape-request.js';
 import { clientAddress } from './client-address.js';
 import { NO_STORE_HEADERS } from './cache-policy.js';
 import { PerClientGate } from './per-client-gate.js';
+import type { RequestMetrics } from './request-metrics.js';
 import { SecretCheck } from './secret-check.js';
 import { sendShapeAnswer } from './send-shape-answer.js';
 import { isDegraded, type ShapeAnswerContext } from './shape-answer-context.js';
+import { shapeRequestKind } from './shape-request-kind.js';
 import { isValidationErrors, parseShapeRequest, type ShapeRequest } from './shape-request.js';
 
 /** Who may use the shape route, and how much of it at once. */
@@ -32,6 +34,7 @@ export function registerShapeRoute(
   app: FastifyInstance,
   context: ShapeAnswerContext,
   access: ShapeRouteAccess,
+  metrics: RequestMetrics,
 ): void {
   const secret = access.secret === undefined ? undefined : new SecretCheck(access.secret);
   const authorised = (request: FastifyRequest, reply: FastifyReply): boolean =>
@@ -73,16 +76,22 @@ export function registerShapeRoute(
     if (!authorised(request, reply)) return reply;
     const parsed = parseShapeRequest(request.query);
     if (isValidationErrors(parsed)) throw requestInvalid(parsed);
+    metrics.setKind(request, shapeRequestKind(parsed));
     const leave = admit(request, parsed);
+    const release = parsed.live ? metrics.holdLongPoll(reply) : undefined;
     try {
-      return sendShapeAnswer(reply, await answerShapeRequest(parsed, context));
+      const answer = await answerShapeRequest(parsed, context);
+      metrics.setKind(request, shapeRequestKind(parsed, answer));
+      return sendShapeAnswer(reply, answer);
     } finally {
+      release?.();
       leave();
     }
   });
 
   app.delete<{ Querystring: Query }>(PATHS.shape, async (request, reply) => {
     if (!authorised(request, reply)) return reply;
+    metrics.setKind(request, 'delete');
     void reply.headers(NO_STORE_HEADERS);
     if (!access.enableDelete) {
       return reply
@@ -100,7 +109,7 @@ export function registerShapeRoute(
       if (shape && handle !== undefined && shape.handle !== handle) shape = undefined;
     }
     if (!shape) return reply.code(404).send({ message: 'No such shape' });
-    await context.registry.delete(shape);
+    await context.registry.deleteWhenCreated(shape);
     return reply.code(202).send();
   });
 }

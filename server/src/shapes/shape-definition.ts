@@ -1,3 +1,5 @@
+import { canonicalWhere } from '../where/canonical-where.js';
+
 /** What identifies a shape (docs/protocol.md §3): same definition, same shape, same handle. */
 export interface ShapeDefinition {
   table: { schema: string; name: string };
@@ -10,10 +12,17 @@ export interface ShapeDefinition {
   params?: string[];
 }
 
-/** A stable string naming the definition, used to find an existing shape. */
+/**
+ * A stable string naming the definition, used to find an existing shape. The where clause counts
+ * by its canonical form (`canonicalWhere`), so spellings of one clause share a shape; a clause
+ * without one (invalid) counts by its text. Keys are computed, never stored: shapes stored under
+ * an older scheme key the same way once loaded.
+ */
 export function definitionKey(definition: ShapeDefinition): string {
   const { table, columns, replica, log, where, params } = definition;
   // Shapes stored before where clauses existed have neither field: their keys stay the same.
-  const filter = where === undefined ? [] : [where, params ?? []];
+  const canonical = where === undefined ? undefined : canonicalWhere(where);
+  const clause = canonical === undefined ? where : { canonical };
+  const filter = where === undefined ? [] : [clause, params ?? []];
   return JSON.stringify([table.schema, table.name, columns ?? null, replica, log, ...filter]);
 }

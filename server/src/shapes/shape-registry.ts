@@ -19,8 +19,10 @@ import { publishTable } from '../pg/publication.js';
 import type { WhereLimits } from '../where/where-limits.js';
 import { bulkhead, type BulkheadPolicy } from 'cockatiel';
 import type { TablePolicy } from '../pg/table-policy.js';
+import { admitCreation, type ShapeLimits } from './admit-creation.js';
+import { SluiceError } from '../errors/sluice-error.js';
 
-export interface ShapeRegistryOptions {
+export interface ShapeRegistryOptions extends ShapeLimits {
   storageDir: string;
   chunkBytes: number;
   /** Sealed chunks kept in memory, shared by every shape's log. */
@@ -38,12 +40,18 @@ export interface ShapeRegistryOptions {
   maxConcurrentSnapshots: number;
   /** `statement_timeout` of the snapshot of a shape with a where clause. */
   filteredSnapshotTimeoutMs: number;
+  /** A shape no request has read for this long is removed, its log with it. */
+  idleTimeoutMs: number;
   /** Commits replication has already handed to shapes, recently (see `RecentCommits`). */
   recentCommits(): readonly RecentCommit[];
   log: FastifyBaseLogger;
 }
 
 const META_FILE = 'shape.json';
+/** Idle shapes are looked for every quarter of the idle time, and at least once a minute. */
+const IDLE_SWEEP_MAX_MS = 60_000;
+/** Stored shapes reopened at once at start: enough to overlap their file reads, few descriptors. */
+const REOPEN_CONCURRENCY = 16;
 
 /**
  * Every shape the server holds, indexed by handle, by definition and by table. Creating a shape
@@ -55,45 +63,99 @@ export class ShapeRegistry {
   readonly #byKey = new Map<string, Shape>();
   readonly #byRelation = new Map<number, Set<Shape>>();
   readonly #router = new ShapeRouter();
-  readonly #creating = new Map<string, Promise<Shape>>();
+  readonly #creating = new Map<string, { definition: ShapeDefinition; shape: Promise<Shape> }>();
+  readonly #idleSweepMs: number;
+  readonly #idleSweep: NodeJS.Timeout;
   readonly #creations: BulkheadPolicy;
   readonly #options: ShapeRegistryOptions;
   readonly #shapesDir: string;
+  /** Stored shapes are being reopened (`load`): lookups cannot tell yet whether one exists. */
+  #loading = false;
+  #loaded: Promise<void> = Promise.resolve();
+  #closed = false;
 
   constructor(options: ShapeRegistryOptions) {
     this.#options = options;
     this.#shapesDir = join(options.storageDir, 'shapes');
     // An unbounded queue: the admission gate (SLUICE_MAX_CONCURRENT_INITIAL) bounds the waiters.
     this.#creations = bulkhead(options.maxConcurrentSnapshots, Infinity);
+    this.#idleSweepMs = Math.min(IDLE_SWEEP_MAX_MS, Math.max(100, options.idleTimeoutMs / 4));
+    this.#idleSweep = setInterval(() => {
+      this.removeIdle().catch((error: unknown) => {
+        options.log.warn({ err: error }, 'removing idle shapes failed');
+      });
+    }, this.#idleSweepMs).unref();
   }
 
-  /** Reopens the shapes of a previous run; ones whose snapshot never finished are dropped. */
+  /**
+   * Lists the shapes of a previous run and reopens them in the background, several at once, so
+   * start-up does not wait for as many shapes as there are (`loaded` resolves once every one is
+   * back). Until then lookups throw 503 NOT_READY rather than answer "no such shape", which
+   * would create a second shape for a stored definition. Shapes whose snapshot never finished
+   * are dropped.
+   */
   async load(): Promise<void> {
+    this.#loading = true;
     await mkdir(this.#shapesDir, { recursive: true });
-    for (const handle of await readdir(this.#shapesDir)) {
-      const dir = join(this.#shapesDir, handle);
-      const metadata = await readFile(join(dir, META_FILE), 'utf8')
-        .then((text) => JSON.parse(text) as ShapeMetadata)
-        .catch(() => undefined);
-      // A shape of a table the policy no longer serves goes: its clients refetch and get a 400.
-      const refused = metadata && this.#options.tables.refusal(metadata.definition.table);
-      if (!metadata?.snapshotComplete || refused !== undefined) {
-        await rm(dir, { recursive: true, force: true });
-        continue;
-      }
-      // A log that cannot be recovered costs its clients one refetch, not the whole server.
-      const { chunkBytes, chunkCache } = this.#options;
-      const log = await ShapeLog.open(dir, { chunkBytes, chunkCache }).catch((error: unknown) => {
-        this.#options.log.error({ err: error, handle }, 'discarding an unreadable shape log');
-        return undefined;
-      });
-      if (!log) {
-        await rm(dir, { recursive: true, force: true });
-        continue;
-      }
-      this.#add(new Shape(metadata, log));
+    const handles = await readdir(this.#shapesDir);
+    const reopening = bulkhead(REOPEN_CONCURRENCY, Infinity);
+    this.#loaded = Promise.all(
+      handles.map((handle) =>
+        reopening
+          .execute(() => this.#reopen(handle))
+          .catch((error: unknown) => {
+            // Only removing a discarded shape's folder can fail here: the next start tries again.
+            this.#options.log.error({ err: error, handle }, 'reopening a stored shape failed');
+          }),
+      ),
+    ).then(() => {
+      this.#loading = false;
+      this.#options.log.info({ shapes: this.#byHandle.size }, 'shapes loaded');
+    });
+  }
+
+  /** Resolves once every stored shape is reopened (at once if `load` was never called). */
+  get loaded(): Promise<void> {
+    return this.#loaded;
+  }
+
+  async #reopen(handle: string): Promise<void> {
+    if (this.#closed) return;
+    const dir = join(this.#shapesDir, handle);
+    const metadata = await readFile(join(dir, META_FILE), 'utf8')
+      .then((text) => JSON.parse(text) as ShapeMetadata)
+      .catch(() => undefined);
+    // A shape of a table the policy no longer serves goes: its clients refetch and get a 400.
+    const refused = metadata && this.#options.tables.refusal(metadata.definition.table);
+    if (!metadata?.snapshotComplete || refused !== undefined) {
+      await rm(dir, { recursive: true, force: true });
+      return;
     }
-    this.#options.log.info({ shapes: this.#byHandle.size }, 'shapes loaded');
+    // A log that cannot be recovered costs its clients one refetch, not the whole server.
+    const { chunkBytes, chunkCache } = this.#options;
+    const log = await ShapeLog.open(dir, { chunkBytes, chunkCache }).catch((error: unknown) => {
+      this.#options.log.error({ err: error, handle }, 'discarding an unreadable shape log');
+      return undefined;
+    });
+    if (!log) {
+      await rm(dir, { recursive: true, force: true });
+      return;
+    }
+    if (this.#closed) {
+      await log.close();
+      return;
+    }
+    this.#add(new Shape(metadata, log));
+  }
+
+  /** Lookups during loading: the shape asked for may be one not reopened yet. */
+  #assertLoaded(): void {
+    if (this.#loading) {
+      throw new SluiceError(
+        'SLUICE_ERR_NOT_READY',
+        'Stored shapes are still being loaded after a restart; retry shortly',
+      );
+    }
   }
 
   /** How many shapes the server holds. */
@@ -101,12 +163,24 @@ export class ShapeRegistry {
     return this.#byHandle.size;
   }
 
+  /** What the shapes' logs hold, in bytes (read by `/metrics` at scrape time). */
+  get logBytes(): number {
+    let total = 0;
+    for (const shape of this.#byHandle.values()) total += shape.log.sizeBytes;
+    return total;
+  }
+
   get(handle: string): Shape | undefined {
+    this.#assertLoaded();
     return this.#byHandle.get(handle);
   }
 
+  /** The shape a request for `definition` is served from (which makes it read, not idle). */
   find(definition: ShapeDefinition): Shape | undefined {
-    return this.#byKey.get(definitionKey(definition));
+    this.#assertLoaded();
+    const shape = this.#byKey.get(definitionKey(definition));
+    shape?.markRead();
+    return shape;
   }
 
   /** The shapes a change may concern (each still applies its own where clause). */
@@ -116,23 +190,68 @@ export class ShapeRegistry {
 
   /** The shape for a definition, created (snapshot included) when there is none yet. */
   async getOrCreate(definition: ShapeDefinition): Promise<Shape> {
+    this.#assertLoaded();
     const key = definitionKey(definition);
     const existing = this.#byKey.get(key);
-    if (existing?.ready) return existing;
-    let creating = this.#creating.get(key);
+    if (existing?.ready) {
+      existing.markRead();
+      return existing;
+    }
+    let creating = this.#creating.get(key)?.shape;
     if (!creating) {
+      this.#admitCreation(definition);
       creating = this.#creations
         .execute(() => this.#create(definition))
         .finally(() => this.#creating.delete(key));
-      this.#creating.set(key, creating);
+      this.#creating.set(key, { definition, shape: creating });
     }
     return creating;
+  }
+
+  /** Refuses (503) a new shape beyond the limits; shapes being created count. */
+  #admitCreation(definition: ShapeDefinition): void {
+    const registered = [...this.#byHandle.values()].map((shape) => shape.metadata.definition);
+    // A creation past planning is registered already.
+    const unregistered = [...this.#creating]
+      .filter(([key]) => !this.#byKey.has(key))
+      .map(([, creation]) => creation.definition);
+    const held = { registered, unregistered, creating: this.#creating.size };
+    admitCreation(definition, held, this.#options, Math.ceil(this.#idleSweepMs / 1000));
+  }
+
+  /**
+   * Removes the shapes no request has read for the idle time, logs and all. A client coming back
+   * with such a handle gets a 409 to the shape made anew, as for any deleted shape.
+   */
+  async removeIdle(): Promise<void> {
+    const { idleTimeoutMs } = this.#options;
+    const idle = [...this.#byHandle.values()].filter((shape) =>
+      shape.idleFor(idleTimeoutMs, Date.now()),
+    );
+    if (idle.length === 0) return;
+    this.#options.log.info({ shapes: idle.length }, 'removing idle shapes');
+    // Each removal waits on the disk: a shape read meanwhile is kept.
+    for (const shape of idle) {
+      if (shape.idleFor(idleTimeoutMs, Date.now())) await this.delete(shape);
+    }
+  }
+
+  /**
+   * Deletes a shape on request (`DELETE /v1/shape`): one whose snapshot is being taken is deleted
+   * once its creation has ended, never under it (the requests waiting for it are answered).
+   */
+  async deleteWhenCreated(shape: Shape): Promise<void> {
+    const creation = this.#creating.get(definitionKey(shape.metadata.definition));
+    if (!shape.ready && creation) await creation.shape.catch(() => undefined);
+    await this.delete(shape);
   }
 
   async delete(shape: Shape): Promise<void> {
     if (this.#byHandle.get(shape.handle) !== shape) return;
     this.#byHandle.delete(shape.handle);
-    this.#byKey.delete(definitionKey(shape.metadata.definition));
+    // Shapes stored under an older key scheme may share a key: only the one it names goes.
+    const key = definitionKey(shape.metadata.definition);
+    if (this.#byKey.get(key) === shape) this.#byKey.delete(key);
     this.#byRelation.get(shape.metadata.relationOid)?.delete(shape);
     this.#router.remove(shape);
     shape.markDeleted();
@@ -221,6 +340,9 @@ export class ShapeRegistry {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.#idleSweep);
+    this.#closed = true;
+    await this.#loaded;
     for (const shape of this.#byHandle.values()) {
       shape.notify();
       await shape.log.close();

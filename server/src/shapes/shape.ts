@@ -37,6 +37,8 @@ export class Shape {
   readonly #matches: ((row: Row) => boolean) | undefined;
   readonly #waiters = new Set<() => void>();
   #deleted = false;
+  /** When a request last read this shape (a shape loaded at start counts as read then). */
+  #lastReadAt = Date.now();
 
   constructor(
     readonly metadata: ShapeMetadata,
@@ -57,6 +59,19 @@ export class Shape {
 
   get deleted(): boolean {
     return this.#deleted;
+  }
+
+  /** A request is served from this shape: it is not idle (one clock read, no allocation). */
+  markRead(): void {
+    this.#lastReadAt = Date.now();
+  }
+
+  /**
+   * Whether nobody has read the shape for `idleMs`: not while it is being created, nor while a
+   * long-poll is held on it (that reader may wait for a long time between two requests).
+   */
+  idleFor(idleMs: number, now: number): boolean {
+    return this.ready && this.#waiters.size === 0 && now - this.#lastReadAt >= idleMs;
   }
 
   /**

@@ -1,10 +1,30 @@
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { BreakerPhase, ServerState } from '@sluice/protocol';
 import type { DatabaseStates } from '../db/query-executor.js';
 import type { StatusMonitor } from './status-monitor.js';
 
 const STATES: ServerState[] = ['starting', 'live', 'fallback', 'unavailable'];
 const BREAKER_PHASES: BreakerPhase[] = ['closed', 'open', 'half_open'];
+
+/**
+ * What an HTTP request was, for `sluice_http_*` (docs/operations.md): a fixed set, so that no
+ * request can add series. `initial`, `catch-up`, `live` and `now` are shape reads answered from a
+ * log; `fallback` any shape answer marked fallback mode; `must-refetch` a 409; `delete` a
+ * `DELETE /v1/shape`; `other` every other request, shape requests refused before they were
+ * understood (invalid, unauthorised) included.
+ */
+export type RequestKind =
+  'initial' | 'catch-up' | 'live' | 'now' | 'fallback' | 'must-refetch' | 'delete' | 'other';
+
+/** What the shape logs amount to, read at scrape time. */
+export interface ShapeStorage {
+  shapes: number;
+  /** Bytes of the shape logs' chunk files (ShapeLog.sizeBytes), not a walk of the disk. */
+  logBytes: number;
+}
+
+/** Request durations, in seconds: long-polls last up to the long-poll timeout (20 s default). */
+const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60];
 
 /**
  * What `/metrics` exposes (Prometheus text, prom-client). One registry per app rather than
@@ -19,9 +39,19 @@ export class SluiceMetrics {
   readonly dbStaleConnections: Counter<'database'>;
   readonly dbAttempts: Counter<'database' | 'outcome'>;
   readonly dbBreakerTransitions: Counter<'database' | 'to'>;
+  readonly httpRequests: Counter<'route' | 'method' | 'status' | 'kind'>;
+  readonly httpDuration: Histogram<'route' | 'method' | 'status' | 'kind'>;
+  readonly longPollsHeld: Gauge;
 
-  /** `databases` is read at scrape time (the query executor is built after the metrics). */
-  constructor(status: StatusMonitor, databases: () => DatabaseStates) {
+  /**
+   * `databases` and `storage` are read at scrape time (the query executor and the shape registry
+   * are built after the metrics); without `storage` there are no shape gauges.
+   */
+  constructor(
+    status: StatusMonitor,
+    databases: () => DatabaseStates,
+    storage?: () => ShapeStorage,
+  ) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'sluice_' });
     new Gauge({
@@ -119,5 +149,43 @@ export class SluiceMetrics {
       labelNames: ['database'],
       registers,
     });
+    // Labels come from the server, never from the URL: the route's pattern, the status sent.
+    const httpLabels = ['route', 'method', 'status', 'kind'] as const;
+    this.httpRequests = new Counter({
+      name: 'sluice_http_requests_total',
+      help: 'HTTP requests answered, by route pattern, method, status and kind',
+      labelNames: httpLabels,
+      registers,
+    });
+    this.httpDuration = new Histogram({
+      name: 'sluice_http_request_duration_seconds',
+      help: 'Time from a request to the end of its answer, by route pattern, method, status and kind',
+      labelNames: httpLabels,
+      buckets: DURATION_BUCKETS,
+      registers,
+    });
+    this.longPollsHeld = new Gauge({
+      name: 'sluice_http_long_polls_held',
+      help: 'Live shape requests being answered or held open until something changes',
+      registers,
+    });
+    if (storage) {
+      new Gauge({
+        name: 'sluice_shapes',
+        help: 'Shapes the server holds',
+        registers,
+        collect() {
+          this.set(storage().shapes);
+        },
+      });
+      new Gauge({
+        name: 'sluice_shape_log_bytes',
+        help: 'Bytes of the shape logs on disk, appended but not yet flushed included',
+        registers,
+        collect() {
+          this.set(storage().logBytes);
+        },
+      });
+    }
   }
 }
