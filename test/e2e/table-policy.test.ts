@@ -8,10 +8,10 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FetchError, ShapeStream } from '@electric-sql/client';
 import { startPostgres, type TestDatabase, type TestPostgres } from '@sluice/harness';
-import type { FastifyInstance } from 'fastify';
 import { waitForStatus } from '../support/server-status.js';
 import { startSluice, waitUntilLive, type RunningSluice } from '../support/sluice-server.js';
 import { get, parseBody, type Reply } from './shape-http-helpers.js';
+import { captureErrorLogs } from '../support/error-logs.js';
 
 let postgres: TestPostgres;
 before(async () => {
@@ -59,31 +59,6 @@ function urlAs(url: string, role: string): string {
   u.username = role;
   u.password = '';
   return u.toString();
-}
-
-/**
- * Error-level lines of the app's logger, request loggers included: they are pino children that
- * write to the stream their root holds, which is wrapped here.
- */
-function captureErrorLogs(app: FastifyInstance): string[] {
-  const lines: string[] = [];
-  let holder: object | null = app.log;
-  while (holder) {
-    const key = Object.getOwnPropertySymbols(holder).find((s) => s.description === 'pino.stream');
-    if (key) {
-      const target = holder as Record<symbol, { write(line: string): void }>;
-      const stream = target[key]!;
-      target[key] = {
-        write(line: string) {
-          if ((JSON.parse(line) as { level: number }).level >= 50) lines.push(line);
-          stream.write(line);
-        },
-      };
-      return lines;
-    }
-    holder = Object.getPrototypeOf(holder) as object | null;
-  }
-  throw new Error('the app logger has no pino stream');
 }
 
 /** A 400 whose only reason is under `table`; returns that reason. */

@@ -8,10 +8,10 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startPostgres, type TestDatabase, type TestPostgres } from '@sluice/harness';
-import type { FastifyInstance } from 'fastify';
-import pg from 'pg';
 import { startSluice, waitUntilLive, type RunningSluice } from '../support/sluice-server.js';
 import { get, type Reply } from './shape-http-helpers.js';
+import { captureErrorLogs } from '../support/error-logs.js';
+import { lockTable } from '../support/table-lock.js';
 
 let postgres: TestPostgres;
 before(async () => {
@@ -52,46 +52,12 @@ async function withSluice(
   }
 }
 
-/** Error-level lines of the app's logger and its request loggers (pino children share a stream). */
-function captureErrorLogs(app: FastifyInstance): string[] {
-  const lines: string[] = [];
-  let holder: object | null = app.log;
-  while (holder) {
-    const key = Object.getOwnPropertySymbols(holder).find((s) => s.description === 'pino.stream');
-    if (key) {
-      const target = holder as Record<symbol, { write(line: string): void }>;
-      const stream = target[key]!;
-      target[key] = {
-        write(line: string) {
-          if ((JSON.parse(line) as { level: number }).level >= 50) lines.push(line);
-          stream.write(line);
-        },
-      };
-      break;
-    }
-    holder = Object.getPrototypeOf(holder) as object | null;
-  }
-  return lines;
-}
-
 /** The problems a 400 lists under `field`. */
 function problems(reply: Reply, field: string): string[] {
   assert.equal(reply.status, 400, reply.text);
   const body = reply.json() as { message: string; errors: Record<string, string[]> };
   assert.equal(body.message, 'Invalid request');
   return body.errors[field] ?? assert.fail(`no ${field} in ${reply.text}`);
-}
-
-/** A connection of the test's own holding `LOCK TABLE … IN ACCESS EXCLUSIVE MODE` until released. */
-async function lockTable(db: TestDatabase, table: string): Promise<() => Promise<void>> {
-  const client = new pg.Client({ connectionString: db.url });
-  await client.connect();
-  await client.query('BEGIN');
-  await client.query(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
-  return async () => {
-    await client.query('ROLLBACK');
-    await client.end();
-  };
 }
 
 describe('where clause limits', () => {

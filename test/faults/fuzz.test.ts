@@ -17,12 +17,12 @@ import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ERROR_CODES, type ErrorCode } from '@sluice/protocol';
 import { startPostgres, type TestDatabase, type TestPostgres } from '@sluice/harness';
-import pg from 'pg';
 import { fuzzRequest, Random, type FuzzRequest } from '../support/fuzz-requests.js';
 import { metric } from '../support/metrics.js';
 import { rawHttp, type RawHttpAnswer } from '../support/raw-http.js';
 import { startSluice, waitUntilLive, type RunningSluice } from '../support/sluice-server.js';
 import { sqlOutsideLiterals } from '../support/sql-outside-literals.js';
+import { lockTable } from '../support/table-lock.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? Date.now() % 2 ** 31);
 const REQUESTS = Number(process.env.FUZZ_REQUESTS ?? 4_000);
@@ -92,18 +92,6 @@ function loggedStatements(log: string): string[] {
     if (match) statements.push(match[1]!);
   }
   return statements;
-}
-
-/** Holds `LOCK TABLE … IN ACCESS EXCLUSIVE MODE` on a connection of the test's own until released. */
-async function lockTable(target: TestDatabase, table: string): Promise<() => Promise<void>> {
-  const client = new pg.Client({ connectionString: target.url });
-  await client.connect();
-  await client.query('BEGIN');
-  await client.query(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
-  return async () => {
-    await client.query('ROLLBACK');
-    await client.end();
-  };
 }
 
 // Found by this fuzz test (FUZZ_SEED=2 FUZZ_REQUESTS=8000): a DELETE of a shape whose snapshot was
