@@ -24,6 +24,8 @@ export interface BenchSluiceOptions {
   storageDir?: string;
   /** Extra SLUICE_* variables (strings, as in the environment). */
   env?: Record<string, string>;
+  /** Run the compiled build, as `npm start` does, instead of the sources through tsx. */
+  compiled?: boolean;
 }
 
 const running = new Set<ServerProcess>();
@@ -37,20 +39,24 @@ export async function startBenchSluice(
   options: BenchSluiceOptions = {},
 ): Promise<BenchSluice> {
   const storageDir = options.storageDir ?? (await mkdtemp(join(tmpdir(), 'sluice-bench-')));
-  const server = await startServerProcess({
-    DATABASE_URL: db.url,
-    SLUICE_HOST: '127.0.0.1',
-    SLUICE_PORT: '0',
-    SLUICE_DATA_DIR: storageDir,
-    SLUICE_STORAGE_DIR: storageDir,
-    SLUICE_SLOT_NAME: db.slotName,
-    SLUICE_PUBLICATION_NAME: db.publicationName,
-    SLUICE_LOG_LEVEL: process.env.BENCH_SLUICE_LOG_LEVEL ?? 'warn',
-    SLUICE_ENABLE_SHAPE_DELETE: 'true',
-    // For the server alone, e.g. '--import ./test/bench/cpu-profile.mjs' (see that file).
-    NODE_OPTIONS: process.env.BENCH_SERVER_NODE_OPTIONS,
-    ...options.env,
-  }).catch(async (error: unknown) => {
+  const server = await startServerProcess(
+    {
+      DATABASE_URL: db.url,
+      SLUICE_HOST: '127.0.0.1',
+      SLUICE_PORT: '0',
+      SLUICE_DATA_DIR: storageDir,
+      SLUICE_STORAGE_DIR: storageDir,
+      SLUICE_SLOT_NAME: db.slotName,
+      SLUICE_PUBLICATION_NAME: db.publicationName,
+      SLUICE_LOG_LEVEL: process.env.BENCH_SLUICE_LOG_LEVEL ?? 'warn',
+      SLUICE_ENABLE_SHAPE_DELETE: 'true',
+      // For the server alone, e.g. '--import ./test/bench/cpu-profile.mjs' (see that file).
+      NODE_OPTIONS: process.env.BENCH_SERVER_NODE_OPTIONS,
+      ...options.env,
+    },
+    undefined,
+    options.compiled,
+  ).catch(async (error: unknown) => {
     if (options.storageDir === undefined) await removeStorage(storageDir);
     throw error;
   });

@@ -132,7 +132,7 @@ function rows(results: BenchResults): { rows: Row[]; notes: string[] } {
       verdict: startup.shapes >= 10_000 ? (meets ? 'meets' : 'below') : 'n/a',
     });
     notes.push(
-      `start-up: times from the process's spawn (Node and tsx loading included) to /v1/health answering, ` +
+      `start-up: times from the process's spawn of the compiled build (Node's own start included) to /v1/health answering, ` +
         `and to a stored shape answering 200 under its handle (lookups wait for every stored shape, ` +
         `so that is when all are served; ${startup.sampled} others checked after)`,
     );

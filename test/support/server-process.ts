@@ -14,12 +14,14 @@ export interface ServerProcess {
 }
 
 /**
- * Starts the real entry point (`server/src/main.ts`) as a child process, the way `npm start`
- * does, and resolves once it prints the address it listens on.
+ * Starts the real entry point as a child process and resolves once it prints the address it
+ * listens on: from its sources through tsx, or, with `compiled`, the build `npm start` runs
+ * (`server/dist/main.js`; `tsc -b` must have run).
  */
 export async function startServerProcess(
   env: Record<string, string | undefined>,
   timeoutMs = 120_000,
+  compiled = false,
 ): Promise<ServerProcess> {
   const childEnv: Record<string, string> = {};
   for (const [key, value] of Object.entries({ ...process.env, ...env })) {
@@ -27,7 +29,9 @@ export async function startServerProcess(
   }
   const child = spawn(
     process.execPath,
-    ['--conditions=source', '--import', 'tsx', 'server/src/main.ts'],
+    compiled
+      ? ['server/dist/main.js']
+      : ['--conditions=source', '--import', 'tsx', 'server/src/main.ts'],
     { cwd: repoRoot, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let out = '';
