@@ -5,8 +5,10 @@ import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { startPostgres, type TestDatabase, type TestPostgres } from '@sluice/harness';
+import { startPostgres, type TestPostgres } from '@sluice/harness';
 import pg from 'pg';
+import { withoutErrorLogs } from '../support/error-logs.js';
+import { withSluice as withSluiceOn, type SluiceFixture } from '../support/shape-oracle.js';
 import { startSluice, waitUntilLive, type RunningSluice } from '../support/sluice-server.js';
 import { get, type Reply } from './shape-http-helpers.js';
 
@@ -25,27 +27,11 @@ const TABLES = `
   INSERT INTO other VALUES (1), (2);
   CREATE TABLE third (id int PRIMARY KEY);`;
 
-interface Fixture {
-  db: TestDatabase;
-  sluice: RunningSluice;
-  url: string;
-}
-
-async function withSluice(
+function withSluice(
   overrides: Parameters<typeof startSluice>[1],
-  body: (fixture: Fixture) => Promise<void>,
+  body: (fixture: SluiceFixture) => Promise<void>,
 ): Promise<void> {
-  const db = await postgres.createDatabase();
-  let sluice: RunningSluice | undefined;
-  try {
-    await db.query(TABLES);
-    sluice = await startSluice(db, overrides);
-    await waitUntilLive(sluice.baseUrl);
-    await body({ db, sluice, url: `${sluice.baseUrl}/v1/shape` });
-  } finally {
-    await sluice?.close();
-    await db.drop();
-  }
+  return withSluiceOn(postgres, TABLES, withoutErrorLogs(body), overrides);
 }
 
 function handleOf(reply: Reply): string {

@@ -7,10 +7,11 @@ import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { startPostgres, type TestDatabase, type TestPostgres } from '@sluice/harness';
-import { startSluice, waitUntilLive, type RunningSluice } from '../support/sluice-server.js';
+import { startPostgres, type TestPostgres } from '@sluice/harness';
+import { withoutErrorLogs } from '../support/error-logs.js';
+import { withSluice as withSluiceOn, type SluiceFixture } from '../support/shape-oracle.js';
+import type { startSluice } from '../support/sluice-server.js';
 import { get, type Reply } from './shape-http-helpers.js';
-import { captureErrorLogs } from '../support/error-logs.js';
 import { lockTable } from '../support/table-lock.js';
 
 let postgres: TestPostgres;
@@ -27,29 +28,11 @@ const TABLES = `
   CREATE TABLE other (id int PRIMARY KEY);
   INSERT INTO other VALUES (1), (2);`;
 
-interface Fixture {
-  db: TestDatabase;
-  sluice: RunningSluice;
-  url: string;
-}
-
-async function withSluice(
+function withSluice(
   overrides: Parameters<typeof startSluice>[1],
-  body: (fixture: Fixture) => Promise<void>,
+  body: (fixture: SluiceFixture) => Promise<void>,
 ): Promise<void> {
-  const db = await postgres.createDatabase();
-  let sluice: RunningSluice | undefined;
-  try {
-    await db.query(TABLES);
-    sluice = await startSluice(db, overrides);
-    const errorLogs = captureErrorLogs(sluice.app);
-    await waitUntilLive(sluice.baseUrl);
-    await body({ db, sluice, url: `${sluice.baseUrl}/v1/shape` });
-    assert.deepEqual(errorLogs, [], 'nothing logged at error level');
-  } finally {
-    await sluice?.close();
-    await db.drop();
-  }
+  return withSluiceOn(postgres, TABLES, withoutErrorLogs(body), overrides);
 }
 
 /** The problems a 400 lists under `field`. */

@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import type { FastifyInstance } from 'fastify';
 
 /**
@@ -24,4 +25,18 @@ export function captureErrorLogs(app: FastifyInstance): string[] {
     holder = Object.getPrototypeOf(holder) as object | null;
   }
   throw new Error('the app logger has no pino stream');
+}
+
+/**
+ * Wraps a test body so that it fails if the server logged anything at error level while it ran:
+ * refusing bad or excess requests is never a server error.
+ */
+export function withoutErrorLogs<F extends { sluice: { app: FastifyInstance } }>(
+  body: (fixture: F) => Promise<void>,
+): (fixture: F) => Promise<void> {
+  return async (fixture) => {
+    const errorLogs = captureErrorLogs(fixture.sluice.app);
+    await body(fixture);
+    assert.deepEqual(errorLogs, [], 'nothing logged at error level');
+  };
 }

@@ -60,7 +60,11 @@ function fallbackQueries(maxCacheBytes: number): {
   queries: () => Promise<number>;
 } {
   const status = new StatusMonitor({ slotName: 'unused', shapeCount: () => 0 });
-  const metrics = new SluiceMetrics(status, () => executor.states());
+  const metrics = new SluiceMetrics(
+    status,
+    () => executor.states(),
+    () => ({ shapes: 0, logBytes: 0 }),
+  );
   const fallback = new FallbackQueries({
     executor,
     maxAgeMs: 60_000,

@@ -45,13 +45,9 @@ export class SluiceMetrics {
 
   /**
    * `databases` and `storage` are read at scrape time (the query executor and the shape registry
-   * are built after the metrics); without `storage` there are no shape gauges.
+   * are built after the metrics).
    */
-  constructor(
-    status: StatusMonitor,
-    databases: () => DatabaseStates,
-    storage?: () => ShapeStorage,
-  ) {
+  constructor(status: StatusMonitor, databases: () => DatabaseStates, storage: () => ShapeStorage) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'sluice_' });
     new Gauge({
@@ -169,23 +165,21 @@ export class SluiceMetrics {
       help: 'Live shape requests being answered or held open until something changes',
       registers,
     });
-    if (storage) {
-      new Gauge({
-        name: 'sluice_shapes',
-        help: 'Shapes the server holds',
-        registers,
-        collect() {
-          this.set(storage().shapes);
-        },
-      });
-      new Gauge({
-        name: 'sluice_shape_log_bytes',
-        help: 'Bytes of the shape logs on disk, appended but not yet flushed included',
-        registers,
-        collect() {
-          this.set(storage().logBytes);
-        },
-      });
-    }
+    new Gauge({
+      name: 'sluice_shapes',
+      help: 'Shapes the server holds',
+      registers,
+      collect() {
+        this.set(storage().shapes);
+      },
+    });
+    new Gauge({
+      name: 'sluice_shape_log_bytes',
+      help: 'Bytes of the shape logs on disk, appended but not yet flushed included',
+      registers,
+      collect() {
+        this.set(storage().logBytes);
+      },
+    });
   }
 }
