@@ -18,6 +18,7 @@ import { DatabaseProbe } from './status/database-probe.js';
 import { devPage } from './dev/dev-page.js';
 import { QueryExecutor } from './db/query-executor.js';
 import { FallbackQueries } from './shapes/fallback-queries.js';
+import { SubsetQueries } from './shapes/subset-query.js';
 import { ChunkCache } from './storage/chunk-cache.js';
 import { SluiceMetrics } from './status/sluice-metrics.js';
 import { ReplicationConsumer } from './replication/replication-consumer.js';
@@ -58,6 +59,8 @@ const EXPOSED_HEADERS = [
   HEADERS.cursor,
   HEADERS.upToDate,
   HEADERS.fallbackMode,
+  HEADERS.hasData,
+  HEADERS.snapshot,
   HEADERS.retryAfter,
   HEADERS.etag,
 ];
@@ -80,8 +83,8 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
     logger: { level: config.logLevel, serializers: LOG_SERIALIZERS },
     forceCloseConnections: true,
     // No connection is held open indefinitely (docs/security.md): the request must arrive in
-    // time (headers included: Sluice takes no bodies), a quiet connection is closed, and so is
-    // an idle keep-alive one.
+    // time (headers included; only subset POSTs have bodies, of SLUICE_SUBSET_MAX_BODY_BYTES at
+    // most), a quiet connection is closed, and so is an idle keep-alive one.
     requestTimeout: config.requestTimeoutMs,
     connectionTimeout: config.connectionTimeoutMs,
     keepAliveTimeout: config.keepAliveTimeoutMs,
@@ -109,7 +112,7 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
   requestMetrics.register(app);
   await app.register(cors, {
     origin: '*',
-    methods: ['GET', 'DELETE', 'OPTIONS'],
+    methods: ['GET', 'POST', 'DELETE', 'OPTIONS'],
     exposedHeaders: EXPOSED_HEADERS,
     maxAge: 86_400,
   });
@@ -217,9 +220,18 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
     {
       registry,
       fallback,
+      subsets: new SubsetQueries({
+        executor,
+        tables,
+        whereLimits,
+        timeoutMs: config.filteredSnapshotTimeoutMs,
+        maxRows: config.subsetMaxRows,
+        recentCommits: () => consumer.recentCommits(),
+      }),
       status,
       replication: consumer,
       longPoll: { timeoutMs: config.longPollTimeoutMs, closing: closing.signal },
+      sse: { timeoutMs: config.sseTimeoutMs, keepAliveMs: config.sseKeepAliveMs },
       cache: {
         maxAgeS: config.cacheMaxAgeS,
         staleAgeS: config.cacheStaleAgeS,
@@ -233,6 +245,7 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
       maxConcurrentLive: config.maxConcurrentLive,
       maxLivePerClient: config.maxLivePerClient,
       clientAddressHeader: config.clientAddressHeader,
+      subsetMaxBodyBytes: config.subsetMaxBodyBytes,
     },
     requestMetrics,
   );

@@ -20,6 +20,7 @@ export const EXPOSED = [
   'electric-cursor',
   'electric-up-to-date',
   'electric-fallback-mode',
+  'electric-has-data',
   'retry-after',
 ];
 

@@ -2,7 +2,9 @@
 // with a role lacking the REPLICATION privilege, the server leaves `starting` for `fallback` (not
 // stuck, not down), says why with the SQLSTATE, serves shapes straight from Postgres, and once the
 // operator fixes the cause it goes live by itself. Clients that followed during the outage sit on
-// fallback handles; each is moved to the live shape by exactly one 409 and ends equal to Postgres.
+// fallback handles: writes during the outage move them to fresh fallback rows (a 409 each time
+// their rows may have changed), and once live each is moved to the live shape by one 409 and ends
+// equal to Postgres.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
@@ -61,9 +63,8 @@ async function checkStartupFallback(
 
   await assertMatchesPostgres(db, SHAPE, () => [...official.rows.values()], 30_000);
   await assertMatchesPostgres(db, SHAPE, () => [...raw.rows.values()], 30_000);
-  // Still the outage: neither follower has been moved yet.
-  assert.equal(official.mustRefetches, 0);
-  assert.equal(raw.mustRefetches, 0);
+  // Still the outage. (Any transaction ending meanwhile, an autovacuum's ANALYZE included, may
+  // already have moved the followers to fresh fallback rows: not counted here.)
   assert.equal((await fetchStatus(sluice.baseUrl)).status, 'fallback');
 
   const metrics = await metricsText(sluice.baseUrl);
@@ -72,12 +73,41 @@ async function checkStartupFallback(
   assert.doesNotMatch(metrics, /sluice_state_transitions_total\{from="starting",to="live"\}/);
 }
 
-/** After recovery: more writes, both followers equal to Postgres, each moved by one 409. */
+/** 409s each follower has had so far. */
+interface Refetches {
+  official: number;
+  raw: number;
+}
+
+/**
+ * Writes during the outage: both followers (on fallback handles) are moved to fresh fallback rows
+ * and equal Postgres again while replication is still down. Returns their 409s so far.
+ */
+async function checkWritesDuringOutage(
+  db: TestDatabase,
+  sluice: RunningSluice,
+  official: CountingFollower,
+  raw: RawFollower,
+): Promise<Refetches> {
+  await writeSome(db, 1_000);
+  await assertMatchesPostgres(db, SHAPE, () => [...official.rows.values()], 30_000);
+  await assertMatchesPostgres(db, SHAPE, () => [...raw.rows.values()], 30_000);
+  assert.equal((await fetchStatus(sluice.baseUrl)).status, 'fallback');
+  assert.ok(official.mustRefetches >= 1, 'official client: moved to fresh fallback rows');
+  assert.ok(raw.mustRefetches >= 1, 'raw follower: moved to fresh fallback rows');
+  return { official: official.mustRefetches, raw: raw.mustRefetches };
+}
+
+/**
+ * After recovery: more writes, both followers equal to Postgres, each moved to the live shape by
+ * one 409 (the fix itself may be a transaction that moves them to fresh fallback rows once more).
+ */
 async function checkRecovered(
   db: TestDatabase,
   sluice: RunningSluice,
   official: CountingFollower,
   raw: RawFollower,
+  during: Refetches,
 ): Promise<void> {
   await writeSome(db, 2_000);
   await assertMatchesPostgres(db, SHAPE, () => [...official.rows.values()], 45_000);
@@ -86,10 +116,12 @@ async function checkRecovered(
   await assertMatchesPostgres(db, SHAPE, () => [...official.rows.values()], 30_000);
   await assertMatchesPostgres(db, SHAPE, () => [...raw.rows.values()], 30_000);
 
-  assert.equal(official.mustRefetches, 1, 'official client: one 409, fallback handle → live');
+  const officialMoves = official.mustRefetches - during.official;
+  assert.ok(officialMoves >= 1 && officialMoves <= 2, `official client: ${officialMoves} 409s`);
   assert.deepEqual(official.duplicates(), [], 'official client: no change twice');
   assert.deepEqual(official.errors, []);
-  assert.equal(raw.mustRefetches, 1, 'raw follower: one 409, fallback handle → live');
+  const rawMoves = raw.mustRefetches - during.raw;
+  assert.ok(rawMoves >= 1 && rawMoves <= 2, `raw follower: ${rawMoves} 409s`);
   assert.deepEqual(raw.audit.anomalies, [], 'raw follower: every change once');
   assert.equal(raw.error, undefined);
 
@@ -129,14 +161,14 @@ test('wal_level=replica at start: fallback (55000), live after the fix, one 409 
     assert.match(again.replication.last_error?.message ?? '', /wal_level is "replica"/);
 
     // Written while replication cannot run: the live shape's snapshot must include it.
-    await writeSome(db, 1_000);
+    const during = await checkWritesDuringOutage(db, sluice, official, raw);
     await pg.query("ALTER SYSTEM SET wal_level = 'logical'");
     await pg.restart();
     const { rows } = await pg.query<{ wal_level: string }>('SHOW wal_level');
     assert.equal(rows[0]?.wal_level, 'logical');
     await waitForStatus(sluice.baseUrl, 'live', 60_000);
 
-    await checkRecovered(db, sluice, official, raw);
+    await checkRecovered(db, sluice, official, raw, during);
     official.close();
     await raw.close();
     await sluice.close();
@@ -186,13 +218,13 @@ test('role without REPLICATION: fallback (42501), live after ALTER ROLE, one 409
       /REPLICATION privilege.*permission denied to start WAL sender/s,
     );
 
-    await writeSome(db, 1_000);
+    const during = await checkWritesDuringOutage(db, sluice, official, raw);
     await pg.query(`ALTER ROLE ${role} REPLICATION`);
     // The next attempt (at most 2 s × 1.25 away) succeeds.
     const { elapsedMs } = await waitForStatus(sluice.baseUrl, 'live', 30_000);
     assert.ok(elapsedMs < 15_000, `live again ${elapsedMs} ms after ALTER ROLE`);
 
-    await checkRecovered(db, sluice, official, raw);
+    await checkRecovered(db, sluice, official, raw, during);
     const metrics = await metricsText(sluice.baseUrl);
     assert.match(metrics, /sluice_state_transitions_total\{from="fallback",to="live"\} 1\n/);
     const { rows } = await db.query<{ usename: string }>(

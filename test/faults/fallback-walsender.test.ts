@@ -52,20 +52,24 @@ test('walsender terminated: fallback with fresh rows, back to live, no refetch',
     // Rows written during the outage are served, straight from Postgres.
     const handle = await assertSnapshotWithWriterPaused(s);
     assert.match(handle, /-fallback-/);
-    // A live request on the fallback handle is held, then says up-to-date, still in fallback.
+    // A live request on the fallback handle is held until its rows may have changed: the writer
+    // keeps committing, so it is sent to fresh fallback rows (a 409 naming a new fallback handle).
     const onHandle = { table: 'items', handle, offset: '0_inf', live: 'true', cursor: '' };
     const held = await rawRequest(base, onHandle);
-    assert.equal(held.status, 200);
+    assert.equal(held.status, 409);
     assert.equal(held.headers.get('electric-fallback-mode'), 'true');
+    assert.match(held.headers.get('electric-handle') ?? '', /-fallback-/);
     // Non-live answers carry electric-schema (without it the official client fails for good):
     // on the fallback handle, and for offset=now on a shape the server does not hold (which
     // costs it one more fallback query).
     const items = await rawRequest(base, { table: 'items', offset: '-1' });
     const schema = items.headers.get('electric-schema');
     assert.ok(schema, 'the fallback snapshot names its schema');
+    assert.equal(items.headers.get('electric-has-data'), 'true');
     const caughtUp = await rawRequest(base, { table: 'items', handle, offset: '0_inf' });
     assert.equal(caughtUp.status, 200);
     assert.equal(caughtUp.headers.get('electric-schema'), schema);
+    assert.equal(caughtUp.headers.get('electric-has-data'), 'false', 'nothing new on it');
     const now = await rawRequest(base, { table: 'items', where: 'id > 5', offset: 'now' });
     assert.equal(now.status, 200, now.text);
     assert.equal(now.headers.get('electric-fallback-mode'), 'true');
@@ -83,8 +87,9 @@ test('walsender terminated: fallback with fresh rows, back to live, no refetch',
     const metrics = await (await fetch(`${base}/metrics`)).text();
     assert.match(metrics, /sluice_state_transitions_total\{from="live",to="fallback"\} 1/);
     assert.match(metrics, /sluice_state_transitions_total\{from="fallback",to="live"\} 1/);
-    // The snapshot (shared by the clients and the checks above) and the offset=now shape's.
-    assert.match(metrics, /sluice_fallback_queries_total 2/);
+    // The snapshot (shared by the clients and the checks above), the fresh one after the held
+    // request was told its rows changed, and the offset=now shape's.
+    assert.match(metrics, /sluice_fallback_queries_total 3/);
   } finally {
     await s.close();
     await db.drop();

@@ -125,11 +125,14 @@ test(
     try {
       await waitForStatus(direct, 'live');
       followers.push(follow(`${through}/v1/shape`), follow(`${through}/v1/shape`));
+      // Every oracle check runs with the writer paused: while it commits every few milliseconds,
+      // a client matches SELECT only at a lucky instant (it always lags by the pipeline's
+      // latency), and on a loaded machine the oracle could wait its whole 20 s for one.
+      await writer.pause();
       for (const follower of followers) await assertMatchesPostgres(db, ITEMS, follower.shape);
 
       // Identical concurrent requests are collapsed: a held long-poll (no writes meanwhile)
       // reaches Sluice once, and the others are answered from the cache when it returns.
-      await writer.pause();
       const { handle, offset } = position(followers[0]!);
       const cursor = String(Date.now());
       const collapsed = { table: 'items', handle, offset, live: 'true', cursor };
@@ -182,7 +185,9 @@ test(
       await waitForStatus(direct, 'live', OUTAGE_MS + 15_000);
       const { elapsedMs } = await waitForStatus(through, 'live', 15_000);
       assert.ok(elapsedMs <= STATUS_MAX_AGE_MS, `live through nginx after ${elapsedMs} ms`);
+      await writer.pause();
       for (const follower of followers) await assertMatchesPostgres(db, ITEMS, follower.shape);
+      writer.resume();
 
       // A rotation: the shape is deleted and created again under a new handle.
       const before = position(followers[0]!).handle;

@@ -1,7 +1,8 @@
 /**
- * A position in a shape's log (docs/protocol.md §3): `<tx>_<op>`. Snapshot entries use tx 0; changes
- * from replication use the commit LSN as tx (beyond 2^53, hence bigint). `op` is `Infinity` for
- * `<tx>_inf`, the position after every entry of that tx (`0_inf` ends the snapshot).
+ * A position in a shape's log (docs/protocol.md §3): `<tx>_<op>`. Snapshot entries use tx 0 and
+ * the number of their chunk as op (every entry of snapshot chunk c is at `0_c`); changes from
+ * replication use the commit LSN as tx (beyond 2^53, hence bigint). `op` is `Infinity` for
+ * `<tx>_inf`, the position after every entry of that tx.
  */
 export interface LogOffset {
   readonly tx: bigint;
@@ -11,6 +12,7 @@ export interface LogOffset {
 /** What a request's `offset` may be: a position, the start (`-1`) or the current end (`now`). */
 export type RequestOffset = LogOffset | 'before-all' | 'now';
 
+/** `0_inf`: after every snapshot chunk, before every change; a new shape's end. */
 export const SNAPSHOT_END: LogOffset = Object.freeze({ tx: 0n, op: Infinity });
 
 const OFFSET_PATTERN = /^(\d+)_(\d+|inf)$/;

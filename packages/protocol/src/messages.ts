@@ -29,6 +29,8 @@ export interface ChangeHeaders {
   txids?: number[];
   /** On the transaction's last change in this shape. */
   last?: true;
+  /** Rows of a subset snapshot: its `metadata.snapshot_mark` (docs/protocol.md §3.10). */
+  snapshot_mark?: number;
 }
 
 export interface WireChangeMessage {
@@ -60,3 +62,16 @@ export interface SnapshotEndMessage {
 export type WireControlMessage = UpToDateMessage | MustRefetchMessage | SnapshotEndMessage;
 
 export type WireMessage = WireChangeMessage | WireControlMessage;
+
+/**
+ * The `metadata` of a subset snapshot answer (docs/protocol.md §3.10): the Postgres snapshot its
+ * rows were read in (xid8 values as text), the mark its rows carry, and a WAL position past
+ * every commit that snapshot sees (a decimal string).
+ */
+export interface SubsetSnapshotMetadata {
+  xmin: string;
+  xmax: string;
+  xip_list: string[];
+  snapshot_mark: number;
+  database_lsn: string;
+}

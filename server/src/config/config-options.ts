@@ -259,6 +259,20 @@ export const CONFIG_OPTIONS = {
     default: 20_000,
     parse: integer(100, 40_000),
   }),
+  sseTimeoutMs: option({
+    env: 'SLUICE_SSE_TIMEOUT_MS',
+    description:
+      'How long an SSE live stream (`live_sse=true`) stays open before it is ended; the client reconnects from its latest position. Its cache-control `max-age` is this in seconds, minus 1.',
+    default: 60_000,
+    parse: integer(1_000, 600_000),
+  }),
+  sseKeepAliveMs: option({
+    env: 'SLUICE_SSE_KEEPALIVE_MS',
+    description:
+      'An SSE live stream with nothing to send for this long gets a `: keep-alive` comment, so proxies and `SLUICE_CONNECTION_TIMEOUT_MS` (at least 45 s, hence the ceiling) do not close it as idle.',
+    default: 21_000,
+    parse: integer(100, 40_000),
+  }),
   cacheMaxAgeS: option({
     env: 'SLUICE_CACHE_MAX_AGE_S',
     description: '`max-age` of catch-up responses, in seconds.',
@@ -358,6 +372,20 @@ export const CONFIG_OPTIONS = {
       'Postgres `statement_timeout` of the initial snapshot of a shape with a `where` clause; a snapshot that takes longer is a 400 under `where` and no shape is made. At most `SLUICE_DB_STATEMENT_TIMEOUT_MS` (which unfiltered snapshots keep).',
     default: 15_000,
     parse: integer(100),
+  }),
+  subsetMaxRows: option({
+    env: 'SLUICE_SUBSET_MAX_ROWS',
+    description:
+      'Most rows one subset snapshot answer holds (`subset__*` parameters or `POST /v1/shape`): a larger `limit`, or a subset without `limit` that matches more rows, is a 400 naming this option.',
+    default: 10_000,
+    parse: integer(1, 1_000_000),
+  }),
+  subsetMaxBodyBytes: option({
+    env: 'SLUICE_SUBSET_MAX_BODY_BYTES',
+    description:
+      'Largest body of a `POST /v1/shape` subset request, in bytes; a larger one is a 413.',
+    default: 65_536,
+    parse: integer(1_024, 16_777_216),
   }),
   whereMaxLength: option({
     env: 'SLUICE_WHERE_MAX_LENGTH',

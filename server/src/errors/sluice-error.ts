@@ -4,8 +4,11 @@ import type { ErrorCode } from '@sluice/protocol';
 export interface SluiceErrorDetails {
   /** The request parameter at fault: a 400 lists the message under it (`errors`). */
   field?: string;
-  /** Several parameters at fault at once, each with its problems: a 400 lists them all. */
-  fields?: Record<string, string[]>;
+  /**
+   * Several parameters at fault at once, each with its problems: a 400 lists them all. A subset's
+   * fields are listed one level down, under `subset` (docs/protocol.md §3.10).
+   */
+  fields?: Record<string, string[] | Record<string, string[]>>;
   /** Seconds a 503 tells the client to wait (`retry-after`). */
   retryAfterS?: number;
 }
@@ -42,6 +45,24 @@ export function requestInvalid(fields: Record<string, string[]>): SluiceError {
     .map(([field, problems]) => `${field}: ${problems.join(', ')}`)
     .join('; ');
   return new SluiceError('SLUICE_ERR_SHAPE_INVALID', summary, { fields });
+}
+
+/**
+ * A subset snapshot's fields are wrong (docs/protocol.md §3.10): one 400 lists them under
+ * `errors.subset`, by field (`where`, `params`, `limit`, `offset`, `order_by`), as Electric does,
+ * beside the problems of the request's other parameters (`others`).
+ */
+export function subsetInvalid(
+  fields: Record<string, string[]>,
+  others: Record<string, string[]> = {},
+): SluiceError {
+  const summary = [
+    ...Object.entries(others).map(([field, problems]) => `${field}: ${problems.join(', ')}`),
+    ...Object.entries(fields).map(([field, problems]) => `subset ${field}: ${problems.join(', ')}`),
+  ].join('; ');
+  return new SluiceError('SLUICE_ERR_SHAPE_INVALID', summary, {
+    fields: { ...others, subset: fields },
+  });
 }
 
 /** Held requests end at once when the server closes; the client retries elsewhere or later. */

@@ -1,5 +1,5 @@
 import { SluiceError } from '../errors/sluice-error.js';
-import type { Shape } from '../shapes/shape.js';
+import { Shape } from '../shapes/shape.js';
 import { degradedAnswer } from './degraded-answer.js';
 import { logAnswer } from './log-answer.js';
 import { mustRefetchAnswer } from './must-refetch-answer.js';
@@ -20,6 +20,24 @@ export async function answerShapeRequest(
 ): Promise<ShapeAnswer> {
   // Replication is down: fallback answers (docs/protocol.md §7).
   if (isDegraded(context.status)) return degradedAnswer(parsed, context);
+  const shape = await liveShapeFor(parsed, context);
+  if (!(shape instanceof Shape)) return shape;
+  try {
+    return await logAnswer(shape, parsed, context);
+  } finally {
+    // A held long-poll reads the shape until it ends: the idle time counts from then.
+    shape.markRead();
+  }
+}
+
+/**
+ * While live: the shape a request reads, or the 409 that sends its client to the shape's current
+ * handle. Refused (503) until replication has told whether stored logs are current.
+ */
+export async function liveShapeFor(
+  parsed: ShapeRequest,
+  context: ShapeAnswerContext,
+): Promise<Shape | ShapeAnswer> {
   if (!(await context.replication.continuityChecked(CONTINUITY_WAIT_MS))) {
     throw new SluiceError(
       'SLUICE_ERR_NOT_READY',
@@ -36,11 +54,5 @@ export async function answerShapeRequest(
   const fresh =
     existing?.ready &&
     (parsed.offset !== 'before-all' || (await context.registry.stillCurrent(existing)));
-  const shape: Shape = fresh ? existing : await context.registry.getOrCreate(parsed.definition);
-  try {
-    return await logAnswer(shape, parsed, context);
-  } finally {
-    // A held long-poll reads the shape until it ends: the idle time counts from then.
-    shape.markRead();
-  }
+  return fresh ? existing : await context.registry.getOrCreate(parsed.definition);
 }

@@ -1,6 +1,10 @@
 import { HEADERS, SNAPSHOT_END, formatLogOffset } from '@sluice/protocol';
 import { SluiceError, shuttingDown } from '../errors/sluice-error.js';
-import { isFallbackHandle, newFallbackHandle } from '../shapes/fallback-queries.js';
+import {
+  isFallbackHandle,
+  newFallbackHandle,
+  type FallbackResult,
+} from '../shapes/fallback-queries.js';
 import { cacheControl } from './cache-policy.js';
 import { chooseDegradedAnswer, chooseFallbackHandleAnswer } from './degraded-choice.js';
 import { nextLiveCursor } from './live-cursor.js';
@@ -41,7 +45,9 @@ export async function degradedAnswer(
     case 'fallback-handle':
       return fallbackHandleAnswer(parsed, parsed.handle!, context);
     case 'nothing-new':
-      return upToDateAnswer(parsed, newFallbackHandle(parsed.definition), context);
+      // Under the handle of the shape's fallback rows (read for its schema anyway): a client
+      // following it is then sent to fresh rows once they may have changed.
+      return upToDateAnswer(parsed, (await fallbackResult(parsed, context)).handle, context);
     case 'refetch-fallback':
       return mustRefetchAnswer(newFallbackHandle(parsed.definition), context.cache, {
         fallbackMode: true,
@@ -65,13 +71,11 @@ async function fallbackRows(
   parsed: ShapeRequest,
   context: ShapeAnswerContext,
 ): Promise<ShapeAnswer> {
-  // Even when the probe finds the database down, the query is tried: the executor's retries and
-  // circuit breaker decide how long that may take (a 503 at once while the breaker is open).
-  const pending = context.fallback.get(parsed.definition);
-  if (!pending) throw fallbackOverloaded();
-  const result = await pending;
+  const result = await fallbackResult(parsed, context);
   const upToDate = upToDateMessage(context.replication.lastSeenLsn());
-  const tail = `${result.rows.length > 0 ? ',' : ''}${upToDate}]`;
+  // The rows' own snapshot, before the up-to-date: no transaction ids flow while replication is
+  // down, and a client awaiting one learns from it that these rows include its writes.
+  const tail = `${result.rows.length > 0 ? ',' : ''}${result.snapshotEnd},${upToDate}]`;
   return {
     status: 200,
     headers: {
@@ -79,6 +83,7 @@ async function fallbackRows(
       [HEADERS.offset]: FALLBACK_END,
       [HEADERS.schema]: result.schemaHeader,
       [HEADERS.upToDate]: '',
+      [HEADERS.hasData]: 'true',
       [HEADERS.fallbackMode]: 'true',
       [HEADERS.etag]: `"${result.handle}:-1:${FALLBACK_END}"`,
       [HEADERS.cacheControl]: cacheControl('fallback', context.cache),
@@ -90,14 +95,24 @@ async function fallbackRows(
 
 /**
  * A fallback handle has no log: live requests are held for the long-poll timeout, and once
- * replication is back the client is sent to the live shape (a 409 naming its handle).
+ * replication is back the client is sent to the live shape (a 409 naming its handle). A held
+ * request whose rows may have changed meanwhile (a transaction ended since their snapshot) is
+ * sent to fresh fallback rows instead: no change reaches such a client any other way, and a
+ * write made during the outage must reach its writer within seconds.
  */
 async function fallbackHandleAnswer(
   parsed: ShapeRequest,
   handle: string,
   context: ShapeAnswerContext,
 ): Promise<ShapeAnswer> {
-  const heldInVain = parsed.live && !(await liveWithin(context));
+  // A non-live request is answered at once.
+  const held = parsed.live ? await holdFallbackHandle(handle, context) : undefined;
+  if (held === 'changed' && isDegraded(context.status)) {
+    return mustRefetchAnswer(newFallbackHandle(parsed.definition), context.cache, {
+      fallbackMode: true,
+    });
+  }
+  const heldInVain = held === 'held-in-vain';
   const choice = chooseFallbackHandleAnswer({
     heldInVain,
     closing: context.longPoll.closing.aborted,
@@ -115,24 +130,36 @@ async function fallbackHandleAnswer(
   }
 }
 
-/** Resolves true as soon as replication is back, false after the long-poll timeout or on close. */
-function liveWithin(context: ShapeAnswerContext): Promise<boolean> {
+/**
+ * Holds a live request on a fallback handle: `live` as soon as replication is back, `changed`
+ * once the database is seen past the snapshot of the handle's rows, `held-in-vain` after the
+ * long-poll timeout or on close.
+ */
+function holdFallbackHandle(
+  handle: string,
+  context: ShapeAnswerContext,
+): Promise<'live' | 'changed' | 'held-in-vain'> {
   const { status, longPoll } = context;
-  if (!isDegraded(status)) return Promise.resolve(true);
-  if (longPoll.closing.aborted) return Promise.resolve(false);
-  return new Promise<boolean>((resolve) => {
-    const finish = (live: boolean) => {
+  if (!isDegraded(status)) return Promise.resolve('live');
+  if (longPoll.closing.aborted) return Promise.resolve('held-in-vain');
+  return new Promise((resolve) => {
+    const watching = new AbortController();
+    const finish = (outcome: 'live' | 'changed' | 'held-in-vain') => {
       clearTimeout(timer);
       stop();
+      watching.abort();
       longPoll.closing.removeEventListener('abort', onAbort);
-      resolve(live);
+      resolve(outcome);
     };
-    const onAbort = () => finish(false);
-    const timer = setTimeout(() => finish(false), longPoll.timeoutMs);
+    const onAbort = () => finish('held-in-vain');
+    const timer = setTimeout(() => finish('held-in-vain'), longPoll.timeoutMs);
     const stop = status.onChange(({ to }) => {
-      if (to === 'live') finish(true);
+      if (to === 'live') finish('live');
     });
     longPoll.closing.addEventListener('abort', onAbort);
+    void context.fallback.changedSince(handle, watching.signal).then((changed) => {
+      if (changed) finish('changed');
+    });
   });
 }
 
@@ -154,6 +181,7 @@ async function upToDateAnswer(
   headers[HEADERS.handle] = handle;
   headers[HEADERS.offset] = parsed.offset === 'now' ? FALLBACK_END : parsed.offsetText;
   headers[HEADERS.upToDate] = '';
+  headers[HEADERS.hasData] = 'false'; // nothing new, as a long-poll timeout
   headers[HEADERS.fallbackMode] = 'true';
   headers[HEADERS.cacheControl] = cacheControl('fallback', context.cache);
   return {
@@ -167,7 +195,17 @@ async function upToDateAnswer(
 async function schemaOf(parsed: ShapeRequest, context: ShapeAnswerContext): Promise<string> {
   const held = context.registry.find(parsed.definition);
   if (held) return held.metadata.schemaHeader;
+  return (await fallbackResult(parsed, context)).schemaHeader;
+}
+
+/** The shape's fallback rows, shared by the window's identical requests. */
+async function fallbackResult(
+  parsed: ShapeRequest,
+  context: ShapeAnswerContext,
+): Promise<FallbackResult> {
+  // Even when the probe finds the database down, the query is tried: the executor's retries and
+  // circuit breaker decide how long that may take (a 503 at once while the breaker is open).
   const pending = context.fallback.get(parsed.definition);
   if (!pending) throw fallbackOverloaded();
-  return (await pending).schemaHeader;
+  return pending;
 }

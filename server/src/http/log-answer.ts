@@ -1,6 +1,7 @@
 import {
   HEADERS,
   PARAMS,
+  SNAPSHOT_END,
   compareLogOffsets,
   formatLogOffset,
   type LogOffset,
@@ -20,26 +21,24 @@ import { upToDateMessage } from './up-to-date-message.js';
 /** How long a request for an offset past the log's end waits before it is a 400. */
 const OUT_OF_BOUNDS_GRACE_MS = 1_000;
 
-type Wait = 'ready' | 'timed-out' | 'out-of-bounds' | 'deleted' | 'closing';
+export type Wait = 'ready' | 'timed-out' | 'out-of-bounds' | 'deleted' | 'closing';
 
 /**
  * Before reading at `offset`: an offset past the end of the log gets a moment for a flush to
  * land, then is out of bounds; a live request with nothing new is held until a flush wakes it,
  * the long-poll ends, the shape goes away or the server closes.
  */
-async function waitForEntries(
+export async function waitForEntries(
   shape: Shape,
   offset: LogOffset,
   live: boolean,
   longPoll: LongPoll,
 ): Promise<Wait> {
   if (shape.hasEntriesAfter(offset)) return 'ready';
-  const end = shape.log.durableOffset;
-  if (end && compareLogOffsets(offset, end) > 0) {
+  if (compareLogOffsets(offset, shape.endOffset) > 0) {
     await shape.waitForChange(OUT_OF_BOUNDS_GRACE_MS);
     if (shape.deleted) return 'deleted';
-    const after = shape.log.durableOffset;
-    return after && compareLogOffsets(offset, after) <= 0 ? 'ready' : 'out-of-bounds';
+    return compareLogOffsets(offset, shape.endOffset) <= 0 ? 'ready' : 'out-of-bounds';
   }
   if (!live) return 'ready';
   if (longPoll.closing.aborted) return 'closing';
@@ -61,7 +60,7 @@ export async function logAnswer(
 ): Promise<ShapeAnswer> {
   const { offset, live } = parsed;
   let body: string[] = [];
-  let responseOffset: LogOffset = shape.log.durableOffset ?? { tx: 0n, op: 0 };
+  let responseOffset: LogOffset = shape.endOffset;
   let reachedEnd = true;
   let timedOut = false;
 
@@ -84,13 +83,16 @@ export async function logAnswer(
       throw error;
     }
     body = read.entries;
-    responseOffset = read.lastOffset ?? (offset === 'before-all' ? { tx: 0n, op: 0 } : offset);
+    responseOffset = read.lastOffset ?? nothingAfter(offset, shape);
     reachedEnd = read.reachedEnd;
   }
 
   const isInitial = offset === 'before-all';
   // The first chunk never says up-to-date: the client must come back for the rest (§3).
-  const sendUpToDate = reachedEnd && !isInitial;
+  // Nor does a snapshot chunk, as in Electric: the client asks once more and is told up-to-date
+  // at `0_inf`, the end of the snapshot (docs/protocol.md §3.4).
+  const inSnapshot = responseOffset.tx === 0n && responseOffset.op !== Infinity;
+  const sendUpToDate = reachedEnd && !isInitial && !inSnapshot;
   if (sendUpToDate) body.push(upToDateMessage(context.replication.lastSeenLsn()));
 
   const offsetText = formatLogOffset(responseOffset);
@@ -99,6 +101,8 @@ export async function logAnswer(
     [HEADERS.offset]: offsetText,
   };
   if (sendUpToDate) headers[HEADERS.upToDate] = '';
+  // As Electric: `false` only on the answers that say "nothing new" by design.
+  headers[HEADERS.hasData] = String(!(timedOut || offset === 'now'));
   if (live) headers[HEADERS.cursor] = nextLiveCursor(context.longPoll.timeoutMs, parsed.cursor);
   else headers[HEADERS.schema] = shape.metadata.schemaHeader;
   // Decided when answering: a request held through the end of an outage is a live answer.
@@ -122,11 +126,24 @@ export async function logAnswer(
 }
 
 /**
+ * Where a read that served nothing ends: at a change offset, there (nothing is after it); at a
+ * snapshot offset, the snapshot is all the log holds and its end is `0_inf`, which is where
+ * Electric sends a client that has read the last snapshot chunk (docs/protocol.md §3.4).
+ */
+function nothingAfter(offset: LogOffset | 'before-all', shape: Shape): LogOffset {
+  if (offset === 'before-all') return shape.endOffset;
+  return offset.tx === 0n ? SNAPSHOT_END : offset;
+}
+
+/**
  * The shape went away while the request waited (rotated, dropped, deleted): start again, from
  * the shape made anew. Also while replication is down: a slot found lost rotates every shape just
  * before streaming resumes, and a fallback handle would cost those clients a second refetch.
  */
-async function refetchDeleted(shape: Shape, context: ShapeAnswerContext): Promise<ShapeAnswer> {
+export async function refetchDeleted(
+  shape: Shape,
+  context: ShapeAnswerContext,
+): Promise<ShapeAnswer> {
   const { definition } = shape.metadata;
   try {
     const current = await context.registry.getOrCreate(definition);

@@ -1,5 +1,6 @@
 import type { FallbackQueries } from '../shapes/fallback-queries.js';
 import type { ShapeRegistry } from '../shapes/shape-registry.js';
+import type { SubsetQueries } from '../shapes/subset-query.js';
 import type { StatusMonitor } from '../status/status-monitor.js';
 import type { CacheAges } from './cache-policy.js';
 
@@ -21,14 +22,25 @@ export interface LongPoll {
   closing: AbortSignal;
 }
 
+/** How SSE live streams are kept (docs/protocol.md §3.9). */
+export interface SseTiming {
+  /** A stream is ended after this long; the client reconnects. */
+  timeoutMs: number;
+  /** A comment is sent after this long without anything else, so no proxy finds it idle. */
+  keepAliveMs: number;
+}
+
 /** What shape answers are made of besides the request, whatever transport carries them. */
 export interface ShapeAnswerContext {
   registry: ShapeRegistry;
   /** Shapes' rows straight from Postgres while replication is down (docs/protocol.md §7). */
   fallback: FallbackQueries;
+  /** Subset snapshots, read from Postgres whatever the state (docs/protocol.md §3.10). */
+  subsets: SubsetQueries;
   status: StatusMonitor;
   replication: ReplicationProgress;
   longPoll: LongPoll;
+  sse: SseTiming;
   cache: CacheAges;
 }
 

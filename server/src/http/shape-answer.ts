@@ -7,7 +7,7 @@ export type ShapeAnswerBody = string | Iterable<Buffer>;
 /**
  * A `GET /v1/shape` answer as a value: what to say, not how. Deciding code returns one, and one
  * function per transport sends it (HTTP: `sendShapeAnswer`), so every transport says the same.
- * A body is always a JSON array of messages (docs/protocol.md §4).
+ * A body is a JSON array of messages (docs/protocol.md §4), or a subset snapshot's object (§3.10).
  */
 export interface ShapeAnswer {
   status: 200 | 409;

@@ -238,3 +238,27 @@ test('a NUL character in a param, the table or the columns is refused, naming wh
   assert.match(refused({ ...base, table: '"a\0b"' }).table?.[0] ?? '', /NUL character/);
   assert.match(refused({ ...base, columns: 'id,"a\0b"' }).columns?.[0] ?? '', /NUL character/);
 });
+
+test('live_sse (or experimental_live_sse when live_sse is absent) asks a live request for SSE', () => {
+  const live = { offset: '0_inf', handle: 'h-1', live: 'true' };
+  assert.equal(accepted(live).sse, false);
+  assert.equal(accepted({ ...live, live_sse: 'true' }).sse, true);
+  assert.equal(accepted({ ...live, live_sse: '' }).sse, true, 'any value but false');
+  assert.equal(accepted({ ...live, experimental_live_sse: 'true' }).sse, true);
+  assert.equal(accepted({ ...live, live_sse: 'false', experimental_live_sse: 'true' }).sse, false);
+  assert.equal(accepted({ ...live, live_sse: 'false' }).sse, false);
+});
+
+test('live_sse without live is refused under the name given', () => {
+  const caughtUp = { offset: '0_inf', handle: 'h-1' };
+  assert.deepEqual(refused({ ...caughtUp, live_sse: 'true' }), {
+    live_sse: ['is only allowed with live=true'],
+  });
+  assert.deepEqual(refused({ ...caughtUp, experimental_live_sse: 'true' }), {
+    experimental_live_sse: ['is only allowed with live=true'],
+  });
+  assert.equal(accepted({ ...caughtUp, live_sse: 'false' }).sse, false);
+  assert.deepEqual(refused({ ...caughtUp, live: 'true', live_sse: ['true', 'true'] }), {
+    live_sse: ['must be given once'],
+  });
+});

@@ -14,6 +14,8 @@ export interface ShapeRequest {
   offsetText: string;
   handle: string | undefined;
   live: boolean;
+  /** A live request to answer as an SSE stream (`live_sse`, docs/protocol.md §3.9). */
+  sse: boolean;
   cursor: string | undefined;
 }
 
@@ -81,6 +83,11 @@ export function parseShapeRequest(query: Query): ShapeRequest | ValidationErrors
   const liveText = single(query, PARAMS.live, errors);
   const live = liveText !== undefined && liveText !== 'false';
   if (live && startsOver) fail(errors, PARAMS.live, `is not allowed with offset=${offsetText}`);
+  // Read like `live`; the older name counts only when the newer one is absent, as in Electric.
+  const sseName = query[PARAMS.liveSse] !== undefined ? PARAMS.liveSse : PARAMS.experimentalLiveSse;
+  const sseText = single(query, sseName, errors);
+  const sse = sseText !== undefined && sseText !== 'false';
+  if (sse && !live) fail(errors, sseName, 'is only allowed with live=true');
 
   let columns: string[] | undefined;
   const columnsText = single(query, PARAMS.columns, errors);
@@ -128,6 +135,7 @@ export function parseShapeRequest(query: Query): ShapeRequest | ValidationErrors
     offsetText,
     handle: startsOver ? undefined : handle,
     live,
+    sse,
     cursor,
   };
 }

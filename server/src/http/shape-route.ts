@@ -1,6 +1,6 @@
-import { PATHS } from '@sluice/protocol';
+import { PARAMS, PATHS } from '@sluice/protocol';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { SluiceError, requestInvalid } from '../errors/sluice-error.js';
+import { SluiceError, requestInvalid, subsetInvalid } from '../errors/sluice-error.js';
 import type { Shape } from '../shapes/shape.js';
 import { AdmissionGate } from './admission-gate.js';
 import { answerShapeRequest } from './answer-shape-request.js';
@@ -10,9 +10,24 @@ import { PerClientGate } from './per-client-gate.js';
 import type { RequestMetrics } from './request-metrics.js';
 import { SecretCheck } from './secret-check.js';
 import { sendShapeAnswer } from './send-shape-answer.js';
+import { sendSseStream } from './send-sse-stream.js';
 import { isDegraded, type ShapeAnswerContext } from './shape-answer-context.js';
 import { shapeRequestKind } from './shape-request-kind.js';
-import { isValidationErrors, parseShapeRequest, type ShapeRequest } from './shape-request.js';
+import { answerSseRequest } from './sse-answer.js';
+import { isSseStream } from './sse-stream.js';
+import {
+  isValidationErrors,
+  parseShapeRequest,
+  type ShapeRequest,
+  type ValidationErrors,
+} from './shape-request.js';
+import { subsetAnswer } from './subset-answer.js';
+import {
+  isSubsetQuery,
+  parseSubsetBody,
+  parseSubsetQuery,
+  type SubsetParse,
+} from './subset-request.js';
 
 /** Who may use the shape route, and how much of it at once. */
 export interface ShapeRouteAccess {
@@ -25,11 +40,16 @@ export interface ShapeRouteAccess {
   maxLivePerClient: number;
   /** The header a trusted proxy puts the client's address in; unset: the connection's. */
   clientAddressHeader: string | undefined;
+  /** Largest `POST /v1/shape` body (a subset), in bytes: beyond it, a 413. */
+  subsetMaxBodyBytes: number;
 }
 
 type Query = Record<string, string | string[] | undefined>;
 
-/** `GET` and `DELETE /v1/shape` over HTTP; the answers themselves are `answerShapeRequest`'s. */
+/**
+ * `GET`, `POST` (subset snapshots) and `DELETE /v1/shape` over HTTP; the answers themselves are
+ * `answerShapeRequest`'s (`subsetAnswer`'s for subsets).
+ */
 export function registerShapeRoute(
   app: FastifyInstance,
   context: ShapeAnswerContext,
@@ -72,20 +92,81 @@ export function registerShapeRoute(
     };
   };
 
+  /**
+   * A subset snapshot (docs/protocol.md §3.10): one query each, so every one counts against the
+   * initial-request gate, replication up or down.
+   */
+  const answerSubset = async (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    query: Query,
+    subsetParse: SubsetParse,
+  ) => {
+    const parsed = parseShapeRequest(query);
+    const shapeErrors: ValidationErrors = isValidationErrors(parsed) ? parsed : {};
+    if (!isValidationErrors(parsed) && parsed.live) {
+      shapeErrors[PARAMS.live] = ['is not allowed with a subset snapshot'];
+    }
+    if ('errors' in subsetParse) throw subsetInvalid(subsetParse.errors, shapeErrors);
+    if (isValidationErrors(parsed) || Object.keys(shapeErrors).length > 0) {
+      throw requestInvalid(shapeErrors);
+    }
+    metrics.setKind(request, 'subset');
+    if (!initialGate.tryEnter()) {
+      const message = `Too many concurrent initial requests (limit ${initialGate.limit}); retry shortly`;
+      throw new SluiceError('SLUICE_ERR_OVERLOADED', message);
+    }
+    try {
+      const answer = await subsetAnswer(parsed, subsetParse.subset, context);
+      if (answer.status === 409) metrics.setKind(request, shapeRequestKind(parsed, answer));
+      return sendShapeAnswer(reply, answer);
+    } finally {
+      initialGate.leave();
+    }
+  };
+
+  app.post<{ Querystring: Query; Body: unknown }>(
+    PATHS.shape,
+    {
+      bodyLimit: access.subsetMaxBodyBytes,
+      // Before the body is read: a client without the secret cannot make the server read one.
+      onRequest: async (request, reply) => {
+        if (!authorised(request, reply)) return reply;
+      },
+    },
+    async (request, reply) =>
+      answerSubset(request, reply, request.query, parseSubsetBody(request.body)),
+  );
+
   app.get<{ Querystring: Query }>(PATHS.shape, async (request, reply) => {
     if (!authorised(request, reply)) return reply;
+    if (isSubsetQuery(request.query)) {
+      return answerSubset(request, reply, request.query, parseSubsetQuery(request.query));
+    }
     const parsed = parseShapeRequest(request.query);
     if (isValidationErrors(parsed)) throw requestInvalid(parsed);
     metrics.setKind(request, shapeRequestKind(parsed));
     const leave = admit(request, parsed);
     const release = parsed.live ? metrics.holdLongPoll(reply) : undefined;
-    try {
-      const answer = await answerShapeRequest(parsed, context);
-      metrics.setKind(request, shapeRequestKind(parsed, answer));
-      return sendShapeAnswer(reply, answer);
-    } finally {
+    let left = false;
+    const done = () => {
+      if (left) return;
+      left = true;
       release?.();
       leave();
+    };
+    // An SSE stream stays admitted and held until its response closes, not just until it opens.
+    let streaming = false;
+    try {
+      const answer = await (parsed.sse ? answerSseRequest : answerShapeRequest)(parsed, context);
+      metrics.setKind(request, shapeRequestKind(parsed, answer));
+      if (isSseStream(answer)) {
+        streaming = true;
+        return sendSseStream(reply, answer, done);
+      }
+      return sendShapeAnswer(reply, answer);
+    } finally {
+      if (!streaming) done();
     }
   });
 

@@ -32,10 +32,12 @@ function keyOf(context: MessageContext, row: Row): string {
  * Builds snapshot messages (inserts carrying only operation and relation) straight from COPY's
  * values in `selectColumns` order. This is the hot path of initial syncs: the fixed parts of the
  * JSON are made once per shape and only the values are serialised per row, with no row object.
+ * Subset snapshot rows add their `snapshot_mark` (`extraHeaders`).
  */
 export function snapshotMessageBuilder(
   context: MessageContext,
   selectColumns: readonly string[],
+  extraHeaders: Pick<ChangeHeaders, 'snapshot_mark'> = {},
 ): (values: readonly (string | null)[]) => string {
   const prefix = relationKeyPrefix(context.schema, context.table);
   const keyIndexes = context.keyColumns.map((column) => selectColumns.indexOf(column));
@@ -47,6 +49,7 @@ export function snapshotMessageBuilder(
   const headers = JSON.stringify({
     operation: 'insert',
     relation: [context.schema, context.table],
+    ...extraHeaders,
   } satisfies ChangeHeaders);
   return (values) => {
     const key = buildRowKeyWithPrefix(

@@ -12,6 +12,7 @@ import { ShapeLog } from '../storage/shape-log.js';
 import { definitionKey, type ShapeDefinition } from './shape-definition.js';
 import { ShapeRouter } from './shape-router.js';
 import { takeSnapshot } from './shape-snapshot.js';
+import { cutTornTransaction } from './cut-torn-transaction.js';
 import { Shape, type RowChange, type ShapeMetadata } from './shape.js';
 import { whereEvaluationError, planShape } from './shape-plan.js';
 import { quoteTableIdentifier } from '../pg/table-identifier.js';
@@ -133,10 +134,20 @@ export class ShapeRegistry {
     }
     // A log that cannot be recovered costs its clients one refetch, not the whole server.
     const { chunkBytes, chunkCache } = this.#options;
-    const log = await ShapeLog.open(dir, { chunkBytes, chunkCache }).catch((error: unknown) => {
-      this.#options.log.error({ err: error, handle }, 'discarding an unreadable shape log');
-      return undefined;
-    });
+    const log = await ShapeLog.open(dir, { chunkBytes, chunkCache })
+      .then(async (opened) => {
+        // Before the shape reads its last commit LSN from the log: see cutTornTransaction.
+        const cut = await cutTornTransaction(opened).catch(async (error: unknown) => {
+          await opened.destroy();
+          throw error;
+        });
+        if (cut) this.#options.log.warn({ handle }, 'cut a transaction a crash left partly stored');
+        return opened;
+      })
+      .catch((error: unknown) => {
+        this.#options.log.error({ err: error, handle }, 'discarding an unreadable shape log');
+        return undefined;
+      });
     if (!log) {
       await rm(dir, { recursive: true, force: true });
       return;

@@ -1,4 +1,4 @@
-import { CONTROL, lsnToBigInt, SNAPSHOT_END, type SnapshotEndMessage } from '@sluice/protocol';
+import { CONTROL, lsnToBigInt, type SnapshotEndMessage } from '@sluice/protocol';
 import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import { filterSql, paramSettingName } from '../where/filter-sql.js';
@@ -22,12 +22,13 @@ const FLUSH_EVERY_ROWS = 20_000;
 const VISIBILITY_WAIT_MS = 10_000;
 
 /**
- * Writes a shape's initial rows into its log, then the `snapshot-end` control message, and seals
- * that chunk so the snapshot's chunks never mix with changes. Runs in one REPEATABLE READ
- * transaction whose snapshot is recorded so that replicated transactions it already contains are
- * not appended again. Rows stream through COPY: the table is never held in memory. With a where
- * clause, the transaction's statements are limited to `filteredTimeoutMs`: such a clause is the
- * client's, and whatever it costs must end soon (docs/security.md, "Where clauses").
+ * Writes a shape's initial rows into its log, then the `snapshot-end` control message in the
+ * last snapshot chunk, and seals that chunk so the snapshot's chunks never mix with changes. Runs
+ * in one REPEATABLE READ transaction whose snapshot is recorded so that replicated transactions it
+ * already contains are not appended again. Rows stream through COPY: the table is never held in
+ * memory. With a where clause, the transaction's statements are limited to `filteredTimeoutMs`:
+ * such a clause is the client's, and whatever it costs must end soon (docs/security.md, "Where
+ * clauses").
  */
 export async function takeSnapshot(
   client: pg.PoolClient,
@@ -47,8 +48,10 @@ export async function takeSnapshot(
         String(filteredTimeoutMs),
       ]);
     }
+    // Snapshot chunk c holds offset `0_c` on every entry, as Electric numbers snapshot chunks
+    // (docs/protocol.md §3.2): the log seals a chunk once it is full and the next row opens c + 1.
+    let chunk = 0;
     if (definition.log === 'full') {
-      let index = 0;
       let sinceFlush = 0;
       const rows = {
         table: definition.table,
@@ -58,9 +61,9 @@ export async function takeSnapshot(
       };
       for await (const batch of shapeRowBatches(client, rows)) {
         for (const json of batch) {
-          // One row per append: the log closes a chunk at the end of an append that filled it,
-          // so snapshot chunks stay within SLUICE_CHUNK_BYTES whatever size COPY's reads have.
-          shape.log.append([{ offset: { tx: 0n, op: index++ }, json }]);
+          // One row per append: a row's offset names its chunk, known only once the previous
+          // row's append said whether it sealed one.
+          chunk += shape.log.append([{ offset: { tx: 0n, op: chunk }, json }]);
         }
         sinceFlush += batch.length;
         if (sinceFlush >= FLUSH_EVERY_ROWS) {
@@ -73,7 +76,7 @@ export async function takeSnapshot(
     shape.log.append(
       [
         {
-          offset: SNAPSHOT_END,
+          offset: { tx: 0n, op: chunk },
           json: JSON.stringify({
             headers: {
               control: CONTROL.snapshotEnd,
@@ -111,7 +114,7 @@ function isStatementTimeout(error: unknown, elapsedMs: number, timeoutMs: number
  * standby not answering yet). Such a commit reached the shapes that existed then, so a snapshot
  * without it would lose it for good; it is retaken until it has it, for a bounded time.
  */
-async function beginSeeing(
+export async function beginSeeing(
   client: pg.PoolClient,
   delivered: readonly RecentCommit[],
 ): Promise<TransactionVisibility> {
@@ -183,7 +186,7 @@ export async function* shapeRowBatches(
  * The where clause as SQL, its `$n` values set (with bound parameters) in transaction-local
  * settings that the SQL reads: COPY cannot take bind parameters itself.
  */
-async function bindFilter(client: pg.ClientBase, filter: FilterSpec): Promise<string> {
+export async function bindFilter(client: pg.ClientBase, filter: FilterSpec): Promise<string> {
   const params = new Map<number, string>();
   const collect = (node: FilterNode): void => {
     if (node.op === 'param') params.set(node.index, node.value);

@@ -1,4 +1,4 @@
-import { compareLogOffsets, formatLogOffset, type LogOffset } from '@sluice/protocol';
+import { SNAPSHOT_END, compareLogOffsets, formatLogOffset, type LogOffset } from '@sluice/protocol';
 import type { Change, Row, Transaction } from '../pg/transaction.js';
 import type { ShapeLog } from '../storage/shape-log.js';
 import { compileFilter } from '../where/filter-evaluator.js';
@@ -138,6 +138,16 @@ export class Shape {
   markDeleted(): void {
     this.#deleted = true;
     this.notify();
+  }
+
+  /**
+   * The shape's current end as served (`offset=now`, reads that serve nothing, the out-of-bounds
+   * bound): the last durable change, or `0_inf` while the log holds only the snapshot, as
+   * Electric reports a shape with no changes yet (docs/protocol.md §3.2).
+   */
+  get endOffset(): LogOffset {
+    const durable = this.log.durableOffset;
+    return durable && durable.tx > 0n ? durable : SNAPSHOT_END;
   }
 
   hasEntriesAfter(offset: LogOffset | 'before-all'): boolean {

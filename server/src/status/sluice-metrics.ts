@@ -8,13 +8,23 @@ const BREAKER_PHASES: BreakerPhase[] = ['closed', 'open', 'half_open'];
 
 /**
  * What an HTTP request was, for `sluice_http_*` (docs/operations.md): a fixed set, so that no
- * request can add series. `initial`, `catch-up`, `live` and `now` are shape reads answered from a
- * log; `fallback` any shape answer marked fallback mode; `must-refetch` a 409; `delete` a
- * `DELETE /v1/shape`; `other` every other request, shape requests refused before they were
- * understood (invalid, unauthorised) included.
+ * request can add series. `initial`, `catch-up`, `live`, `live-sse` (an SSE stream) and `now`
+ * are shape reads answered from a log; `subset` a subset snapshot (GET or POST); `fallback` any
+ * shape answer marked fallback mode; `must-refetch` a 409; `delete` a `DELETE /v1/shape`;
+ * `other` every other request, shape requests refused before they were understood (invalid,
+ * unauthorised) included.
  */
 export type RequestKind =
-  'initial' | 'catch-up' | 'live' | 'now' | 'fallback' | 'must-refetch' | 'delete' | 'other';
+  | 'initial'
+  | 'catch-up'
+  | 'live'
+  | 'live-sse'
+  | 'now'
+  | 'subset'
+  | 'fallback'
+  | 'must-refetch'
+  | 'delete'
+  | 'other';
 
 /** What the shape logs amount to, read at scrape time. */
 export interface ShapeStorage {

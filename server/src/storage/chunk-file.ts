@@ -60,8 +60,8 @@ export interface ScannedChunk extends ParsedChunk {
 
 /**
  * Parses a chunk file's bytes. Stops at the first line that is torn (no newline), malformed,
- * not strictly after the previous offset (or `after`), or follows the seal line, and reports
- * how many bytes were valid so recovery can truncate there.
+ * out of order (see `followsInChunk`; the first line must be strictly after `after`), or follows
+ * the seal line, and reports how many bytes were valid so recovery can truncate there.
  */
 export function scanChunk(bytes: Buffer, after: LogOffset | undefined): ScannedChunk {
   // 0x0a never occurs inside a multi-byte UTF-8 sequence, so this also cuts torn characters.
@@ -83,7 +83,7 @@ export function scanChunk(bytes: Buffer, after: LogOffset | undefined): ScannedC
     const space = text.indexOf(' ', position);
     if (space <= position || space >= newline) break;
     const offset = parseLogOffset(text.slice(position, space));
-    if (!offset || (previous && compareLogOffsets(offset, previous) <= 0)) break;
+    if (!offset || (previous && !followsInChunk(offset, previous, offsets.length > 0))) break;
     if (newline === space + 1) break; // empty JSON text
     offsets.push(offset);
     jsons.push(text.slice(space + 1, newline));
@@ -94,6 +94,19 @@ export function scanChunk(bytes: Buffer, after: LogOffset | undefined): ScannedC
   const validBytes = corrupt ? Buffer.byteLength(text.slice(0, position)) : completeBytes;
   const entryBytes = validBytes - (sealed ? SEAL_BYTES : 0);
   return { offsets, jsons, validBytes, entryBytes, sealed, corrupt };
+}
+
+/**
+ * Whether `offset` may follow `previous` in a log: strictly after it, or equal to it when both
+ * are entries of one snapshot chunk (tx 0, `sameChunk`), the rule `ShapeLog.append` keeps.
+ */
+export function followsInChunk(
+  offset: LogOffset,
+  previous: LogOffset,
+  sameChunk: boolean,
+): boolean {
+  const order = compareLogOffsets(offset, previous);
+  return order > 0 || (order === 0 && offset.tx === 0n && sameChunk);
 }
 
 /** First index in `offsets[0, end)` whose offset is strictly after `after`. */

@@ -122,6 +122,40 @@ test('open cuts invalid lines and every later file; a lost sealed chunk fails', 
   await assert.rejects(ShapeLog.open(sealedDir, { chunkBytes: 10 }), ShapeLogCorruptError);
 });
 
+test('open keeps equal snapshot offsets inside a chunk, never across a chunk boundary', async () => {
+  const dir = freshDir();
+  const log = await ShapeLog.create(dir, { chunkBytes: 10_000 });
+  const rows = (op: number, names: string[]) =>
+    names.map((name) => ({ offset: at(0, op), json: `{"row":"${name}"}` }));
+  log.append(rows(0, ['a', 'b']), { sealChunk: true });
+  await log.close();
+  // Unindexed chunks a crash left: 0_1 twice is one snapshot chunk, but a chunk that starts
+  // with the offset the previous one ended with (0_1 again) breaks the order, and goes.
+  const lines = (op: number, names: string[]) =>
+    rows(op, names)
+      .map((e) => `${formatLogOffset(e.offset)} ${e.json}\n`)
+      .join('');
+  await writeFile(path.join(dir, 'chunk-000002.log'), `${lines(1, ['c', 'd'])}#sealed\n`);
+  await writeFile(path.join(dir, 'chunk-000003.log'), lines(1, ['e']));
+
+  const reopened = await ShapeLog.open(dir, { chunkBytes: 10_000 });
+  assert.deepEqual(
+    (await walk(reopened)).map((r) => [r.entries, r.lastOffset]),
+    [
+      [rows(0, ['a', 'b']).map((e) => e.json), at(0, 0)],
+      [rows(1, ['c', 'd']).map((e) => e.json), at(0, 1)],
+    ],
+  );
+  await reopened.close();
+  assert.deepEqual(
+    (await chunkFiles(dir)).map((f) => [f.name, f.sealed, f.offsets]),
+    [
+      ['chunk-000001.log', true, ['0_0', '0_0']],
+      ['chunk-000002.log', true, ['0_1', '0_1']],
+    ],
+  );
+});
+
 test('truncateAfter inside the open chunk drops durable and pending entries', async () => {
   const dir = freshDir();
   const log = await ShapeLog.create(dir, { chunkBytes: 10_000 });

@@ -8,6 +8,7 @@ import {
   SEAL_LINE,
   chunkFileName,
   firstIndexAfter,
+  followsInChunk,
   formatEntryLine,
   isValidOffset,
   linesBytes,
@@ -52,6 +53,13 @@ export interface ShapeLogOptions {
   chunkCache?: ChunkCache;
 }
 
+/** One entry's line as append() will buffer it, and whether its chunk is sealed after it. */
+interface PlannedLine {
+  text: string;
+  bytes: number;
+  seal: boolean;
+}
+
 function checkOptions(options: ShapeLogOptions): void {
   if (!(options.chunkBytes > 0)) throw new RangeError('chunkBytes must be positive');
 }
@@ -85,7 +93,7 @@ export class ShapeLog {
   private constructor(dir: string, options: ShapeLogOptions, recovered: RecoveredLog) {
     this.dir = dir;
     this.#chunkBytes = options.chunkBytes;
-    // A sealed chunk ends a little past chunkBytes (an append is never split), hence 3.
+    // A sealed chunk ends at most one entry past chunkBytes; 3 leaves room for large entries.
     this.#cache = options.chunkCache ?? new ChunkCache(3 * options.chunkBytes);
     this.#sealed = recovered.sealed;
     this.#nextNumber = recovered.nextNumber;
@@ -134,41 +142,71 @@ export class ShapeLog {
   }
 
   /**
-   * Buffers one transaction's entries: they all land in the same chunk. Throws, changing
-   * nothing, unless every offset is strictly after the previous one.
+   * Buffers entries (one transaction, or one snapshot row). A chunk is sealed right after the
+   * entry that brings it to `chunkBytes`, so a transaction larger than that spans several chunks
+   * and no chunk exceeds the limit by more than one entry; `sealChunk` also seals the chunk that
+   * holds the last entry. Offsets must increase; two entries may share a snapshot offset (tx 0)
+   * only inside one chunk, so a chunk boundary never falls between equal offsets and a read
+   * after an offset never cuts a chunk. Throws, changing nothing, when the order is broken.
+   * Returns how many chunks this call sealed.
    */
-  append(entries: readonly LogEntry[], options?: { sealChunk?: boolean }): void {
+  append(entries: readonly LogEntry[], options?: { sealChunk?: boolean }): number {
     this.#assertUsable();
     if (this.#truncations > 0) throw new Error('append() during truncateAfter()');
+    const lines = this.#plan(entries, options?.sealChunk === true);
+    let chunk = this.#tail.at(-1)!;
+    let sealed = 0;
+    entries.forEach(({ offset, json }, i) => {
+      const { text, bytes, seal } = lines[i]!;
+      chunk.offsets.push(offset);
+      chunk.jsons.push(json);
+      chunk.pending.push(text);
+      chunk.entryBytes += bytes;
+      this.#lastOffset = offset;
+      if (seal) {
+        this.#sealTail(chunk);
+        chunk = this.#tail.at(-1)!;
+        sealed++;
+      }
+    });
+    if (entries.length === 0 && options?.sealChunk && chunk.offsets.length > 0) {
+      this.#sealTail(chunk);
+      sealed++;
+    }
+    return sealed;
+  }
+
+  /** Checks `entries` against the log and decides after which of them a chunk is sealed. */
+  #plan(entries: readonly LogEntry[], sealLast: boolean): PlannedLine[] {
+    const open = this.#tail.at(-1)!;
     let previous = this.#lastOffset;
-    let text = '';
-    for (const { offset, json } of entries) {
+    let chunkBytes = open.entryBytes;
+    let count = open.offsets.length;
+    return entries.map(({ offset, json }, i) => {
       if (!isValidOffset(offset)) throw new RangeError(`invalid log offset ${String(offset.op)}`);
-      if (previous && compareLogOffsets(offset, previous) <= 0) {
+      if (previous && !followsInChunk(offset, previous, count > 0)) {
         const [at, last] = [formatLogOffset(offset), formatLogOffset(previous)];
         throw new RangeError(`offset ${at} is not after ${last}`);
       }
       if (json.length === 0 || json.includes('\n')) {
         throw new RangeError(`entry ${formatLogOffset(offset)}: JSON must be one non-empty line`);
       }
-      text += formatEntryLine(offset, json);
+      const text = formatEntryLine(offset, json);
+      const lineBytes = Buffer.byteLength(text);
+      chunkBytes += lineBytes;
+      count++;
+      const seal = chunkBytes >= this.#chunkBytes || (sealLast && i === entries.length - 1);
+      if (seal) chunkBytes = count = 0;
       previous = offset;
-    }
-    const chunk = this.#tail.at(-1)!;
-    if (entries.length > 0) {
-      for (const { offset, json } of entries) {
-        chunk.offsets.push(offset);
-        chunk.jsons.push(json);
-      }
-      chunk.pending.push(text);
-      chunk.entryBytes += Buffer.byteLength(text);
-      this.#lastOffset = previous;
-    }
-    if (chunk.offsets.length > 0 && (chunk.entryBytes >= this.#chunkBytes || options?.sealChunk)) {
-      chunk.sealed = true;
-      chunk.pending.push(SEAL_LINE);
-      this.#tail.push(newTailChunk(this.#nextNumber++));
-    }
+      return { text, bytes: lineBytes, seal };
+    });
+  }
+
+  /** Seals the open chunk in memory (its seal line is written by the next flush). */
+  #sealTail(chunk: TailChunk): void {
+    chunk.sealed = true;
+    chunk.pending.push(SEAL_LINE);
+    this.#tail.push(newTailChunk(this.#nextNumber++));
   }
 
   /**
@@ -202,6 +240,19 @@ export class ShapeLog {
       return this.#result(chunk.jsons.slice(start, chunk.durableCount), last);
     }
     return { entries: [], lastOffset: undefined, reachedEnd: true };
+  }
+
+  /** The last durable entry, read from its chunk (recovery looks at how the log ends). */
+  async lastEntry(): Promise<LogEntry | undefined> {
+    this.#assertUsable();
+    for (const chunk of [...this.#tail].reverse()) {
+      const index = chunk.durableCount - 1;
+      if (index >= 0) return { offset: chunk.offsets[index]!, json: chunk.jsons[index]! };
+    }
+    const descriptor = this.#sealed.at(-1);
+    if (!descriptor) return undefined;
+    const chunk = await this.#loadSealed(descriptor);
+    return { offset: chunk.offsets.at(-1)!, json: chunk.jsons.at(-1)! };
   }
 
   /**

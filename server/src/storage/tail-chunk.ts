@@ -12,7 +12,7 @@ export interface TailChunk {
   sealed: boolean;
   /** Entries fdatasync'ed; only these are visible to read(). */
   durableCount: number;
-  /** Lines appended but not yet written, one string per append(). */
+  /** Lines appended but not yet written (the seal line included), one string per line. */
   pending: string[];
   /** The file exists and its directory entry was synced. */
   onDisk: boolean;

@@ -346,6 +346,23 @@ export class ClauseGenerator {
         },
       ],
       [0.7, () => this.coalesce('text', depth)],
+      [
+        0.7,
+        () => {
+          // concat(): NULLs left out, integers and uuid by their text output.
+          const arg = r.weighted<() => Expr>([
+            [3, () => this.text(depth - 1)],
+            [1, () => this.leaf(r.pick(['int2', 'int4', 'int8']))],
+            [1, () => this.uuid(depth - 1)],
+          ]);
+          const args = [
+            arg(),
+            ...(r.chance(0.7) ? [arg()] : []),
+            ...(r.chance(0.3) ? [arg()] : []),
+          ];
+          return text(`concat(${args.map((a) => a.sql).join(', ')})`);
+        },
+      ],
       [0.5, () => text(`(${this.text(depth - 1).sql} COLLATE ${r.pick(['"C"', '"POSIX"'])})`)],
     ])();
   }

@@ -168,6 +168,12 @@ const PINNED_CLAUSES: [string, string[]][] = [
   // Collations.
   ['(txt COLLATE "C") < (vc COLLATE "POSIX")', []],
   ['lower(txt COLLATE "C") = lower(vc)', []],
+  // concat(): NULL arguments are left out, so it is never NULL; integers and uuid as text.
+  ['concat(txt, NULL, i4) = concat(txt, i4::text)', []],
+  ['concat(NULL) IS NULL', []],
+  ["concat(txt, '-', i8, '-', u) LIKE '%-%'", []],
+  ['length(concat(vc, $1::text, i2)) > 3', ['ab']],
+  ['concat("Mixed Case", txt) = concat(txt, "Mixed Case")', []],
 ];
 
 // ---------------------------------------------------------------------------------------------
