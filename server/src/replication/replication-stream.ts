@@ -70,6 +70,7 @@ export class ReplicationStream {
   readonly #watchdog: NodeJS.Timeout;
   readonly ended: Promise<Error | undefined>;
   readonly #started: Promise<void>;
+  #onClosed: () => void = () => undefined;
 
   constructor(options: ReplicationStreamOptions, handlers: ReplicationStreamHandlers) {
     this.#options = options;
@@ -128,10 +129,16 @@ export class ReplicationStream {
         this.#statusIntervalMs,
       );
     });
-    this.ended = this.#service.subscribe(plugin, options.slotName, '0/0').then(
-      () => this.#failure,
-      (error: unknown) => this.#failure ?? toReplicationError(error),
-    );
+    // Closing ends the stream even when the library never settles its promise (a stream
+    // destroyed while it connects): whoever waits on `ended` or `started()` must not hang.
+    const closed = new Promise<void>((resolve) => (this.#onClosed = resolve));
+    this.ended = Promise.race([
+      this.#service.subscribe(plugin, options.slotName, '0/0').then(
+        () => this.#failure,
+        (error: unknown) => this.#failure ?? toReplicationError(error),
+      ),
+      closed.then(() => this.#failure),
+    ]);
     void this.ended.then(() => this.#stopTimer());
     this.#watchdog = setInterval(
       () => this.#checkLiveness(),
@@ -198,6 +205,7 @@ export class ReplicationStream {
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.#onClosed();
     this.#stopTimer();
     // An orderly end waits for Postgres to close its side, which a partition never does: after
     // a moment the socket is destroyed.
