@@ -43,7 +43,8 @@ export const CLIENT_ERROR_CODES = {
   },
   SLUICE_ERR_CLIENT_INVALID_OPTIONS: {
     name: 'InvalidShapeOptionsError',
-    summary: 'an interval that is not a positive number',
+    summary:
+      'an interval that is not a positive number; an unknown `liveTransport`, or `websocket` without a WebSocket',
   },
   SLUICE_ERR_CLIENT_RESERVED_PARAM: {
     name: 'ReservedParamError',

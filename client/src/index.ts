@@ -15,6 +15,7 @@ export type {
   PostgresParams,
 } from './shape-params.js';
 export type { Mode } from './shape-stream-state.js';
+export type { LiveTransport, WebSocketConstructor, WebSocketLike } from './live-socket.js';
 export {
   isChangeMessage,
   isControlMessage,

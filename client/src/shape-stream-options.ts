@@ -5,6 +5,7 @@ import {
   MissingShapeHandleError,
   MissingShapeUrlError,
 } from './errors.js';
+import type { LiveTransport, WebSocketConstructor } from './live-socket.js';
 import type { LogMode, Offset } from './messages.js';
 import type { ExternalHeadersRecord, ExternalParamsRecord } from './shape-params.js';
 import { validateParams } from './shape-params.js';
@@ -55,6 +56,31 @@ export interface ShapeStreamOptions<Extensions = never> {
   fallbackRefreshIntervalMs?: number;
   /** Called with the first mode the server reports, then on every change. */
   onModeChange?: (mode: Mode) => void;
+
+  /**
+   * How the live part is followed once up to date (docs/protocol.md §12): `auto` (the default)
+   * over the page's shared WebSocket when the runtime has one, with long-polls while the upgrade
+   * fails; `websocket` only over it; `long-poll` never over it. Snapshots and catch-ups are HTTP.
+   */
+  liveTransport?: LiveTransport;
+  /** A WebSocket constructor for runtimes without a global one (Node 20: the `ws` package's). */
+  webSocket?: WebSocketConstructor;
+  /** Sluice's `/v1/ws`; by default the one next to `url` (`…/v1/shape` → `ws(s)://…/v1/ws`). */
+  webSocketUrl?: string;
+}
+
+const LIVE_TRANSPORTS: readonly string[] = [
+  'auto',
+  'websocket',
+  'long-poll',
+] satisfies LiveTransport[];
+
+/** The WebSocket a stream may use: the option's, else the runtime's, else none. */
+export function webSocketOf(
+  options: ShapeStreamOptions<unknown>,
+): WebSocketConstructor | undefined {
+  if (options.liveTransport === 'long-poll') return undefined;
+  return options.webSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
 }
 
 export const STATUS_POLL_INTERVAL_MS = 5_000;
@@ -74,4 +100,12 @@ export function validateOptions(options: ShapeStreamOptions<unknown>): void {
   positiveInterval('statusPollIntervalMs', options.statusPollIntervalMs);
   positiveInterval('fallbackRefreshIntervalMs', options.fallbackRefreshIntervalMs);
   validateParams(options.params);
+  if (options.liveTransport !== undefined && !LIVE_TRANSPORTS.includes(options.liveTransport))
+    throw new InvalidShapeOptionsError(
+      `liveTransport must be one of ${LIVE_TRANSPORTS.join(', ')}`,
+    );
+  if (options.liveTransport === 'websocket' && !webSocketOf(options))
+    throw new InvalidShapeOptionsError(
+      "liveTransport 'websocket' needs a WebSocket: this runtime has none, pass the webSocket option",
+    );
 }

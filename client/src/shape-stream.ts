@@ -1,7 +1,22 @@
-import { CONTROL, HEADERS } from '@sluice/protocol';
+import {
+  CONTROL,
+  HEADERS,
+  PARAMS,
+  type ServerState,
+  type WsErrorFrame,
+  type WsMessagesFrame,
+} from '@sluice/protocol';
+import { AsyncQueue } from './async-queue.js';
 import { BackoffDefaults, backoffDelay, sleep, type BackoffOptions } from './backoff.js';
 import { FetchError, MissingHeadersError } from './errors.js';
 import { fetchWithBackoff } from './fetch-with-backoff.js';
+import {
+  acquireLiveSocket,
+  type LiveSocket,
+  type LiveTransport,
+  type SubscriptionEvent,
+  type WebSocketConstructor,
+} from './live-socket.js';
 import type { ControlMessage, GetExtensions, LogMode, Message, Offset, Row } from './messages.js';
 import { readShapeResponse } from './shape-response.js';
 import { resolveHeaders, resolveParams, validateParams } from './shape-params.js';
@@ -9,6 +24,7 @@ import {
   FALLBACK_REFRESH_INTERVAL_MS,
   STATUS_POLL_INTERVAL_MS,
   validateOptions,
+  webSocketOf,
   type ShapeStreamOptions,
 } from './shape-stream-options.js';
 import {
@@ -22,11 +38,13 @@ import {
   type Mode,
   type MustRefetchReason,
   type RequestPlan,
+  type ResponseEvent,
   type StreamEvent,
   type StreamState,
   type Transition,
 } from './shape-stream-state.js';
-import { defaultStatusUrl, shapeUrl } from './shape-url.js';
+import { absoluteUrl, defaultSocketUrl, defaultStatusUrl, shapeUrl } from './shape-url.js';
+import { frameError, frameResponse, subscribeParams, upgradeSecret } from './socket-frames.js';
 import { watchServerStatus } from './status-poller.js';
 import { ValueParser } from './value-parser.js';
 
@@ -110,6 +128,17 @@ export class ShapeStream<T extends Row<unknown> = Row> implements ShapeStreamInt
   #connected = false;
   #error: Error | undefined;
   #errorRetries = 0;
+  /** The live transport and the WebSocket it may use (none for `long-poll`). */
+  readonly #transport: LiveTransport;
+  readonly #webSocket: WebSocketConstructor | undefined;
+  /** The page's socket to this server, retained while the stream runs and has needed it. */
+  #socket: LiveSocket | undefined;
+  /** The server left `live` (a pushed status): ask for a catch-up at once, not a long-poll. */
+  #catchUpNext = false;
+  /** The socket's `statusChanges` this stream has acted on. */
+  #statusChangesSeen = 0;
+  /** Retryable error frames in a row (503s while the server gets ready, …). */
+  #socketRetries = 0;
 
   constructor(options: ShapeStreamOptions<GetExtensions<T>>) {
     validateOptions(options);
@@ -132,6 +161,8 @@ export class ShapeStream<T extends Row<unknown> = Row> implements ShapeStreamInt
     this.#statusPollIntervalMs = options.statusPollIntervalMs ?? STATUS_POLL_INTERVAL_MS;
     this.#refreshIntervalMs = options.fallbackRefreshIntervalMs ?? FALLBACK_REFRESH_INTERVAL_MS;
     if (options.onModeChange) this.#modeListeners.add(options.onModeChange);
+    this.#transport = options.liveTransport ?? 'auto';
+    this.#webSocket = webSocketOf(options);
   }
 
   get shapeHandle(): string | undefined {
@@ -210,9 +241,10 @@ export class ShapeStream<T extends Row<unknown> = Row> implements ShapeStreamInt
     try {
       const answered = new Promise<void>((resolve) => this.#tickWaiters.push(resolve));
       if (state.kind === 'fallback') this.#dispatch({ type: 'refresh-due' });
-      else if (state.kind === 'live' && this.#request && !this.#request.signal.aborted) {
-        this.#restartRequested = true;
-        this.#request.abort();
+      else if (state.kind === 'live') {
+        // A held long-poll or socket subscription ends; a wait for the socket is cut short.
+        this.#restartRequest();
+        this.#wake?.();
       }
       await answered;
     } finally {
@@ -233,6 +265,8 @@ export class ShapeStream<T extends Row<unknown> = Row> implements ShapeStreamInt
         this.options.signal?.removeEventListener('abort', onAbort);
         if (this.#run === run) this.#run = undefined;
         this.#connected = false;
+        this.#socket?.release();
+        this.#socket = undefined;
         this.#settleTicks();
       });
   }
@@ -252,17 +286,21 @@ export class ShapeStream<T extends Row<unknown> = Row> implements ShapeStreamInt
       for (const event of this.#events.splice(0)) await this.#handle(event);
       const plan = nextRequest(this.#state, {
         subscribe: this.options.subscribe !== false,
-        longPoll: this.#refreshing === 0,
+        longPoll: this.#refreshing === 0 && !this.#catchUpNext,
         now: Date.now(),
         refreshIntervalMs: this.#refreshIntervalMs,
       });
+      this.#catchUpNext = false;
       if (plan === 'done') return;
       if (plan === 'wait') {
         await this.#idleInFallback(stop);
         continue;
       }
       try {
-        await this.#fetchShape(plan, stop);
+        const route = plan.live ? await this.#liveRoute(stop) : 'http';
+        if (route === 'wait') continue;
+        if (route === 'socket') await this.#followOnSocket(plan, stop);
+        else await this.#fetchWhileSocketUnusable(plan, stop);
         this.#errorRetries = 0;
         this.#restartRequested = false;
         this.#settleTicks();
@@ -306,17 +344,191 @@ export class ShapeStream<T extends Row<unknown> = Row> implements ShapeStreamInt
       const reply = await readShapeResponse(response, url.toString(), plan.live);
       const { messages, ...meta } = reply;
       const event = { type: 'response', request: plan, ...meta, now: Date.now() } as const;
-      const next = transition(this.#state, event, this.#config);
-      if (next.discard) return this.#setState(next.state);
-      // Parsed before the state moves on: a value that fails to parse leaves the offset as it was.
-      const schema = reply.schema ?? currentSchema(this.#state);
-      if (!schema && messages.some((message) => 'key' in message))
-        throw new MissingHeadersError(url.toString(), [HEADERS.schema]);
-      await this.#commit(next, this.#parser.parseMessages(messages, schema ?? {}));
+      await this.#apply(event, messages, url.toString());
     } finally {
       stop.removeEventListener('abort', onStop);
       this.#request = undefined;
     }
+  }
+
+  /** A batch of the log (an HTTP answer or a socket frame) through the state machine. */
+  async #apply(
+    event: ResponseEvent,
+    messages: Record<string, unknown>[],
+    source: string,
+  ): Promise<void> {
+    const next = transition(this.#state, event, this.#config);
+    if (next.discard) return this.#setState(next.state);
+    // Parsed before the state moves on: a value that fails to parse leaves the offset as it was.
+    const schema = event.schema ?? currentSchema(this.#state);
+    if (!schema && messages.some((message) => 'key' in message))
+      throw new MissingHeadersError(source, [HEADERS.schema]);
+    await this.#commit(next, this.#parser.parseMessages(messages, schema ?? {}));
+  }
+
+  /** Ends the request in flight (a long-poll, a socket subscription) so the loop plans anew. */
+  #restartRequest(): void {
+    if (!this.#request || this.#request.signal.aborted) return;
+    this.#restartRequested = true;
+    this.#request.abort();
+  }
+
+  /**
+   * Where a live request goes: over the socket when it is open and the server live; over HTTP
+   * when there is no socket to use, the server is not live (the answer says what the server is)
+   * or, in `auto`, the upgrade failed; otherwise (`wait`) the loop plans again, after waiting
+   * for the socket to change.
+   */
+  async #liveRoute(stop: AbortSignal): Promise<'socket' | 'http' | 'wait'> {
+    const socket = await this.#acquireSocket();
+    if (!socket || stop.aborted) return 'http';
+    if (socket.phase === 'open') {
+      if (this.#socketUsable()) return 'socket';
+      // The server left live: a catch-up says so at once (its fallback header), where a
+      // long-poll would be held. After that, long-polls, until the socket is usable again.
+      if (socket.statusChanges === this.#statusChangesSeen) return 'http';
+      this.#statusChangesSeen = socket.statusChanges;
+      this.#catchUpNext = true;
+      return 'wait';
+    }
+    if (this.#transport === 'auto' && socket.upgradeFailed) return 'http';
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        unlisten();
+        stop.removeEventListener('abort', done);
+        this.#wake = undefined;
+        resolve();
+      };
+      const unlisten = socket.onChange(done);
+      stop.addEventListener('abort', done, { once: true });
+      this.#wake = done;
+    });
+    return 'wait';
+  }
+
+  #socketUsable(): boolean {
+    const socket = this.#socket;
+    return socket?.phase === 'open' && (socket.status === undefined || socket.status === 'live');
+  }
+
+  /** An HTTP request; a long-poll gives way as soon as the socket can carry it. */
+  async #fetchWhileSocketUnusable(plan: RequestPlan, stop: AbortSignal): Promise<void> {
+    const unlisten =
+      plan.live && this.#socket
+        ? this.#socket.onChange(() => {
+            if (this.#socketUsable()) this.#restartRequest();
+          })
+        : undefined;
+    try {
+      await this.#fetchShape(plan, stop);
+    } finally {
+      unlisten?.();
+    }
+  }
+
+  /** The page's socket to this server, once the stream needs it; none for long-polls only. */
+  async #acquireSocket(): Promise<LiveSocket | undefined> {
+    if (this.#socket || !this.#webSocket) return this.#socket;
+    const [params, headers] = await Promise.all([
+      resolveParams(this.options.params),
+      resolveHeaders(this.options.headers),
+    ]);
+    if (this.#socket || !this.#run) return this.#socket;
+    const url = this.#socketEndpoint();
+    const secret = upgradeSecret(params, headers);
+    if (secret !== undefined) url.searchParams.set(PARAMS.secret, secret);
+    this.#socket = acquireLiveSocket(url.toString(), this.#webSocket, this.#backoff);
+    return this.#socket;
+  }
+
+  /** `webSocketUrl` (relative, or `http(s):`, taken as `ws(s):`), else the one next to `url`. */
+  #socketEndpoint(): URL {
+    const url = absoluteUrl(this.options.webSocketUrl ?? defaultSocketUrl(this.options.url));
+    if (url.protocol === 'http:') url.protocol = 'ws:';
+    if (url.protocol === 'https:') url.protocol = 'wss:';
+    return url;
+  }
+
+  /** The socket's URL as errors name it: without the secret. */
+  #socketSource(): string {
+    const url = this.#socketEndpoint();
+    url.searchParams.delete(PARAMS.secret);
+    return url.toString();
+  }
+
+  /**
+   * Follows the live log on the shared socket from the plan's position: every frame is applied
+   * as the long-poll answer it stands for, until the subscription ends (a must-refetch, an
+   * error, the socket closing, the server leaving live) or the request is restarted or stopped.
+   */
+  async #followOnSocket(plan: RequestPlan, stop: AbortSignal): Promise<void> {
+    const socket = this.#socket;
+    if (!socket) return;
+    const params = await resolveParams(this.options.params);
+    const controller = new AbortController();
+    const onStop = () => controller.abort();
+    stop.addEventListener('abort', onStop, { once: true });
+    this.#request = controller;
+    const inbox = new AsyncQueue<SubscriptionEvent>();
+    const unsubscribe = socket.subscribe(
+      { params: subscribeParams(params, this.logMode), handle: plan.handle, offset: plan.offset },
+      (event) => inbox.push(event),
+    );
+    try {
+      for (;;) {
+        const event = await inbox.next(controller.signal);
+        switch (event.type) {
+          case 'messages':
+            await this.#applyFrame(plan, event.frame);
+            this.#connected = true;
+            this.#socketRetries = 0;
+            this.#errorRetries = 0;
+            this.#settleTicks();
+            // Fallback data never comes on a socket; a state that left the log ends the follow.
+            if (this.#state.kind !== 'live' && this.#state.kind !== 'syncing') return;
+            break;
+          case 'must-refetch':
+            this.#connected = true;
+            return await this.#handle({
+              type: 'must-refetch',
+              handle: event.handle,
+              cacheBuster: randomCacheBuster(),
+            });
+          case 'error':
+            return await this.#socketError(event.frame, controller.signal);
+          case 'ended':
+            // The socket closed or the server left live: the next route decides what follows.
+            this.#connected = false;
+            return;
+        }
+      }
+    } finally {
+      unsubscribe();
+      stop.removeEventListener('abort', onStop);
+      this.#request = undefined;
+    }
+  }
+
+  async #applyFrame(plan: RequestPlan, frame: WsMessagesFrame): Promise<void> {
+    const source = this.#socketSource();
+    const { event, messages } = frameResponse(plan, frame, source);
+    await this.#apply(event, messages, source);
+  }
+
+  /**
+   * An error frame is what the HTTP answer would have been: 5xx and 429 are retried after a
+   * backoff (never sooner than `retry_after`), anything else is thrown as its `FetchError`.
+   */
+  async #socketError(frame: WsErrorFrame, signal: AbortSignal): Promise<void> {
+    const error = frameError(frame, this.#socketSource());
+    const { status } = error;
+    const retryAfter = typeof frame.retry_after === 'number' ? frame.retry_after : 0;
+    this.#connected = false;
+    if (!(status === 429 || status >= 500)) throw error;
+    this.#backoff.onFailedAttempt?.();
+    if (++this.#socketRetries > (this.#backoff.maxRetries ?? Infinity)) throw error;
+    const delay = backoffDelay(this.#socketRetries, this.#backoff, retryAfter * 1_000);
+    await sleep(delay, signal);
   }
 
   /** An event that is not a response: a 409, a status poll, a refresh timer. */
@@ -362,10 +574,17 @@ export class ShapeStream<T extends Row<unknown> = Row> implements ShapeStreamInt
    * and wait for it to read live, for the refresh interval to pass, or for the stream to stop.
    */
   async #idleInFallback(stop: AbortSignal): Promise<void> {
-    this.#unwatchStatus ??= watchServerStatus(this.#statusUrl, this.#fetchClient, {
+    const socket = await this.#acquireSocket();
+    const watch = {
       intervalMs: this.#statusPollIntervalMs,
-      onStatus: (status) => this.#dispatch({ type: 'status', status }),
-    });
+      onStatus: (status: ServerState) => this.#dispatch({ type: 'status', status }),
+    };
+    const poll = () => watchServerStatus(this.#statusUrl, this.#fetchClient, watch);
+    // Pushed on the socket while it is open (the server's state the moment it changes), else polled.
+    if (this.#state.kind === 'fallback' && !stop.aborted)
+      this.#unwatchStatus ??= socket
+        ? socket.watchStatus({ onStatus: watch.onStatus, poll })
+        : poll();
     let timer: ReturnType<typeof setTimeout> | undefined;
     if (this.#state.kind === 'fallback' && this.#config.refreshInFallback) {
       const due = this.#state.refreshedAt + this.#refreshIntervalMs - Date.now();

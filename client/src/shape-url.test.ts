@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ReservedParamError } from './errors.js';
 import { resolveHeaders, resolveParams, validateParams } from './shape-params.js';
-import { defaultStatusUrl, shapeUrl } from './shape-url.js';
+import { defaultSocketUrl, defaultStatusUrl, shapeUrl } from './shape-url.js';
 
 test('the status URL sits next to the shape endpoint, prefix kept', () => {
   assert.equal(defaultStatusUrl('http://a.test/v1/shape'), 'http://a.test/v1/status');
@@ -11,6 +11,15 @@ test('the status URL sits next to the shape endpoint, prefix kept', () => {
     'https://a.test:8443/sync/v1/status',
   );
   assert.equal(defaultStatusUrl('http://a.test/api/items-proxy'), 'http://a.test/v1/status');
+});
+
+test('the socket URL sits next to the shape endpoint too, as ws or wss', () => {
+  assert.equal(defaultSocketUrl('http://a.test/v1/shape'), 'ws://a.test/v1/ws');
+  assert.equal(
+    defaultSocketUrl('https://a.test:8443/sync/v1/shape?x=1'),
+    'wss://a.test:8443/sync/v1/ws',
+  );
+  assert.equal(defaultSocketUrl('http://a.test/api/items-proxy'), 'ws://a.test/v1/ws');
 });
 
 test('a plan becomes offset, handle, cursor, live and cache-buster; log always; sorted', () => {

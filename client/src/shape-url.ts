@@ -44,3 +44,17 @@ export function defaultStatusUrl(shapeEndpoint: string): string {
     : '';
   return new URL(`${prefix}${PATHS.status}`, url.origin).toString();
 }
+
+/**
+ * The WebSocket endpoint (`/v1/ws`) next to the shape endpoint, as `defaultStatusUrl` finds the
+ * status: `http` becomes `ws`, `https` `wss`.
+ */
+export function defaultSocketUrl(shapeEndpoint: string): string {
+  const url = absoluteUrl(shapeEndpoint);
+  const prefix = url.pathname.endsWith(PATHS.shape)
+    ? url.pathname.slice(0, -PATHS.shape.length)
+    : '';
+  const socketUrl = new URL(`${prefix}${PATHS.ws}`, url.origin);
+  socketUrl.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+  return socketUrl.toString();
+}

@@ -13,6 +13,7 @@ import { registerNotFoundHandler } from './http/not-found-handler.js';
 import { RequestMetrics } from './http/request-metrics.js';
 import { SecretCheck } from './http/secret-check.js';
 import { registerShapeRoute } from './http/shape-route.js';
+import type { ShapeAnswerContext } from './http/shape-answer-context.js';
 import { registerStatusRoute } from './http/status-route.js';
 import { DatabaseProbe } from './status/database-probe.js';
 import { devPage } from './dev/dev-page.js';
@@ -26,6 +27,7 @@ import { sessionOptionsString } from './pg/session-settings.js';
 import { TablePolicy } from './pg/table-policy.js';
 import { ShapeRegistry } from './shapes/shape-registry.js';
 import { StatusMonitor } from './status/status-monitor.js';
+import { registerWsTransport } from './ws/ws-transport.js';
 
 export { loadConfig, ConfigError } from './config/load-config.js';
 export type { Config } from './config/config-options.js';
@@ -215,29 +217,31 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
       ? new SecretCheck(config.secret)
       : undefined;
   registerMetricsRoute(app, metrics, metricsSecret);
+  // Both live transports (HTTP and WebSocket) answer from the same registry and logs.
+  const shapeContext: ShapeAnswerContext = {
+    registry,
+    fallback,
+    subsets: new SubsetQueries({
+      executor,
+      tables,
+      whereLimits,
+      timeoutMs: config.filteredSnapshotTimeoutMs,
+      maxRows: config.subsetMaxRows,
+      recentCommits: () => consumer.recentCommits(),
+    }),
+    status,
+    replication: consumer,
+    longPoll: { timeoutMs: config.longPollTimeoutMs, closing: closing.signal },
+    sse: { timeoutMs: config.sseTimeoutMs, keepAliveMs: config.sseKeepAliveMs },
+    cache: {
+      maxAgeS: config.cacheMaxAgeS,
+      staleAgeS: config.cacheStaleAgeS,
+      fallbackMaxAgeS: config.fallbackMaxAgeS,
+    },
+  };
   registerShapeRoute(
     app,
-    {
-      registry,
-      fallback,
-      subsets: new SubsetQueries({
-        executor,
-        tables,
-        whereLimits,
-        timeoutMs: config.filteredSnapshotTimeoutMs,
-        maxRows: config.subsetMaxRows,
-        recentCommits: () => consumer.recentCommits(),
-      }),
-      status,
-      replication: consumer,
-      longPoll: { timeoutMs: config.longPollTimeoutMs, closing: closing.signal },
-      sse: { timeoutMs: config.sseTimeoutMs, keepAliveMs: config.sseKeepAliveMs },
-      cache: {
-        maxAgeS: config.cacheMaxAgeS,
-        staleAgeS: config.cacheStaleAgeS,
-        fallbackMaxAgeS: config.fallbackMaxAgeS,
-      },
-    },
+    shapeContext,
     {
       secret: config.secret,
       enableDelete: config.enableShapeDelete,
@@ -248,6 +252,21 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
       subsetMaxBodyBytes: config.subsetMaxBodyBytes,
     },
     requestMetrics,
+  );
+  registerWsTransport(
+    app,
+    shapeContext,
+    {
+      secret: config.secret,
+      allowedOrigins: config.wsAllowedOrigins,
+      maxSockets: config.wsMaxSockets,
+      maxSubscriptions: config.wsMaxSubscriptions,
+      maxFrameBytes: config.wsMaxFrameBytes,
+      maxBufferedBytes: config.wsMaxBufferedBytes,
+      heartbeatMs: config.wsHeartbeatMs,
+    },
+    metrics.registry,
+    () => probe.probeNow(),
   );
   app.decorate('status', status);
   if (config.devPage) await app.register(devPage);

@@ -191,12 +191,18 @@ export async function forEachConcurrently<T>(
   await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
 }
 
-/** Resident set size of a process in MB (Linux), undefined elsewhere. */
-export async function rssMb(pid: number | undefined): Promise<number | undefined> {
+/** Resident set size of a process in kB (Linux), undefined elsewhere. */
+export async function rssKb(pid: number | undefined): Promise<number | undefined> {
   if (pid === undefined) return undefined;
   const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => undefined);
   const match = status && /VmRSS:\s+(\d+) kB/.exec(status);
-  return match?.[1] ? Math.round(Number(match[1]) / 1024) : undefined;
+  return match?.[1] ? Number(match[1]) : undefined;
+}
+
+/** Resident set size of a process in MB (Linux), undefined elsewhere. */
+export async function rssMb(pid: number | undefined): Promise<number | undefined> {
+  const kb = await rssKb(pid);
+  return kb === undefined ? undefined : Math.round(kb / 1024);
 }
 
 /**

@@ -8,7 +8,8 @@ import {
   waitUntilHealthy,
   type BenchSluice,
 } from './bench-sluice.js';
-import { createLongPoller, type LongPollerKind } from './long-pollers.js';
+import { createLongPoller, type LongPoller, type LongPollerKind } from './long-pollers.js';
+import { createWsSubscriber } from './ws-subscribers.js';
 import {
   cpuMs,
   expectStatus,
@@ -20,20 +21,26 @@ import {
   median,
   ownCpuMs,
   percentile,
-  rssMb,
+  rssKb,
   scaled,
   sleep,
   type BenchConfig,
 } from './bench-support.js';
 
 /**
- * Measure 3: commit → client latency with N concurrent long-poll clients on one shape. Each
- * event is one autocommit INSERT; its reference time is taken just before the INSERT is sent
- * (performance.now() in this process, the same clock the clients stamp with when the last byte
- * of their response arrives). Clients are raw `live=true` requests, each on its own keep-alive
- * connection, re-polling as soon as a response arrives (see long-pollers.ts).
+ * Measure 3: commit → client latency with N concurrent clients of one shape, over long-polls and
+ * over WebSockets in the same run. Each event is one autocommit INSERT; its reference time is
+ * taken just before the INSERT is sent (performance.now() in this process, the same clock the
+ * clients stamp with when the last byte of their response or frame arrives). Long-poll clients
+ * are raw `live=true` requests, each on its own keep-alive connection, re-polling as soon as a
+ * response arrives (see long-pollers.ts); WebSocket subscribers each hold their own socket with
+ * one subscription (ws-subscribers.ts). Every (transport, N) gets a fresh server process, so
+ * its memory before and with the idle clients can be compared.
  */
+export type LiveTransport = 'long-poll' | 'websocket';
+
 export interface LatencyResult {
+  transport: LiveTransport;
   clients: number;
   eventsPerRun: number;
   /** Medians over runs of each run's percentile over all client × event samples. */
@@ -42,6 +49,11 @@ export interface LatencyResult {
   maxMs: number;
   samplesPerRun: number;
   serverRssMb: number | undefined;
+  /**
+   * Server RSS with every client connected and idle, minus before any connected, per client
+   * (kB; garbage not yet collected included, so an upper bound).
+   */
+  idleKbPerClient: number | undefined;
   /** Median over runs of the server's CPU time per commit (all clients served). */
   serverCpuPerEventMs: number | undefined;
   /** The same for this process (the clients). */
@@ -62,56 +74,76 @@ export async function benchLatency(
   config: BenchConfig,
 ): Promise<LatencyResult[]> {
   const many = scaled(config, 1_000, 10);
+  const most = scaled(config, 10_000, 100);
   const kind = (process.env.BENCH_LATENCY_CLIENT ?? 'raw') as LongPollerKind;
   if (kind !== 'raw' && kind !== 'http') {
     throw new Error(`BENCH_LATENCY_CLIENT must be raw or http, got "${String(kind)}"`);
   }
   const events = scaled(config, 30, 10);
-  log(`\n## 3. Commit → client latency, long-poll clients on one shape (${kind} HTTP clients)`);
+  log(
+    `\n## 3. Commit → client latency on one shape: long-polls (${kind} HTTP clients) and WebSockets`,
+  );
   const db = await postgres.createDatabase('bench_latency');
-  let sluice: BenchSluice | undefined;
   try {
     await db.query(
       `CREATE TABLE ${TABLE} (id bigint PRIMARY KEY, ts timestamptz NOT NULL DEFAULT clock_timestamp(),
                               note text NOT NULL DEFAULT 'latency probe')`,
     );
-    sluice = await startBenchSluice(db, {
-      // Every poller connects from this one address.
-      env: {
-        SLUICE_MAX_CONCURRENT_LIVE: String(many + 1_000),
-        SLUICE_MAX_LIVE_PER_CLIENT: String(many + 1_000),
-      },
-    });
-    await waitUntilHealthy(sluice.baseUrl);
     const writer = new pg.Client({ connectionString: db.url });
     await writer.connect();
     try {
+      const setups: [LiveTransport, number][] = [
+        ['long-poll', many],
+        ['websocket', many],
+        ['long-poll', most],
+        ['websocket', most],
+        ['long-poll', 1],
+        ['websocket', 1],
+      ];
       const results: LatencyResult[] = [];
       let nextId = 1;
-      for (const clients of [many, 1]) {
-        const result = await measure(sluice, writer, clients, events, config.runs, nextId, kind);
-        nextId += (events + WARMUP_EVENTS) * config.runs;
-        results.push(result);
+      for (const [transport, clients] of setups) {
+        // A server of its own per setup: its memory before the clients is a clean baseline.
+        const sluice = await startBenchSluice(db, {
+          // Every client connects from this one address.
+          env: {
+            SLUICE_MAX_CONCURRENT_LIVE: String(clients + 1_000),
+            SLUICE_MAX_LIVE_PER_CLIENT: String(clients + 1_000),
+            SLUICE_WS_MAX_SOCKETS: String(clients + 1_000),
+          },
+        });
+        try {
+          await waitUntilHealthy(sluice.baseUrl);
+          const setup = { transport, clients, events, runs: config.runs, firstId: nextId, kind };
+          results.push(await measure(sluice, writer, setup));
+          nextId += (events + WARMUP_EVENTS) * config.runs;
+        } finally {
+          await sluice.stop();
+          await removeStorage(sluice.storageDir);
+        }
       }
       return results;
     } finally {
       await writer.end();
     }
   } finally {
-    await sluice?.stop();
-    if (sluice) await removeStorage(sluice.storageDir);
     await db.drop();
   }
+}
+
+interface Setup {
+  transport: LiveTransport;
+  clients: number;
+  events: number;
+  runs: number;
+  firstId: number;
+  kind: LongPollerKind;
 }
 
 async function measure(
   sluice: BenchSluice,
   writer: pg.Client,
-  clients: number,
-  events: number,
-  runs: number,
-  firstId: number,
-  kind: LongPollerKind,
+  { transport, clients, events, runs, firstId, kind }: Setup,
 ): Promise<LatencyResult> {
   const base = `${sluice.baseUrl}${PATHS.shape}?table=${TABLE}`;
   // Where the clients start: the end of the shape's log, reached as any client would.
@@ -125,21 +157,37 @@ async function measure(
     expectStatus(response, 200, 'catch-up request');
   }
   const startOffset = header(response, HEADERS.offset) ?? '';
+  await sleep(500);
+  const rssBeforeKb = await rssKb(sluice.pid);
 
   const agent = new http.Agent({ keepAlive: true, maxSockets: clients + 100 });
-  const pollers = Array.from({ length: clients }, () =>
-    createLongPoller(
-      kind,
-      sluice.baseUrl,
-      `${PATHS.shape}?table=${TABLE}&handle=${handle}`,
-      startOffset,
-      agent,
-    ),
+  const pollers: LongPoller[] = Array.from({ length: clients }, () =>
+    transport === 'websocket'
+      ? createWsSubscriber(sluice.baseUrl, TABLE, handle, startOffset)
+      : createLongPoller(
+          kind,
+          sluice.baseUrl,
+          `${PATHS.shape}?table=${TABLE}&handle=${handle}`,
+          startOffset,
+          agent,
+        ),
   );
+  const label = `${clients} ${transport === 'websocket' ? 'WebSocket subscriber' : 'long-poll client'}${clients === 1 ? '' : 's'}`;
   try {
     // Connected a few at a time (a burst of 1,000 SYNs can overflow the listen backlog).
     await forEachConcurrently(pollers, 50, (poller) => poller.start());
-    await sleep(clients > 100 ? 2_000 : 300); // every request parked on the server
+    // Every request parked (every subscription registered) on the server.
+    await sleep(clients > 100 ? Math.max(2_000, clients / 2) : 300);
+    const rssIdleKb = await rssKb(sluice.pid);
+    // Below 100 clients the difference is lost in the noise of the heap's own growth.
+    const idleKbPerClient =
+      rssBeforeKb !== undefined && rssIdleKb !== undefined && clients >= 100
+        ? (rssIdleKb - rssBeforeKb) / clients
+        : undefined;
+    log(
+      `${label}: server RSS ${formatKb(rssBeforeKb)} before them, ${formatKb(rssIdleKb)} with them idle` +
+        (idleKbPerClient === undefined ? '' : ` (${idleKbPerClient.toFixed(1)} kB each)`),
+    );
 
     const p50: number[] = [];
     const p99: number[] = [];
@@ -174,9 +222,13 @@ async function measure(
         if (event >= WARMUP_EVENTS) {
           for (const poller of pollers) latencies.push(poller.received.get(eventId)! - committedAt);
         }
-        if (run === 1 && event === WARMUP_EVENTS) serverRssMb = await rssMb(sluice.pid);
-        // Let every client's next long-poll reach the server before the next commit.
-        await sleep(clients > 100 ? 250 : 50);
+        if (run === 1 && event === WARMUP_EVENTS) {
+          const kb = await rssKb(sluice.pid);
+          serverRssMb = kb === undefined ? undefined : Math.round(kb / 1024);
+        }
+        // Let every client's next long-poll reach the server before the next commit (WebSocket
+        // subscribers need no such pause; they get the same pacing, to compare like with like).
+        await sleep(clients > 100 ? Math.max(250, clients / 10) : 50);
       }
       const serverAfter = await cpuMs(sluice.pid);
       const perEvent = (ms: number) => ms / (WARMUP_EVENTS + events);
@@ -187,17 +239,21 @@ async function measure(
       samplesPerRun = latencies.length;
       p50.push(percentile(latencies, 50));
       p99.push(percentile(latencies, 99));
-      max.push(Math.max(...latencies));
+      // No spread: 300,000 samples (10,000 clients) overflow the call stack as arguments.
+      const lowest = latencies.reduce((a, b) => Math.min(a, b), Infinity);
+      max.push(latencies.reduce((a, b) => Math.max(a, b), -Infinity));
       log(
-        `${clients} client${clients === 1 ? '' : 's'}, run ${run}/${runs}: ${events} commits, ` +
+        `${label}, run ${run}/${runs}: ${events} commits, ` +
           `${latencies.length} samples: p50 ${formatMs(p50.at(-1)!)}, p99 ${formatMs(p99.at(-1)!)}, ` +
-          `max ${formatMs(max.at(-1)!)}, min ${formatMs(Math.min(...latencies))}; CPU per commit: ` +
+          `max ${formatMs(max.at(-1)!)}, min ${formatMs(lowest)}; CPU per commit: ` +
           `server ${formatMs(serverCpu.at(-1) ?? NaN)}, clients ${formatMs(clientCpu.at(-1)!)}; ` +
           `INSERT round trip ${formatMs(median(insertRoundTrips.slice(-events)))}`,
       );
     }
     return {
+      transport,
       clients,
+      idleKbPerClient,
       eventsPerRun: events,
       p50Ms: median(p50),
       p99Ms: median(p99),
@@ -214,3 +270,6 @@ async function measure(
     agent.destroy();
   }
 }
+
+const formatKb = (kb: number | undefined): string =>
+  kb === undefined ? '?' : `${(kb / 1024).toFixed(0)} MB`;

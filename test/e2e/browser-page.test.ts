@@ -5,12 +5,8 @@
 // Needs Debian's `chromium` (driven by playwright-core): skipped without it, except where
 // SLUICE_REQUIRE_BROWSER=1 (CI), where a missing browser fails the test.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { test, type TestContext } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { isDeepStrictEqual, promisify } from 'node:util';
+import { isDeepStrictEqual } from 'node:util';
 import {
   proxyTargetOf,
   startFaultProxy,
@@ -20,44 +16,18 @@ import {
   type TestPostgres,
 } from '@sluice/harness';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import {
+  CHROMIUM_ARGS,
+  INSTALL_HINT,
+  browserSkip as skip,
+  buildClient,
+  chromiumPath,
+} from '../support/chromium.js';
 import { waitForStatus } from '../support/fallback-checks.js';
 import { itemsDatabase } from '../support/items-scenario.js';
 import { startSluice } from '../support/sluice-server.js';
 
-const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 const WAIT_MS = 30_000;
-const INSTALL_HINT = 'install it with `apt-get install chromium` (or set CHROMIUM_PATH)';
-
-/** `CHROMIUM_PATH`, else Debian's (or Ubuntu's) Chromium. */
-function findChromium(): string | undefined {
-  const candidates = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser'];
-  return candidates.find((path): path is string => !!path && existsSync(path));
-}
-
-const chromiumPath = findChromium();
-const required = process.env.SLUICE_REQUIRE_BROWSER === '1';
-const skip =
-  chromiumPath === undefined && !required
-    ? `no Chromium found; ${INSTALL_HINT} to run the browser test`
-    : false;
-
-/** Chromium without sandbox (root in CI) and without any traffic of its own to the internet. */
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-
-/** The page loads the built client: bring `client/dist` (and the protocol's) up to date first. */
-async function buildClient(): Promise<void> {
-  const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
-  await promisify(execFile)(process.execPath, [tsc, '-b', 'client'], { cwd: repoRoot });
-}
 
 interface PageRow {
   key: string;

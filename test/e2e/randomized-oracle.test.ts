@@ -1,20 +1,24 @@
 // The oracle after a randomized workload (docs/testing.md): several writers run a seeded mix of
 // inserts, updates (primary-key changes and TOASTed values included), deletes and multi-table
 // transactions, some rolled back, while official-client followers join before, during and after
-// the writes (one with replica=full, one with a column projection, some with where clauses) and a
-// raw HTTP follower walks the protocol by hand. At the end every follower equals SELECT of its shape, every change
-// arrived exactly once, and nothing was refetched. ORACLE_SEED=<n> replays a seed's statements
-// (their interleaving across writers still varies).
+// the writes (one with replica=full, one with a column projection, some with where clauses),
+// @sluice/client followers do the same over its WebSocket (all sharing one socket: docs/protocol.md
+// §12), and a raw HTTP follower walks the protocol by hand. At the end every follower equals
+// SELECT of its shape, every change arrived exactly once, and nothing was refetched.
+// ORACLE_SEED=<n> replays a seed's statements (their interleaving across writers still varies).
 import assert from 'node:assert/strict';
 import { randomInt } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { startPostgres, type TestDatabase, type TestPostgres } from '@sluice/harness';
+import type { Row } from '@sluice/client';
 import pg from 'pg';
 import { ChangeAudit } from '../support/change-audit.js';
 import { CountingFollower } from '../support/counting-follower.js';
 import { RawFollower } from '../support/raw-shape.js';
 import { assertMatchesPostgres, type ShapeSpec } from '../support/shape-oracle.js';
+import { SluiceFollower } from '../support/sluice-follower.js';
 import { startSluice, waitUntilLive, type RunningSluice } from '../support/sluice-server.js';
+import { tapWebSockets } from '../support/web-socket-tap.js';
 
 const SEED = process.env.ORACLE_SEED ? Number(process.env.ORACLE_SEED) : randomInt(2 ** 31);
 const WRITERS = 4;
@@ -369,12 +373,20 @@ class WriterLoop {
   }
 }
 
+/** A follower of either client, as the end of the test checks it. */
 interface Followed {
   name: string;
   spec: ShapeSpec;
-  follower: CountingFollower;
+  rows: () => Row[];
+  errors: unknown[];
+  mustRefetches: () => number;
   audit: ChangeAudit;
+  close: () => void;
+  /** Sluice's WebSocket followers: how many long-polls they made (none allowed). */
+  longPolls?: () => number;
 }
+
+const sockets = tapWebSockets();
 
 let postgres: TestPostgres;
 before(async () => {
@@ -401,18 +413,44 @@ test(`randomized workload: every follower equals Postgres (ORACLE_SEED=${SEED})`
     await waitUntilLive(sluice.baseUrl);
     const url = `${sluice.baseUrl}/v1/shape`;
     // A spec's `where` is both the shape's where clause and the oracle's condition.
+    const shapeParams = (spec: ShapeSpec, replica?: 'full') => ({
+      table: spec.table,
+      ...(spec.columns ? { columns: [...spec.columns] } : {}),
+      ...(replica ? { replica } : {}),
+      ...(spec.where ? { where: spec.where } : {}),
+    });
     const follow = (name: string, spec: ShapeSpec, replica?: 'full') => {
-      const follower = new CountingFollower(url, {
-        table: spec.table,
-        ...(spec.columns ? { columns: [...spec.columns] } : {}),
-        ...(replica ? { replica } : {}),
-        ...(spec.where ? { where: spec.where } : {}),
+      const follower = new CountingFollower(url, shapeParams(spec, replica));
+      followed.push({
+        name,
+        spec,
+        rows: () => [...follower.rows.values()],
+        errors: follower.errors,
+        mustRefetches: () => follower.mustRefetches,
+        audit: ChangeAudit.of(follower.stream),
+        close: () => follower.close(),
       });
-      followed.push({ name, spec, follower, audit: ChangeAudit.of(follower.stream) });
+    };
+    const followOverSocket = (name: string, spec: ShapeSpec, replica?: 'full') => {
+      const follower = new SluiceFollower(url, {
+        params: shapeParams(spec, replica),
+        liveTransport: 'websocket',
+        webSocket: sockets.WebSocket,
+      });
+      followed.push({
+        name: `${name}, @sluice/client over its WebSocket`,
+        spec,
+        rows: () => follower.rows,
+        errors: follower.errors,
+        mustRefetches: () => follower.mustRefetches,
+        audit: follower.audit,
+        close: () => follower.close(),
+        longPolls: () => follower.longPolls,
+      });
     };
     const converge = async (entries: Followed[]) => {
-      for (const { spec, follower } of entries) {
-        await assertMatchesPostgres(db, spec, () => [...follower.rows.values()], 60_000);
+      for (const { spec, rows } of entries) {
+        await assertMatchesPostgres(db, spec, rows, 60_000);
       }
     };
 
@@ -424,6 +462,11 @@ test(`randomized workload: every follower equals Postgres (ORACLE_SEED=${SEED})`
     follow('t_int where id IN (…), before the writes', {
       table: 't_int',
       where: 'id IN (1, 2, 3, 5, 8, 13, 21, 34, 55, 89)',
+    });
+    followOverSocket('t_int, before the writes', { table: 't_int' });
+    followOverSocket('t_int where n % 3 = 1, before the writes', {
+      table: 't_int',
+      where: 'n % 3 = 1',
     });
     raw = new RawFollower(sluice.baseUrl, { table: 't_text' });
     await converge(followed);
@@ -439,6 +482,7 @@ test(`randomized workload: every follower equals Postgres (ORACLE_SEED=${SEED})`
     };
     await joinAt(OPERATIONS / 3);
     follow('t_text, during the writes', { table: 't_text' });
+    followOverSocket('t_text, during the writes', { table: 't_text' });
     await joinAt((2 * OPERATIONS) / 3);
     follow('t_comp replica=full, during the writes', { table: 't_comp' }, 'full');
     // Selective enough to move rows in and out, wide enough (about 14 % of t_comp's writes) that
@@ -452,6 +496,11 @@ test(`randomized workload: every follower equals Postgres (ORACLE_SEED=${SEED})`
       table: 't_text',
       where: `flag IS NOT FALSE AND coalesce(n, 0) < 50 AND NOT tags @> '{a}'`,
     });
+    followOverSocket(
+      't_comp where, replica=full, during the writes',
+      { table: 't_comp', where: `v BETWEEN 2 AND 400 AND (b LIKE '%/%' OR meta IS NULL)` },
+      'full',
+    );
     await running;
     follow('t_int, after the writes', { table: 't_int' });
 
@@ -477,18 +526,22 @@ test(`randomized workload: every follower equals Postgres (ORACLE_SEED=${SEED})`
       () => [...rawFollower.rows.values()],
       60_000,
     );
-    for (const { name, follower, audit } of followed) {
-      assert.deepEqual(follower.errors, [], `${name}: no client error`);
-      assert.equal(follower.mustRefetches, 0, `${name}: no must-refetch`);
+    for (const { name, errors, mustRefetches, audit, longPolls } of followed) {
+      assert.deepEqual(errors, [], `${name}: no client error`);
+      assert.equal(mustRefetches(), 0, `${name}: no must-refetch`);
       assert.deepEqual(audit.anomalies, [], `${name}: every change exactly once`);
       assert.ok(audit.changes > 0, `${name}: changes arrived`);
+      if (longPolls) assert.equal(longPolls(), 0, `${name}: never long-polled`);
     }
+    // One socket carried every WebSocket follower's live changes.
+    assert.equal(sockets.opened.length, 1, 'the WebSocket followers shared one socket');
+    assert.ok(sockets.changes > 0, 'changes arrived over the socket');
     assert.equal(raw.error, undefined, 'raw follower: no error');
     assert.equal(raw.mustRefetches, 0, 'raw follower: no 409');
     assert.deepEqual(raw.audit.anomalies, [], 'raw follower: every change exactly once');
     assert.ok(raw.upToDates > 1, 'raw follower: followed live');
   } finally {
-    for (const { follower } of followed) follower.close();
+    for (const { close } of followed) close();
     await raw?.close();
     for (const writer of writers) await writer.close();
     await sluice?.close();

@@ -60,6 +60,20 @@ export const ERROR_CODES = {
     status: 503,
     summary: 'The server is shutting down.',
   },
+  SLUICE_ERR_WS_FRAME_INVALID: {
+    status: 400,
+    summary:
+      'A WebSocket frame is not a JSON object, has an unknown type, or a field of the wrong kind.',
+  },
+  SLUICE_ERR_WS_TOO_MANY_SUBSCRIPTIONS: {
+    status: 400,
+    summary: 'A WebSocket subscribe beyond the subscriptions one socket may hold.',
+  },
+  SLUICE_ERR_WS_NOT_LIVE: {
+    status: 503,
+    summary:
+      'A WebSocket subscribe while the server is not live: subscriptions are served only while replication streams.',
+  },
   SLUICE_ERR_INTERNAL: {
     status: 500,
     summary: 'An unexpected error; the server logged it with its cause.',

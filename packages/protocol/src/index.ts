@@ -3,3 +3,4 @@ export * from './error-codes.js';
 export * from './log-offset.js';
 export * from './status-document.js';
 export * from './messages.js';
+export * from './ws-frames.js';

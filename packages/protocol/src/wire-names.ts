@@ -22,6 +22,13 @@ export const HEADERS = {
   authorization: 'authorization',
   /** `no` on SSE streams: nginx must pass each event on at once, not buffer the stream. */
   accelBuffering: 'x-accel-buffering',
+  /** `websocket` on the 426 of a plain `GET /v1/ws` (docs/protocol.md §12.1). */
+  upgrade: 'upgrade',
+  /** Read on upgrades: one with a body cannot be answered as a plain request (§12.1). */
+  contentLength: 'content-length',
+  transferEncoding: 'transfer-encoding',
+  /** `close` on upgrades refused with an HTTP answer (§12.1). */
+  connection: 'connection',
 } as const;
 
 /** The content type of SSE live streams (docs/protocol.md §3.9). */
@@ -75,6 +82,8 @@ export const PATHS = {
   health: '/v1/health',
   status: '/v1/status',
   metrics: '/metrics',
+  /** The WebSocket live transport (docs/protocol.md §12). */
+  ws: '/v1/ws',
 } as const;
 
 /** Bodies of `GET /v1/health` (Electric-compatible). */

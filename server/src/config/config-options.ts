@@ -73,6 +73,23 @@ const logLevel = (raw: string): string => {
   return raw;
 };
 
+/** Browser origins as they appear in an `Origin` header: `scheme://host[:port]`, nothing more. */
+const originList = (raw: string): readonly string[] => {
+  const origins = raw.split(',').map((part) => part.trim());
+  for (const origin of origins) {
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(origin);
+    } catch {
+      parsed = undefined;
+    }
+    if (parsed === undefined || parsed.origin === 'null' || parsed.origin !== origin) {
+      throw new Error(`must list origins such as https://app.example.com, got "${origin}"`);
+    }
+  }
+  return Object.freeze(origins);
+};
+
 function option<T>(spec: OptionSpec<T>): OptionSpec<T> {
   return spec;
 }
@@ -272,6 +289,48 @@ export const CONFIG_OPTIONS = {
       'An SSE live stream with nothing to send for this long gets a `: keep-alive` comment, so proxies and `SLUICE_CONNECTION_TIMEOUT_MS` (at least 45 s, hence the ceiling) do not close it as idle.',
     default: 21_000,
     parse: integer(100, 40_000),
+  }),
+  wsMaxSockets: option({
+    env: 'SLUICE_WS_MAX_SOCKETS',
+    description:
+      'Open WebSockets (`GET /v1/ws`) the process holds; an upgrade beyond it is answered 503 `SLUICE_ERR_OVERLOADED` with retry-after.',
+    default: 20_000,
+    parse: integer(1),
+  }),
+  wsMaxSubscriptions: option({
+    env: 'SLUICE_WS_MAX_SUBSCRIPTIONS',
+    description:
+      'Subscriptions one WebSocket may hold at once; a subscribe beyond it gets an error frame (`SLUICE_ERR_WS_TOO_MANY_SUBSCRIPTIONS`).',
+    default: 100,
+    parse: integer(1, 100_000),
+  }),
+  wsMaxFrameBytes: option({
+    env: 'SLUICE_WS_MAX_FRAME_BYTES',
+    description:
+      'Largest frame a WebSocket client may send, in bytes; a larger one closes the socket with 1009.',
+    default: 65_536,
+    parse: integer(1_024, 16_777_216),
+  }),
+  wsMaxBufferedBytes: option({
+    env: 'SLUICE_WS_MAX_BUFFERED_BYTES',
+    description:
+      'Bytes a WebSocket may have waiting to be sent (its client reads too slowly); past it the socket is closed with 4000 and the client resumes from its last offsets. Each subscription also waits for its previous batch to be sent before reading the next.',
+    default: 16_777_216,
+    parse: integer(65_536),
+  }),
+  wsHeartbeatMs: option({
+    env: 'SLUICE_WS_HEARTBEAT_MS',
+    description:
+      'Every WebSocket is pinged this often; one that has not answered the previous ping is cut, so a dead peer is noticed within two intervals.',
+    default: 15_000,
+    parse: integer(100, 600_000),
+  }),
+  wsAllowedOrigins: option({
+    env: 'SLUICE_WS_ALLOWED_ORIGINS',
+    description:
+      'The browser origins allowed to open WebSockets, comma-separated (`https://app.example.com,http://localhost:5173`); an upgrade with another `Origin` is answered 403. Unset: any origin, as the HTTP API allows any (`access-control-allow-origin: *`). Upgrades without `Origin` (non-browser clients) are always allowed.',
+    default: undefined,
+    parse: originList,
   }),
   cacheMaxAgeS: option({
     env: 'SLUICE_CACHE_MAX_AGE_S',

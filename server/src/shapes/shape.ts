@@ -116,17 +116,22 @@ export class Shape {
   /**
    * Resolves when new durable entries may exist, the shape is deleted, the server closes
    * (`ShapeRegistry.wakeAll`) or `timeoutMs` passes. No per-waiter listener on a shared signal:
-   * with thousands of held long-polls that would cost O(n) per add and remove.
+   * with thousands of held long-polls that would cost O(n) per add and remove. `stop`, a signal
+   * of this waiter's own (a WebSocket subscription's), ends the wait at once, so a subscription
+   * that ends leaves no waiter and timer behind.
    */
-  waitForChange(timeoutMs: number): Promise<void> {
+  waitForChange(timeoutMs: number, stop?: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);
         this.#waiters.delete(done);
+        stop?.removeEventListener('abort', done);
         resolve();
       };
       const timer = setTimeout(done, timeoutMs);
       this.#waiters.add(done);
+      stop?.addEventListener('abort', done, { once: true });
+      if (stop?.aborted) done();
     });
   }
 
