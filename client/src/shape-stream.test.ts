@@ -114,6 +114,7 @@ test('requests carry the shape params, sorted, with quoted columns and numbered 
     },
     subscribe: false,
     fetchClient,
+    liveTransport: 'long-poll',
   });
   await new Promise<void>((resolve) => stream.subscribe(() => resolve()));
   const url = shapes[0];
@@ -138,6 +139,7 @@ test('live: snapshot, catch-up, long-polls with the cursor; parsed values; subsc
     url: SHAPE_URL,
     params: { table: 'items' },
     fetchClient,
+    liveTransport: 'long-poll',
     signal: controller.signal,
   });
   const batches: Message[][] = [];
@@ -204,6 +206,7 @@ test('fallback: no long-polls, refreshes replace the rows, status live resumes t
     url: SHAPE_URL,
     params: { table: 'items' },
     fetchClient,
+    liveTransport: 'long-poll',
     signal: controller.signal,
     statusPollIntervalMs: 20,
     fallbackRefreshIntervalMs: 60,
@@ -272,6 +275,7 @@ test('unsubscribing the last subscriber stops requests and status polls; subscri
     url: SHAPE_URL,
     params: { table: 'items' },
     fetchClient,
+    liveTransport: 'long-poll',
     statusPollIntervalMs: 10,
     fallbackRefreshIntervalMs: 10_000,
   });
@@ -307,6 +311,7 @@ test('a 409 publishes must-refetch and starts again from -1 under the new handle
     url: SHAPE_URL,
     params: { table: 'items' },
     fetchClient,
+    liveTransport: 'long-poll',
     signal: controller.signal,
   });
   const messages: Message[] = [];
@@ -334,6 +339,7 @@ test('onError: returning params retries with them; returning nothing stops and t
     params: { table: 'items', token: 'bad' },
     subscribe: false,
     fetchClient,
+    liveTransport: 'long-poll',
     backoffOptions: { initialDelay: 1, maxDelay: 5, multiplier: 2 },
     onError: (error) => {
       errors.push(error);
@@ -400,6 +406,7 @@ test('forceDisconnectAndRefresh ends the held long-poll and asks without live, t
     url: SHAPE_URL,
     params: { table: 'items' },
     fetchClient,
+    liveTransport: 'long-poll',
     signal: controller.signal,
   });
   const shape = new Shape(stream);

@@ -87,6 +87,10 @@ function follow(baseUrl: string, recording: Recording, where?: string) {
     url: `${baseUrl}${PATHS.shape}`,
     params: where ? { ...ITEMS, where } : ITEMS,
     fetchClient: recording.fetchClient,
+    // The long-poll client's fallback handling (status polls, refreshes); over a WebSocket the
+    // status is pushed instead (test/e2e/ws-client.test.ts). Pinned so that a runtime with a
+    // global WebSocket (Node 22+) tests the same path.
+    liveTransport: 'long-poll',
     signal: controller.signal,
     statusPollIntervalMs: STATUS_POLL_MS,
     fallbackRefreshIntervalMs: REFRESH_MS,
