@@ -1,15 +1,16 @@
 import { HEADERS, SNAPSHOT_END, formatLogOffset } from '@sluice/protocol';
 import { SluiceError, shuttingDown } from '../errors/sluice-error.js';
-import {
-  isFallbackHandle,
-  newFallbackHandle,
-  type FallbackResult,
-} from '../shapes/fallback-queries.js';
+import { newFallbackHandle, type FallbackResult } from '../shapes/fallback-queries.js';
 import { cacheControl } from './cache-policy.js';
-import { chooseDegradedAnswer, chooseFallbackHandleAnswer } from './degraded-choice.js';
+import { chooseFallbackHandleAnswer } from './degraded-choice.js';
 import { nextLiveCursor } from './live-cursor.js';
 import { logAnswer } from './log-answer.js';
 import { mustRefetchAnswer } from './must-refetch-answer.js';
+import {
+  decideDegraded,
+  notReadyWhileDegraded,
+  refetchFallbackAnswer,
+} from './degraded-decision.js';
 import type { ShapeAnswer } from './shape-answer.js';
 import { isDegraded, type ShapeAnswerContext } from './shape-answer-context.js';
 import type { ShapeRequest } from './shape-request.js';
@@ -28,14 +29,7 @@ export async function degradedAnswer(
   parsed: ShapeRequest,
   context: ShapeAnswerContext,
 ): Promise<ShapeAnswer> {
-  const held = context.registry.find(parsed.definition);
-  const continuityChecked = await context.replication.continuityChecked(0);
-  const choice = chooseDegradedAnswer(parsed, {
-    fallbackHandle: parsed.handle !== undefined && isFallbackHandle(parsed.handle),
-    held,
-    continuityChecked,
-    databaseDown: context.status.current().state === 'unavailable',
-  });
+  const { choice, held } = await decideDegraded(parsed, context);
   switch (choice) {
     case 'serve-log':
       // The choice is made only for a shape the registry holds.
@@ -49,14 +43,9 @@ export async function degradedAnswer(
       // following it is then sent to fresh rows once they may have changed.
       return upToDateAnswer(parsed, (await fallbackResult(parsed, context)).handle, context);
     case 'refetch-fallback':
-      return mustRefetchAnswer(newFallbackHandle(parsed.definition), context.cache, {
-        fallbackMode: true,
-      });
+      return refetchFallbackAnswer(parsed, context);
     case 'not-ready':
-      throw new SluiceError(
-        'SLUICE_ERR_NOT_READY',
-        'Replication is down and stored shapes cannot be checked yet; retry shortly',
-      );
+      throw notReadyWhileDegraded();
   }
 }
 

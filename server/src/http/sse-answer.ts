@@ -5,16 +5,18 @@ import {
   formatLogOffset,
   type LogOffset,
 } from '@sluice/protocol';
-import { SluiceError, requestInvalid } from '../errors/sluice-error.js';
-import { isFallbackHandle, newFallbackHandle } from '../shapes/fallback-queries.js';
+import { requestInvalid } from '../errors/sluice-error.js';
 import { Shape } from '../shapes/shape.js';
 import { liveShapeFor } from './answer-shape-request.js';
 import { cacheControl } from './cache-policy.js';
 import { degradedAnswer } from './degraded-answer.js';
-import { chooseDegradedAnswer } from './degraded-choice.js';
+import {
+  decideDegraded,
+  notReadyWhileDegraded,
+  refetchFallbackAnswer,
+} from './degraded-decision.js';
 import { nextLiveCursor } from './live-cursor.js';
 import { refetchDeleted, waitForEntries } from './log-answer.js';
-import { mustRefetchAnswer } from './must-refetch-answer.js';
 import type { ShapeAnswer } from './shape-answer.js';
 import { isDegraded, type ShapeAnswerContext } from './shape-answer-context.js';
 import type { ShapeRequest } from './shape-request.js';
@@ -59,13 +61,7 @@ async function degradedSse(
   offset: LogOffset,
   context: ShapeAnswerContext,
 ): Promise<ShapeAnswer | SseStream> {
-  const held = context.registry.find(parsed.definition);
-  const choice = chooseDegradedAnswer(parsed, {
-    fallbackHandle: parsed.handle !== undefined && isFallbackHandle(parsed.handle),
-    held,
-    continuityChecked: await context.replication.continuityChecked(0),
-    databaseDown: context.status.current().state === 'unavailable',
-  });
+  const { choice, held } = await decideDegraded(parsed, context);
   switch (choice) {
     case 'serve-log':
       // The choice is made only for a shape the registry holds.
@@ -82,14 +78,9 @@ async function degradedSse(
       };
     }
     case 'refetch-fallback':
-      return mustRefetchAnswer(newFallbackHandle(parsed.definition), context.cache, {
-        fallbackMode: true,
-      });
+      return refetchFallbackAnswer(parsed, context);
     case 'not-ready':
-      throw new SluiceError(
-        'SLUICE_ERR_NOT_READY',
-        'Replication is down and stored shapes cannot be checked yet; retry shortly',
-      );
+      throw notReadyWhileDegraded();
     case 'fallback-rows':
     case 'nothing-new':
       // Only for offset=-1 and offset=now, which are never live.

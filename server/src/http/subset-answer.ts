@@ -5,18 +5,19 @@ import {
   compareLogOffsets,
   formatLogOffset,
 } from '@sluice/protocol';
-import { SluiceError, requestInvalid } from '../errors/sluice-error.js';
-import { isFallbackHandle, newFallbackHandle, snapshotText } from '../shapes/fallback-queries.js';
-import type { Shape } from '../shapes/shape.js';
+import { requestInvalid } from '../errors/sluice-error.js';
+import { newFallbackHandle, snapshotText } from '../shapes/fallback-queries.js';
+import { Shape } from '../shapes/shape.js';
 import type { SubsetResult, SubsetSpec } from '../shapes/subset-query.js';
-import { chooseDegradedAnswer } from './degraded-choice.js';
-import { mustRefetchAnswer } from './must-refetch-answer.js';
+import { liveShapeFor } from './answer-shape-request.js';
+import {
+  decideDegraded,
+  notReadyWhileDegraded,
+  refetchFallbackAnswer,
+} from './degraded-decision.js';
 import type { ShapeAnswer } from './shape-answer.js';
 import { isDegraded, type ShapeAnswerContext } from './shape-answer-context.js';
 import type { ShapeRequest } from './shape-request.js';
-
-/** How long a request waits at start for replication to tell whether stored logs are current. */
-const CONTINUITY_WAIT_MS = 5_000;
 
 /** Where the stream of a client goes on from, and what the query must already see. */
 interface StreamPosition {
@@ -40,21 +41,8 @@ export async function subsetAnswer(
   context: ShapeAnswerContext,
 ): Promise<ShapeAnswer> {
   if (isDegraded(context.status)) return degradedSubsetAnswer(parsed, subset, context);
-  if (!(await context.replication.continuityChecked(CONTINUITY_WAIT_MS))) {
-    throw new SluiceError(
-      'SLUICE_ERR_NOT_READY',
-      'Replication has not been checked yet, so stored shapes may be stale; retry shortly',
-    );
-  }
-  const existing = context.registry.find(parsed.definition);
-  if (parsed.handle !== undefined && existing?.handle !== parsed.handle) {
-    const current = await context.registry.getOrCreate(parsed.definition);
-    return mustRefetchAnswer(current.handle, context.cache);
-  }
-  const fresh =
-    existing?.ready &&
-    (parsed.offset !== 'before-all' || (await context.registry.stillCurrent(existing)));
-  const shape: Shape = fresh ? existing : await context.registry.getOrCreate(parsed.definition);
+  const shape = await liveShapeFor(parsed, context);
+  if (!(shape instanceof Shape)) return shape;
   try {
     const position = logPosition(shape, parsed);
     const result = await context.subsets.query(parsed.definition, subset, position.minLsn);
@@ -75,13 +63,7 @@ async function degradedSubsetAnswer(
   subset: SubsetSpec,
   context: ShapeAnswerContext,
 ): Promise<ShapeAnswer> {
-  const held = context.registry.find(parsed.definition);
-  const choice = chooseDegradedAnswer(parsed, {
-    fallbackHandle: parsed.handle !== undefined && isFallbackHandle(parsed.handle),
-    held,
-    continuityChecked: await context.replication.continuityChecked(0),
-    databaseDown: context.status.current().state === 'unavailable',
-  });
+  const { choice, held } = await decideDegraded(parsed, context);
   let position: StreamPosition | undefined;
   switch (choice) {
     case 'serve-log':
@@ -97,14 +79,9 @@ async function degradedSubsetAnswer(
       position = undefined;
       break;
     case 'refetch-fallback':
-      return mustRefetchAnswer(newFallbackHandle(parsed.definition), context.cache, {
-        fallbackMode: true,
-      });
+      return refetchFallbackAnswer(parsed, context);
     case 'not-ready':
-      throw new SluiceError(
-        'SLUICE_ERR_NOT_READY',
-        'Replication is down and stored shapes cannot be checked yet; retry shortly',
-      );
+      throw notReadyWhileDegraded();
   }
   const result = await context.subsets.query(parsed.definition, subset, position?.minLsn);
   // A new fallback handle has no log: after its rows it only says up-to-date. It is named after
