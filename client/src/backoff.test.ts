@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { HEADERS } from '@sluice/protocol';
 import { BackoffDefaults, backoffDelay, parseRetryAfter, sleep } from './backoff.js';
-import { FetchBackoffAbortError, FetchError } from './errors.js';
+import { FetchBackoffAbortError, FetchError, MalformedResponseError } from './errors.js';
 import { fetchWithBackoff } from './fetch-with-backoff.js';
 
 const OPTIONS = { initialDelay: 100, maxDelay: 1_000, multiplier: 2 };
+const asIs = (response: Response) => Promise.resolve(response);
 
 test('full jitter: a uniform pick below a cap that grows per attempt up to maxDelay', () => {
   const top = () => 0.999_999;
@@ -98,7 +101,7 @@ test('5xx, 429 and network errors are retried until a 2xx', async () => {
   ]);
   const failures: number[] = [];
   const options = { ...FAST, onFailedAttempt: () => failures.push(Date.now()) };
-  const response = await fetchWithBackoff(fetchClient, URL_, init(), options);
+  const response = await fetchWithBackoff(fetchClient, URL_, init(), options, asIs);
   assert.equal(response.status, 200);
   assert.equal(calls.length, 5);
   assert.equal(failures.length, 4);
@@ -106,7 +109,7 @@ test('5xx, 429 and network errors are retried until a 2xx', async () => {
 
 test('retry-after holds the next attempt back at least that long', async () => {
   const { fetchClient, calls } = scripted([status(503, { [HEADERS.retryAfter]: '0.3' }), ok]);
-  await fetchWithBackoff(fetchClient, URL_, init(), FAST);
+  await fetchWithBackoff(fetchClient, URL_, init(), FAST, asIs);
   const [first = 0, second = 0] = calls;
   assert.ok(second - first >= 290, `waited ${second - first} ms`);
 });
@@ -114,7 +117,7 @@ test('retry-after holds the next attempt back at least that long', async () => {
 test('other 4xx (409 included) are thrown at once, with status, body and headers', async () => {
   for (const code of [400, 401, 404, 409]) {
     const { fetchClient, calls } = scripted([status(code, { [HEADERS.handle]: 'h2' }), ok]);
-    const error = await fetchWithBackoff(fetchClient, URL_, init(), FAST).then(
+    const error = await fetchWithBackoff(fetchClient, URL_, init(), FAST, asIs).then(
       () => assert.fail('no error'),
       (thrown: unknown) => thrown,
     );
@@ -130,7 +133,13 @@ test('other 4xx (409 included) are thrown at once, with status, body and headers
 
 test('maxRetries bounds the retries; the last error is thrown', async () => {
   const { fetchClient, calls } = scripted([status(503)]);
-  const error = await fetchWithBackoff(fetchClient, URL_, init(), { ...FAST, maxRetries: 2 }).then(
+  const error = await fetchWithBackoff(
+    fetchClient,
+    URL_,
+    init(),
+    { ...FAST, maxRetries: 2 },
+    asIs,
+  ).then(
     () => assert.fail('no error'),
     (thrown: unknown) => thrown,
   );
@@ -147,9 +156,69 @@ test('aborting ends a backoff wait at once with FetchBackoffAbortError', async (
     URL_,
     { headers: {}, signal: controller.signal },
     FAST,
+    asIs,
   );
   setTimeout(() => controller.abort(), 50);
   await assert.rejects(pending, FetchBackoffAbortError);
   assert.ok(Date.now() - started < 5_000);
   await assert.rejects(sleep(10, controller.signal), { code: 'SLUICE_ERR_CLIENT_ABORTED' });
+});
+
+/**
+ * A real HTTP server on loopback whose first `cuts` answers send their headers and half a body,
+ * then destroy the connection; the answers after those are whole.
+ */
+async function cuttingServer(
+  cuts: number,
+): Promise<{ server: Server; url: URL; served: () => number }> {
+  let served = 0;
+  const server = createServer((_request, response) => {
+    served++;
+    const body = JSON.stringify([{ headers: { control: 'up-to-date' } }]);
+    response.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length });
+    if (served <= cuts) {
+      response.write(body.slice(0, 10));
+      setTimeout(() => response.socket?.destroy(), 20);
+    } else response.end(body);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return { server, url: new URL(`http://127.0.0.1:${port}/v1/shape`), served: () => served };
+}
+
+test('a connection cut while the body arrives is retried like a failed fetch, then read whole', async () => {
+  const { server, url, served } = await cuttingServer(2);
+  try {
+    const text = await fetchWithBackoff(fetch, url, init(), FAST, (response) => response.text());
+    assert.deepEqual(JSON.parse(text), [{ headers: { control: 'up-to-date' } }]);
+    assert.equal(served(), 3, 'two cut answers, then a whole one');
+  } finally {
+    server.close();
+  }
+});
+
+test('cut bodies count against maxRetries; what the reader finds wrong is not retried', async () => {
+  const { server, url, served } = await cuttingServer(Infinity);
+  try {
+    const options = { ...FAST, maxRetries: 1 };
+    await assert.rejects(
+      fetchWithBackoff(fetch, url, init(), options, (response) => response.text()),
+      TypeError,
+    );
+    assert.equal(served(), 2, 'the first attempt and one retry');
+  } finally {
+    server.close();
+  }
+  const whole = await cuttingServer(0);
+  try {
+    const malformed = (response: Response) =>
+      response.text().then(() => Promise.reject(new MalformedResponseError('u', 'not JSON')));
+    await assert.rejects(
+      fetchWithBackoff(fetch, whole.url, init(), FAST, malformed),
+      MalformedResponseError,
+    );
+    assert.equal(whole.served(), 1);
+  } finally {
+    whole.server.close();
+  }
 });

@@ -18,7 +18,7 @@ import {
   type WebSocketConstructor,
 } from './live-socket.js';
 import type { ControlMessage, GetExtensions, LogMode, Message, Offset, Row } from './messages.js';
-import { readShapeResponse } from './shape-response.js';
+import { readShapeResponse, type ShapeResponse } from './shape-response.js';
 import { resolveHeaders, resolveParams, validateParams } from './shape-params.js';
 import {
   FALLBACK_REFRESH_INTERVAL_MS,
@@ -326,10 +326,12 @@ export class ShapeStream<T extends Row<unknown> = Row> implements ShapeStreamInt
     stop.addEventListener('abort', onStop, { once: true });
     this.#request = controller;
     try {
-      let response: Response;
+      let reply: ShapeResponse;
       try {
         const init = { headers, signal: controller.signal };
-        response = await fetchWithBackoff(this.#fetchClient, url, init, this.#backoff);
+        reply = await fetchWithBackoff(this.#fetchClient, url, init, this.#backoff, (response) =>
+          readShapeResponse(response, url.toString(), plan.live),
+        );
       } catch (error) {
         if (!(error instanceof FetchError) || error.status !== 409) throw error;
         this.#connected = true;
@@ -341,7 +343,6 @@ export class ShapeStream<T extends Row<unknown> = Row> implements ShapeStreamInt
         });
       }
       this.#connected = true;
-      const reply = await readShapeResponse(response, url.toString(), plan.live);
       const { messages, ...meta } = reply;
       const event = { type: 'response', request: plan, ...meta, now: Date.now() } as const;
       await this.#apply(event, messages, url.toString());

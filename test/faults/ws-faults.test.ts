@@ -2,8 +2,8 @@
 // WebSocket (the `ws` package's, as Node 20 needs) beside long-poll clients (official and
 // Sluice's), while a writer commits batches throughout:
 // - a proxy in front of the server cuts sockets in the middle of a batch (the long-poll clients
-//   go through it too; their answers are not cut: a body cut short ends both HTTP clients'
-//   streams with an error, official and Sluice's alike, which is no part of this transport);
+//   go through it too; their answers are not cut: a body cut short ends the official client's
+//   stream with an error, and Sluice's long-poll recovery is long-poll-cuts.test.ts's subject);
 // - the server is killed with SIGKILL and restarted on the same storage, twice;
 // - replication goes down (walsender terminated, reconnects refused) and comes back: the socket
 //   stays open, pushes the states, and the time from replication streaming again to every
