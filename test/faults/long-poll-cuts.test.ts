@@ -2,7 +2,7 @@
 // body (a part arrives, then the connection is reset), while a writer commits: the client asks
 // for the same answer again, as for any network failure, and keeps following. It ends equal to
 // SELECT, every change exactly once, with no error and no refetch. (The official client ends its
-// stream on such a cut: docs/protocol.md §11.)
+// stream on such a cut, which is why ws-faults.test.ts does not cut long-poll answers.)
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { PATHS } from '@sluice/protocol';
