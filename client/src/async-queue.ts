@@ -8,6 +8,16 @@ export class AsyncQueue<T> {
   readonly #items: T[] = [];
   #waiter: (() => void) | undefined;
 
+  /** Items pushed and not yet taken. */
+  get size(): number {
+    return this.#items.length;
+  }
+
+  /** Drops every item not yet taken. */
+  clear(): void {
+    this.#items.length = 0;
+  }
+
   push(item: T): void {
     this.#items.push(item);
     this.#waiter?.();

@@ -556,3 +556,65 @@ test('a dropped socket: reconnect, resubscribe from the last offset; an error fr
   assert.equal(stream.error, error);
   controller.abort();
 });
+
+test('a subscriber slower than its socket: past 8 MiB of frames not taken, it reads on over HTTP and subscribes again', async () => {
+  const { WebSocket, sockets } = fakeWebSocket();
+  const { fetchClient, shapes } = server(
+    snapshotThen((url) => {
+      // The catch-up from the last frame applied: what the dropped frames held, and more.
+      assert.equal(param(url, PARAMS.offset), '7_2');
+      assert.equal(isLive(url), false, 'a catch-up, not a long-poll');
+      return { messages: [insert(4, 5), UP_TO_DATE], offset: '12_0' };
+    }),
+  );
+  const controller = new AbortController();
+  const stream = new ShapeStream({
+    url: SHAPE_URL,
+    params: { table: 'items' },
+    fetchClient,
+    webSocket: WebSocket,
+    signal: controller.signal,
+    backoffOptions: BACKOFF,
+  });
+  const shape = new Shape(stream);
+  let release: () => void = () => undefined;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  let slowBatches = 0;
+  const valuesSeen = new Set<string>();
+  stream.subscribe(async (batch) => {
+    for (const message of batch) if ('key' in message) valuesSeen.add(String(message.value.v));
+    // The first live batch is held until the test has pushed more than the queue may keep.
+    if (batch.some((m) => 'key' in m && m.value.id === 3) && slowBatches++ === 0) await gate;
+  });
+  await shape.rows;
+  await until('a socket', () => sockets.length === 1);
+  const socket = sockets[0];
+  assert.ok(socket);
+  socket.accept('live');
+  await until('a subscribe', () => socket.subscriptions().length === 1);
+  const id = socket.subscriptions()[0]?.id ?? '';
+  socket.push(messagesFrame(id, '0_inf', [UP_TO_DATE], SCHEMA));
+  socket.push(messagesFrame(id, '7_2', [insert(3, 9), UP_TO_DATE]));
+  await until('the subscriber busy with the first batch', () => slowBatches === 1);
+  // Four frames of about 2.5 MB each, arriving while the subscriber is still busy.
+  const burst = Array.from({ length: 25_000 }, () => insert(4, 99));
+  for (let frame = 0; frame < 4; frame++) {
+    socket.push(messagesFrame(id, `${8 + frame}_0`, [...burst, UP_TO_DATE]));
+  }
+  assert.ok(
+    socket.sent.some((f) => f.type === 'unsubscribe' && f.id === id),
+    'unsubscribed as soon as the queue passed its bound',
+  );
+  release();
+  await until('subscribed again', () => socket.subscriptions().length === 2);
+  assert.equal(socket.subscriptions()[1]?.offset, '12_0', 'from the catch-up’s offset');
+  assert.deepEqual(shape.currentRows, [
+    { id: 1, v: 0 },
+    { id: 2, v: 0 },
+    { id: 3, v: 9 },
+    { id: 4, v: 5 },
+  ]);
+  assert.equal(valuesSeen.has('99'), false, 'no dropped frame was delivered');
+  assert.equal(shapes.filter(isLive).length, 0, 'no long-poll');
+  controller.abort();
+});

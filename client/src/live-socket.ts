@@ -44,7 +44,8 @@ const OPEN = 1;
 
 /** What a subscription hears: its frames, or that it ended without one (socket or status). */
 export type SubscriptionEvent =
-  | { readonly type: 'messages'; readonly frame: WsMessagesFrame }
+  /** `bytes`: the frame's length as received, what holding it costs. */
+  | { readonly type: 'messages'; readonly frame: WsMessagesFrame; readonly bytes: number }
   | { readonly type: 'must-refetch'; readonly handle: string }
   | { readonly type: 'error'; readonly frame: WsErrorFrame }
   | { readonly type: 'ended' };
@@ -226,8 +227,9 @@ export class LiveSocket {
 
   #receive(data: unknown): void {
     let frame: WsServerFrame;
+    const text = typeof data === 'string' ? data : String(data);
     try {
-      frame = JSON.parse(typeof data === 'string' ? data : String(data)) as WsServerFrame;
+      frame = JSON.parse(text) as WsServerFrame;
     } catch {
       return; // Not JSON: nothing a subscription could act on.
     }
@@ -236,7 +238,7 @@ export class LiveSocket {
       case WS_FRAME_TYPES.status:
         return this.#statusPushed(frame.status?.status);
       case WS_FRAME_TYPES.messages:
-        return this.#subscriptions.get(frame.id)?.({ type: 'messages', frame });
+        return this.#subscriptions.get(frame.id)?.({ type: 'messages', frame, bytes: text.length });
       case WS_FRAME_TYPES.mustRefetch:
         return this.#finish(frame.id, { type: 'must-refetch', handle: frame.handle });
       case WS_FRAME_TYPES.error:

@@ -67,6 +67,12 @@ export interface ShapeStreamInterface<T extends Row<unknown> = Row> {
 /** One reference for every stream without a fetch client of its own: they share status pollers. */
 const defaultFetch: typeof fetch = (input, init) => fetch(input, init);
 
+/**
+ * Frames a socket subscription may hold that its subscriber has not taken yet; past this it reads
+ * on over HTTP instead (one frame is at most one chunk of the log, so more than one is kept).
+ */
+const MAX_QUEUED_FRAME_BYTES = 8 * 1024 * 1024;
+
 /** `onError` may ask for a retry this many times in a row before the stream gives up. */
 const MAX_ERROR_RETRIES = 50;
 
@@ -470,16 +476,37 @@ export class ShapeStream<T extends Row<unknown> = Row> implements ShapeStreamInt
     const onStop = () => controller.abort();
     stop.addEventListener('abort', onStop, { once: true });
     this.#request = controller;
-    const inbox = new AsyncQueue<SubscriptionEvent>();
+    const inbox = new AsyncQueue<SubscriptionEvent | { type: 'overflowed' }>();
+    let queuedBytes = 0;
     const unsubscribe = socket.subscribe(
       { params: subscribeParams(params, this.logMode), handle: plan.handle, offset: plan.offset },
-      (event) => inbox.push(event),
+      (event) => {
+        if (event.type === 'messages') {
+          // The server sends as fast as the network takes frames; a subscriber slower than that
+          // must not make the queue grow without bound.
+          queuedBytes += event.bytes;
+          if (inbox.size > 0 && queuedBytes > MAX_QUEUED_FRAME_BYTES) {
+            unsubscribe();
+            inbox.clear();
+            inbox.push({ type: 'overflowed' });
+            return;
+          }
+        }
+        inbox.push(event);
+      },
     );
     try {
       for (;;) {
         const event = await inbox.next(controller.signal);
         switch (event.type) {
+          case 'overflowed':
+            // Frames not applied were dropped: read on over HTTP from the last one applied, at
+            // the subscriber's pace, then subscribe again (docs: client README, "Live over a
+            // WebSocket").
+            this.#catchUpNext = true;
+            return;
           case 'messages':
+            queuedBytes -= event.bytes;
             await this.#applyFrame(plan, event.frame);
             this.#connected = true;
             this.#socketRetries = 0;
