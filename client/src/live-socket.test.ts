@@ -582,7 +582,8 @@ test('a subscriber slower than its socket: past 8 MiB of frames not taken, it re
   let slowBatches = 0;
   const valuesSeen = new Set<string>();
   stream.subscribe(async (batch) => {
-    for (const message of batch) if ('key' in message) valuesSeen.add(String(message.value.v));
+    for (const message of batch)
+      if ('key' in message) valuesSeen.add(JSON.stringify(message.value.v));
     // The first live batch is held until the test has pushed more than the queue may keep.
     if (batch.some((m) => 'key' in m && m.value.id === 3) && slowBatches++ === 0) await gate;
   });
