@@ -56,6 +56,12 @@ export async function recoverLog(dir: string): Promise<RecoveredLog> {
     const file = path.join(dir, chunkFileName(number));
     const bytes = damaged ? undefined : await readFile(file);
     const scan = bytes && scanChunk(bytes, previousLast);
+    // An empty last file is the open chunk, created with its predecessor's seal (ShapeLog
+    // flush): kept, so the first entry written to it needs no directory sync.
+    if (bytes?.length === 0 && number === numbers.at(-1)) {
+      survivors.push({ number, scan: scan! });
+      continue;
+    }
     if (!bytes || !scan || scan.offsets.length === 0) {
       await rm(file, { force: true });
       removedFiles = true;
