@@ -1,4 +1,3 @@
-import { constants } from 'node:fs';
 import { mkdir, open, readFile, readdir, rm } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
@@ -324,9 +323,9 @@ export class ShapeLog {
   }
 
   /**
-   * One synchronous write per dirty chunk file (O_DSYNC, see #openChunkFile), in chunk order (so
-   * a later chunk never has bytes on disk before an earlier one is complete), then the index if
-   * chunks were sealed, and only then the new state becomes visible to read().
+   * One write plus fdatasync per dirty chunk file, in chunk order (so a later chunk never has
+   * bytes on disk before an earlier one is complete), then the index if chunks were sealed,
+   * and only then the new state becomes visible to read().
    */
   async #writePending(): Promise<void> {
     if (this.#failure !== undefined) throw this.#failedError();
@@ -343,11 +342,12 @@ export class ShapeLog {
       for (const { chunk, buffer, sealed } of work) {
         chunk.handle ??= await this.#openChunkFile(chunk.number);
         const handle = chunk.handle;
-        await writeAll(handle, buffer); // durable when it returns (O_DSYNC)
+        await writeAll(handle, buffer);
+        await handle.datasync();
         // The chunk that follows a sealed one is created now, empty, so the directory sync
         // this flush does anyway covers it: otherwise the first change after a snapshot costs
         // every shape a directory sync of its own. Created only after the sealed chunk's
-        // write, so recovery never finds a later file beside an incomplete earlier one.
+        // datasync, so recovery never finds a later file beside an incomplete earlier one.
         const next = sealed ? this.#emptyOpenChunkAfter(chunk) : undefined;
         if (next) await (await this.#openChunkFile(next.number)).close();
         if (!chunk.onDisk || next) {
@@ -449,16 +449,7 @@ export class ShapeLog {
     this.#lastOffset = this.#durableOffset = tailLast ?? this.#sealed.at(-1)?.last;
   }
 
-  /**
-   * Chunk files are written with O_DSYNC: a write returns once its bytes are on disk, as a write
-   * followed by fdatasync would, in one call instead of two. A flush of 1,000 dirty shapes then
-   * queues 1,000 operations on libuv's threads rather than 2,000 (docs/performance.md).
-   */
   #openChunkFile(number: number): Promise<FileHandle> {
-    const { O_WRONLY, O_APPEND, O_CREAT, O_DSYNC } = constants;
-    return open(
-      path.join(this.dir, chunkFileName(number)),
-      O_WRONLY | O_APPEND | O_CREAT | O_DSYNC,
-    );
+    return open(path.join(this.dir, chunkFileName(number)), 'a');
   }
 }
