@@ -461,7 +461,7 @@ export class ShapeRegistry {
    */
   #share(metadata: ShapeMetadata): void {
     let parts = this.#shared.get(metadata.relationOid);
-    if (!parts) this.#shared.set(metadata.relationOid, (parts = new Map()));
+    if (!parts) this.#shared.set(metadata.relationOid, (parts = new Map<string, unknown>()));
     const one = <T>(value: T): T => {
       const key = typeof value === 'string' ? `s${value}` : `o${JSON.stringify(value)}`;
       const held = parts.get(key) as T | undefined;
