@@ -1,4 +1,5 @@
 import type { ChangesResult } from './changes-bench.js';
+import type { IdleShapesResult } from './idle-shapes-bench.js';
 import type { LatencyResult } from './latency-bench.js';
 import type { RoutingResult } from './routing-bench.js';
 import type { SnapshotResult } from './snapshot-bench.js';
@@ -17,6 +18,7 @@ export interface BenchResults {
   latency: LatencyResult[] | undefined;
   routing: RoutingResult | undefined;
   startup: StartupResult | undefined;
+  shapes: IdleShapesResult | undefined;
 }
 
 interface Row {
@@ -40,7 +42,7 @@ const HEADINGS: Row = {
 function rows(results: BenchResults): { rows: Row[]; notes: string[] } {
   const out: Row[] = [];
   const notes: string[] = [];
-  const { snapshot, changes, latency, routing, startup } = results;
+  const { snapshot, changes, latency, routing, startup, shapes } = results;
   if (snapshot) {
     out.push({
       measure: `initial sync, ${snapshot.rows.toLocaleString('en')} rows`,
@@ -159,6 +161,21 @@ function rows(results: BenchResults): { rows: Row[]; notes: string[] } {
       `start-up: times from the process's spawn of the compiled build (Node's own start included) to /v1/health answering, ` +
         `and to a stored shape answering 200 under its handle (lookups wait for every stored shape, ` +
         `so that is when all are served; ${startup.sampled} others checked after)`,
+    );
+  }
+  if (shapes) {
+    const perShape = shapes.kbPerShape;
+    out.push({
+      measure: `memory per idle shape, ${shapes.shapes.toLocaleString('en')} shapes`,
+      sluice: `${perShape?.toFixed(2) ?? '?'} kB RSS each`,
+      baseline: `server RSS before ${((shapes.rssBeforeKb ?? NaN) / 1024).toFixed(0)} MB`,
+      ratio: '—',
+      target: '≤ 5 kB per shape',
+      verdict: perShape === undefined ? 'n/a' : perShape <= 5 ? 'meets' : 'below',
+    });
+    notes.push(
+      `idle shapes: \`where=owner = $1\` shapes of one row each, created in ${formatMs(shapes.createMs)} ` +
+        `(16 requests in flight) and never read since; RSS after a full garbage collection`,
     );
   }
   return { rows: out, notes };

@@ -64,6 +64,8 @@ export class ShapeRegistry {
   readonly #byKey = new Map<string, Shape>();
   readonly #byRelation = new Map<number, Set<Shape>>();
   readonly #router = new ShapeRouter();
+  /** Metadata parts that a table's shapes have alike, held once per table (see #share). */
+  readonly #shared = new Map<number, Map<string, unknown>>();
   readonly #creating = new Map<string, { definition: ShapeDefinition; shape: Promise<Shape> }>();
   readonly #idleSweepMs: number;
   readonly #idleSweep: NodeJS.Timeout;
@@ -263,7 +265,13 @@ export class ShapeRegistry {
     // Shapes stored under an older key scheme may share a key: only the one it names goes.
     const key = definitionKey(shape.metadata.definition);
     if (this.#byKey.get(key) === shape) this.#byKey.delete(key);
-    this.#byRelation.get(shape.metadata.relationOid)?.delete(shape);
+    const { relationOid } = shape.metadata;
+    const relationShapes = this.#byRelation.get(relationOid);
+    relationShapes?.delete(shape);
+    if (relationShapes?.size === 0) {
+      this.#byRelation.delete(relationOid);
+      this.#shared.delete(relationOid);
+    }
     this.#router.remove(shape);
     shape.markDeleted();
     await shape.log.destroy();
@@ -436,12 +444,35 @@ export class ShapeRegistry {
   }
 
   #add(shape: Shape): void {
+    this.#share(shape.metadata);
     this.#byHandle.set(shape.handle, shape);
     this.#byKey.set(definitionKey(shape.metadata.definition), shape);
     let set = this.#byRelation.get(shape.metadata.relationOid);
     if (!set) this.#byRelation.set(shape.metadata.relationOid, (set = new Set()));
     set.add(shape);
     this.#router.add(shape);
+  }
+
+  /**
+   * Replaces the parts of a shape's metadata that the table's other shapes have alike (message
+   * context, schema header, column signature, table name) with the copy already held: with
+   * thousands of shapes of a table, a copy each is a good part of what an idle shape costs.
+   * Nothing changes these parts after creation, so sharing them is safe.
+   */
+  #share(metadata: ShapeMetadata): void {
+    let parts = this.#shared.get(metadata.relationOid);
+    if (!parts) this.#shared.set(metadata.relationOid, (parts = new Map<string, unknown>()));
+    const one = <T>(value: T): T => {
+      const key = typeof value === 'string' ? `s${value}` : `o${JSON.stringify(value)}`;
+      const held = parts.get(key) as T | undefined;
+      if (held !== undefined) return held;
+      parts.set(key, value);
+      return value;
+    };
+    metadata.context = one(metadata.context);
+    metadata.schemaHeader = one(metadata.schemaHeader);
+    metadata.columnSignature = one(metadata.columnSignature);
+    metadata.definition.table = one(metadata.definition.table);
   }
 }
 

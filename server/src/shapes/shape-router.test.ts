@@ -362,6 +362,26 @@ test('a removed equality shape is no longer a candidate; others with its key sta
   assert.deepEqual(candidates(r, insert({ id: '5' })), []);
 });
 
+test('a key held by one shape, then three, then one again, then two: exactly the live ones', () => {
+  // The router holds a lone shape per key without a Set: every transition must keep the count.
+  const [a, b, c] = ['a', 'b', 'c'].map((name) => shape(name, eq(col('id'), lit('5'))));
+  const r = router(a!);
+  r.add(a!); // added twice: still once
+  assert.deepEqual(candidates(r, insert({ id: '5' })), ['a']);
+  r.add(b!);
+  r.add(c!);
+  assert.deepEqual(candidates(r, insert({ id: '5' })), ['a', 'b', 'c']);
+  r.remove(a!);
+  r.remove(c!);
+  assert.deepEqual(candidates(r, insert({ id: '5' })), ['b']);
+  r.remove(c!); // already gone
+  r.add(a!);
+  assert.deepEqual(candidates(r, insert({ id: '5' })), ['a', 'b']);
+  r.remove(b!);
+  r.remove(a!);
+  assert.deepEqual(candidates(r, insert({ id: '5' })), []);
+});
+
 test('removing the last shape of an index, then adding to it again', () => {
   const first = shape('first', inList(col('id'), [lit('1'), lit('2')]));
   const r = router(first, shape('all'));

@@ -5,7 +5,8 @@ import type { RowChange, Shape } from './shape.js';
 /** Shapes of one table whose where clauses pin one column to constants, by constant. */
 interface ColumnIndex {
   term: EqualityTerm;
-  byKey: Map<string, Set<Shape>>;
+  /** One shape alone where it is alone (the usual case): a Set per shape would cost ~100 bytes. */
+  byKey: Map<string, Shape | Set<Shape>>;
 }
 
 interface RelationRoutes {
@@ -43,9 +44,10 @@ export class ShapeRouter {
     let index = routes.indexes.get(indexKey);
     if (!index) routes.indexes.set(indexKey, (index = { term, byKey: new Map() }));
     for (const key of term.keys) {
-      let shapes = index.byKey.get(key);
-      if (!shapes) index.byKey.set(key, (shapes = new Set()));
-      shapes.add(shape);
+      const found = index.byKey.get(key);
+      if (found === undefined) index.byKey.set(key, shape);
+      else if (found instanceof Set) found.add(shape);
+      else if (found !== shape) index.byKey.set(key, new Set([found, shape]));
     }
     routes.indexed.set(shape, { indexKey, keys: term.keys });
   }
@@ -60,9 +62,12 @@ export class ShapeRouter {
     if (entry && index) {
       routes.indexed.delete(shape);
       for (const key of entry.keys) {
-        const shapes = index.byKey.get(key);
-        shapes?.delete(shape);
-        if (shapes?.size === 0) index.byKey.delete(key);
+        const found = index.byKey.get(key);
+        if (found === shape) index.byKey.delete(key);
+        else if (found instanceof Set) {
+          found.delete(shape);
+          if (found.size === 1) index.byKey.set(key, found.values().next().value!);
+        }
       }
       if (index.byKey.size === 0) routes.indexes.delete(entry.indexKey);
     }
@@ -82,7 +87,8 @@ export class ShapeRouter {
       for (const row of rows) {
         const key = term.keyOf(row);
         const shapes = key === undefined ? undefined : byKey.get(key);
-        if (shapes) for (const shape of shapes) found.add(shape);
+        if (shapes instanceof Set) for (const shape of shapes) found.add(shape);
+        else if (shapes) found.add(shapes);
       }
     }
     return found;

@@ -34,7 +34,11 @@ type PositionedChange = { change: RowChange; position: number };
 export class Shape {
   #pending: { transaction: Transaction; changes: PositionedChange[] }[] = [];
   #lastLsn: bigint;
-  readonly #matches: ((row: Row) => boolean) | undefined;
+  /**
+   * The where clause compiled, on first use: most shapes of a table with many are never routed a
+   * change (the router finds equality-filtered shapes by value), and need no evaluator in memory.
+   */
+  #matches: ((row: Row) => boolean) | undefined;
   readonly #waiters = new Set<() => void>();
   #deleted = false;
   /** When a request last read this shape (a shape loaded at start counts as read then). */
@@ -46,7 +50,9 @@ export class Shape {
   ) {
     const last = log.lastOffset;
     this.#lastLsn = last && last.tx > 0n ? last.tx : 0n;
-    this.#matches = metadata.filter && compileFilter(metadata.filter.root);
+    // Compiled once now so a stored clause that cannot be fails here, where the shape is
+    // refused, rather than at its first change, in the middle of replication.
+    if (metadata.filter) compileFilter(metadata.filter.root);
   }
 
   get handle(): string {
@@ -80,6 +86,8 @@ export class Shape {
    * dropped. Returns whether anything was appended.
    */
   applyTransaction(transaction: Transaction, all: PositionedChange[]): boolean {
+    const { filter } = this.metadata;
+    if (filter) this.#matches ??= compileFilter(filter.root);
     const changes = this.#matches ? filterChanges(this.#matches, all) : all;
     if (changes.length === 0) return false;
     if (!this.ready) {

@@ -1,4 +1,4 @@
-import { readFile, readdir, rm } from 'node:fs/promises';
+import { readFile, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { LogOffset } from '@sluice/protocol';
 import {
@@ -54,6 +54,13 @@ export async function recoverLog(dir: string): Promise<RecoveredLog> {
   let removedFiles = false;
   for (const number of numbers.filter((n) => n > lastIndexed)) {
     const file = path.join(dir, chunkFileName(number));
+    // An empty last file is the open chunk, created with its predecessor's seal (ShapeLog
+    // flush): kept, so the first entry written to it needs no directory sync. A shape that
+    // never had a change since has one, so it is recognised by its size, without reading it.
+    if (!damaged && number === numbers.at(-1) && (await stat(file)).size === 0) {
+      survivors.push({ number, scan: scanChunk(Buffer.alloc(0), previousLast) });
+      continue;
+    }
     const bytes = damaged ? undefined : await readFile(file);
     const scan = bytes && scanChunk(bytes, previousLast);
     if (!bytes || !scan || scan.offsets.length === 0) {

@@ -99,6 +99,39 @@ test('open takes an unindexed chunk a crash left behind the sealed one', async (
   );
 });
 
+test('a flush that seals a chunk creates the next one empty; reopening writes into it', async () => {
+  const dir = freshDir();
+  const log = await ShapeLog.create(dir, { chunkBytes: 10_000 });
+  log.append(txGroup(0, 3), { sealChunk: true }); // as a snapshot ends
+  await log.flush();
+  // Created with the seal, under the same directory sync: the first change needs none.
+  const created = (await chunkFiles(dir)).map((f) => [f.name, f.sealed, f.lines.length]);
+  assert.deepEqual(created, [
+    ['chunk-000001.log', true, 3],
+    ['chunk-000002.log', false, 0],
+  ]);
+  await log.close();
+
+  // A crash before the first change: the empty file is the open chunk, not damage.
+  const reopened = await ShapeLog.open(dir, { chunkBytes: 10_000 });
+  reopened.append(txGroup(5, 2));
+  await reopened.close();
+  const files = await chunkFiles(dir);
+  assert.deepEqual(
+    files.map((f) => [f.name, f.sealed, f.lines.length]),
+    [
+      ['chunk-000001.log', true, 3],
+      ['chunk-000002.log', false, 2],
+    ],
+  );
+  const again = await ShapeLog.open(dir, { chunkBytes: 10_000 });
+  assert.deepEqual(
+    await walkEntries(again),
+    [...txGroup(0, 3), ...txGroup(5, 2)].map((e) => e.json),
+  );
+  await again.close();
+});
+
 test('open cuts invalid lines and every later file; a lost sealed chunk fails', async () => {
   const dir = freshDir();
   const log = await ShapeLog.create(dir, { chunkBytes: 10_000 });

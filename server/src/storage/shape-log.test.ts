@@ -196,7 +196,8 @@ test('snapshot entries share their chunk offset; a chunk boundary never falls be
   assert.deepEqual((await reopened.read('before-all')).entries, chunkOf(0, [0, 1, 2]));
   assert.deepEqual(
     (await chunkFiles(dir)).map((f) => f.offsets),
-    [['0_0', '0_0', '0_0'], ['0_1', '0_1', '0_1'], ['7_0']],
+    // The last, empty file is the open chunk, created with the seal before it.
+    [['0_0', '0_0', '0_0'], ['0_1', '0_1', '0_1'], ['7_0'], []],
   );
   await reopened.truncateAfter(at(0, 1));
   assert.deepEqual(await walkEntries(reopened), [

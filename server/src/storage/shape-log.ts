@@ -344,9 +344,16 @@ export class ShapeLog {
         const handle = chunk.handle;
         await writeAll(handle, buffer);
         await handle.datasync();
-        if (!chunk.onDisk) {
+        // The chunk that follows a sealed one is created now, empty, so the directory sync
+        // this flush does anyway covers it: otherwise the first change after a snapshot costs
+        // every shape a directory sync of its own. Created only after the sealed chunk's
+        // datasync, so recovery never finds a later file beside an incomplete earlier one.
+        const next = sealed ? this.#emptyOpenChunkAfter(chunk) : undefined;
+        if (next) await (await this.#openChunkFile(next.number)).close();
+        if (!chunk.onDisk || next) {
           await syncDirectory(this.dir);
           chunk.onDisk = true;
+          if (next) next.onDisk = true;
         }
         if (sealed) {
           chunk.handle = undefined;
@@ -376,6 +383,13 @@ export class ShapeLog {
       this.#failure = error;
       throw error;
     }
+  }
+
+  /** The open chunk right after `chunk` when it holds nothing and has no file yet. */
+  #emptyOpenChunkAfter(chunk: TailChunk): TailChunk | undefined {
+    const open = this.#tail.at(-1)!;
+    const follows = this.#tail[this.#tail.indexOf(chunk) + 1] === open;
+    return follows && !open.onDisk && open.offsets.length === 0 ? open : undefined;
   }
 
   #loadSealed(descriptor: ChunkDescriptor): Promise<ParsedChunk> {
