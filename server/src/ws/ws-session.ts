@@ -26,6 +26,9 @@ export interface WsSessionOptions {
   onUnreachable: () => void;
 }
 
+/** ws's options for a text frame given as bytes. */
+const TEXT_FRAME = { binary: false } as const;
+
 /** ws's error code for a frame over `maxPayload` (it closes the socket with 1009 itself). */
 const TOO_BIG = 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH';
 
@@ -129,6 +132,21 @@ export class WsSession {
     return true;
   }
 
+  /**
+   * Sends a `messages` frame already encoded (the fan-out counts it), under the same rules as
+   * `#send`. A Buffer sent with `binary: false` goes out as a text frame, unconverted.
+   */
+  #sendPrepared(frame: Buffer, written: (error?: Error) => void): boolean {
+    const socket = this.#socket;
+    if (socket.readyState !== WebSocket.OPEN) return false;
+    if (socket.bufferedAmount > this.#options.maxBufferedBytes) {
+      this.close(WS_CLOSE_CODES.sendBufferFull, 'send buffer full', 'backpressure');
+      return false;
+    }
+    socket.send(frame, TEXT_FRAME, written);
+    return true;
+  }
+
   /** Counts the socket's end once, under the first reason found for it. */
   #count(reason: WsCloseReason): void {
     if (this.#counted) return;
@@ -192,6 +210,8 @@ export class WsSession {
         });
         return Promise.race([written, stopped]);
       },
+      sendPrepared: (frame, written) => this.#sendPrepared(frame, written),
+      metrics,
     };
     followShape(id, request, context, sink, stop)
       .catch((error: unknown) => {
