@@ -17,6 +17,7 @@ import { Shape } from '../shapes/shape.js';
 import { messagesFrame } from './messages-frame.js';
 import { ShapeFanOut, type FanOutEnd, type FanOutSubscriber } from './shape-fan-out.js';
 import { sharedRead } from './shared-read.js';
+import type { SubscriptionStop } from './subscription-stop.js';
 import type { WsMetrics } from './ws-metrics.js';
 
 /** Where a subscription's frames go. */
@@ -49,7 +50,7 @@ export async function followShape(
   request: ShapeRequest,
   context: ShapeAnswerContext,
   sink: SubscriptionSink,
-  stop: AbortSignal,
+  stop: SubscriptionStop,
 ): Promise<void> {
   // Fallback answers are HTTP's: subscriptions are served only from live logs.
   if (isDegraded(context.status)) throw notLive();
@@ -122,7 +123,7 @@ async function refetch(
   shape: Shape,
   context: ShapeAnswerContext,
   sink: SubscriptionSink,
-  stop: AbortSignal,
+  stop: SubscriptionStop,
 ): Promise<void> {
   const answer = await refetchDeleted(shape, context);
   if (!stop.aborted) await mustRefetch(id, answer, sink);
@@ -141,7 +142,7 @@ class Follower implements FanOutSubscriber {
   readonly ended: Promise<FanOutEnd | 'stopped'>;
   readonly #sink: SubscriptionSink;
   readonly #fanOut: ShapeFanOut;
-  readonly #stop: AbortSignal;
+  readonly #stop: SubscriptionStop;
   #settle: ((end: FanOutEnd | 'stopped') => void) | undefined;
 
   constructor(
@@ -149,7 +150,7 @@ class Follower implements FanOutSubscriber {
     position: LogOffset,
     sink: SubscriptionSink,
     fanOut: ShapeFanOut,
-    stop: AbortSignal,
+    stop: SubscriptionStop,
   ) {
     this.id = id;
     this.position = position;
@@ -161,7 +162,7 @@ class Follower implements FanOutSubscriber {
     this.ended = new Promise((resolve) => (this.#settle = resolve));
     if (stop.aborted) this.leave('stopped');
     else {
-      stop.addEventListener('abort', this.#stopped, { once: true });
+      stop.listen(this.#stopped);
       fanOut.add(this);
     }
   }
@@ -176,7 +177,7 @@ class Follower implements FanOutSubscriber {
     const settle = this.#settle;
     if (settle === undefined) return;
     this.#settle = undefined;
-    this.#stop.removeEventListener('abort', this.#stopped);
+    this.#stop.unlisten(this.#stopped);
     this.#fanOut.remove(this);
     settle(end);
   }

@@ -12,6 +12,7 @@ import type { ShapeAnswerContext } from '../http/shape-answer-context.js';
 import { parseClientFrame } from './client-frame.js';
 import { errorFrame } from './error-frame.js';
 import { followShape, type SubscriptionSink } from './follow-shape.js';
+import { SubscriptionStop } from './subscription-stop.js';
 import type { WsCloseReason, WsMetrics } from './ws-metrics.js';
 
 /** What every socket of the transport shares. */
@@ -41,7 +42,7 @@ const TOO_BIG = 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH';
 export class WsSession {
   readonly #socket: WebSocket;
   readonly #options: WsSessionOptions;
-  readonly #subscriptions = new Map<string, AbortController>();
+  readonly #subscriptions = new Map<string, SubscriptionStop>();
   #answeredPing = true;
   #reason: WsCloseReason | undefined;
   #counted = false;
@@ -71,7 +72,7 @@ export class WsSession {
 
   /** Ends every subscription (the socket closed, or the server left live). */
   endSubscriptions(): void {
-    for (const controller of this.#subscriptions.values()) controller.abort();
+    for (const stop of this.#subscriptions.values()) stop.abort();
     this.#options.metrics.subscriptions.dec(this.#subscriptions.size);
     this.#subscriptions.clear();
   }
@@ -196,20 +197,21 @@ export class WsSession {
       this.#sendError(new SluiceError('SLUICE_ERR_WS_TOO_MANY_SUBSCRIPTIONS', message), id);
       return;
     }
-    const controller = new AbortController();
-    this.#subscriptions.set(id, controller);
+    const stop = new SubscriptionStop();
+    this.#subscriptions.set(id, stop);
     metrics.subscriptions.inc();
-    const stop = controller.signal;
-    const stopped = new Promise<boolean>((resolve) =>
-      stop.addEventListener('abort', () => resolve(false), { once: true }),
-    );
     const sink: SubscriptionSink = {
-      send: (type, text) => {
-        const written = new Promise<boolean>((resolve) => {
-          if (!this.#send(type, text, (error) => resolve(!error))) resolve(false);
-        });
-        return Promise.race([written, stopped]);
-      },
+      send: (type, text) =>
+        new Promise<boolean>((resolve) => {
+          // Resolved when written, or false at once when the subscription ends meanwhile.
+          const ended = () => resolve(false);
+          const written = (error?: Error) => {
+            stop.unlisten(ended);
+            resolve(!error);
+          };
+          if (this.#send(type, text, written)) stop.listen(ended);
+          else resolve(false);
+        }),
       sendPrepared: (frame, written) => this.#sendPrepared(frame, written),
       metrics,
     };
@@ -219,14 +221,14 @@ export class WsSession {
       })
       .finally(() => {
         // Ended on its own (must-refetch, an error, the server closing): the id is free again.
-        if (this.#subscriptions.get(id) === controller) this.#end(id);
+        if (this.#subscriptions.get(id) === stop) this.#end(id);
       });
   }
 
   #end(id: string): void {
-    const controller = this.#subscriptions.get(id);
-    if (!controller) return;
-    controller.abort();
+    const stop = this.#subscriptions.get(id);
+    if (!stop) return;
+    stop.abort();
     this.#subscriptions.delete(id);
     this.#options.metrics.subscriptions.dec();
   }
