@@ -25,6 +25,8 @@ export interface WsSessionOptions {
   log: FastifyBaseLogger;
   /** Database trouble seen by a subscription: have the database probed at once. */
   onUnreachable: () => void;
+  /** The socket has closed (its subscriptions are ended already). */
+  onClosed: (session: WsSession) => void;
 }
 
 /** ws's options for a text frame given as bytes. */
@@ -58,16 +60,12 @@ export class WsSession {
     socket.on('error', (error: Error & { code?: string }) => {
       this.#reason ??= error.code === TOO_BIG ? 'frame-too-big' : 'protocol';
     });
-    socket.once('close', () => this.#count(this.#reason ?? 'client'));
-    this.sendStatus(status);
-  }
-
-  /** Resolves when the socket has closed. */
-  get closed(): Promise<void> {
-    return new Promise((resolve) => {
-      if (this.#socket.readyState === WebSocket.CLOSED) resolve();
-      else this.#socket.once('close', () => resolve());
+    socket.once('close', () => {
+      this.#count(this.#reason ?? 'client');
+      this.endSubscriptions();
+      options.onClosed(this);
     });
+    this.sendStatus(status);
   }
 
   /** Ends every subscription (the socket closed, or the server left live). */
