@@ -164,7 +164,13 @@ function ratioPanel(bars: Bar[]): string {
       `<rect class="bar" x="${f(x0)}" y="${f(y(bar.ratio))}" width="${f(barWidth)}" height="${f(y(0) - y(bar.ratio))}" fill="${color}"><title>${escape(`${bar.label}: ${bar.ratio.toFixed(2)}× (target ≥ ${bar.target}×)`)}</title></rect>`,
       `<line class="target" x1="${f(x0 - 6)}" y1="${f(y(bar.target))}" x2="${f(x0 + barWidth + 6)}" y2="${f(y(bar.target))}" stroke="#333" stroke-width="2" stroke-dasharray="6 3"/>`,
       text(x0 + barWidth / 2, y(bar.ratio) - 6, `${bar.ratio.toFixed(2)}×`, { anchor: 'middle' }),
-      text(x0 + barWidth / 2, height - bottom + 18, bar.label, { anchor: 'middle', size: 11 }),
+      // Two lines (what ÷ which baseline): long labels of neighbouring bars would overlap.
+      ...bar.label.split(' ÷ ').map((line, row) =>
+        text(x0 + barWidth / 2, height - bottom + 18 + row * 14, row === 0 ? line : `÷ ${line}`, {
+          anchor: 'middle',
+          size: 11,
+        }),
+      ),
     );
   });
   out.push(
