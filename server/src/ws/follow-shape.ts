@@ -64,7 +64,7 @@ export async function followShape(
     return;
   }
   const shape = resolved;
-  let position: LogOffset = offset === 'now' ? shape.endOffset : offset;
+  const position: LogOffset = offset === 'now' ? shape.endOffset : offset;
   if (offset !== 'now') {
     const wait = await waitForEntries(shape, position, false, context.longPoll);
     if (wait === 'out-of-bounds') throw requestInvalid({ [PARAMS.offset]: ['out of bounds'] });
@@ -73,13 +73,45 @@ export async function followShape(
       return;
     }
   }
+  const next = await sendFirstFrame(id, shape, position, context, sink, stop);
+  // Not awaited here: this function's state (the request with it) is not kept for as long as
+  // the subscription lasts, which for thousands of idle sockets added up.
+  if (next !== undefined) return followFanOut(id, shape, next, context, sink, stop);
+}
+
+/** Sends the first frame: resolves with the position after it, undefined when that ended it. */
+async function sendFirstFrame(
+  id: string,
+  shape: Shape,
+  position: LogOffset,
+  context: ShapeAnswerContext,
+  sink: SubscriptionSink,
+  stop: SubscriptionStop,
+): Promise<LogOffset | undefined> {
   try {
     const first = await firstFrame(id, shape, position, context);
-    if (stop.aborted || context.longPoll.closing.aborted) return;
-    if (first === 'deleted') return await refetch(id, shape, context, sink, stop);
-    position = first.last;
+    if (stop.aborted || context.longPoll.closing.aborted) return undefined;
+    if (first === 'deleted') {
+      await refetch(id, shape, context, sink, stop);
+      return undefined;
+    }
     shape.markRead();
-    if (!(await sink.send(WS_FRAME_TYPES.messages, first.text))) return;
+    return (await sink.send(WS_FRAME_TYPES.messages, first.text)) ? first.last : undefined;
+  } finally {
+    shape.markRead();
+  }
+}
+
+/** The subscription in its shape's fan-out, until it ends. */
+async function followFanOut(
+  id: string,
+  shape: Shape,
+  position: LogOffset,
+  context: ShapeAnswerContext,
+  sink: SubscriptionSink,
+  stop: SubscriptionStop,
+): Promise<void> {
+  try {
     const end = await new Follower(id, position, sink, ShapeFanOut.of(shape, context), stop).ended;
     if (end === 'deleted') await refetch(id, shape, context, sink, stop);
     else if (typeof end === 'object') throw end.error;
