@@ -74,11 +74,19 @@ test('the chart is well-formed SVG with one point per latency result and percent
 });
 
 test('measures absent from the results are left out; with none, there is no chart', () => {
-  const latencyOnly = renderChart({ latency: full.latency }, 'latency only');
+  const caption = Array.from({ length: 12 }, (_, i) => `part ${i} of a long caption`).join('; ');
+  const latencyOnly = renderChart({ latency: full.latency }, caption);
   assert.ok(latencyOnly);
   assertWellFormedSvg(latencyOnly);
   assert.equal(count(latencyOnly, /<rect class="bar"/g), 0);
   assert.match(latencyOnly, /width="480"/);
+  // A caption wider than one panel is broken into lines, nothing lost.
+  const lines = [...latencyOnly.matchAll(/<text [^>]*fill="#555">([^<]*)<\/text>/g)].map(
+    (m) => m[1],
+  );
+  assert.ok(lines.length > 1);
+  assert.ok(lines.every((line) => line!.length * 6.5 <= 480));
+  assert.equal(lines.join(' '), caption);
   const ratiosOnly = renderChart({ snapshot: full.snapshot, latency: [] }, 'ratios');
   assert.ok(ratiosOnly);
   assertWellFormedSvg(ratiosOnly);

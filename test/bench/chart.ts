@@ -35,6 +35,8 @@ const COLORS = { 'long-poll': '#1f77b4', websocket: '#d62728' } as const;
 const LABELS = { 'long-poll': 'long-poll', websocket: 'WebSocket' } as const;
 
 const PANEL = { width: 480, height: 360, left: 64, right: 24, top: 40, bottom: 56 };
+/** A caption character's width at 11 px, generously: lines are broken to fit the chart. */
+const CAPTION_CHAR_PX = 6.5;
 
 /** The SVG document, or undefined when the results hold nothing the chart shows. */
 export function renderChart(results: ChartInput, caption: string): string | undefined {
@@ -44,7 +46,8 @@ export function renderChart(results: ChartInput, caption: string): string | unde
   if (bars.length > 0) panels.push(ratioPanel(bars));
   if (panels.length === 0) return undefined;
   const width = PANEL.width * panels.length;
-  const height = PANEL.height + 28;
+  const captionLines = wrap(caption, Math.floor(width / CAPTION_CHAR_PX));
+  const height = PANEL.height + 14 + captionLines.length * 14;
   const placed = panels.map(
     (panel, i) => `<g transform="translate(${PANEL.width * i},0)">${panel}</g>`,
   );
@@ -52,7 +55,9 @@ export function renderChart(results: ChartInput, caption: string): string | unde
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
     `<rect width="${width}" height="${height}" fill="white"/>`,
     ...placed,
-    text(8, height - 10, caption, { size: 11, fill: '#555' }),
+    ...captionLines.map((line, i) =>
+      text(8, PANEL.height + 14 + i * 14, line, { size: 11, fill: '#555' }),
+    ),
     '</svg>',
     '',
   ].join('\n');
@@ -223,6 +228,21 @@ function logAxis(
     );
   }
   return out;
+}
+
+/** `value` in lines of at most `columns` characters, broken after "; " or ", " where possible. */
+function wrap(value: string, columns: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const part of value.split(/(?<=[;,] )/)) {
+    if (line !== '' && line.length + part.length > columns) {
+      lines.push(line.trimEnd());
+      line = '';
+    }
+    line += part;
+  }
+  if (line !== '') lines.push(line.trimEnd());
+  return lines;
 }
 
 function legend(x: number, y: number, entries: { color: string; label: string }[]): string[] {
