@@ -7,7 +7,13 @@
 //   BENCH_LATENCY_CLIENT=raw|http  long-poll clients: minimal raw HTTP (default) or node:http
 //   BENCH_SLUICE_LOG_LEVEL=warn    the server's log level
 //   BENCH_SERVER_NODE_OPTIONS=…    NODE_OPTIONS for the server (see cpu-profile.mjs)
+// The run also draws docs/performance.svg (test/bench/chart.ts): latency against clients when it
+// ran the latency measure, the throughput ratios when it ran snapshot or changes. The chart shows
+// this run only: a panel whose measures did not run is left out, and a run with none of them
+// (BENCH_ONLY=routing, say) leaves the previous file as it was. Figures from a scaled-down or busy
+// run go into the file all the same; the caption says how they were measured.
 import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { startPostgres, type TestPostgres } from '@sluice/harness';
@@ -19,6 +25,7 @@ import {
   readBenchConfig,
   type BenchConfig,
 } from './bench-support.js';
+import { renderChart } from './chart.js';
 import { benchChanges } from './changes-bench.js';
 import { benchIdleShapes } from './idle-shapes-bench.js';
 import { benchLatency } from './latency-bench.js';
@@ -33,6 +40,8 @@ const POSTGRES_SETTINGS = {
   max_wal_size: '8GB',
   checkpoint_timeout: '30min',
 };
+
+const CHART_FILE = new URL('../../docs/performance.svg', import.meta.url);
 
 async function main(): Promise<void> {
   const config = readBenchConfig(process.env);
@@ -59,6 +68,14 @@ async function main(): Promise<void> {
     log(renderTable(results));
     log('\n## Markdown for docs/performance.md\n');
     log(renderMarkdown(results, machine, config, date, revision));
+    const caption =
+      `Measured ${date.toISOString().slice(0, 10)} on ${describeMachine(machine)}; code ${revision}; ` +
+      `medians of ${config.runs} runs, scale ${config.scale}, load average ${loadBefore.toFixed(2)} before`;
+    const chart = renderChart(results, caption);
+    if (chart !== undefined) {
+      writeFileSync(CHART_FILE, chart);
+      log(`\nchart written to ${fileURLToPath(CHART_FILE)}`);
+    }
   } finally {
     await postgres?.stop();
     benchAgent.destroy();

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { startPostgres, type TestPostgres } from '@sluice/harness';
 import type { WireMessage, WsMessagesFrame, WsMustRefetchFrame } from '@sluice/protocol';
+import { metric } from '../support/metrics.js';
 import { fetchStatus } from '../support/server-status.js';
 import { assertMatchesPostgres, withSluice } from '../support/shape-oracle.js';
 import { get } from './shape-http-helpers.js';
@@ -278,6 +279,15 @@ describe('WebSocket live transport', () => {
         }
         for (const changes of received) assert.deepEqual(changes, received[0]);
         assert.equal(received[0]?.length, 10);
+        // The fan-out counts its frames once per pass: the count is still one per frame sent.
+        const got = clients.reduce(
+          (sum, client) => sum + client.frames.filter((frame) => frame.type === 'messages').length,
+          0,
+        );
+        const sent = await metric(sluice.baseUrl, 'sluice_ws_frames_sent_total', [
+          'type="messages"',
+        ]);
+        assert.equal(sent, got);
         sync.rows.apply(received[0]);
         await assertMatchesPostgres(db, ITEMS, itemRows(sync.rows));
       } finally {

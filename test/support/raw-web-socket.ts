@@ -13,6 +13,11 @@ export interface RawWebSocketOptions {
   headers?: Record<string, string>;
   /** Called with each complete text message and performance.now() when its last byte arrived. */
   onText?: (text: string, receivedAt: number) => void;
+  /**
+   * Instead of `onText`: each complete text message as its UTF-8 bytes, not decoded (a view of
+   * what was read, valid during the call only), for a caller that looks at a few bytes only.
+   */
+  onTextBytes?: (bytes: Buffer, receivedAt: number) => void;
 }
 
 export class RawWebSocket {
@@ -23,14 +28,16 @@ export class RawWebSocket {
   /** Bytes received so far (the upgrade answer included). */
   bytesRead = 0;
   readonly #socket: net.Socket;
-  readonly #onText: ((text: string, receivedAt: number) => void) | undefined;
+  readonly #onTextBytes: ((bytes: Buffer, receivedAt: number) => void) | undefined;
   #buffer: Buffer = Buffer.alloc(0);
   #upgraded = false;
   #fragments: Buffer[] = [];
 
   private constructor(socket: net.Socket, options: RawWebSocketOptions) {
     this.#socket = socket;
-    this.#onText = options.onText;
+    const { onText, onTextBytes } = options;
+    this.#onTextBytes =
+      onTextBytes ?? (onText && ((bytes, at) => onText(bytes.toString('utf8'), at)));
     this.closed = new Promise((resolve) =>
       socket.once('close', () => {
         this.closeCode ??= 1006;
@@ -171,11 +178,15 @@ export class RawWebSocket {
       switch (opcode) {
         case OPCODES.text:
         case OPCODES.continuation:
-          this.#fragments.push(payload);
-          if (fin) {
-            const text = Buffer.concat(this.#fragments).toString('utf8');
-            this.#fragments = [];
-            this.#onText?.(text, at);
+          if (fin && this.#fragments.length === 0) {
+            this.#onTextBytes?.(payload, at);
+          } else {
+            this.#fragments.push(payload);
+            if (fin) {
+              const whole = Buffer.concat(this.#fragments);
+              this.#fragments = [];
+              this.#onTextBytes?.(whole, at);
+            }
           }
           break;
         case OPCODES.ping:

@@ -1,5 +1,5 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { WsFrameType } from '@sluice/protocol';
+import { WS_FRAME_TYPES, type WsFrameType } from '@sluice/protocol';
 
 /**
  * Why a socket ended (`sluice_ws_sockets_closed_total`): a fixed set, so no client can add
@@ -62,6 +62,13 @@ export class WsMetrics {
 
   sent(type: WsFrameType, bytes: number): void {
     this.framesSent.inc({ type });
+    this.bytesSent.inc(bytes);
+  }
+
+  /** `frames` messages frames of `bytes` in all, counted at once (one fan-out pass). */
+  sentMessages(frames: number, bytes: number): void {
+    if (frames === 0) return;
+    this.framesSent.inc({ type: WS_FRAME_TYPES.messages }, frames);
     this.bytesSent.inc(bytes);
   }
 }

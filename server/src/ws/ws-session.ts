@@ -12,6 +12,7 @@ import type { ShapeAnswerContext } from '../http/shape-answer-context.js';
 import { parseClientFrame } from './client-frame.js';
 import { errorFrame } from './error-frame.js';
 import { followShape, type SubscriptionSink } from './follow-shape.js';
+import { SubscriptionStop } from './subscription-stop.js';
 import type { WsCloseReason, WsMetrics } from './ws-metrics.js';
 
 /** What every socket of the transport shares. */
@@ -24,7 +25,12 @@ export interface WsSessionOptions {
   log: FastifyBaseLogger;
   /** Database trouble seen by a subscription: have the database probed at once. */
   onUnreachable: () => void;
+  /** The socket has closed (its subscriptions are ended already). */
+  onClosed: (session: WsSession) => void;
 }
+
+/** ws's options for a text frame given as bytes. */
+const TEXT_FRAME = { binary: false } as const;
 
 /** ws's error code for a frame over `maxPayload` (it closes the socket with 1009 itself). */
 const TOO_BIG = 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH';
@@ -38,7 +44,7 @@ const TOO_BIG = 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH';
 export class WsSession {
   readonly #socket: WebSocket;
   readonly #options: WsSessionOptions;
-  readonly #subscriptions = new Map<string, AbortController>();
+  readonly #subscriptions = new Map<string, SubscriptionStop>();
   #answeredPing = true;
   #reason: WsCloseReason | undefined;
   #counted = false;
@@ -54,21 +60,17 @@ export class WsSession {
     socket.on('error', (error: Error & { code?: string }) => {
       this.#reason ??= error.code === TOO_BIG ? 'frame-too-big' : 'protocol';
     });
-    socket.once('close', () => this.#count(this.#reason ?? 'client'));
-    this.sendStatus(status);
-  }
-
-  /** Resolves when the socket has closed. */
-  get closed(): Promise<void> {
-    return new Promise((resolve) => {
-      if (this.#socket.readyState === WebSocket.CLOSED) resolve();
-      else this.#socket.once('close', () => resolve());
+    socket.once('close', () => {
+      this.#count(this.#reason ?? 'client');
+      this.endSubscriptions();
+      options.onClosed(this);
     });
+    this.sendStatus(status);
   }
 
   /** Ends every subscription (the socket closed, or the server left live). */
   endSubscriptions(): void {
-    for (const controller of this.#subscriptions.values()) controller.abort();
+    for (const stop of this.#subscriptions.values()) stop.abort();
     this.#options.metrics.subscriptions.dec(this.#subscriptions.size);
     this.#subscriptions.clear();
   }
@@ -129,6 +131,21 @@ export class WsSession {
     return true;
   }
 
+  /**
+   * Sends a `messages` frame already encoded (the fan-out counts it), under the same rules as
+   * `#send`. A Buffer sent with `binary: false` goes out as a text frame, unconverted.
+   */
+  #sendPrepared(frame: Buffer, written: (error?: Error) => void): boolean {
+    const socket = this.#socket;
+    if (socket.readyState !== WebSocket.OPEN) return false;
+    if (socket.bufferedAmount > this.#options.maxBufferedBytes) {
+      this.close(WS_CLOSE_CODES.sendBufferFull, 'send buffer full', 'backpressure');
+      return false;
+    }
+    socket.send(frame, TEXT_FRAME, written);
+    return true;
+  }
+
   /** Counts the socket's end once, under the first reason found for it. */
   #count(reason: WsCloseReason): void {
     if (this.#counted) return;
@@ -178,20 +195,23 @@ export class WsSession {
       this.#sendError(new SluiceError('SLUICE_ERR_WS_TOO_MANY_SUBSCRIPTIONS', message), id);
       return;
     }
-    const controller = new AbortController();
-    this.#subscriptions.set(id, controller);
+    const stop = new SubscriptionStop();
+    this.#subscriptions.set(id, stop);
     metrics.subscriptions.inc();
-    const stop = controller.signal;
-    const stopped = new Promise<boolean>((resolve) =>
-      stop.addEventListener('abort', () => resolve(false), { once: true }),
-    );
     const sink: SubscriptionSink = {
-      send: (type, text) => {
-        const written = new Promise<boolean>((resolve) => {
-          if (!this.#send(type, text, (error) => resolve(!error))) resolve(false);
-        });
-        return Promise.race([written, stopped]);
-      },
+      send: (type, text) =>
+        new Promise<boolean>((resolve) => {
+          // Resolved when written, or false at once when the subscription ends meanwhile.
+          const ended = () => resolve(false);
+          const written = (error?: Error) => {
+            stop.unlisten(ended);
+            resolve(!error);
+          };
+          if (this.#send(type, text, written)) stop.listen(ended);
+          else resolve(false);
+        }),
+      sendPrepared: (frame, written) => this.#sendPrepared(frame, written),
+      metrics,
     };
     followShape(id, request, context, sink, stop)
       .catch((error: unknown) => {
@@ -199,14 +219,14 @@ export class WsSession {
       })
       .finally(() => {
         // Ended on its own (must-refetch, an error, the server closing): the id is free again.
-        if (this.#subscriptions.get(id) === controller) this.#end(id);
+        if (this.#subscriptions.get(id) === stop) this.#end(id);
       });
   }
 
   #end(id: string): void {
-    const controller = this.#subscriptions.get(id);
-    if (!controller) return;
-    controller.abort();
+    const stop = this.#subscriptions.get(id);
+    if (!stop) return;
+    stop.abort();
     this.#subscriptions.delete(id);
     this.#options.metrics.subscriptions.dec();
   }

@@ -59,6 +59,10 @@ export function registerWsTransport(
     metrics,
     log: app.log,
     onUnreachable,
+    onClosed: (session: WsSession) => {
+      sessions.delete(session);
+      metrics.socketsOpen.dec();
+    },
   };
   // No compression: a compressed frame could expand past any size limit (and costs CPU per
   // socket); no client tracking: the sessions are this transport's own set.
@@ -136,11 +140,6 @@ export function registerWsTransport(
       const session = new WsSession(ws, sessionOptions, context.status.document());
       sessions.add(session);
       metrics.socketsOpen.inc();
-      void session.closed.then(() => {
-        session.endSubscriptions();
-        sessions.delete(session);
-        metrics.socketsOpen.dec();
-      });
     });
   });
 
