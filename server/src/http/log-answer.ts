@@ -12,6 +12,7 @@ import type { Shape } from '../shapes/shape.js';
 import type { ReadResult } from '../storage/shape-log.js';
 import { cacheControl } from './cache-policy.js';
 import { nextLiveCursor } from './live-cursor.js';
+import { sharedLiveAnswer } from './shared-live-answer.js';
 import { mustRefetchAnswer } from './must-refetch-answer.js';
 import type { ShapeAnswer } from './shape-answer.js';
 import { isDegraded, type LongPoll, type ShapeAnswerContext } from './shape-answer-context.js';
@@ -51,7 +52,8 @@ export async function waitForEntries(
 /**
  * The answer from a shape's log (docs/protocol.md §3–5). While replication is down the log is
  * served read-only: the same data, marked with `electric-fallback-mode` and a short cache
- * lifetime.
+ * lifetime. Live answers with news are built once for every request at the same position
+ * (`sharedLiveAnswer`); only the cursor is each request's own.
  */
 export async function logAnswer(
   shape: Shape,
@@ -59,9 +61,7 @@ export async function logAnswer(
   context: ShapeAnswerContext,
 ): Promise<ShapeAnswer> {
   const { offset, live } = parsed;
-  let body: string[] = [];
-  let responseOffset: LogOffset = shape.endOffset;
-  let reachedEnd = true;
+  let read: ReadResult | undefined;
   let timedOut = false;
 
   if (offset !== 'now') {
@@ -71,21 +71,69 @@ export async function logAnswer(
       if (wait === 'deleted') return refetchDeleted(shape, context);
       if (wait === 'closing') throw shuttingDown();
       timedOut = wait === 'timed-out';
+      if (live && !timedOut) {
+        const key = {
+          offsetText: parsed.offsetText,
+          durable: shape.log.durableOffset,
+          lastSeenLsn: context.replication.lastSeenLsn(),
+          degraded: isDegraded(context.status),
+        };
+        const shared = await readOr(shape, context, () =>
+          sharedLiveAnswer(shape, key, async () => {
+            const answer = answerFrom(shape, parsed, context, await shape.log.read(offset), false);
+            return { headers: answer.headers, body: Buffer.from(answer.body) };
+          }),
+        );
+        if ('status' in shared) return shared;
+        // Spread: the cursor keeps its place among the headers, as in every other answer.
+        const cursor = nextLiveCursor(context.longPoll.timeoutMs, parsed.cursor);
+        return {
+          status: 200,
+          headers: { ...shared.headers, [HEADERS.cursor]: cursor },
+          body: shared.body,
+        };
+      }
     }
-    let read: ReadResult;
-    try {
-      read = await shape.log.read(offset);
-    } catch (error) {
-      // Deleted or rotated while this request read it: its log is closed or its files gone.
-      if (shape.deleted) return refetchDeleted(shape, context);
-      // The server closes its logs as it shuts down.
-      if (context.longPoll.closing.aborted) throw shuttingDown();
-      throw error;
-    }
-    body = read.entries;
-    responseOffset = read.lastOffset ?? nothingAfter(offset, shape);
-    reachedEnd = read.reachedEnd;
+    const result = await readOr(shape, context, () => shape.log.read(offset));
+    if ('status' in result) return result;
+    read = result;
   }
+  return answerFrom(shape, parsed, context, read, timedOut);
+}
+
+/**
+ * What `readLog` gives, or what a failed read means: deleted or rotated while this request read
+ * it (its log closed or its files gone), or the server closing its logs as it shuts down.
+ */
+async function readOr<T>(
+  shape: Shape,
+  context: ShapeAnswerContext,
+  readLog: () => Promise<T>,
+): Promise<T | ShapeAnswer> {
+  try {
+    return await readLog();
+  } catch (error) {
+    if (shape.deleted) return refetchDeleted(shape, context);
+    if (context.longPoll.closing.aborted) throw shuttingDown();
+    throw error;
+  }
+}
+
+/** The answer that `read` makes (none: `offset=now`, nothing read). */
+function answerFrom(
+  shape: Shape,
+  parsed: ShapeRequest,
+  context: ShapeAnswerContext,
+  read: ReadResult | undefined,
+  timedOut: boolean,
+): ShapeAnswer & { body: string } {
+  const { offset, live } = parsed;
+  const body = read?.entries ?? [];
+  const responseOffset =
+    read === undefined || offset === 'now'
+      ? shape.endOffset
+      : (read.lastOffset ?? nothingAfter(offset, shape));
+  const reachedEnd = read?.reachedEnd ?? true;
 
   const isInitial = offset === 'before-all';
   // The first chunk never says up-to-date: the client must come back for the rest (§3).
