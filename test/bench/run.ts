@@ -2,7 +2,8 @@
 // docs/performance.md. Not part of `npm test`; nothing here asserts a time. Environment:
 //   BENCH_RUNS=5                   runs per measure (the report shows medians)
 //   BENCH_SCALE=1                  data sizes (0.1 for a quick run)
-//   BENCH_ONLY=snapshot,changes,latency,routing,startup
+//   BENCH_ONLY=snapshot,changes,latency,routing,startup,idle
+//   BENCH_FD_LIMIT=20000           the open-file limit (`ulimit -n`): the idle measure stays below it
 //   PG_RECVLOGICAL=/path           pg_recvlogical for the WAL baseline (else searched for)
 //   BENCH_LATENCY_CLIENT=raw|http  long-poll clients: minimal raw HTTP (default) or node:http
 //   BENCH_SLUICE_LOG_LEVEL=warn    the server's log level
@@ -20,6 +21,7 @@ import {
   type BenchConfig,
 } from './bench-support.js';
 import { benchChanges } from './changes-bench.js';
+import { benchIdle } from './idle-bench.js';
 import { benchLatency } from './latency-bench.js';
 import { benchRouting } from './routing-bench.js';
 import { describeMachine, renderMarkdown, renderTable, type BenchResults } from './report.js';
@@ -73,6 +75,7 @@ async function runMeasures(postgres: TestPostgres, config: BenchConfig): Promise
     latency: config.only.has('latency') ? await benchLatency(postgres, config) : undefined,
     routing: config.only.has('routing') ? await benchRouting(postgres, config) : undefined,
     startup: config.only.has('startup') ? await benchStartup(postgres, config) : undefined,
+    idle: config.only.has('idle') ? await benchIdle(postgres, config) : undefined,
   };
 }
 
