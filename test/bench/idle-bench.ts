@@ -87,8 +87,9 @@ export async function benchIdle(postgres: TestPostgres, config: BenchConfig): Pr
         ),
       );
       const started = performance.now();
-      // A few at a time: a burst of SYNs overflows the listen backlog.
-      await forEachConcurrently(pollers, 50, (poller) => poller.start());
+      // Some at a time: a burst of SYNs beyond the listen backlog (`somaxconn`, 4,096 here) is
+      // dropped. Connecting must take well under the long-poll timeout, or the first come back.
+      await forEachConcurrently(pollers, 500, (poller) => poller.start());
       log(`${held} connected in ${((performance.now() - started) / 1000).toFixed(1)} s`);
       // Every request parked on the server, and the garbage of accepting them collected.
       await sleep(Math.max(2_000, held / 2));
