@@ -80,7 +80,9 @@ export async function logAnswer(
         };
         const shared = await readOr(shape, context, () =>
           sharedLiveAnswer(shape, key, async () => {
-            const answer = answerFrom(shape, parsed, context, await shape.log.read(offset), false);
+            const read = await shape.log.read(offset);
+            // Built from the facts of its key, so that it is what every request sharing it is owed.
+            const answer = answerFrom(shape, parsed, context, read, false, key);
             return { headers: answer.headers, body: Buffer.from(answer.body) };
           }),
         );
@@ -98,7 +100,10 @@ export async function logAnswer(
     if ('status' in result) return result;
     read = result;
   }
-  return answerFrom(shape, parsed, context, read, timedOut);
+  return answerFrom(shape, parsed, context, read, timedOut, {
+    lastSeenLsn: context.replication.lastSeenLsn(),
+    degraded: isDegraded(context.status),
+  });
 }
 
 /**
@@ -119,13 +124,17 @@ async function readOr<T>(
   }
 }
 
-/** The answer that `read` makes (none: `offset=now`, nothing read). */
+/**
+ * The answer that `read` makes (none: `offset=now`, nothing read), given the facts read when
+ * answering: replication's position and whether it is down.
+ */
 function answerFrom(
   shape: Shape,
   parsed: ShapeRequest,
   context: ShapeAnswerContext,
   read: ReadResult | undefined,
   timedOut: boolean,
+  { lastSeenLsn, degraded }: { lastSeenLsn: bigint; degraded: boolean },
 ): ShapeAnswer & { body: string } {
   const { offset, live } = parsed;
   const body = read?.entries ?? [];
@@ -141,7 +150,7 @@ function answerFrom(
   // at `0_inf`, the end of the snapshot (docs/protocol.md §3.4).
   const inSnapshot = responseOffset.tx === 0n && responseOffset.op !== Infinity;
   const sendUpToDate = reachedEnd && !isInitial && !inSnapshot;
-  if (sendUpToDate) body.push(upToDateMessage(context.replication.lastSeenLsn()));
+  if (sendUpToDate) body.push(upToDateMessage(lastSeenLsn));
 
   const offsetText = formatLogOffset(responseOffset);
   const headers: Record<string, string> = {
@@ -154,7 +163,6 @@ function answerFrom(
   if (live) headers[HEADERS.cursor] = nextLiveCursor(context.longPoll.timeoutMs, parsed.cursor);
   else headers[HEADERS.schema] = shape.metadata.schemaHeader;
   // Decided when answering: a request held through the end of an outage is a live answer.
-  const degraded = isDegraded(context.status);
   if (degraded) {
     headers[HEADERS.fallbackMode] = 'true';
     headers[HEADERS.cacheControl] = cacheControl('fallback', context.cache);
