@@ -89,12 +89,15 @@ export async function benchIdle(postgres: TestPostgres, config: BenchConfig): Pr
       const started = performance.now();
       // Some at a time: a burst of SYNs beyond the listen backlog (`somaxconn`, 4,096 here) is
       // dropped. Connecting must take well under the long-poll timeout, or the first come back.
-      await forEachConcurrently(pollers, 500, (poller) => poller.start());
+      await forEachConcurrently(pollers, 100, (poller) => poller.start());
       log(`${held} connected in ${((performance.now() - started) / 1000).toFixed(1)} s`);
       // Every request parked on the server, and the garbage of accepting them collected.
       await sleep(Math.max(2_000, held / 2));
-      const failed = pollers.filter((poller) => poller.failure).length;
-      if (failed > 0) throw new Error(`${failed} of ${held} long-polls failed`);
+      const failed = pollers.filter((poller) => poller.failure);
+      if (failed.length > 0) {
+        const first = failed[0]?.failure?.message ?? '';
+        throw new Error(`${failed.length} of ${held} long-polls failed; the first: ${first}`);
+      }
       const rssHeld = await rssKb(sluice.pid);
       const kbPerHeld =
         rssBefore !== undefined && rssHeld !== undefined ? (rssHeld - rssBefore) / held : undefined;
