@@ -12,11 +12,11 @@ import type { Shape } from '../shapes/shape.js';
 import type { ReadResult } from '../storage/shape-log.js';
 import { cacheControl } from './cache-policy.js';
 import { nextLiveCursor } from './live-cursor.js';
-import { sharedLiveAnswer } from './shared-live-answer.js';
 import { mustRefetchAnswer } from './must-refetch-answer.js';
 import type { ShapeAnswer } from './shape-answer.js';
 import { isDegraded, type LongPoll, type ShapeAnswerContext } from './shape-answer-context.js';
 import type { ShapeRequest } from './shape-request.js';
+import { sharedLiveAnswer } from './shared-live-answer.js';
 import { upToDateMessage } from './up-to-date-message.js';
 
 /** How long a request for an offset past the log's end waits before it is a 400. */

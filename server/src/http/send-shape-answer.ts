@@ -23,10 +23,10 @@ export function sendShapeAnswer(reply: FastifyReply, answer: ShapeAnswer): Fasti
 
 /**
  * A shared body goes out with one `writeHead` and one `end` on the raw response, as Fastify's
- * `send` would write it, without its reply pipeline (onSend hooks, payload checks): a flush
- * answers every held long-poll of a shape at once, and that pipeline was most of each answer's
- * cost. The headers are those `send` would write: the reply's own (CORS), then the answer's, the
- * type and the length. Response hooks, logging and metrics still run when the response ends.
+ * `send` would write it, without its reply pipeline (onSend hooks, payload checks and copies): a
+ * flush answers every held long-poll of a shape at once, and none of them needs that work. The
+ * headers are those `send` would write: the reply's own (CORS), then the answer's, the type and
+ * the length. Response hooks, logging and metrics still run when the response ends.
  */
 function sendBuffer(reply: FastifyReply, answer: ShapeAnswer, body: Buffer): FastifyReply {
   reply.hijack();
