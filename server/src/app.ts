@@ -115,7 +115,9 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
   await app.register(cors, {
     origin: '*',
     methods: ['GET', 'POST', 'DELETE', 'OPTIONS'],
-    exposedHeaders: EXPOSED_HEADERS,
+    // One string for every response: a list would be joined anew for each (and kept by each held
+    // long-poll until it is answered).
+    exposedHeaders: EXPOSED_HEADERS.join(', '),
     maxAge: 86_400,
   });
   const executor: QueryExecutor = new QueryExecutor({

@@ -9,11 +9,19 @@ export interface BenchConfig {
   runs: number;
   /** Multiplies every data size (BENCH_SCALE, default 1; 0.1 for a quick run). */
   scale: number;
-  /** Measures to run (BENCH_ONLY=snapshot,changes,latency,routing,startup,shapes; default all). */
+  /** Measures to run (BENCH_ONLY=snapshot,changes,latency,routing,startup,shapes,idle; default all). */
   only: ReadonlySet<MeasureName>;
 }
 
-export const MEASURES = ['snapshot', 'changes', 'latency', 'routing', 'startup', 'shapes'] as const;
+export const MEASURES = [
+  'snapshot',
+  'changes',
+  'latency',
+  'routing',
+  'startup',
+  'shapes',
+  'idle',
+] as const;
 export type MeasureName = (typeof MEASURES)[number];
 
 export function readBenchConfig(env: NodeJS.ProcessEnv): BenchConfig {

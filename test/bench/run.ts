@@ -2,7 +2,8 @@
 // docs/performance.md. Not part of `npm test`; nothing here asserts a time. Environment:
 //   BENCH_RUNS=5                   runs per measure (the report shows medians)
 //   BENCH_SCALE=1                  data sizes (0.1 for a quick run)
-//   BENCH_ONLY=snapshot,changes,latency,routing,startup,shapes
+//   BENCH_ONLY=snapshot,changes,latency,routing,startup,shapes,idle
+//   BENCH_FD_LIMIT=20000           the open-file limit (`ulimit -n`): the idle measure stays below it
 //   PG_RECVLOGICAL=/path           pg_recvlogical for the WAL baseline (else searched for)
 //   BENCH_LATENCY_CLIENT=raw|http  long-poll clients: minimal raw HTTP (default) or node:http
 //   BENCH_SLUICE_LOG_LEVEL=warn    the server's log level
@@ -28,6 +29,7 @@ import {
 import { renderChart } from './chart.js';
 import { benchChanges } from './changes-bench.js';
 import { benchIdleShapes } from './idle-shapes-bench.js';
+import { benchIdle } from './idle-bench.js';
 import { benchLatency } from './latency-bench.js';
 import { benchRouting } from './routing-bench.js';
 import { describeMachine, renderMarkdown, renderTable, type BenchResults } from './report.js';
@@ -92,6 +94,7 @@ async function runMeasures(postgres: TestPostgres, config: BenchConfig): Promise
     routing: config.only.has('routing') ? await benchRouting(postgres, config) : undefined,
     startup: config.only.has('startup') ? await benchStartup(postgres, config) : undefined,
     shapes: config.only.has('shapes') ? await benchIdleShapes(postgres, config) : undefined,
+    idle: config.only.has('idle') ? await benchIdle(postgres, config) : undefined,
   };
 }
 

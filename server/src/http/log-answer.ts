@@ -16,6 +16,7 @@ import { mustRefetchAnswer } from './must-refetch-answer.js';
 import type { ShapeAnswer } from './shape-answer.js';
 import { isDegraded, type LongPoll, type ShapeAnswerContext } from './shape-answer-context.js';
 import type { ShapeRequest } from './shape-request.js';
+import { sharedLiveAnswer } from './shared-live-answer.js';
 import { upToDateMessage } from './up-to-date-message.js';
 
 /** How long a request for an offset past the log's end waits before it is a 400. */
@@ -51,7 +52,8 @@ export async function waitForEntries(
 /**
  * The answer from a shape's log (docs/protocol.md §3–5). While replication is down the log is
  * served read-only: the same data, marked with `electric-fallback-mode` and a short cache
- * lifetime.
+ * lifetime. Live answers with news are built once for every request at the same position
+ * (`sharedLiveAnswer`); only the cursor is each request's own.
  */
 export async function logAnswer(
   shape: Shape,
@@ -59,9 +61,7 @@ export async function logAnswer(
   context: ShapeAnswerContext,
 ): Promise<ShapeAnswer> {
   const { offset, live } = parsed;
-  let body: string[] = [];
-  let responseOffset: LogOffset = shape.endOffset;
-  let reachedEnd = true;
+  let read: ReadResult | undefined;
   let timedOut = false;
 
   if (offset !== 'now') {
@@ -71,21 +71,78 @@ export async function logAnswer(
       if (wait === 'deleted') return refetchDeleted(shape, context);
       if (wait === 'closing') throw shuttingDown();
       timedOut = wait === 'timed-out';
+      if (live && !timedOut) {
+        const key = {
+          offsetText: parsed.offsetText,
+          durable: shape.log.durableOffset,
+          lastSeenLsn: context.replication.lastSeenLsn(),
+          degraded: isDegraded(context.status),
+        };
+        const shared = await readOr(shape, context, () =>
+          sharedLiveAnswer(shape, key, async () => {
+            const read = await shape.log.read(offset);
+            // Built from the facts of its key, so that it is what every request sharing it is owed.
+            const answer = answerFrom(shape, parsed, context, read, false, key);
+            return { headers: answer.headers, body: Buffer.from(answer.body) };
+          }),
+        );
+        if ('status' in shared) return shared;
+        // Spread: the cursor keeps its place among the headers, as in every other answer.
+        const cursor = nextLiveCursor(context.longPoll.timeoutMs, parsed.cursor);
+        return {
+          status: 200,
+          headers: { ...shared.headers, [HEADERS.cursor]: cursor },
+          body: shared.body,
+        };
+      }
     }
-    let read: ReadResult;
-    try {
-      read = await shape.log.read(offset);
-    } catch (error) {
-      // Deleted or rotated while this request read it: its log is closed or its files gone.
-      if (shape.deleted) return refetchDeleted(shape, context);
-      // The server closes its logs as it shuts down.
-      if (context.longPoll.closing.aborted) throw shuttingDown();
-      throw error;
-    }
-    body = read.entries;
-    responseOffset = read.lastOffset ?? nothingAfter(offset, shape);
-    reachedEnd = read.reachedEnd;
+    const result = await readOr(shape, context, () => shape.log.read(offset));
+    if ('status' in result) return result;
+    read = result;
   }
+  return answerFrom(shape, parsed, context, read, timedOut, {
+    lastSeenLsn: context.replication.lastSeenLsn(),
+    degraded: isDegraded(context.status),
+  });
+}
+
+/**
+ * What `readLog` gives, or what a failed read means: deleted or rotated while this request read
+ * it (its log closed or its files gone), or the server closing its logs as it shuts down.
+ */
+async function readOr<T>(
+  shape: Shape,
+  context: ShapeAnswerContext,
+  readLog: () => Promise<T>,
+): Promise<T | ShapeAnswer> {
+  try {
+    return await readLog();
+  } catch (error) {
+    if (shape.deleted) return refetchDeleted(shape, context);
+    if (context.longPoll.closing.aborted) throw shuttingDown();
+    throw error;
+  }
+}
+
+/**
+ * The answer that `read` makes (none: `offset=now`, nothing read), given the facts read when
+ * answering: replication's position and whether it is down.
+ */
+function answerFrom(
+  shape: Shape,
+  parsed: ShapeRequest,
+  context: ShapeAnswerContext,
+  read: ReadResult | undefined,
+  timedOut: boolean,
+  { lastSeenLsn, degraded }: { lastSeenLsn: bigint; degraded: boolean },
+): ShapeAnswer & { body: string } {
+  const { offset, live } = parsed;
+  const body = read?.entries ?? [];
+  const responseOffset =
+    read === undefined || offset === 'now'
+      ? shape.endOffset
+      : (read.lastOffset ?? nothingAfter(offset, shape));
+  const reachedEnd = read?.reachedEnd ?? true;
 
   const isInitial = offset === 'before-all';
   // The first chunk never says up-to-date: the client must come back for the rest (§3).
@@ -93,7 +150,7 @@ export async function logAnswer(
   // at `0_inf`, the end of the snapshot (docs/protocol.md §3.4).
   const inSnapshot = responseOffset.tx === 0n && responseOffset.op !== Infinity;
   const sendUpToDate = reachedEnd && !isInitial && !inSnapshot;
-  if (sendUpToDate) body.push(upToDateMessage(context.replication.lastSeenLsn()));
+  if (sendUpToDate) body.push(upToDateMessage(lastSeenLsn));
 
   const offsetText = formatLogOffset(responseOffset);
   const headers: Record<string, string> = {
@@ -106,7 +163,6 @@ export async function logAnswer(
   if (live) headers[HEADERS.cursor] = nextLiveCursor(context.longPoll.timeoutMs, parsed.cursor);
   else headers[HEADERS.schema] = shape.metadata.schemaHeader;
   // Decided when answering: a request held through the end of an outage is a live answer.
-  const degraded = isDegraded(context.status);
   if (degraded) {
     headers[HEADERS.fallbackMode] = 'true';
     headers[HEADERS.cacheControl] = cacheControl('fallback', context.cache);

@@ -25,7 +25,9 @@ export class RequestMetrics {
   register(app: FastifyInstance): void {
     app.addHook('onRequest', (request, reply, done) => {
       const start = process.hrtime.bigint();
-      reply.raw.once('close', () => {
+      // `on`, not `once`: a response closes once, and `once` would add a wrapper and its state to
+      // every request (a held long-poll keeps them for as long as it is held).
+      reply.raw.on('close', () => {
         const seconds = Number(process.hrtime.bigint() - start) / 1e9;
         const labels = {
           route: request.routeOptions.url ?? UNMATCHED_ROUTE,
@@ -59,7 +61,7 @@ export class RequestMetrics {
       gauge.dec();
       reply.raw.removeListener('close', release);
     };
-    reply.raw.once('close', release);
+    reply.raw.on('close', release);
     return release;
   }
 }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import cors from '@fastify/cors';
 import Fastify from 'fastify';
 import { sendShapeAnswer } from './send-shape-answer.js';
 import type { ShapeAnswer } from './shape-answer.js';
@@ -51,4 +52,27 @@ test('a body of chunks is streamed in order', async () => {
   assert.equal(response.body, '[{"a":1}]');
   assert.equal(response.headers['transfer-encoding'], 'chunked');
   assert.equal(response.headers['content-length'], undefined);
+});
+
+test('a shared Buffer body goes out with the very headers a text body gets, CORS included', async () => {
+  const withCors = async (body: string | Buffer, headers: Record<string, string> = {}) => {
+    const app = Fastify();
+    await app.register(cors, { origin: '*', exposedHeaders: ['electric-handle'] });
+    app.get('/', async (_request, reply) => sendShapeAnswer(reply, { ...ANSWER, body }));
+    const response = await app.inject({ method: 'GET', url: '/', headers });
+    await app.close();
+    return response;
+  };
+  const text = await withCors('[{"a":1}]');
+  const shared = await withCors(Buffer.from('[{"a":1}]'));
+  // In order: the same headers, in the same order.
+  const withoutDate = (response: typeof text) =>
+    Object.entries(response.headers).filter(([name]) => name !== 'date');
+  assert.equal(shared.statusCode, 200);
+  assert.deepEqual(withoutDate(shared), withoutDate(text));
+  assert.equal(shared.body, text.body);
+  // A revalidation of a shared answer is a 304 as any other.
+  const revalidated = await withCors(Buffer.from('[]'), { 'if-none-match': '"h:-1:0_0"' });
+  assert.equal(revalidated.statusCode, 304);
+  assert.equal(revalidated.body, '');
 });

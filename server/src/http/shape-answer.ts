@@ -1,8 +1,9 @@
 /**
- * A shape answer's body: JSON text, or chunks sent in order without being joined (fallback rows
- * are shared by every request of their window, never copied per request).
+ * A shape answer's body: JSON text; one Buffer shared by every request it answers (a live answer,
+ * `sharedLiveAnswer`); or chunks sent in order without being joined (fallback rows are shared by
+ * every request of their window, never copied per request).
  */
-export type ShapeAnswerBody = string | Iterable<Buffer>;
+export type ShapeAnswerBody = string | Buffer | Iterable<Buffer>;
 
 /**
  * A `GET /v1/shape` answer as a value: what to say, not how. Deciding code returns one, and one
