@@ -26,11 +26,12 @@ interface Entry {
 }
 
 /**
- * The last live answer of each shape, shared by every request that asks for it while nothing it
- * depends on has moved. A flush wakes every held long-poll of a shape, and they mostly wait at the
+ * The live answer of each shape being sent, shared by every request that asks for it while
+ * nothing it depends on has moved. A flush wakes every held long-poll of a shape at once (their
+ * continuations all run before the answer's read can resolve), and they mostly wait at the
  * position the previous flush left them: one log read, one join and one encoding serve them all.
- * One answer per shape is kept, replaced by the next, so memory stays bounded however many
- * positions clients ask for (a read holds up to a chunk).
+ * One answer per shape at most, and only until the turn of the event loop after it is built: an
+ * idle shape keeps none (a read holds up to a chunk), and a request that comes later builds anew.
  */
 const lastAnswers = new WeakMap<Shape, Entry>();
 
@@ -45,10 +46,12 @@ export function sharedLiveAnswer(
   const answer = build();
   const entry = { key, answer };
   lastAnswers.set(shape, entry);
-  // A failed build (the shape deleted or closed meanwhile) is not kept for the next caller.
-  answer.catch(() => {
+  const forget = () => {
     if (lastAnswers.get(shape) === entry) lastAnswers.delete(shape);
-  });
+  };
+  // Every request woken with the others holds the promise by then; a failed build (the shape
+  // deleted or closed meanwhile) is not kept for the next caller either.
+  answer.then(() => setImmediate(forget), forget);
   return answer;
 }
 

@@ -16,10 +16,11 @@ interface LastRead {
 }
 
 /**
- * The last read of each shape, shared by every subscription that reads the same position while
- * the log's durable end has not moved: the subscribers of one shape, woken by one flush, all read
- * from where the previous flush left them, so one read and one join serve them all. One read per
- * shape is kept, replaced by the next; memory stays bounded however many subscriptions there are.
+ * The read of each shape being sent, shared by every subscription that reads the same position
+ * while the log's durable end has not moved: the subscribers of one shape, woken by one flush,
+ * all read from where the previous flush left them, so one read and one join serve them all. One
+ * read per shape at most, and only until the turn of the event loop after it resolves: an idle
+ * shape keeps none (a read holds up to a chunk).
  */
 const lastReads = new WeakMap<Shape, LastRead>();
 
@@ -40,10 +41,11 @@ export function sharedRead(shape: Shape, position: LogOffset): Promise<JoinedRea
   });
   const entry = { position: key, durable, read };
   lastReads.set(shape, entry);
-  // A failed read (the shape deleted meanwhile) is not kept for the next caller.
-  read.catch(() => {
+  const forget = () => {
     if (lastReads.get(shape) === entry) lastReads.delete(shape);
-  });
+  };
+  // A failed read (the shape deleted meanwhile) is not kept for the next caller either.
+  read.then(() => setImmediate(forget), forget);
   return read;
 }
 
