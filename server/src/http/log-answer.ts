@@ -21,6 +21,12 @@ import { upToDateMessage } from './up-to-date-message.js';
 /** How long a request for an offset past the log's end waits before it is a 400. */
 const OUT_OF_BOUNDS_GRACE_MS = 1_000;
 
+/**
+ * How long a request waiting on a snapshot sleeps at most before looking again: each sealed
+ * chunk, the snapshot's end, deletion and shutdown wake it anyway.
+ */
+const SNAPSHOT_WAIT_MS = 1_000;
+
 export type Wait = 'ready' | 'timed-out' | 'out-of-bounds' | 'deleted' | 'closing';
 
 /**
@@ -49,6 +55,28 @@ export async function waitForEntries(
 }
 
 /**
+ * While a shape's snapshot is being written: a read of the snapshot (`-1`, `0_c`) goes ahead
+ * once a sealed, durable chunk holds what it asks for, any other read once the snapshot is
+ * complete. Only sealed chunks are served, so the answer is the one every later reader gets
+ * (same entries, offsets and boundaries: the bytes a cache may hold for good).
+ */
+async function waitForSnapshot(
+  shape: Shape,
+  offset: ShapeRequest['offset'],
+  closing: AbortSignal,
+): Promise<'ready' | 'deleted' | 'closing'> {
+  const inSnapshot =
+    offset === 'before-all' || (offset !== 'now' && offset.tx === 0n && offset.op !== Infinity);
+  for (;;) {
+    if (shape.deleted) return 'deleted';
+    if (closing.aborted) return 'closing';
+    if (shape.ready || (inSnapshot && shape.log.hasSealedAfter(offset))) return 'ready';
+    // The snapshot notifies each sealed chunk and its end, deletion and shutdown wake too.
+    await shape.waitForChange(SNAPSHOT_WAIT_MS);
+  }
+}
+
+/**
  * The answer from a shape's log (docs/protocol.md §3–5). While replication is down the log is
  * served read-only: the same data, marked with `electric-fallback-mode` and a short cache
  * lifetime.
@@ -59,6 +87,17 @@ export async function logAnswer(
   context: ShapeAnswerContext,
 ): Promise<ShapeAnswer> {
   const { offset, live } = parsed;
+  if (!shape.ready) {
+    const wait = await waitForSnapshot(shape, offset, context.longPoll.closing);
+    if (wait === 'deleted') {
+      // The snapshot failed: a client served none of it gets the error waiting for it would
+      // have got; one that has chunks of this handle starts again (409), as for any deleted shape.
+      const failure = shape.snapshotFailure;
+      if (offset === 'before-all' && failure instanceof Error) throw failure;
+      return refetchDeleted(shape, context);
+    }
+    if (wait === 'closing') throw shuttingDown();
+  }
   let body: string[] = [];
   let responseOffset: LogOffset = shape.endOffset;
   let reachedEnd = true;

@@ -64,7 +64,7 @@ export class ShapeRegistry {
   readonly #byKey = new Map<string, Shape>();
   readonly #byRelation = new Map<number, Set<Shape>>();
   readonly #router = new ShapeRouter();
-  readonly #creating = new Map<string, { definition: ShapeDefinition; shape: Promise<Shape> }>();
+  readonly #creating = new Map<string, Creation>();
   readonly #idleSweepMs: number;
   readonly #idleSweep: NodeJS.Timeout;
   readonly #creations: BulkheadPolicy;
@@ -201,22 +201,46 @@ export class ShapeRegistry {
 
   /** The shape for a definition, created (snapshot included) when there is none yet. */
   async getOrCreate(definition: ShapeDefinition): Promise<Shape> {
+    return this.#creation(definition, (creation) => creation.shape);
+  }
+
+  /**
+   * The shape for a definition once it exists, maybe with its snapshot still being written
+   * (`ready` false): its sealed snapshot chunks can be served meanwhile. Creates it when there is
+   * none yet; a creation that fails before the shape is registered (planning) throws here.
+   */
+  async getOrStart(definition: ShapeDefinition): Promise<Shape> {
+    return this.#creation(definition, (creation) => creation.registered);
+  }
+
+  #creation(
+    definition: ShapeDefinition,
+    awaited: (creation: Creation) => Promise<Shape>,
+  ): Promise<Shape> {
     this.#assertLoaded();
     const key = definitionKey(definition);
     const existing = this.#byKey.get(key);
     if (existing?.ready) {
       existing.markRead();
-      return existing;
+      return Promise.resolve(existing);
     }
-    let creating = this.#creating.get(key)?.shape;
-    if (!creating) {
+    let creation = this.#creating.get(key);
+    if (!creation) {
       this.#admitCreation(definition);
-      creating = this.#creations
-        .execute(() => this.#create(definition))
+      let registered!: (shape: Shape) => void;
+      const registering = new Promise<Shape>((resolve) => (registered = resolve));
+      const shape = this.#creations
+        .execute(() => this.#create(definition, registered))
         .finally(() => this.#creating.delete(key));
-      this.#creating.set(key, { definition, shape: creating });
+      // Settles with the creation when it fails before registering the shape.
+      const started = Promise.race([registering, shape]);
+      // Nobody may ask for the shape itself: its failure is theirs (the requests) to report.
+      shape.catch(() => undefined);
+      started.catch(() => undefined);
+      creation = { definition, shape, registered: started };
+      this.#creating.set(key, creation);
     }
-    return creating;
+    return awaited(creation);
   }
 
   /** Refuses (503) a new shape beyond the limits; shapes being created count. */
@@ -360,7 +384,7 @@ export class ShapeRegistry {
     }
   }
 
-  async #create(definition: ShapeDefinition): Promise<Shape> {
+  async #create(definition: ShapeDefinition, registered: (shape: Shape) => void): Promise<Shape> {
     const { executor, publicationName, chunkBytes, chunkCache } = this.#options;
     // Planning and publishing write (the publication, the replica identity): the primary. Its
     // flushed WAL position afterwards bounds everything the snapshot must see (below); the
@@ -402,6 +426,7 @@ export class ShapeRegistry {
       // Registered before the snapshot starts: changes committed meanwhile are buffered, then
       // filtered against the snapshot.
       this.#add(shape);
+      registered(shape);
       // Commits routed before that moment never reach this shape: its snapshot must see them.
       // A replica may take it once it has replayed the primary's WAL as flushed after planning:
       // that covers every commit routed so far (replication only sends flushed WAL), the table
@@ -430,8 +455,13 @@ export class ShapeRegistry {
       this.#options.log.info({ shape: shape.describe() }, 'shape created');
       return shape;
     } catch (error) {
-      if (shape) await this.delete(shape);
-      throw whereEvaluationError(definition, error);
+      const failure = whereEvaluationError(definition, error);
+      if (shape) {
+        // Readers of its sealed chunks are waiting on it: they report this (see logAnswer).
+        shape.snapshotFailure = failure;
+        await this.delete(shape);
+      }
+      throw failure;
     }
   }
 
@@ -443,6 +473,13 @@ export class ShapeRegistry {
     set.add(shape);
     this.#router.add(shape);
   }
+}
+
+/** A shape being created: `registered` once readers can find it, `shape` once it is ready. */
+interface Creation {
+  definition: ShapeDefinition;
+  shape: Promise<Shape>;
+  registered: Promise<Shape>;
 }
 
 function replicationSignature(relation: RelationInfo): string {
