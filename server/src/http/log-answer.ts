@@ -63,16 +63,20 @@ export async function waitForEntries(
 async function waitForSnapshot(
   shape: Shape,
   offset: ShapeRequest['offset'],
-  closing: AbortSignal,
+  context: ShapeAnswerContext,
 ): Promise<'ready' | 'deleted' | 'closing'> {
   const inSnapshot =
     offset === 'before-all' || (offset !== 'now' && offset.tx === 0n && offset.op !== Infinity);
+  // The creation's end, not `ready`: a live request answered before the creation's last
+  // notification would be woken by it with nothing new.
+  let created = false;
+  const creation = context.registry.created(shape).then(() => (created = true));
   for (;;) {
     if (shape.deleted) return 'deleted';
-    if (closing.aborted) return 'closing';
-    if (shape.ready || (inSnapshot && shape.log.hasSealedAfter(offset))) return 'ready';
-    // The snapshot notifies each sealed chunk and its end, deletion and shutdown wake too.
-    await shape.waitForChange(SNAPSHOT_WAIT_MS);
+    if (context.longPoll.closing.aborted) return 'closing';
+    if (created || (inSnapshot && shape.log.hasSealedAfter(offset))) return 'ready';
+    // Each sealed chunk, the creation's end, deletion and shutdown wake it.
+    await Promise.race([shape.waitForChange(SNAPSHOT_WAIT_MS), creation]);
   }
 }
 
@@ -87,8 +91,9 @@ export async function logAnswer(
   context: ShapeAnswerContext,
 ): Promise<ShapeAnswer> {
   const { offset, live } = parsed;
-  if (!shape.ready) {
-    const wait = await waitForSnapshot(shape, offset, context.longPoll.closing);
+  // Until its creation has ended, not only its snapshot: see waitForSnapshot.
+  if (!shape.ready || context.registry.creating(shape)) {
+    const wait = await waitForSnapshot(shape, offset, context);
     if (wait === 'deleted') {
       // The snapshot failed: a client served none of it gets the error waiting for it would
       // have got; one that has chunks of this handle starts again (409), as for any deleted shape.

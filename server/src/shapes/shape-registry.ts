@@ -230,14 +230,23 @@ export class ShapeRegistry {
       let registered!: (shape: Shape) => void;
       const registering = new Promise<Shape>((resolve) => (registered = resolve));
       const shape = this.#creations
-        .execute(() => this.#create(definition, registered))
+        .execute(() =>
+          this.#create(definition, (created) => {
+            started.current = created;
+            registered(created);
+          }),
+        )
         .finally(() => this.#creating.delete(key));
       // Settles with the creation when it fails before registering the shape.
-      const started = Promise.race([registering, shape]);
-      // Nobody may ask for the shape itself: its failure is theirs (the requests) to report.
+      const started: Creation = {
+        definition,
+        shape,
+        registered: Promise.race([registering, shape]),
+      };
+      // Nobody may ask for these: a failure is reported by the requests that do.
       shape.catch(() => undefined);
-      started.catch(() => undefined);
-      creation = { definition, shape, registered: started };
+      started.registered.catch(() => undefined);
+      creation = started;
       this.#creating.set(key, creation);
     }
     return awaited(creation);
@@ -276,9 +285,22 @@ export class ShapeRegistry {
    * once its creation has ended, never under it (the requests waiting for it are answered).
    */
   async deleteWhenCreated(shape: Shape): Promise<void> {
-    const creation = this.#creating.get(definitionKey(shape.metadata.definition));
-    if (!shape.ready && creation) await creation.shape.catch(() => undefined);
+    await this.created(shape);
     await this.delete(shape);
+  }
+
+  /**
+   * Settles once the creation of `shape` has ended, either way (at once when none is under way).
+   * Not the same as `ready`: that is true a little before, while the log and metadata are written.
+   */
+  async created(shape: Shape): Promise<void> {
+    const creation = this.#creating.get(definitionKey(shape.metadata.definition));
+    if (creation?.current === shape) await creation.shape.catch(() => undefined);
+  }
+
+  /** Whether `shape` is being created: its snapshot written, or its log and metadata after it. */
+  creating(shape: Shape): boolean {
+    return this.#creating.get(definitionKey(shape.metadata.definition))?.current === shape;
   }
 
   async delete(shape: Shape): Promise<void> {
@@ -480,6 +502,8 @@ interface Creation {
   definition: ShapeDefinition;
   shape: Promise<Shape>;
   registered: Promise<Shape>;
+  /** The shape, once registered. */
+  current?: Shape;
 }
 
 function replicationSignature(relation: RelationInfo): string {
