@@ -400,6 +400,12 @@ export class ShapeRegistry {
     clearInterval(this.#idleSweep);
     this.#closed = true;
     await this.#loaded;
+    // A client may hold chunks of a snapshot still being written: finished, the shape outlives
+    // the restart (as when its first request waited for the whole snapshot, which closing the
+    // server waited for).
+    await Promise.all(
+      [...this.#creating.values()].map((creation) => creation.shape.catch(() => undefined)),
+    );
     for (const shape of this.#byHandle.values()) {
       shape.notify();
       await shape.log.close();
