@@ -65,6 +65,8 @@ export class ShapeRegistry {
   readonly #byRelation = new Map<number, Set<Shape>>();
   readonly #router = new ShapeRouter();
   readonly #creating = new Map<string, Creation>();
+  /** Shapes registered whose creation has not ended, with that creation (a lookup per request). */
+  readonly #unfinished = new Map<Shape, Promise<Shape>>();
   readonly #idleSweepMs: number;
   readonly #idleSweep: NodeJS.Timeout;
   readonly #creations: BulkheadPolicy;
@@ -228,15 +230,20 @@ export class ShapeRegistry {
     if (!creation) {
       this.#admitCreation(definition);
       let registered!: (shape: Shape) => void;
+      let unfinished: Shape | undefined;
       const registering = new Promise<Shape>((resolve) => (registered = resolve));
       const shape = this.#creations
         .execute(() =>
           this.#create(definition, (created) => {
-            started.current = created;
+            unfinished = created;
+            this.#unfinished.set(created, started.shape);
             registered(created);
           }),
         )
-        .finally(() => this.#creating.delete(key));
+        .finally(() => {
+          this.#creating.delete(key);
+          if (unfinished) this.#unfinished.delete(unfinished);
+        });
       // Settles with the creation when it fails before registering the shape.
       const started: Creation = {
         definition,
@@ -294,13 +301,12 @@ export class ShapeRegistry {
    * Not the same as `ready`: that is true a little before, while the log and metadata are written.
    */
   async created(shape: Shape): Promise<void> {
-    const creation = this.#creating.get(definitionKey(shape.metadata.definition));
-    if (creation?.current === shape) await creation.shape.catch(() => undefined);
+    await this.#unfinished.get(shape)?.catch(() => undefined);
   }
 
   /** Whether `shape` is being created: its snapshot written, or its log and metadata after it. */
   creating(shape: Shape): boolean {
-    return this.#creating.get(definitionKey(shape.metadata.definition))?.current === shape;
+    return this.#unfinished.has(shape);
   }
 
   async delete(shape: Shape): Promise<void> {
@@ -508,8 +514,6 @@ interface Creation {
   definition: ShapeDefinition;
   shape: Promise<Shape>;
   registered: Promise<Shape>;
-  /** The shape, once registered. */
-  current?: Shape;
 }
 
 function replicationSignature(relation: RelationInfo): string {
