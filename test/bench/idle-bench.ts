@@ -50,9 +50,6 @@ export async function benchIdle(postgres: TestPostgres, config: BenchConfig): Pr
     await db.query(`CREATE TABLE ${TABLE} (id bigint PRIMARY KEY, note text)`);
     await db.query(`INSERT INTO ${TABLE} SELECT g, 'row' FROM generate_series(1, 100) g`);
     const sluice = await startBenchSluice(db, {
-      // As `npm start` runs it: through tsx, every closure a request makes would carry a name
-      // property of its own (esbuild's keepNames), about a kB more per held long-poll.
-      compiled: true,
       env: {
         SLUICE_MAX_CONCURRENT_LIVE: String(held + 1_000),
         SLUICE_MAX_LIVE_PER_CLIENT: String(held + 1_000),

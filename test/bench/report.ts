@@ -56,7 +56,7 @@ function rows(results: BenchResults): { rows: Row[]; notes: string[] } {
     });
     notes.push(
       `initial sync: ${formatMs(snapshot.sluiceMs)} in all, of which ${formatMs(snapshot.firstChunkMs)} before the first chunk ` +
-        `(the server writes the whole snapshot into the shape log before answering); ` +
+        `(the first snapshot chunk built and synced; later chunks are served as they are sealed); ` +
         `${snapshot.chunks} chunks, ${snapshot.sluiceMb.toFixed(0)} MB of JSON vs ${snapshot.copyMb.toFixed(0)} MB of COPY text; ` +
         `server CPU ${formatMs(snapshot.serverCpuMs ?? NaN)} per sync; ` +
         `COPY ${formatMs(snapshot.copyMs)}; table ${snapshot.tableMb.toFixed(0)} MB; server RSS after ${snapshot.serverRssMb ?? '?'} MB`,

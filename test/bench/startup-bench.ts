@@ -120,8 +120,7 @@ export async function benchStartup(
     stored: readonly StoredShape[] | undefined,
   ): Promise<{ listeningMs: number; servedMs: number }> {
     const spawned = performance.now();
-    // The compiled build, as `npm start` runs it: tsx's compiling would add ~0.4 s to each start.
-    const sluice = await startBenchSluice(db, { storageDir: dir, env, compiled: true });
+    const sluice = await startBenchSluice(db, { storageDir: dir, env });
     try {
       await httpRequest(`${sluice.baseUrl}${PATHS.health}`);
       const listeningMs = performance.now() - spawned;

@@ -54,5 +54,6 @@ export async function liveShapeFor(
   const fresh =
     existing?.ready &&
     (parsed.offset !== 'before-all' || (await context.registry.stillCurrent(existing)));
-  return fresh ? existing : await context.registry.getOrCreate(parsed.definition);
+  // A shape whose snapshot is under way is served as its chunks are sealed (logAnswer).
+  return fresh ? existing : await context.registry.getOrStart(parsed.definition);
 }

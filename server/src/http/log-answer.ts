@@ -22,6 +22,12 @@ import { upToDateMessage } from './up-to-date-message.js';
 /** How long a request for an offset past the log's end waits before it is a 400. */
 const OUT_OF_BOUNDS_GRACE_MS = 1_000;
 
+/**
+ * How long a request waiting on a snapshot sleeps at most before looking again: each sealed
+ * chunk, the snapshot's end, deletion and shutdown wake it anyway.
+ */
+const SNAPSHOT_WAIT_MS = 1_000;
+
 export type Wait = 'ready' | 'timed-out' | 'out-of-bounds' | 'deleted' | 'closing';
 
 /**
@@ -50,6 +56,32 @@ export async function waitForEntries(
 }
 
 /**
+ * While a shape's snapshot is being written: a read of the snapshot (`-1`, `0_c`) goes ahead
+ * once a sealed, durable chunk holds what it asks for, any other read once the snapshot is
+ * complete. Only sealed chunks are served, so the answer is the one every later reader gets
+ * (same entries, offsets and boundaries: the bytes a cache may hold for good).
+ */
+async function waitForSnapshot(
+  shape: Shape,
+  offset: ShapeRequest['offset'],
+  context: ShapeAnswerContext,
+): Promise<'ready' | 'deleted' | 'closing'> {
+  const inSnapshot =
+    offset === 'before-all' || (offset !== 'now' && offset.tx === 0n && offset.op !== Infinity);
+  // The creation's end, not `ready`: a live request answered before the creation's last
+  // notification would be woken by it with nothing new.
+  let created = false;
+  const creation = context.registry.created(shape).then(() => (created = true));
+  for (;;) {
+    if (shape.deleted) return 'deleted';
+    if (context.longPoll.closing.aborted) return 'closing';
+    if (created || (inSnapshot && shape.log.hasSealedAfter(offset))) return 'ready';
+    // Each sealed chunk, the creation's end, deletion and shutdown wake it.
+    await Promise.race([shape.waitForChange(SNAPSHOT_WAIT_MS), creation]);
+  }
+}
+
+/**
  * The answer from a shape's log (docs/protocol.md §3–5). While replication is down the log is
  * served read-only: the same data, marked with `electric-fallback-mode` and a short cache
  * lifetime. Live answers with news are built once for every request at the same position
@@ -61,6 +93,18 @@ export async function logAnswer(
   context: ShapeAnswerContext,
 ): Promise<ShapeAnswer> {
   const { offset, live } = parsed;
+  // Until its creation has ended, not only its snapshot: see waitForSnapshot.
+  if (!shape.ready || context.registry.creating(shape)) {
+    const wait = await waitForSnapshot(shape, offset, context);
+    if (wait === 'deleted') {
+      // The snapshot failed: a client served none of it gets the error waiting for it would
+      // have got; one that has chunks of this handle starts again (409), as for any deleted shape.
+      const failure = shape.snapshotFailure;
+      if (offset === 'before-all' && failure instanceof Error) throw failure;
+      return refetchDeleted(shape, context);
+    }
+    if (wait === 'closing') throw shuttingDown();
+  }
   let read: ReadResult | undefined;
   let timedOut = false;
 

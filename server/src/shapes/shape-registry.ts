@@ -66,7 +66,9 @@ export class ShapeRegistry {
   readonly #router = new ShapeRouter();
   /** Metadata parts that a table's shapes have alike, held once per table (see #share). */
   readonly #shared = new Map<number, Map<string, unknown>>();
-  readonly #creating = new Map<string, { definition: ShapeDefinition; shape: Promise<Shape> }>();
+  readonly #creating = new Map<string, Creation>();
+  /** Shapes registered whose creation has not ended, with that creation (a lookup per request). */
+  readonly #unfinished = new Map<Shape, Promise<Shape>>();
   readonly #idleSweepMs: number;
   readonly #idleSweep: NodeJS.Timeout;
   readonly #creations: BulkheadPolicy;
@@ -203,22 +205,60 @@ export class ShapeRegistry {
 
   /** The shape for a definition, created (snapshot included) when there is none yet. */
   async getOrCreate(definition: ShapeDefinition): Promise<Shape> {
+    return this.#creation(definition, (creation) => creation.shape);
+  }
+
+  /**
+   * The shape for a definition once it exists, maybe with its snapshot still being written
+   * (`ready` false): its sealed snapshot chunks can be served meanwhile. Creates it when there is
+   * none yet; a creation that fails before the shape is registered (planning) throws here.
+   */
+  async getOrStart(definition: ShapeDefinition): Promise<Shape> {
+    return this.#creation(definition, (creation) => creation.registered);
+  }
+
+  #creation(
+    definition: ShapeDefinition,
+    awaited: (creation: Creation) => Promise<Shape>,
+  ): Promise<Shape> {
     this.#assertLoaded();
     const key = definitionKey(definition);
     const existing = this.#byKey.get(key);
     if (existing?.ready) {
       existing.markRead();
-      return existing;
+      return Promise.resolve(existing);
     }
-    let creating = this.#creating.get(key)?.shape;
-    if (!creating) {
+    let creation = this.#creating.get(key);
+    if (!creation) {
       this.#admitCreation(definition);
-      creating = this.#creations
-        .execute(() => this.#create(definition))
-        .finally(() => this.#creating.delete(key));
-      this.#creating.set(key, { definition, shape: creating });
+      let registered!: (shape: Shape) => void;
+      let unfinished: Shape | undefined;
+      const registering = new Promise<Shape>((resolve) => (registered = resolve));
+      const shape = this.#creations
+        .execute(() =>
+          this.#create(definition, (created) => {
+            unfinished = created;
+            this.#unfinished.set(created, started.shape);
+            registered(created);
+          }),
+        )
+        .finally(() => {
+          this.#creating.delete(key);
+          if (unfinished) this.#unfinished.delete(unfinished);
+        });
+      // Settles with the creation when it fails before registering the shape.
+      const started: Creation = {
+        definition,
+        shape,
+        registered: Promise.race([registering, shape]),
+      };
+      // Nobody may ask for these: a failure is reported by the requests that do.
+      shape.catch(() => undefined);
+      started.registered.catch(() => undefined);
+      creation = started;
+      this.#creating.set(key, creation);
     }
-    return creating;
+    return awaited(creation);
   }
 
   /** Refuses (503) a new shape beyond the limits; shapes being created count. */
@@ -254,9 +294,21 @@ export class ShapeRegistry {
    * once its creation has ended, never under it (the requests waiting for it are answered).
    */
   async deleteWhenCreated(shape: Shape): Promise<void> {
-    const creation = this.#creating.get(definitionKey(shape.metadata.definition));
-    if (!shape.ready && creation) await creation.shape.catch(() => undefined);
+    await this.created(shape);
     await this.delete(shape);
+  }
+
+  /**
+   * Settles once the creation of `shape` has ended, either way (at once when none is under way).
+   * Not the same as `ready`: that is true a little before, while the log and metadata are written.
+   */
+  async created(shape: Shape): Promise<void> {
+    await this.#unfinished.get(shape)?.catch(() => undefined);
+  }
+
+  /** Whether `shape` is being created: its snapshot written, or its log and metadata after it. */
+  creating(shape: Shape): boolean {
+    return this.#unfinished.has(shape);
   }
 
   async delete(shape: Shape): Promise<void> {
@@ -362,13 +414,19 @@ export class ShapeRegistry {
     clearInterval(this.#idleSweep);
     this.#closed = true;
     await this.#loaded;
+    // A client may hold chunks of a snapshot still being written: finished, the shape outlives
+    // the restart (as when its first request waited for the whole snapshot, which closing the
+    // server waited for).
+    await Promise.all(
+      [...this.#creating.values()].map((creation) => creation.shape.catch(() => undefined)),
+    );
     for (const shape of this.#byHandle.values()) {
       shape.notify();
       await shape.log.close();
     }
   }
 
-  async #create(definition: ShapeDefinition): Promise<Shape> {
+  async #create(definition: ShapeDefinition, registered: (shape: Shape) => void): Promise<Shape> {
     const { executor, publicationName, chunkBytes, chunkCache } = this.#options;
     // Planning and publishing write (the publication, the replica identity): the primary. Its
     // flushed WAL position afterwards bounds everything the snapshot must see (below); the
@@ -410,6 +468,7 @@ export class ShapeRegistry {
       // Registered before the snapshot starts: changes committed meanwhile are buffered, then
       // filtered against the snapshot.
       this.#add(shape);
+      registered(shape);
       // Commits routed before that moment never reach this shape: its snapshot must see them.
       // A replica may take it once it has replayed the primary's WAL as flushed after planning:
       // that covers every commit routed so far (replication only sends flushed WAL), the table
@@ -438,8 +497,13 @@ export class ShapeRegistry {
       this.#options.log.info({ shape: shape.describe() }, 'shape created');
       return shape;
     } catch (error) {
-      if (shape) await this.delete(shape);
-      throw whereEvaluationError(definition, error);
+      const failure = whereEvaluationError(definition, error);
+      if (shape) {
+        // Readers of its sealed chunks are waiting on it: they report this (see logAnswer).
+        shape.snapshotFailure = failure;
+        await this.delete(shape);
+      }
+      throw failure;
     }
   }
 
@@ -474,6 +538,13 @@ export class ShapeRegistry {
     metadata.columnSignature = one(metadata.columnSignature);
     metadata.definition.table = one(metadata.definition.table);
   }
+}
+
+/** A shape being created: `registered` once readers can find it, `shape` once it is ready. */
+interface Creation {
+  definition: ShapeDefinition;
+  shape: Promise<Shape>;
+  registered: Promise<Shape>;
 }
 
 function replicationSignature(relation: RelationInfo): string {

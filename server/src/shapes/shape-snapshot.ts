@@ -16,8 +16,6 @@ import {
   type TableIdentifier,
 } from '../pg/table-identifier.js';
 
-/** Rows appended to the log between flushes: bounds memory for tables of any size. */
-const FLUSH_EVERY_ROWS = 20_000;
 /** How long a snapshot waits for replicated commits to become visible before giving up. */
 const VISIBILITY_WAIT_MS = 10_000;
 
@@ -51,8 +49,10 @@ export async function takeSnapshot(
     // Snapshot chunk c holds offset `0_c` on every entry, as Electric numbers snapshot chunks
     // (docs/protocol.md §3.2): the log seals a chunk once it is full and the next row opens c + 1.
     let chunk = 0;
+    // One flush at a time runs behind the rows: the next chunk is built while the last sealed
+    // one is synced, and each sealed chunk is served as soon as it is durable (logAnswer).
+    let flushing: Promise<void> = Promise.resolve();
     if (definition.log === 'full') {
-      let sinceFlush = 0;
       const rows = {
         table: definition.table,
         select: selectColumns,
@@ -60,18 +60,24 @@ export async function takeSnapshot(
         filter: shape.metadata.filter,
       };
       for await (const batch of shapeRowBatches(client, rows)) {
+        let sealed = 0;
         for (const json of batch) {
           // One row per append: a row's offset names its chunk, known only once the previous
           // row's append said whether it sealed one.
-          chunk += shape.log.append([{ offset: { tx: 0n, op: chunk }, json }]);
+          sealed += shape.log.append([{ offset: { tx: 0n, op: chunk + sealed }, json }]);
         }
-        sinceFlush += batch.length;
-        if (sinceFlush >= FLUSH_EVERY_ROWS) {
-          sinceFlush = 0;
-          await shape.log.flush();
+        chunk += sealed;
+        if (sealed > 0) {
+          // The open chunk is in memory whatever happens: flushing only at seals bounds memory
+          // just as well, with one sync per chunk instead of one per batch of rows.
+          await flushing;
+          flushing = flushSealed(shape);
+          // Awaited before the next flush or at the end; until then its failure is not unhandled.
+          flushing.catch(() => undefined);
         }
       }
     }
+    await flushing;
     await client.query('COMMIT');
     shape.log.append(
       [
@@ -89,7 +95,7 @@ export async function takeSnapshot(
       ],
       { sealChunk: true },
     );
-    await shape.log.flush();
+    await flushSealed(shape);
     return visibility;
   } catch (error) {
     await client.query('ROLLBACK').catch(() => undefined);
@@ -102,6 +108,12 @@ export async function takeSnapshot(
     }
     throw error;
   }
+}
+
+/** Makes what is appended durable, then wakes the readers waiting for a sealed chunk. */
+async function flushSealed(shape: Shape): Promise<void> {
+  await shape.log.flush();
+  shape.notify();
 }
 
 function isStatementTimeout(error: unknown, elapsedMs: number, timeoutMs: number): boolean {

@@ -41,6 +41,11 @@ export class Shape {
   #matches: ((row: Row) => boolean) | undefined;
   readonly #waiters = new Set<() => void>();
   #deleted = false;
+  /**
+   * Why the snapshot failed, set before the shape is deleted: a request that has been served none
+   * of it answers this error, as it would have had it waited for the whole snapshot.
+   */
+  snapshotFailure: unknown;
   /** When a request last read this shape (a shape loaded at start counts as read then). */
   #lastReadAt = Date.now();
 

@@ -221,6 +221,15 @@ export class ShapeLog {
     }));
   }
 
+  /**
+   * Whether a sealed chunk, durable, holds entries after `after`: a read there then serves that
+   * chunk (or its rest) as every later read will, whatever is appended meanwhile.
+   */
+  hasSealedAfter(after: LogOffset | 'before-all'): boolean {
+    const from = after === 'before-all' ? undefined : after;
+    return firstChunkAfter(this.#sealed, from) < this.#sealed.length;
+  }
+
   /** The durable entries after `after`, up to the end of the chunk holding the first of them. */
   async read(after: LogOffset | 'before-all'): Promise<ReadResult> {
     this.#assertUsable();
