@@ -100,7 +100,12 @@ export async function logAnswer(
       // The snapshot failed: a client served none of it gets the error waiting for it would
       // have got; one that has chunks of this handle starts again (409), as for any deleted shape.
       const failure = shape.snapshotFailure;
-      if (offset === 'before-all' && failure instanceof Error) throw failure;
+      if (offset === 'before-all' && failure instanceof Error) {
+        // Answered once the failed creation has removed what it made, as before it was served
+        // in progress: a client told of the failure finds no half-made shape behind it.
+        await context.registry.created(shape);
+        throw failure;
+      }
       return refetchDeleted(shape, context);
     }
     if (wait === 'closing') throw shuttingDown();
