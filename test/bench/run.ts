@@ -8,14 +8,15 @@
 //   BENCH_LATENCY_CLIENT=raw|http  long-poll clients: minimal raw HTTP (default) or node:http
 //   BENCH_SLUICE_LOG_LEVEL=warn    the server's log level
 //   BENCH_SERVER_NODE_OPTIONS=…    NODE_OPTIONS for the server (see cpu-profile.mjs)
-// The run also draws docs/performance.svg (test/bench/chart.ts): latency against clients when it
-// ran the latency measure, the throughput ratios when it ran snapshot or changes. The chart shows
-// this run only: a panel whose measures did not run is left out, and a run with none of them
-// (BENCH_ONLY=routing, say) leaves the previous file as it was. Figures from a scaled-down or busy
-// run go into the file all the same; the caption says how they were measured.
+// The run also draws a chart (test/bench/chart.ts): latency against clients, and the throughput
+// ratios of snapshot and changes. A run of all three (at any scale; the caption says how it was
+// measured) writes docs/performance.svg, the chart the docs show; any other run that has some of
+// them writes its chart, with the panels it can fill, to the temp folder, so a partial run never
+// replaces the committed chart.
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { loadavg } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startPostgres, type TestPostgres } from '@sluice/harness';
 import {
@@ -75,8 +76,12 @@ async function main(): Promise<void> {
       `medians of ${config.runs} runs, scale ${config.scale}, load average ${loadBefore.toFixed(2)} before`;
     const chart = renderChart(results, caption);
     if (chart !== undefined) {
-      writeFileSync(CHART_FILE, chart);
-      log(`\nchart written to ${fileURLToPath(CHART_FILE)}`);
+      const whole = (['latency', 'snapshot', 'changes'] as const).every((name) =>
+        config.only.has(name),
+      );
+      const file = whole ? fileURLToPath(CHART_FILE) : join(tmpdir(), 'sluice-bench-chart.svg');
+      writeFileSync(file, chart);
+      log(`\nchart written to ${file}`);
     }
   } finally {
     await postgres?.stop();
