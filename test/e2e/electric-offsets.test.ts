@@ -331,7 +331,9 @@ describe('the official client', () => {
       async ({ db, open }) => {
         const { fetchClient, seen } = recordingFetch();
         const { shape } = open({ params: items, fetchClient });
-        await waitForRows(shape, (rows) => rows.length === 5);
+        // Up-to-date, not only 5 rows: the first answer never says up-to-date (protocol.md §3),
+        // and the Shape's notice of the next one would be taken for the transaction's.
+        await waitForRows(shape, (rows) => rows.length === 5 && shape.isUpToDate);
         // Part of the transaction is only ever seen while the Shape says it is syncing (the
         // official Shape notifies on the first change after up-to-date, as with Electric).
         const seenRows: { size: number; upToDate: boolean }[] = [];
