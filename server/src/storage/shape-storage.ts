@@ -1,0 +1,90 @@
+import type { LogOffset } from '@sluice/protocol';
+
+/** One entry of a shape log. */
+export interface LogEntry {
+  offset: LogOffset;
+  /** One protocol message, already serialised; stored and served byte for byte. */
+  json: string;
+}
+
+export interface ReadResult {
+  /** JSON texts of the entries strictly after `after`, up to the end of one chunk. */
+  entries: string[];
+  /** Offset of the last returned entry, undefined when none was returned. */
+  lastOffset: LogOffset | undefined;
+  /** Nothing durable exists after the last returned entry (or after `after` if none). */
+  reachedEnd: boolean;
+}
+
+/**
+ * The durable, append-only, chunked log of one shape (docs/protocol.md §3), as the rest of the
+ * server uses it, whatever holds it. Chunk boundaries are fixed when a chunk is sealed and never
+ * move, so a response (which never crosses a boundary) is the same whenever it is asked for.
+ * Writes, flushes, truncation and close run one at a time. Every backend passes the contract
+ * suite in `shape-storage-contract.ts`.
+ */
+export interface ShapeLog {
+  /** Where the log lives, for messages and cache keys (a folder, a Redis key prefix). */
+  readonly location: string;
+  /** Last appended offset, durable or not. */
+  readonly lastOffset: LogOffset | undefined;
+  /** Last offset that a completed flush made durable and visible to read(). */
+  readonly durableOffset: LogOffset | undefined;
+  /** What the log holds, or will once appended entries are flushed, in bytes. */
+  readonly sizeBytes: number;
+  /**
+   * Buffers entries (one transaction, or snapshot rows). A chunk is sealed right after the entry
+   * that brings it to the chunk size; `sealChunk` also seals the chunk holding the last entry.
+   * Offsets must increase; two entries may share a snapshot offset (tx 0) only inside one chunk.
+   * Throws, changing nothing, when the order is broken. Returns how many chunks it sealed.
+   */
+  append(entries: readonly LogEntry[], options?: { sealChunk?: boolean }): number;
+  /** Makes everything appended before the call durable and visible. */
+  flush(): Promise<void>;
+  /** Whether a sealed, durable chunk holds entries after `after`. */
+  hasSealedAfter(after: LogOffset | 'before-all'): boolean;
+  /** The durable entries after `after`, up to the end of the chunk holding the first of them. */
+  read(after: LogOffset | 'before-all'): Promise<ReadResult>;
+  /** The last durable entry. */
+  lastEntry(): Promise<LogEntry | undefined>;
+  /** Drops every entry after `offset`, durable or not (recovery). Must not overlap read(). */
+  truncateAfter(offset: LogOffset | 'before-all'): Promise<void>;
+  /** Flushes what was appended and releases resources. Later calls are refused. */
+  close(): Promise<void>;
+  /** Closes without flushing and deletes the whole log. */
+  destroy(): Promise<void>;
+}
+
+/** How a storage backend is doing, for `/v1/status` (`storage`) and `/metrics`. */
+export interface StorageHealth {
+  backend: 'disk' | 'redis';
+  /** `down`: the last operations failed (or the breaker is open); `up` otherwise. */
+  state: 'up' | 'down';
+  /** The circuit breaker in front of the backend (disk has none: always `closed`). */
+  breaker: 'closed' | 'open' | 'half-open';
+}
+
+/**
+ * Where shapes are kept: their logs, their metadata, and small named records of the server's own
+ * (the replication continuity state). The local disk (default) or Redis (`SLUICE_STORAGE`).
+ */
+export interface ShapeStorage {
+  readonly backend: StorageHealth['backend'];
+  /** Handles of the stored shapes (metadata written, log maybe not complete). */
+  listShapes(): Promise<string[]>;
+  /** A shape's metadata as last written (JSON text), undefined when there is none. */
+  readMetadata(handle: string): Promise<string | undefined>;
+  /** Replaces a shape's metadata, durably. */
+  writeMetadata(handle: string, json: string): Promise<void>;
+  /** Starts the empty log of a new shape (refused if one exists). */
+  createLog(handle: string): Promise<ShapeLog>;
+  /** Reopens a stored shape's log after a restart or crash, repairing torn writes. */
+  openLog(handle: string): Promise<ShapeLog>;
+  /** Deletes everything stored for a shape (log and metadata); an open log must be closed first. */
+  removeShape(handle: string): Promise<void>;
+  /** A small named record of the server's (JSON text), undefined when never written. */
+  readRecord(name: string): Promise<string | undefined>;
+  writeRecord(name: string, json: string): Promise<void>;
+  health(): StorageHealth;
+  close(): Promise<void>;
+}
