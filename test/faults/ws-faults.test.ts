@@ -506,10 +506,13 @@ test('a client that never reads: memory stays bounded, the others keep following
 
     // Each subscription holds at most one unsent batch: the socket is closed once a frame finds
     // the limit passed. During the writes that depends on the order frames left in; asking for
-    // more (a subscribe, whose first frame comes at once) settles it.
-    for (let i = 9; i <= 16 && (await metric(base, closedLine)) !== 1; i++) {
+    // more (a subscribe, whose first frame comes once its catch-up read is done) settles it.
+    // One more every half second, for as long as a loaded machine takes to read and send it.
+    const askedAt = Date.now();
+    for (let i = 9; Date.now() - askedAt < 30_000; i++) {
+      if ((await metric(base, closedLine)) === 1) break;
       slow.sendJson(subscribe(`slow-${i}`));
-      await sleep(200);
+      await sleep(500);
     }
     assert.equal(await metric(base, closedLine), 1, 'the slow socket closed for backpressure');
 
