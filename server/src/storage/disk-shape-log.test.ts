@@ -4,17 +4,9 @@ import path from 'node:path';
 import { after, test } from 'node:test';
 import { SNAPSHOT_END } from '@sluice/protocol';
 import { ChunkCache } from './chunk-cache.js';
-import { ShapeLog } from './shape-log.js';
-import {
-  at,
-  chunkFiles,
-  entry,
-  makeRoot,
-  parseOffset,
-  txGroup,
-  walk,
-  walkEntries,
-} from './shape-log-testing.js';
+import { DiskShapeLog } from './disk-shape-log.js';
+import { chunkFiles, makeRoot } from './disk-shape-log-testing.js';
+import { at, entry, parseOffset, txGroup, walk, walkEntries } from './shape-log-testing.js';
 
 const root = await makeRoot();
 after(() => rm(root, { recursive: true, force: true }));
@@ -25,9 +17,9 @@ test('create refuses a non-empty directory and starts empty', async () => {
   const busy = freshDir();
   await mkdir(busy);
   await writeFile(path.join(busy, 'other'), 'x');
-  await assert.rejects(ShapeLog.create(busy, { chunkBytes: 100 }), /not empty/);
+  await assert.rejects(DiskShapeLog.create(busy, { chunkBytes: 100 }), /not empty/);
 
-  const log = await ShapeLog.create(freshDir(), { chunkBytes: 100 });
+  const log = await DiskShapeLog.create(freshDir(), { chunkBytes: 100 });
   assert.equal(log.lastOffset, undefined);
   assert.equal(log.durableOffset, undefined);
   assert.equal(log.sizeBytes, 0);
@@ -41,7 +33,7 @@ test('create refuses a non-empty directory and starts empty', async () => {
 });
 
 test('appended entries become visible only once flushed', async () => {
-  const log = await ShapeLog.create(freshDir(), { chunkBytes: 10_000 });
+  const log = await DiskShapeLog.create(freshDir(), { chunkBytes: 10_000 });
   const first = [entry(0, 0), entry(0, 1)];
   log.append(first);
   assert.deepEqual(log.lastOffset, at(0, 1));
@@ -65,7 +57,7 @@ test('appended entries become visible only once flushed', async () => {
 });
 
 test('reads are exclusive of the requested offset, also between entries', async () => {
-  const log = await ShapeLog.create(freshDir(), { chunkBytes: 10_000 });
+  const log = await DiskShapeLog.create(freshDir(), { chunkBytes: 10_000 });
   log.append([0, 2, 4, 6].map((op) => entry(0, op)));
   await log.flush();
   const jsons = (ops: number[]) => ops.map((op) => entry(0, op).json);
@@ -80,7 +72,7 @@ test('reads are exclusive of the requested offset, also between entries', async 
 });
 
 test('many shapes of append and flush calls, including concurrent flushes', async () => {
-  const log = await ShapeLog.create(freshDir(), { chunkBytes: 300 });
+  const log = await DiskShapeLog.create(freshDir(), { chunkBytes: 300 });
   const expected: string[] = [];
   const add = (tx: number, count: number, options?: { sealChunk?: boolean }) => {
     const group = txGroup(tx, count);
@@ -107,7 +99,7 @@ test('many shapes of append and flush calls, including concurrent flushes', asyn
 });
 
 test('readers walking the log while it is written see every entry once, in order', async () => {
-  const log = await ShapeLog.create(freshDir(), { chunkBytes: 500 });
+  const log = await DiskShapeLog.create(freshDir(), { chunkBytes: 500 });
   const total = 3000;
   const writer = (async () => {
     for (let i = 0; i < total; i += 10) {
@@ -134,7 +126,7 @@ test('readers walking the log while it is written see every entry once, in order
 });
 
 test('offsets must strictly increase; a refused append changes nothing', async () => {
-  const log = await ShapeLog.create(freshDir(), { chunkBytes: 10_000 });
+  const log = await DiskShapeLog.create(freshDir(), { chunkBytes: 10_000 });
   log.append([entry(0, 5)]);
   log.append([entry(1, 5)]);
   await log.flush();
@@ -166,7 +158,7 @@ test('offsets must strictly increase; a refused append changes nothing', async (
 test('snapshot entries share their chunk offset; a chunk boundary never falls between equal offsets', async () => {
   const dir = freshDir();
   const row = (op: number, n: number) => ({ offset: at(0, op), json: `{"row":${n}}` });
-  const log = await ShapeLog.create(dir, { chunkBytes: 40 });
+  const log = await DiskShapeLog.create(dir, { chunkBytes: 40 });
   // Each line is 14 bytes: the third row of a chunk fills it, and append says it sealed.
   const sealed = [0, 1, 2, 3, 4].map((n) => log.append([row(n < 3 ? 0 : 1, n)]));
   assert.deepEqual(sealed, [0, 0, 1, 0, 0]);
@@ -192,7 +184,7 @@ test('snapshot entries share their chunk offset; a chunk boundary never falls be
   await log.close();
 
   // The files keep the equal offsets, reopen to the same reads, and a cut keeps a whole chunk.
-  const reopened = await ShapeLog.open(dir, { chunkBytes: 40 });
+  const reopened = await DiskShapeLog.open(dir, { chunkBytes: 40 });
   assert.deepEqual((await reopened.read('before-all')).entries, chunkOf(0, [0, 1, 2]));
   assert.deepEqual(
     (await chunkFiles(dir)).map((f) => f.offsets),
@@ -210,7 +202,7 @@ test('snapshot entries share their chunk offset; a chunk boundary never falls be
 test('a transaction larger than a chunk is split: each chunk is sealed after the entry that fills it', async () => {
   for (const cacheBytes of [0, 600]) {
     const dir = freshDir();
-    const log = await ShapeLog.create(dir, {
+    const log = await DiskShapeLog.create(dir, {
       chunkBytes: 200,
       chunkCache: new ChunkCache(cacheBytes),
     });
@@ -263,7 +255,7 @@ test('a transaction larger than a chunk is split: each chunk is sealed after the
 
 test('sealChunk ends a chunk right after the snapshot', async () => {
   const dir = freshDir();
-  const log = await ShapeLog.create(dir, { chunkBytes: 1_000_000 });
+  const log = await DiskShapeLog.create(dir, { chunkBytes: 1_000_000 });
   log.append([entry(0, 0), entry(0, 1), entry(0, 2)], { sealChunk: true });
   log.append([], { sealChunk: true }); // the new chunk is empty: nothing to seal
   log.append(txGroup(100, 2));
@@ -286,7 +278,7 @@ test('sealChunk ends a chunk right after the snapshot', async () => {
 
 test('reopening after close serves identical reads and continues the open chunk', async () => {
   const dir = freshDir();
-  const log = await ShapeLog.create(dir, { chunkBytes: 250 });
+  const log = await DiskShapeLog.create(dir, { chunkBytes: 250 });
   for (let tx = 1; tx <= 31; tx++) log.append(txGroup(tx, tx === 31 ? 1 : 3));
   await log.flush();
   const before = await walk(log);
@@ -295,7 +287,7 @@ test('reopening after close serves identical reads and continues the open chunk'
   await log.close();
   await assert.rejects(log.read('before-all'), /closed/);
 
-  const reopened = await ShapeLog.open(dir, { chunkBytes: 250 });
+  const reopened = await DiskShapeLog.open(dir, { chunkBytes: 250 });
   assert.deepEqual(reopened.lastOffset, lastOffset);
   assert.deepEqual(reopened.durableOffset, lastOffset);
   assert.equal(reopened.sizeBytes, sizeBytes);
@@ -304,7 +296,7 @@ test('reopening after close serves identical reads and continues the open chunk'
   reopened.append(txGroup(32, 1)); // not flushed: close() flushes it
   await reopened.close();
 
-  const again = await ShapeLog.open(dir, { chunkBytes: 250 });
+  const again = await DiskShapeLog.open(dir, { chunkBytes: 250 });
   const expected = before.flatMap((r) => r.entries).concat(txGroup(32, 1)[0]!.json);
   assert.deepEqual(await walkEntries(again), expected);
   const filesBefore = (await chunkFiles(dir)).length;
@@ -317,7 +309,7 @@ test('reopening after close serves identical reads and continues the open chunk'
 
 test('destroy removes the directory; a closed log refuses work', async () => {
   const dir = freshDir();
-  const log = await ShapeLog.create(dir, { chunkBytes: 100 });
+  const log = await DiskShapeLog.create(dir, { chunkBytes: 100 });
   log.append(txGroup(1, 10));
   await log.flush();
   log.append(txGroup(2, 1));
@@ -326,12 +318,12 @@ test('destroy removes the directory; a closed log refuses work', async () => {
   assert.throws(() => log.append(txGroup(3, 1)), /closed/);
   await assert.rejects(log.read('before-all'), /closed/);
   await assert.rejects(log.truncateAfter('before-all'), /closed/);
-  await assert.rejects(ShapeLog.open(dir, { chunkBytes: 100 }), { code: 'ENOENT' });
+  await assert.rejects(DiskShapeLog.open(dir, { chunkBytes: 100 }), { code: 'ENOENT' });
 });
 
 test('offsets with LSN-sized tx beyond 2^53 round-trip through chunks and the index', async () => {
   const dir = freshDir();
-  const log = await ShapeLog.create(dir, { chunkBytes: 120 });
+  const log = await DiskShapeLog.create(dir, { chunkBytes: 120 });
   const base = 2n ** 63n;
   log.append([entry(0, 0)], { sealChunk: true });
   for (let i = 0n; i < 6n; i++) log.append(txGroup(base + i * 3n, 2));
@@ -339,7 +331,7 @@ test('offsets with LSN-sized tx beyond 2^53 round-trip through chunks and the in
   await log.flush();
   const before = await walk(log);
   await log.close();
-  const reopened = await ShapeLog.open(dir, { chunkBytes: 120 });
+  const reopened = await DiskShapeLog.open(dir, { chunkBytes: 120 });
   assert.deepEqual(await walk(reopened), before);
   assert.deepEqual(reopened.lastOffset, at(2n ** 64n - 1n, 0));
   const afterBase = await reopened.read(at(base, 0));
@@ -351,7 +343,7 @@ test('offsets with LSN-sized tx beyond 2^53 round-trip through chunks and the in
 
 test('200k small entries: a snapshot and changes, flushed per batch, read back whole', async () => {
   const dir = freshDir();
-  const log = await ShapeLog.create(dir, { chunkBytes: 64 * 1024 });
+  const log = await DiskShapeLog.create(dir, { chunkBytes: 64 * 1024 });
   const json = (i: number) => `{"key":"\\"public\\".\\"t\\"/\\"${i}\\"","value":{"id":"${i}"}}`;
   const total = 200_000;
   const snapshotRows = 100_000;
@@ -365,7 +357,7 @@ test('200k small entries: a snapshot and changes, flushed per batch, read back w
     log.append(batch, { sealChunk: start + 1000 === snapshotRows });
     await log.flush();
   }
-  const check = async (subject: ShapeLog) => {
+  const check = async (subject: DiskShapeLog) => {
     const responses = await walk(subject);
     assert.equal(responses.length, (await chunkFiles(dir)).length);
     let i = 0;
@@ -379,7 +371,7 @@ test('200k small entries: a snapshot and changes, flushed per batch, read back w
   };
   await check(log);
   await log.close();
-  const reopened = await ShapeLog.open(dir, { chunkBytes: 64 * 1024 });
+  const reopened = await DiskShapeLog.open(dir, { chunkBytes: 64 * 1024 });
   await check(reopened);
   await reopened.close();
 });
