@@ -108,6 +108,7 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
     slotName: config.slotName,
     // The registry is built below; the count is read when a document is built.
     shapeCount: () => registry.size,
+    storageHealth: () => storage.health(),
     log: app.log,
   });
   const metrics = new SluiceMetrics(
