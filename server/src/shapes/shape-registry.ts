@@ -273,7 +273,7 @@ export class ShapeRegistry {
     );
     if (idle.length === 0) return;
     this.#options.log.info({ shapes: idle.length }, 'removing idle shapes');
-    // Each removal waits on the disk: a shape read meanwhile is kept.
+    // Each removal waits on the storage: a shape read meanwhile is kept.
     for (const shape of idle) {
       if (shape.idleFor(idleTimeoutMs, Date.now())) await this.delete(shape);
     }
