@@ -42,10 +42,11 @@ module.exports = {
     },
     {
       name: 'no-test-code-in-builds',
-      comment: 'Code that ships never imports tests or test-only generators (*-testing.ts).',
+      comment:
+        'Code that ships never imports tests, test-only generators (*-testing.ts) or contract suites (*-contract.ts).',
       severity: 'error',
-      from: { pathNot: ['\\.test\\.ts$', '-testing\\.ts$', '^test/'] },
-      to: { path: ['\\.test\\.ts$', '-testing\\.ts$', '^test/'] },
+      from: { pathNot: ['\\.test\\.ts$', '-testing\\.ts$', '-contract\\.ts$', '^test/'] },
+      to: { path: ['\\.test\\.ts$', '-testing\\.ts$', '-contract\\.ts$', '^test/'] },
     },
     {
       name: 'packages-stand-alone',

@@ -1,5 +1,4 @@
 import { setMaxListeners } from 'node:events';
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import cors from '@fastify/cors';
 import { HEADERS } from '@sluice/protocol';
@@ -21,6 +20,7 @@ import { QueryExecutor } from './db/query-executor.js';
 import { FallbackQueries } from './shapes/fallback-queries.js';
 import { SubsetQueries } from './shapes/subset-query.js';
 import { ChunkCache } from './storage/chunk-cache.js';
+import { openShapeStorage } from './storage/open-shape-storage.js';
 import { SluiceMetrics } from './status/sluice-metrics.js';
 import { ReplicationConsumer } from './replication/replication-consumer.js';
 import { sessionOptionsString } from './pg/session-settings.js';
@@ -96,12 +96,19 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
       connectionsCheckingInterval: CONNECTIONS_CHECK_MS,
     },
   });
-  const storageDir = config.storageDir ?? join(config.dataDir, 'storage');
+  const storage = await openShapeStorage({
+    config,
+    storageDir: config.storageDir ?? join(config.dataDir, 'storage'),
+    chunkBytes: config.chunkBytes,
+    chunkCache: new ChunkCache(config.chunkCacheBytes),
+    log: app.log,
+  });
   const sessionOptions = sessionOptionsString();
   const status = new StatusMonitor({
     slotName: config.slotName,
     // The registry is built below; the count is read when a document is built.
     shapeCount: () => registry.size,
+    storageHealth: () => storage.health(),
     log: app.log,
   });
   const metrics = new SluiceMetrics(
@@ -150,9 +157,7 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
   };
   reportDatabases();
   const registry: ShapeRegistry = new ShapeRegistry({
-    storageDir,
-    chunkBytes: config.chunkBytes,
-    chunkCache: new ChunkCache(config.chunkCacheBytes),
+    storage,
     executor,
     publicationName: config.publicationName,
     tables,
@@ -197,7 +202,7 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
     slotName: config.slotName,
     publicationName: config.publicationName,
     publish: config.publish,
-    storageDir,
+    storage,
     retryMinMs: config.replicationRetryMinMs,
     retryMaxMs: config.replicationRetryMaxMs,
     livenessTimeoutMs: config.replicationLivenessTimeoutMs,
@@ -276,7 +281,6 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
   // Dropped and renamed tables send nothing through replication: look for them now and then.
   let sweep: NodeJS.Timeout | undefined;
   app.addHook('onReady', async () => {
-    await mkdir(storageDir, { recursive: true });
     // Nothing here takes longer with more stored shapes: they are reopened in the background
     // (shape requests answer 503 meanwhile), so the server listens at once. Replication starts
     // once they all are: every transaction then finds every shape it concerns, and the slot
@@ -302,6 +306,7 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
     await consumer.close();
     await probe.close();
     await registry.close();
+    await storage.close();
     await executor.close();
   });
   return app;

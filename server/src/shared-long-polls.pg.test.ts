@@ -11,7 +11,7 @@ import { startPostgres, type TestDatabase, type TestPostgres } from '@sluice/har
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.js';
 import { loadConfig } from './config/load-config.js';
-import { ShapeLog } from './storage/shape-log.js';
+import { DiskShapeLog } from './storage/disk-shape-log.js';
 
 const HELD = 40;
 
@@ -78,8 +78,8 @@ test('held long-polls woken by one flush share one log read, one body and the sa
   // Every read of the log after the held offset is counted; the reads themselves are real.
   let reads = 0;
   // eslint-disable-next-line @typescript-eslint/unbound-method -- restored below, called with its log
-  const read = ShapeLog.prototype.read;
-  ShapeLog.prototype.read = function (this: ShapeLog, after: LogOffset | 'before-all') {
+  const read = DiskShapeLog.prototype.read;
+  DiskShapeLog.prototype.read = function (this: DiskShapeLog, after: LogOffset | 'before-all') {
     if (after !== 'before-all' && formatLogOffset(after) === offset) reads++;
     return read.call(this, after);
   };
@@ -113,6 +113,6 @@ test('held long-polls woken by one flush share one log read, one body and the sa
     assert.equal(first.headers.get('content-length'), String(bodies[0]!.length));
     assert.ok(first.headers.has('electric-up-to-date'));
   } finally {
-    ShapeLog.prototype.read = read;
+    DiskShapeLog.prototype.read = read;
   }
 });

@@ -1,12 +1,13 @@
 // HTTP request metrics in /metrics (docs/operations.md, "Health, status and metrics"): requests and
 // their durations by route pattern, method, status and kind, the long-polls held, the shapes and
-// the bytes of their logs, with label values the server chooses, never the URL a client sent.
+// the bytes of their logs, the storage's health, with label values the server chooses, never the
+// URL a client sent.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startPostgres, type TestDatabase, type TestPostgres } from '@sluice/harness';
 import { metric } from '../support/metrics.js';
-import { waitForStatus } from '../support/server-status.js';
+import { fetchStatus, waitForStatus } from '../support/server-status.js';
 import { startSluice, waitUntilLive, type RunningSluice } from '../support/sluice-server.js';
 import { get, ITEMS_SQL } from './shape-http-helpers.js';
 
@@ -144,6 +145,17 @@ describe('request metrics', () => {
     assert.equal(await requests([SHAPE, 'method="DELETE"', 'status="202"', 'kind="delete"']), 1);
     assert.equal(await metric(sluice.baseUrl, 'sluice_shapes'), 0);
     assert.equal(await metric(sluice.baseUrl, 'sluice_shape_log_bytes'), 0);
+  });
+
+  test('the storage is gauged and shown in /v1/status: the local disk, up, no breaker', async () => {
+    assert.equal(await metric(sluice.baseUrl, 'sluice_storage_up', ['backend="disk"']), 1);
+    const breaker = ['backend="disk"'];
+    assert.equal(await metric(sluice.baseUrl, 'sluice_storage_breaker_state', breaker), 0);
+    const text = await (await fetch(`${sluice.baseUrl}/metrics`)).text();
+    const series = text.split('\n').filter((line) => line.startsWith('sluice_storage_'));
+    assert.equal(series.length, 2, 'one series each, for the backend in use');
+    const { storage } = await fetchStatus(sluice.baseUrl);
+    assert.deepEqual(storage, { backend: 'disk', state: 'up', breaker: 'closed' });
   });
 
   test('label values are bounded: unknown URLs share one series and never appear', async () => {

@@ -27,4 +27,6 @@ export interface StatusDocument {
     breaker: BreakerPhase;
   };
   shapes: { state: 'up' | 'read_only' | 'starting'; count: number };
+  /** Where shape logs are kept, whether it answers, and the breaker in front of it. */
+  storage: { backend: 'disk' | 'redis'; state: 'up' | 'down'; breaker: BreakerPhase };
 }

@@ -9,7 +9,7 @@ import {
 import { SluiceError, requestInvalid, shuttingDown } from '../errors/sluice-error.js';
 import { newFallbackHandle } from '../shapes/fallback-queries.js';
 import type { Shape } from '../shapes/shape.js';
-import type { ReadResult } from '../storage/shape-log.js';
+import type { ReadResult } from '../storage/shape-storage.js';
 import { cacheControl } from './cache-policy.js';
 import { nextLiveCursor } from './live-cursor.js';
 import { mustRefetchAnswer } from './must-refetch-answer.js';

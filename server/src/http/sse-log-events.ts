@@ -1,6 +1,6 @@
 import type { LogOffset } from '@sluice/protocol';
 import type { Shape } from '../shapes/shape.js';
-import type { ReadResult } from '../storage/shape-log.js';
+import type { ReadResult } from '../storage/shape-storage.js';
 import { isDegraded, type ShapeAnswerContext } from './shape-answer-context.js';
 import { SSE_KEEP_ALIVE, sseEvent } from './sse-stream.js';
 import { upToDateMessage } from './up-to-date-message.js';

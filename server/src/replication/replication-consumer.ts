@@ -1,12 +1,10 @@
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Shape, RowChange } from '../shapes/shape.js';
 import type { ShapeRegistry } from '../shapes/shape-registry.js';
 import type { PublishMode } from '../config/config-options.js';
 import { describeProblem } from '../pg/describe-problem.js';
 import type { StatusMonitor } from '../status/status-monitor.js';
-import { writeFileAtomically } from '../storage/chunk-file.js';
+import type { ShapeStorage } from '../storage/shape-storage.js';
 import { RecentCommits, type RecentCommit } from '../shapes/recent-commits.js';
 import { reconnectDelay } from '../db/reconnect-delay.js';
 import { ReplicationStream, type StreamSetup } from './replication-stream.js';
@@ -19,7 +17,8 @@ export interface ReplicationConsumerOptions {
   publicationName: string;
   /** SLUICE_PUBLISH: whether setup may create the publication. */
   publish: PublishMode;
-  storageDir: string;
+  /** Holds the continuity record (`continuity`) beside the shapes. */
+  storage: ShapeStorage;
   retryMinMs: number;
   retryMaxMs: number;
   livenessTimeoutMs: number;
@@ -34,6 +33,9 @@ export interface ReplicationConsumerOptions {
 const MAX_UNFLUSHED_TRANSACTIONS = 500;
 /** A stream that ran this long counts as healthy: the next failure starts backoff from the floor. */
 const HEALTHY_AFTER_MS = 30_000;
+
+/** The storage record of the database the shapes were made from. */
+const CONTINUITY_RECORD = 'continuity';
 
 /** What identifies the database the slot lives in; another one means other data. */
 interface ContinuityState {
@@ -175,11 +177,11 @@ export class ReplicationConsumer {
   }
 
   async #onSetup(setup: StreamSetup): Promise<void> {
-    const file = join(this.#options.storageDir, 'continuity.json');
-    const previous = await readFile(file, 'utf8')
-      .then((text) => JSON.parse(text) as ContinuityState)
+    const { registry, status, storage } = this.#options;
+    const previous = await storage
+      .readRecord(CONTINUITY_RECORD)
+      .then((text) => (text === undefined ? undefined : (JSON.parse(text) as ContinuityState)))
       .catch(() => undefined);
-    const { registry, status } = this.#options;
     const otherSystem =
       previous?.systemId !== setup.systemId || previous.timeline !== setup.timeline;
     // The very first slot of a new installation is not an incident; a lost one is.
@@ -201,8 +203,8 @@ export class ReplicationConsumer {
     if (otherSystem) {
       this.#durable = 0n;
       this.#received = 0n;
-      await writeFileAtomically(
-        file,
+      await storage.writeRecord(
+        CONTINUITY_RECORD,
         JSON.stringify({ systemId: setup.systemId, timeline: setup.timeline }),
       );
     }

@@ -1,6 +1,6 @@
 import type { ChangeHeaders, LogOffset, Operation, WireChangeMessage } from '@sluice/protocol';
 import type { Change, Row } from '../pg/transaction.js';
-import type { LogEntry } from '../storage/shape-log.js';
+import type { LogEntry } from '../storage/shape-storage.js';
 import { buildRowKey, buildRowKeyWithPrefix, relationKeyPrefix } from './row-key.js';
 
 /** How one shape turns rows into wire messages (docs/protocol.md §4). */

@@ -3,8 +3,10 @@ import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import type { LogOffset } from '@sluice/protocol';
-import { ShapeLog, type LogEntry } from '../storage/shape-log.js';
-import { chunkFiles, makeRoot, walkEntries } from '../storage/shape-log-testing.js';
+import { DiskShapeLog } from '../storage/disk-shape-log.js';
+import type { LogEntry } from '../storage/shape-storage.js';
+import { chunkFiles, makeRoot } from '../storage/disk-shape-log-testing.js';
+import { walkEntries } from '../storage/shape-log-testing.js';
 import { cutTornTransaction } from './cut-torn-transaction.js';
 
 const root = await makeRoot();
@@ -38,7 +40,7 @@ const snapshot: LogEntry[] = [
 ];
 
 async function writeLog(dir: string, transactions: LogEntry[][]): Promise<void> {
-  const log = await ShapeLog.create(dir, { chunkBytes: CHUNK_BYTES });
+  const log = await DiskShapeLog.create(dir, { chunkBytes: CHUNK_BYTES });
   log.append(snapshot, { sealChunk: true });
   for (const entries of transactions) log.append(entries);
   await log.close();
@@ -58,7 +60,7 @@ test('a log ending inside a transaction is cut back to the previous transaction,
   assert.ok(lastFile.offsets.includes('200_16'));
   await rm(path.join(dir, lastFile.name));
 
-  const reopened = await ShapeLog.open(dir, { chunkBytes: CHUNK_BYTES });
+  const reopened = await DiskShapeLog.open(dir, { chunkBytes: CHUNK_BYTES });
   assert.equal(reopened.lastOffset?.tx, 200n, 'the log ends inside transaction 200');
   assert.equal(await cutTornTransaction(reopened), true);
   assert.deepEqual(reopened.lastOffset, at(100n, 2));
@@ -68,7 +70,7 @@ test('a log ending inside a transaction is cut back to the previous transaction,
   reopened.append(large);
   await reopened.close();
 
-  const again = await ShapeLog.open(dir, { chunkBytes: CHUNK_BYTES });
+  const again = await DiskShapeLog.open(dir, { chunkBytes: CHUNK_BYTES });
   assert.equal(await cutTornTransaction(again), false);
   assert.deepEqual(await walkEntries(again), [...expected, ...large.map((e) => e.json)]);
   await again.close();
@@ -83,14 +85,14 @@ test('logs that end at a transaction boundary or inside the snapshot are left al
     const dir = freshDir();
     await writeLog(dir, transactions);
     const before = await readdir(dir);
-    const log = await ShapeLog.open(dir, { chunkBytes: CHUNK_BYTES });
+    const log = await DiskShapeLog.open(dir, { chunkBytes: CHUNK_BYTES });
     const entries = await walkEntries(log);
     assert.equal(await cutTornTransaction(log), false);
     assert.deepEqual(await walkEntries(log), entries);
     await log.close();
     assert.deepEqual(await readdir(dir), before);
   }
-  const empty = await ShapeLog.create(freshDir(), { chunkBytes: CHUNK_BYTES });
+  const empty = await DiskShapeLog.create(freshDir(), { chunkBytes: CHUNK_BYTES });
   assert.equal(await cutTornTransaction(empty), false);
   await empty.close();
 });

@@ -1,4 +1,4 @@
-import type { ShapeLog } from '../storage/shape-log.js';
+import type { ShapeLog } from '../storage/shape-storage.js';
 
 /**
  * Makes a reopened log end at a transaction boundary. A transaction larger than a chunk spans

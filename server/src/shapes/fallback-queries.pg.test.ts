@@ -59,7 +59,11 @@ function fallbackQueries(maxCacheBytes: number): {
   fallback: FallbackQueries;
   queries: () => Promise<number>;
 } {
-  const status = new StatusMonitor({ slotName: 'unused', shapeCount: () => 0 });
+  const status = new StatusMonitor({
+    slotName: 'unused',
+    shapeCount: () => 0,
+    storageHealth: () => ({ backend: 'disk', state: 'up', breaker: 'closed' }),
+  });
   const metrics = new SluiceMetrics(
     status,
     () => executor.states(),

@@ -1,14 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
 import { lsnToBigInt } from '@sluice/protocol';
 import type { QueryExecutor } from '../db/query-executor.js';
 import type { RecentCommit } from './recent-commits.js';
 import type { RelationInfo } from '../pg/transaction.js';
-import { writeFileAtomically } from '../storage/chunk-file.js';
-import type { ChunkCache } from '../storage/chunk-cache.js';
-import { ShapeLog } from '../storage/shape-log.js';
+import type { ShapeStorage } from '../storage/shape-storage.js';
 import { definitionKey, type ShapeDefinition } from './shape-definition.js';
 import { ShapeRouter } from './shape-router.js';
 import { takeSnapshot } from './shape-snapshot.js';
@@ -24,10 +20,8 @@ import { admitCreation, type ShapeLimits } from './admit-creation.js';
 import { SluiceError } from '../errors/sluice-error.js';
 
 export interface ShapeRegistryOptions extends ShapeLimits {
-  storageDir: string;
-  chunkBytes: number;
-  /** Sealed chunks kept in memory, shared by every shape's log. */
-  chunkCache: ChunkCache;
+  /** Where shapes' logs and metadata are kept. */
+  storage: ShapeStorage;
   executor: QueryExecutor;
   publicationName: string;
   /** Which tables shapes may read, and whether Sluice readies them for replication itself. */
@@ -48,7 +42,6 @@ export interface ShapeRegistryOptions extends ShapeLimits {
   log: FastifyBaseLogger;
 }
 
-const META_FILE = 'shape.json';
 /** Idle shapes are looked for every quarter of the idle time, and at least once a minute. */
 const IDLE_SWEEP_MAX_MS = 60_000;
 /** Stored shapes reopened at once at start: enough to overlap their file reads, few descriptors. */
@@ -57,7 +50,7 @@ const REOPEN_CONCURRENCY = 16;
 /**
  * Every shape the server holds, indexed by handle, by definition and by table. Creating a shape
  * adds its table to the publication, registers it (so changes are buffered from that moment)
- * and then takes the snapshot. Shapes and their logs survive restarts in `storageDir`.
+ * and then takes the snapshot. Shapes and their logs survive restarts in `storage`.
  */
 export class ShapeRegistry {
   readonly #byHandle = new Map<string, Shape>();
@@ -73,7 +66,6 @@ export class ShapeRegistry {
   readonly #idleSweep: NodeJS.Timeout;
   readonly #creations: BulkheadPolicy;
   readonly #options: ShapeRegistryOptions;
-  readonly #shapesDir: string;
   /** Stored shapes are being reopened (`load`): lookups cannot tell yet whether one exists. */
   #loading = false;
   #loaded: Promise<void> = Promise.resolve();
@@ -81,7 +73,6 @@ export class ShapeRegistry {
 
   constructor(options: ShapeRegistryOptions) {
     this.#options = options;
-    this.#shapesDir = join(options.storageDir, 'shapes');
     // An unbounded queue: the admission gate (SLUICE_MAX_CONCURRENT_INITIAL) bounds the waiters.
     this.#creations = bulkhead(options.maxConcurrentSnapshots, Infinity);
     this.#idleSweepMs = Math.min(IDLE_SWEEP_MAX_MS, Math.max(100, options.idleTimeoutMs / 4));
@@ -101,15 +92,14 @@ export class ShapeRegistry {
    */
   async load(): Promise<void> {
     this.#loading = true;
-    await mkdir(this.#shapesDir, { recursive: true });
-    const handles = await readdir(this.#shapesDir);
+    const handles = await this.#options.storage.listShapes();
     const reopening = bulkhead(REOPEN_CONCURRENCY, Infinity);
     this.#loaded = Promise.all(
       handles.map((handle) =>
         reopening
           .execute(() => this.#reopen(handle))
           .catch((error: unknown) => {
-            // Only removing a discarded shape's folder can fail here: the next start tries again.
+            // Reading the storage or removing a discarded shape failed: the next start tries again.
             this.#options.log.error({ err: error, handle }, 'reopening a stored shape failed');
           }),
       ),
@@ -126,19 +116,19 @@ export class ShapeRegistry {
 
   async #reopen(handle: string): Promise<void> {
     if (this.#closed) return;
-    const dir = join(this.#shapesDir, handle);
-    const metadata = await readFile(join(dir, META_FILE), 'utf8')
-      .then((text) => JSON.parse(text) as ShapeMetadata)
-      .catch(() => undefined);
+    const { storage } = this.#options;
+    // Unreadable storage throws (the shape stays for the next start); damaged metadata is dropped.
+    const text = await storage.readMetadata(handle);
+    const metadata = parseMetadata(text);
     // A shape of a table the policy no longer serves goes: its clients refetch and get a 400.
     const refused = metadata && this.#options.tables.refusal(metadata.definition.table);
     if (!metadata?.snapshotComplete || refused !== undefined) {
-      await rm(dir, { recursive: true, force: true });
+      await storage.removeShape(handle);
       return;
     }
     // A log that cannot be recovered costs its clients one refetch, not the whole server.
-    const { chunkBytes, chunkCache } = this.#options;
-    const log = await ShapeLog.open(dir, { chunkBytes, chunkCache })
+    const log = await storage
+      .openLog(handle)
       .then(async (opened) => {
         // Before the shape reads its last commit LSN from the log: see cutTornTransaction.
         const cut = await cutTornTransaction(opened).catch(async (error: unknown) => {
@@ -153,7 +143,7 @@ export class ShapeRegistry {
         return undefined;
       });
     if (!log) {
-      await rm(dir, { recursive: true, force: true });
+      await storage.removeShape(handle);
       return;
     }
     if (this.#closed) {
@@ -283,7 +273,7 @@ export class ShapeRegistry {
     );
     if (idle.length === 0) return;
     this.#options.log.info({ shapes: idle.length }, 'removing idle shapes');
-    // Each removal waits on the disk: a shape read meanwhile is kept.
+    // Each removal waits on the storage: a shape read meanwhile is kept.
     for (const shape of idle) {
       if (shape.idleFor(idleTimeoutMs, Date.now())) await this.delete(shape);
     }
@@ -327,6 +317,8 @@ export class ShapeRegistry {
     this.#router.remove(shape);
     shape.markDeleted();
     await shape.log.destroy();
+    // The log is gone; its metadata too (on disk the same folder, elsewhere a key of its own).
+    await this.#options.storage.removeShape(shape.handle);
   }
 
   /** Continuity broke for one table (truncated, columns changed): its shapes start over. */
@@ -427,7 +419,7 @@ export class ShapeRegistry {
   }
 
   async #create(definition: ShapeDefinition, registered: (shape: Shape) => void): Promise<Shape> {
-    const { executor, publicationName, chunkBytes, chunkCache } = this.#options;
+    const { executor, publicationName, storage } = this.#options;
     // Planning and publishing write (the publication, the replica identity): the primary. Its
     // flushed WAL position afterwards bounds everything the snapshot must see (below); the
     // executor's connections commit synchronously, so it includes the publishing.
@@ -451,7 +443,6 @@ export class ShapeRegistry {
     let shape: Shape | undefined;
     try {
       const handle = `${createHash('sha256').update(definitionKey(definition)).digest('hex').slice(0, 8)}-${Date.now()}${randomBytes(2).toString('hex')}`;
-      const dir = join(this.#shapesDir, handle);
       const metadata: ShapeMetadata = {
         handle,
         definition,
@@ -463,8 +454,8 @@ export class ShapeRegistry {
         snapshotComplete: false,
         filter: plan.filter,
       };
-      shape = new Shape(metadata, await ShapeLog.create(dir, { chunkBytes, chunkCache }));
-      await writeFileAtomically(join(dir, META_FILE), JSON.stringify(metadata));
+      shape = new Shape(metadata, await storage.createLog(handle));
+      await storage.writeMetadata(handle, JSON.stringify(metadata));
       // Registered before the snapshot starts: changes committed meanwhile are buffered, then
       // filtered against the snapshot.
       this.#add(shape);
@@ -492,7 +483,7 @@ export class ShapeRegistry {
       );
       shape.completeSnapshot();
       await shape.log.flush();
-      await writeFileAtomically(join(dir, META_FILE), JSON.stringify(metadata));
+      await storage.writeMetadata(handle, JSON.stringify(metadata));
       shape.notify();
       this.#options.log.info({ shape: shape.describe() }, 'shape created');
       return shape;
@@ -545,6 +536,15 @@ interface Creation {
   definition: ShapeDefinition;
   shape: Promise<Shape>;
   registered: Promise<Shape>;
+}
+
+function parseMetadata(text: string | undefined): ShapeMetadata | undefined {
+  if (text === undefined) return undefined;
+  try {
+    return JSON.parse(text) as ShapeMetadata;
+  } catch {
+    return undefined;
+  }
 }
 
 function replicationSignature(relation: RelationInfo): string {

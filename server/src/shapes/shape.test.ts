@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import type { RelationInfo, Transaction } from '../pg/transaction.js';
-import { ShapeLog } from '../storage/shape-log.js';
+import { DiskShapeLog } from '../storage/disk-shape-log.js';
 import type { FilterNode } from '../where/filter-spec.js';
 import { Shape, type ShapeMetadata } from './shape.js';
 
@@ -75,11 +75,14 @@ test('a shape reopened with its clause never used filters its first change exact
   const dir = path.join(root, `log-${++logs}`);
   const created = new Shape(
     metadata(ownerIsFive),
-    await ShapeLog.create(dir, { chunkBytes: 10_000 }),
+    await DiskShapeLog.create(dir, { chunkBytes: 10_000 }),
   );
   await created.log.close();
   // Reopened as after a restart: nothing has evaluated the clause yet.
-  const shape = new Shape(metadata(ownerIsFive), await ShapeLog.open(dir, { chunkBytes: 10_000 }));
+  const shape = new Shape(
+    metadata(ownerIsFive),
+    await DiskShapeLog.open(dir, { chunkBytes: 10_000 }),
+  );
   assert.equal(shape.applyTransaction(...inserts(100n, [4, 6])), false);
   assert.equal(shape.applyTransaction(...inserts(200n, [5, 4, 5])), true);
   await shape.log.flush();
@@ -90,7 +93,7 @@ test('a shape reopened with its clause never used filters its first change exact
 });
 
 test('a stored clause that cannot be compiled is refused when the shape is made', async () => {
-  const log = await ShapeLog.create(path.join(root, `log-${++logs}`), { chunkBytes: 10_000 });
+  const log = await DiskShapeLog.create(path.join(root, `log-${++logs}`), { chunkBytes: 10_000 });
   const broken = { op: 'and' } as unknown as FilterNode; // no operands: damaged on disk
   assert.throws(() => new Shape(metadata(broken), log));
   await log.close();

@@ -1,6 +1,6 @@
 import { SNAPSHOT_END, compareLogOffsets, formatLogOffset, type LogOffset } from '@sluice/protocol';
 import type { Change, Row, Transaction } from '../pg/transaction.js';
-import type { ShapeLog } from '../storage/shape-log.js';
+import type { ShapeLog } from '../storage/shape-storage.js';
 import { compileFilter } from '../where/filter-evaluator.js';
 import type { FilterSpec } from '../where/filter-spec.js';
 import { transactionEntries, type MessageContext } from './change-messages.js';

@@ -5,6 +5,8 @@ import type { StatusMonitor } from './status-monitor.js';
 
 const STATES: ServerState[] = ['starting', 'live', 'fallback', 'unavailable'];
 const BREAKER_PHASES: BreakerPhase[] = ['closed', 'open', 'half_open'];
+/** `sluice_storage_breaker_state`: one number per phase, so that a graph shows it as one line. */
+const STORAGE_BREAKER_VALUES: Record<BreakerPhase, number> = { closed: 0, half_open: 1, open: 2 };
 
 /**
  * What an HTTP request was, for `sluice_http_*` (docs/operations.md): a fixed set, so that no
@@ -27,9 +29,9 @@ export type RequestKind =
   | 'other';
 
 /** What the shape logs amount to, read at scrape time. */
-export interface ShapeStorage {
+export interface ShapeTotals {
   shapes: number;
-  /** Bytes of the shape logs' chunk files (ShapeLog.sizeBytes), not a walk of the disk. */
+  /** What the shape logs hold (ShapeLog.sizeBytes), not a walk of the storage. */
   logBytes: number;
 }
 
@@ -54,10 +56,10 @@ export class SluiceMetrics {
   readonly longPollsHeld: Gauge;
 
   /**
-   * `databases` and `storage` are read at scrape time (the query executor and the shape registry
+   * `databases` and `shapes` are read at scrape time (the query executor and the shape registry
    * are built after the metrics).
    */
-  constructor(status: StatusMonitor, databases: () => DatabaseStates, storage: () => ShapeStorage) {
+  constructor(status: StatusMonitor, databases: () => DatabaseStates, shapes: () => ShapeTotals) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'sluice_' });
     new Gauge({
@@ -180,7 +182,7 @@ export class SluiceMetrics {
       help: 'Shapes the server holds',
       registers,
       collect() {
-        this.set(storage().shapes);
+        this.set(shapes().shapes);
       },
     });
     new Gauge({
@@ -188,7 +190,30 @@ export class SluiceMetrics {
       help: 'Bytes of the shape logs on disk, appended but not yet flushed included',
       registers,
       collect() {
-        this.set(storage().logBytes);
+        this.set(shapes().logBytes);
+      },
+    });
+    // The storage as /v1/status shows it; reset first, so a series carries only the backend used.
+    new Gauge({
+      name: 'sluice_storage_up',
+      help: 'Whether the shape storage answers (1) or not (0), by backend (disk, redis)',
+      labelNames: ['backend'],
+      registers,
+      collect() {
+        const { backend, state } = status.document().storage;
+        this.reset();
+        this.set({ backend }, state === 'up' ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'sluice_storage_breaker_state',
+      help: 'Circuit breaker in front of the shape storage: 0 closed, 1 half-open, 2 open',
+      labelNames: ['backend'],
+      registers,
+      collect() {
+        const { backend, breaker } = status.document().storage;
+        this.reset();
+        this.set({ backend }, STORAGE_BREAKER_VALUES[breaker]);
       },
     });
   }

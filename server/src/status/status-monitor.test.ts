@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { ReplicationPhase } from '@sluice/protocol';
+import type { StorageHealth } from '../storage/shape-storage.js';
+import { SluiceMetrics } from './sluice-metrics.js';
 import {
   decideState,
   StatusMonitor,
@@ -45,9 +47,13 @@ test('decideState: every combination of the facts', () => {
 
 function monitor() {
   const logged: { level: string; object: object; message: string }[] = [];
+  const storage: { health: StorageHealth } = {
+    health: { backend: 'disk', state: 'up', breaker: 'closed' },
+  };
   const status = new StatusMonitor({
     slotName: 'slot',
     shapeCount: () => 3,
+    storageHealth: () => storage.health,
     log: {
       info: (object, message) => logged.push({ level: 'info', object, message }),
       warn: (object, message) => logged.push({ level: 'warn', object, message }),
@@ -55,7 +61,7 @@ function monitor() {
   });
   const changes: StateChange[] = [];
   status.onChange((change) => changes.push(change));
-  return { status, changes, logged };
+  return { status, changes, logged, storage };
 }
 
 test('an outage and its end: each transition once, with its cause', () => {
@@ -137,6 +143,42 @@ test('the status document', () => {
   // The last error stays what replication last reported; an incident replaces it.
   status.replicationIncident({ code: '42704', message: 'slot missing' });
   assert.equal(status.document().replication.last_error?.code, '42704');
+});
+
+test('the storage in the status document and in /metrics, read when asked for', async () => {
+  const { status, storage } = monitor();
+  const metrics = new SluiceMetrics(
+    status,
+    () => ({ primary: { up: true, breaker: 'closed' }, replica: undefined }),
+    () => ({ shapes: 0, logBytes: 0 }),
+  );
+  const scrape = async () =>
+    (await metrics.registry.metrics())
+      .split('\n')
+      .filter((line) => line.startsWith('sluice_storage_'))
+      .sort();
+  assert.deepEqual(status.document().storage, { backend: 'disk', state: 'up', breaker: 'closed' });
+  assert.deepEqual(await scrape(), [
+    'sluice_storage_breaker_state{backend="disk"} 0',
+    'sluice_storage_up{backend="disk"} 1',
+  ]);
+
+  // Breaker phases are spelt as database.breaker spells them.
+  storage.health = { backend: 'redis', state: 'down', breaker: 'half-open' };
+  assert.deepEqual(status.document().storage, {
+    backend: 'redis',
+    state: 'down',
+    breaker: 'half_open',
+  });
+  assert.deepEqual(await scrape(), [
+    'sluice_storage_breaker_state{backend="redis"} 1',
+    'sluice_storage_up{backend="redis"} 0',
+  ]);
+  storage.health = { backend: 'redis', state: 'down', breaker: 'open' };
+  assert.deepEqual(await scrape(), [
+    'sluice_storage_breaker_state{backend="redis"} 2',
+    'sluice_storage_up{backend="redis"} 0',
+  ]);
 });
 
 test('listeners can stop listening', () => {

@@ -1,5 +1,6 @@
 import type { BreakerPhase, ReplicationPhase, ServerState, StatusDocument } from '@sluice/protocol';
 import type { Problem } from '../pg/describe-problem.js';
+import type { StorageHealth } from '../storage/shape-storage.js';
 
 export type DatabaseHealth = 'unknown' | 'up' | 'down';
 
@@ -48,6 +49,8 @@ export interface StatusMonitorOptions {
   slotName: string;
   /** How many shapes the server holds, read when the document is built. */
   shapeCount(): number;
+  /** The shape storage's health (`ShapeStorage.health()`), read when the document is built. */
+  storageHealth(): StorageHealth;
   log?: {
     info(object: object, message: string): void;
     warn(object: object, message: string): void;
@@ -172,6 +175,7 @@ export class StatusMonitor {
         state: state === 'live' ? 'up' : state === 'starting' ? 'starting' : 'read_only',
         count: this.#options.shapeCount(),
       },
+      storage: storageDocument(this.#options.storageHealth()),
     };
   }
 
@@ -196,4 +200,10 @@ export class StatusMonitor {
       }
     }
   }
+}
+
+/** The storage's health as `/v1/status` spells it: breaker phases as `database.breaker` does. */
+function storageDocument(health: StorageHealth): StatusDocument['storage'] {
+  const breaker = health.breaker === 'half-open' ? 'half_open' : health.breaker;
+  return { backend: health.backend, state: health.state, breaker };
 }

@@ -3,17 +3,9 @@ import { appendFile, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { formatLogOffset } from '@sluice/protocol';
-import { ShapeLog, ShapeLogCorruptError } from './shape-log.js';
-import {
-  at,
-  chunkFiles,
-  entry,
-  makeRoot,
-  parseOffset,
-  txGroup,
-  walk,
-  walkEntries,
-} from './shape-log-testing.js';
+import { DiskShapeLog, ShapeLogCorruptError } from './disk-shape-log.js';
+import { chunkFiles, makeRoot } from './disk-shape-log-testing.js';
+import { at, entry, parseOffset, txGroup, walk, walkEntries } from './shape-log-testing.js';
 
 // Crash recovery and truncation: damage is written into the files by hand, as a crash or a
 // partial write would leave it, then open() must give back a consistent prefix of the log.
@@ -25,12 +17,12 @@ const freshDir = () => path.join(root, `log-${++dirs}`);
 
 test('open cuts a torn last line and later appends are clean', async () => {
   const dir = freshDir();
-  const log = await ShapeLog.create(dir, { chunkBytes: 10_000 });
+  const log = await DiskShapeLog.create(dir, { chunkBytes: 10_000 });
   log.append(txGroup(1, 5));
   await log.close();
   const [file] = await chunkFiles(dir);
   await appendFile(path.join(dir, file!.name), '1_10 {"torn":"é');
-  const reopened = await ShapeLog.open(dir, { chunkBytes: 10_000 });
+  const reopened = await DiskShapeLog.open(dir, { chunkBytes: 10_000 });
   assert.deepEqual(reopened.lastOffset, at(1, 8));
   assert.deepEqual(
     await walkEntries(reopened),
@@ -45,7 +37,7 @@ test('open cuts a torn last line and later appends are clean', async () => {
 
 test('open recovers sealed chunks the index lost, and a missing index', async () => {
   const dir = freshDir();
-  const log = await ShapeLog.create(dir, { chunkBytes: 150 });
+  const log = await DiskShapeLog.create(dir, { chunkBytes: 150 });
   for (let tx = 1; tx <= 20; tx++) log.append(txGroup(tx, 2));
   await log.flush();
   const before = await walk(log);
@@ -55,14 +47,14 @@ test('open recovers sealed chunks the index lost, and a missing index', async ()
   await writeFile(indexFile, JSON.stringify({ version: 1, chunks: index.chunks.slice(0, -2) }));
   await writeFile(`${indexFile}.tmp`, '{"half":');
 
-  const reopened = await ShapeLog.open(dir, { chunkBytes: 150 });
+  const reopened = await DiskShapeLog.open(dir, { chunkBytes: 150 });
   assert.deepEqual(await walk(reopened), before);
   await reopened.close();
   assert.deepEqual(JSON.parse(await readFile(indexFile, 'utf8')), index);
   assert.ok(!(await readdir(dir)).includes('chunks.json.tmp'));
 
   await rm(indexFile);
-  const rebuilt = await ShapeLog.open(dir, { chunkBytes: 150 });
+  const rebuilt = await DiskShapeLog.open(dir, { chunkBytes: 150 });
   assert.deepEqual(await walk(rebuilt), before);
   await rebuilt.close();
   assert.deepEqual(JSON.parse(await readFile(indexFile, 'utf8')), index);
@@ -70,7 +62,7 @@ test('open recovers sealed chunks the index lost, and a missing index', async ()
 
 test('open takes an unindexed chunk a crash left behind the sealed one', async () => {
   const dir = freshDir();
-  const log = await ShapeLog.create(dir, { chunkBytes: 10_000 });
+  const log = await DiskShapeLog.create(dir, { chunkBytes: 10_000 });
   log.append(txGroup(1, 2));
   await log.close();
   // As if a flush sealed chunk 1 and wrote chunk 2, then crashed before the index rename.
@@ -79,7 +71,7 @@ test('open takes an unindexed chunk a crash left behind the sealed one', async (
   await writeFile(path.join(dir, 'chunk-000002.log'), lines.join('') + '2_6 {"to');
   await writeFile(path.join(dir, 'chunk-000003.log'), '');
 
-  const reopened = await ShapeLog.open(dir, { chunkBytes: 10_000 });
+  const reopened = await DiskShapeLog.open(dir, { chunkBytes: 10_000 });
   assert.deepEqual((await reopened.read('before-all')).entries.length, 2);
   const rest = await reopened.read(at(1, 2));
   assert.deepEqual(
@@ -101,7 +93,7 @@ test('open takes an unindexed chunk a crash left behind the sealed one', async (
 
 test('a flush that seals a chunk creates the next one empty; reopening writes into it', async () => {
   const dir = freshDir();
-  const log = await ShapeLog.create(dir, { chunkBytes: 10_000 });
+  const log = await DiskShapeLog.create(dir, { chunkBytes: 10_000 });
   log.append(txGroup(0, 3), { sealChunk: true }); // as a snapshot ends
   await log.flush();
   // Created with the seal, under the same directory sync: the first change needs none.
@@ -113,7 +105,7 @@ test('a flush that seals a chunk creates the next one empty; reopening writes in
   await log.close();
 
   // A crash before the first change: the empty file is the open chunk, not damage.
-  const reopened = await ShapeLog.open(dir, { chunkBytes: 10_000 });
+  const reopened = await DiskShapeLog.open(dir, { chunkBytes: 10_000 });
   reopened.append(txGroup(5, 2));
   await reopened.close();
   const files = await chunkFiles(dir);
@@ -124,7 +116,7 @@ test('a flush that seals a chunk creates the next one empty; reopening writes in
       ['chunk-000002.log', false, 2],
     ],
   );
-  const again = await ShapeLog.open(dir, { chunkBytes: 10_000 });
+  const again = await DiskShapeLog.open(dir, { chunkBytes: 10_000 });
   assert.deepEqual(
     await walkEntries(again),
     [...txGroup(0, 3), ...txGroup(5, 2)].map((e) => e.json),
@@ -134,12 +126,12 @@ test('a flush that seals a chunk creates the next one empty; reopening writes in
 
 test('open cuts invalid lines and every later file; a lost sealed chunk fails', async () => {
   const dir = freshDir();
-  const log = await ShapeLog.create(dir, { chunkBytes: 10_000 });
+  const log = await DiskShapeLog.create(dir, { chunkBytes: 10_000 });
   log.append(txGroup(1, 3));
   await log.close();
   await appendFile(path.join(dir, 'chunk-000001.log'), '1_1 {"older":true}\n1_9 {}\n\0\0\0');
   await writeFile(path.join(dir, 'chunk-000002.log'), '5_0 {"later":true}\n');
-  const reopened = await ShapeLog.open(dir, { chunkBytes: 10_000 });
+  const reopened = await DiskShapeLog.open(dir, { chunkBytes: 10_000 });
   assert.deepEqual(
     await walkEntries(reopened),
     txGroup(1, 3).map((e) => e.json),
@@ -148,16 +140,16 @@ test('open cuts invalid lines and every later file; a lost sealed chunk fails', 
   assert.deepEqual((await readdir(dir)).sort(), ['chunk-000001.log', 'chunks.json']);
 
   const sealedDir = freshDir();
-  const sealedLog = await ShapeLog.create(sealedDir, { chunkBytes: 10 });
+  const sealedLog = await DiskShapeLog.create(sealedDir, { chunkBytes: 10 });
   sealedLog.append(txGroup(1, 3));
   await sealedLog.close();
   await rm(path.join(sealedDir, 'chunk-000001.log'));
-  await assert.rejects(ShapeLog.open(sealedDir, { chunkBytes: 10 }), ShapeLogCorruptError);
+  await assert.rejects(DiskShapeLog.open(sealedDir, { chunkBytes: 10 }), ShapeLogCorruptError);
 });
 
 test('open keeps equal snapshot offsets inside a chunk, never across a chunk boundary', async () => {
   const dir = freshDir();
-  const log = await ShapeLog.create(dir, { chunkBytes: 10_000 });
+  const log = await DiskShapeLog.create(dir, { chunkBytes: 10_000 });
   const rows = (op: number, names: string[]) =>
     names.map((name) => ({ offset: at(0, op), json: `{"row":"${name}"}` }));
   log.append(rows(0, ['a', 'b']), { sealChunk: true });
@@ -171,7 +163,7 @@ test('open keeps equal snapshot offsets inside a chunk, never across a chunk bou
   await writeFile(path.join(dir, 'chunk-000002.log'), `${lines(1, ['c', 'd'])}#sealed\n`);
   await writeFile(path.join(dir, 'chunk-000003.log'), lines(1, ['e']));
 
-  const reopened = await ShapeLog.open(dir, { chunkBytes: 10_000 });
+  const reopened = await DiskShapeLog.open(dir, { chunkBytes: 10_000 });
   assert.deepEqual(
     (await walk(reopened)).map((r) => [r.entries, r.lastOffset]),
     [
@@ -191,7 +183,7 @@ test('open keeps equal snapshot offsets inside a chunk, never across a chunk bou
 
 test('truncateAfter inside the open chunk drops durable and pending entries', async () => {
   const dir = freshDir();
-  const log = await ShapeLog.create(dir, { chunkBytes: 10_000 });
+  const log = await DiskShapeLog.create(dir, { chunkBytes: 10_000 });
   log.append(txGroup(1, 5));
   await log.flush();
   log.append(txGroup(2, 2)); // pending, dropped too
@@ -203,7 +195,7 @@ test('truncateAfter inside the open chunk drops durable and pending entries', as
   log.append([entry(1, 5, 'again')]);
   await log.truncateAfter(at(1, 99)); // nothing after: no change but the flush
   await log.close();
-  const reopened = await ShapeLog.open(dir, { chunkBytes: 10_000 });
+  const reopened = await DiskShapeLog.open(dir, { chunkBytes: 10_000 });
   assert.deepEqual(await walkEntries(reopened), [...kept, entry(1, 5, 'again').json]);
   await reopened.truncateAfter('before-all');
   assert.equal(reopened.lastOffset, undefined);
@@ -211,14 +203,14 @@ test('truncateAfter inside the open chunk drops durable and pending entries', as
   assert.deepEqual(await walkEntries(reopened), []);
   reopened.append([entry(0, 0)]);
   await reopened.close();
-  const emptied = await ShapeLog.open(dir, { chunkBytes: 10_000 });
+  const emptied = await DiskShapeLog.open(dir, { chunkBytes: 10_000 });
   assert.deepEqual(await walkEntries(emptied), [entry(0, 0).json]);
   await emptied.close();
 });
 
 test('truncateAfter inside a sealed chunk keeps it sealed and survives reopening', async () => {
   const dir = freshDir();
-  const log = await ShapeLog.create(dir, { chunkBytes: 200 });
+  const log = await DiskShapeLog.create(dir, { chunkBytes: 200 });
   for (let tx = 1; tx <= 30; tx++) log.append(txGroup(tx, 2));
   await log.flush();
   const files = await chunkFiles(dir);
@@ -243,7 +235,7 @@ test('truncateAfter inside a sealed chunk keeps it sealed and survives reopening
   assert.deepEqual((await log.read(cutAt)).entries, [txGroup(500, 1)[0]!.json]);
   const before = await walk(log);
   await log.close();
-  const reopened = await ShapeLog.open(dir, { chunkBytes: 200 });
+  const reopened = await DiskShapeLog.open(dir, { chunkBytes: 200 });
   assert.deepEqual(await walk(reopened), before);
 
   await reopened.truncateAfter(boundary); // exactly at a chunk's end
@@ -254,7 +246,7 @@ test('truncateAfter inside a sealed chunk keeps it sealed and survives reopening
 
 test('a failed write refuses further work until the log is reopened', async () => {
   const dir = freshDir();
-  const log = await ShapeLog.create(dir, { chunkBytes: 10_000 });
+  const log = await DiskShapeLog.create(dir, { chunkBytes: 10_000 });
   log.append(txGroup(1, 2));
   await log.flush();
   await rm(dir, { recursive: true });

@@ -25,25 +25,11 @@ import { newTailChunk } from './tail-chunk.js';
 import type { TailChunk } from './tail-chunk.js';
 import { cutSealedChunks } from './truncate-log.js';
 import type { RecoveredLog } from './recover-log.js';
+import type { LogEntry, ReadResult, ShapeLog } from './shape-storage.js';
 
 export { ShapeLogCorruptError } from './chunk-index.js';
 
-export interface LogEntry {
-  offset: LogOffset;
-  /** One protocol message, already serialised; stored and served byte for byte. */
-  json: string;
-}
-
-export interface ReadResult {
-  /** JSON texts of the entries strictly after `after`, up to the end of one chunk. */
-  entries: string[];
-  /** Offset of the last returned entry, undefined when none was returned. */
-  lastOffset: LogOffset | undefined;
-  /** Nothing durable exists after the last returned entry (or after `after` if none). */
-  reachedEnd: boolean;
-}
-
-export interface ShapeLogOptions {
+export interface DiskShapeLogOptions {
   /** A chunk is sealed at the end of the append() that makes it reach this many bytes. */
   chunkBytes: number;
   /**
@@ -60,19 +46,19 @@ interface PlannedLine {
   seal: boolean;
 }
 
-function checkOptions(options: ShapeLogOptions): void {
+function checkOptions(options: DiskShapeLogOptions): void {
   if (!(options.chunkBytes > 0)) throw new RangeError('chunkBytes must be positive');
 }
 
 /**
- * The durable, append-only, chunked log of one shape, in its own directory (docs/protocol.md §3).
- * Chunk boundaries are fixed when a chunk is sealed and never move, so a response (which never
- * crosses a boundary) is the same whenever it is asked for. Sealed chunks are read from disk
+ * The disk backend's `ShapeLog`: one shape's chunked log in its own directory, one file per
+ * chunk plus the index of sealed chunks (docs/protocol.md §3). Sealed chunks are read from disk
  * through a cache (shared by all logs); the open chunk is kept in memory for long-pollers at the tail.
  * Writes, flushes, truncation and close run one at a time through an internal queue.
  */
-export class ShapeLog {
-  readonly dir: string;
+export class DiskShapeLog implements ShapeLog {
+  /** The log's folder. */
+  readonly location: string;
   readonly #chunkBytes: number;
   readonly #cache: ChunkCache;
   /** Sealed chunks whose seal line and index entry are durable. */
@@ -90,8 +76,8 @@ export class ShapeLog {
   /** Set when a write failed: memory and disk may disagree, so only reopening can go on. */
   #failure: unknown;
 
-  private constructor(dir: string, options: ShapeLogOptions, recovered: RecoveredLog) {
-    this.dir = dir;
+  private constructor(dir: string, options: DiskShapeLogOptions, recovered: RecoveredLog) {
+    this.location = dir;
     this.#chunkBytes = options.chunkBytes;
     // A sealed chunk ends at most one entry past chunkBytes; 3 leaves room for large entries.
     this.#cache = options.chunkCache ?? new ChunkCache(3 * options.chunkBytes);
@@ -108,19 +94,19 @@ export class ShapeLog {
   }
 
   /** Starts an empty log; `dir` must not exist or be empty. */
-  static async create(dir: string, options: ShapeLogOptions): Promise<ShapeLog> {
+  static async create(dir: string, options: DiskShapeLogOptions): Promise<DiskShapeLog> {
     checkOptions(options);
     await mkdir(dir, { recursive: true });
     if ((await readdir(dir)).length > 0) throw new Error(`${dir} is not empty`);
     await writeIndex(dir, []); // marks the directory as a shape log
     await syncDirectory(path.dirname(dir));
-    return new ShapeLog(dir, options, { sealed: [], active: undefined, nextNumber: 1 });
+    return new DiskShapeLog(dir, options, { sealed: [], active: undefined, nextNumber: 1 });
   }
 
   /** Reopens a log after a restart or crash, repairing torn writes (see recoverLog). */
-  static async open(dir: string, options: ShapeLogOptions): Promise<ShapeLog> {
+  static async open(dir: string, options: DiskShapeLogOptions): Promise<DiskShapeLog> {
     checkOptions(options);
-    return new ShapeLog(dir, options, await recoverLog(dir));
+    return new DiskShapeLog(dir, options, await recoverLog(dir));
   }
 
   /** Last appended offset, durable or not. */
@@ -291,7 +277,7 @@ export class ShapeLog {
         if (this.#failure === undefined) await this.#writePending();
       } finally {
         await this.#closeFiles();
-        this.#cache.forgetLog(this.dir);
+        this.#cache.forgetLog(this.location);
       }
     });
     return this.#closing;
@@ -302,18 +288,18 @@ export class ShapeLog {
     this.#closing ??= Promise.resolve();
     await this.#enqueue(async () => {
       await this.#closeFiles();
-      this.#cache.forgetLog(this.dir);
-      await rm(this.dir, { recursive: true, force: true });
+      this.#cache.forgetLog(this.location);
+      await rm(this.location, { recursive: true, force: true });
     });
   }
 
   #assertUsable(): void {
-    if (this.#closing) throw new Error(`shape log ${this.dir} is closed`);
+    if (this.#closing) throw new Error(`shape log ${this.location} is closed`);
     if (this.#failure !== undefined) throw this.#failedError();
   }
 
   #failedError(): Error {
-    return new Error(`shape log ${this.dir} failed; reopen it`, { cause: this.#failure });
+    return new Error(`shape log ${this.location} failed; reopen it`, { cause: this.#failure });
   }
 
   #enqueue<T>(operation: () => Promise<T>): Promise<T> {
@@ -360,7 +346,7 @@ export class ShapeLog {
         const next = sealed ? this.#emptyOpenChunkAfter(chunk) : undefined;
         if (next) await (await this.#openChunkFile(next.number)).close();
         if (!chunk.onDisk || next) {
-          await syncDirectory(this.dir);
+          await syncDirectory(this.location);
           chunk.onDisk = true;
           if (next) next.onDisk = true;
         }
@@ -376,14 +362,15 @@ export class ShapeLog {
           });
         }
       }
-      if (newlySealed.length > 0) await writeIndex(this.dir, [...this.#sealed, ...newlySealed]);
+      if (newlySealed.length > 0)
+        await writeIndex(this.location, [...this.#sealed, ...newlySealed]);
 
       for (const { chunk, count } of work) chunk.durableCount = count;
       // Sealed chunks are at the front of the tail, in order: move them to the index, keeping
       // their parsed entries cached since readers at the tail are about to ask for them.
       for (const chunk of this.#tail.splice(0, newlySealed.length)) {
         const parsed = Promise.resolve({ offsets: chunk.offsets, jsons: chunk.jsons });
-        this.#cache.set(this.dir, chunk.number, parsed, chunk.entryBytes + SEAL_BYTES);
+        this.#cache.set(this.location, chunk.number, parsed, chunk.entryBytes + SEAL_BYTES);
       }
       this.#sealed.push(...newlySealed);
       const lastWritten = work.at(-1)!;
@@ -402,18 +389,21 @@ export class ShapeLog {
   }
 
   #loadSealed(descriptor: ChunkDescriptor): Promise<ParsedChunk> {
-    const cached = this.#cache.get(this.dir, descriptor.number);
+    const cached = this.#cache.get(this.location, descriptor.number);
     if (cached) return cached;
-    const file = path.join(this.dir, chunkFileName(descriptor.number));
+    const file = path.join(this.location, chunkFileName(descriptor.number));
     const loading = readFile(file).then((bytes) => {
       const scan = scanChunk(bytes, undefined);
       if (scan.corrupt || !scan.sealed || scan.offsets.length !== descriptor.count) {
-        throw new ShapeLogCorruptError(this.dir, `${chunkFileName(descriptor.number)} changed`);
+        throw new ShapeLogCorruptError(
+          this.location,
+          `${chunkFileName(descriptor.number)} changed`,
+        );
       }
       return { offsets: scan.offsets, jsons: scan.jsons };
     });
-    this.#cache.set(this.dir, descriptor.number, loading, descriptor.bytes);
-    loading.catch(() => this.#cache.forget(this.dir, descriptor.number, loading));
+    this.#cache.set(this.location, descriptor.number, loading, descriptor.bytes);
+    loading.catch(() => this.#cache.forget(this.location, descriptor.number, loading));
     return loading;
   }
 
@@ -450,15 +440,22 @@ export class ShapeLog {
       const kept = after ? firstIndexAfter(chunk.offsets, chunk.offsets.length, after) : 0;
       await this.#closeFiles();
       const laterFiles = [openChunk.number];
-      this.#sealed = await cutSealedChunks(this.dir, this.#sealed, index, chunk, kept, laterFiles);
+      this.#sealed = await cutSealedChunks(
+        this.location,
+        this.#sealed,
+        index,
+        chunk,
+        kept,
+        laterFiles,
+      );
       this.#tail = [newTailChunk(this.#nextNumber++)];
-      this.#cache.forgetLog(this.dir);
+      this.#cache.forgetLog(this.location);
     }
     const tailLast = this.#tail.at(-1)!.offsets.at(-1);
     this.#lastOffset = this.#durableOffset = tailLast ?? this.#sealed.at(-1)?.last;
   }
 
   #openChunkFile(number: number): Promise<FileHandle> {
-    return open(path.join(this.dir, chunkFileName(number)), 'a');
+    return open(path.join(this.location, chunkFileName(number)), 'a');
   }
 }
