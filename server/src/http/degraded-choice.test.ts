@@ -91,6 +91,24 @@ for (const row of TABLE) {
   });
 }
 
+test('degraded with the storage down: no log is served, fresh rows are', () => {
+  const held = { handle: HELD, ready: true };
+  const facts = { fallbackHandle: false, held, continuityChecked: true, storageDown: true };
+  const choose = (offset: Offset, databaseDown: boolean) =>
+    chooseDegradedAnswer({ offset: OFFSETS[offset], handle: HELD }, { ...facts, databaseDown });
+  assert.equal(choose('before-all', false), 'fallback-rows');
+  assert.equal(choose('catch-up', false), 'refetch-fallback');
+  assert.equal(choose('catch-up', true), 'not-ready');
+  // The same request with the storage answering reads the log.
+  assert.equal(
+    chooseDegradedAnswer(
+      { offset: CATCH_UP, handle: HELD },
+      { ...facts, storageDown: false, databaseDown: false },
+    ),
+    'serve-log',
+  );
+});
+
 interface HandleRow {
   heldInVain: boolean;
   closing: boolean;

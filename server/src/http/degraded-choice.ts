@@ -29,6 +29,8 @@ export interface DegradedFacts {
   continuityChecked: boolean;
   /** The database is down too (state `unavailable`), not only replication. */
   databaseDown: boolean;
+  /** The shape storage does not answer (Redis down): no log can be read. Absent: it answers. */
+  storageDown?: boolean;
 }
 
 export function chooseDegradedAnswer(
@@ -52,16 +54,17 @@ export function chooseDegradedAnswer(
 }
 
 /**
- * A stored log is served only when it is known to continue the slot. Logs from before a restart
- * continue the stream only if the slot survived, which nobody has been able to check yet:
- * serving them could pass off another database's rows. With the database answering, the client
- * is given fresh rows instead (fallback rows).
+ * A stored log is served only when it is known to continue the slot, and can be read. Logs from
+ * before a restart continue the stream only if the slot survived, which nobody has been able to
+ * check yet: serving them could pass off another database's rows. A storage that does not answer
+ * cannot serve them at all. With the database answering, the client is given fresh rows instead
+ * (fallback rows).
  */
 function fromStoredLog(
   request: Pick<ShapeRequest, 'offset'>,
   facts: DegradedFacts,
 ): DegradedChoice {
-  if (facts.continuityChecked) return 'serve-log';
+  if (facts.continuityChecked && facts.storageDown !== true) return 'serve-log';
   if (facts.databaseDown) return 'not-ready';
   return request.offset === 'before-all' ? 'fallback-rows' : 'refetch-fallback';
 }

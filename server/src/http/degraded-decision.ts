@@ -27,6 +27,7 @@ export async function decideDegraded(
     held,
     continuityChecked: await context.replication.continuityChecked(0),
     databaseDown: context.status.current().state === 'unavailable',
+    storageDown: context.status.inputs.storage === 'down',
   });
   return { choice, held };
 }

@@ -17,9 +17,8 @@ test('decideState: every combination of the facts', () => {
   for (const replication of phases) {
     for (const attempted of [false, true]) {
       for (const database of databases) {
-        table.push(
-          `${replication} ${attempted} ${database} → ${decideState({ replication, attempted, database })}`,
-        );
+        const state = decideState({ replication, attempted, database, storage: 'up' });
+        table.push(`${replication} ${attempted} ${database} → ${state}`);
       }
     }
   }
@@ -43,6 +42,33 @@ test('decideState: every combination of the facts', () => {
     'backoff true up → fallback',
     'backoff true down → unavailable',
   ]);
+});
+
+test('decideState: a storage that does not answer is never live', () => {
+  const storage = 'down';
+  assert.equal(
+    decideState({ replication: 'streaming', attempted: true, database: 'up', storage }),
+    'fallback',
+  );
+  assert.equal(
+    decideState({ replication: 'streaming', attempted: true, database: 'down', storage }),
+    'unavailable',
+  );
+  assert.equal(
+    decideState({ replication: 'connecting', attempted: false, database: 'up', storage }),
+    'starting',
+  );
+});
+
+test('the storage going down and coming back moves the state, with its cause', () => {
+  const { status } = monitor();
+  status.replicationStreaming();
+  assert.equal(status.current().state, 'live');
+  status.storageUnreachable();
+  assert.equal(status.current().state, 'fallback');
+  assert.match(status.current().cause, /shape storage \(disk\) unreachable/);
+  status.storageReachable();
+  assert.equal(status.current().state, 'live');
 });
 
 function monitor() {

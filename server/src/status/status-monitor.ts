@@ -17,16 +17,18 @@ export interface StatusInputs {
   /** False until the first replication attempt has streamed or failed. */
   attempted: boolean;
   database: DatabaseHealth;
+  /** Whether the shape storage answers (Redis can be down while Postgres is not). */
+  storage: 'up' | 'down';
 }
 
 /**
  * The server's state from what the subsystems observed (docs/protocol.md §7): live while replication
- * streams; otherwise unavailable when the database does not answer, starting while the very
+ * streams into a storage that answers; otherwise unavailable when the database does not answer, starting while the very
  * first attempt is still under way, and fallback in every other case. A database not probed yet
  * counts as answering: the first query that fails says otherwise.
  */
 export function decideState(inputs: StatusInputs): ServerState {
-  if (inputs.replication === 'streaming') return 'live';
+  if (inputs.replication === 'streaming' && inputs.storage === 'up') return 'live';
   if (inputs.database === 'down') return 'unavailable';
   if (!inputs.attempted) return 'starting';
   return 'fallback';
@@ -69,6 +71,7 @@ export class StatusMonitor {
     replication: 'connecting',
     attempted: false,
     database: 'unknown',
+    storage: 'up',
   };
   #current: CurrentState = { state: 'starting', since: new Date(), cause: 'server starting' };
   #lastError: (Problem & { at: string }) | null = null;
@@ -137,6 +140,20 @@ export class StatusMonitor {
     if (this.#inputs.database === 'down') return;
     this.#inputs.database = 'down';
     this.#decide(`database unreachable: ${problem.code} ${problem.message}`);
+  }
+
+  /** The shape storage answers again (it starts as answering: the first failure says otherwise). */
+  storageReachable(): void {
+    if (this.#inputs.storage === 'up') return;
+    this.#inputs.storage = 'up';
+    this.#decide('shape storage answers');
+  }
+
+  /** The shape storage stopped answering: its logs can be neither written nor read. */
+  storageUnreachable(): void {
+    if (this.#inputs.storage === 'down') return;
+    this.#inputs.storage = 'down';
+    this.#decide(`shape storage (${this.#options.storageHealth().backend}) unreachable`);
   }
 
   /**
