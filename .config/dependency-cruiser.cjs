@@ -2,7 +2,7 @@
 // may import its own files and those of lower floors only, folders on one floor never import each
 // other, and no import cycle exists anywhere in the workspace.
 const FLOORS = [
-  ['config', 'errors'],
+  ['config', 'errors', 'async'],
   ['pg'],
   ['storage', 'db'],
   ['status'],

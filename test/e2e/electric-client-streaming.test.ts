@@ -219,6 +219,10 @@ describe('official client: resume, refetch and concurrency', () => {
         await new Promise((resolve) => setTimeout(resolve, 1_000));
         const joiner = open({ params: { table: 'items' } });
         const changesOnly = open({ params: { table: 'items' }, log: 'changes_only' });
+        // Writes go on until both have joined, and a second more: the changes_only client holds
+        // only rows inserted after its shape's snapshot, and on a busy machine making that shape
+        // can outlast a fixed pause (the writes then end before it, and it holds none).
+        await Promise.all([joiner.shape.rows, changesOnly.shape.rows]);
         await new Promise((resolve) => setTimeout(resolve, 1_000));
         stop.done = true;
         const lastId = await writing;

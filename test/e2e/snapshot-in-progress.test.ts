@@ -1,11 +1,20 @@
 // A snapshot is served while it is being written: each chunk as soon as it is sealed and durable
 // (docs/architecture.md, "Snapshots"). The answers must be exactly those a reader gets once the
-// snapshot is complete: same bodies, offsets, chunk boundaries and headers.
+// snapshot is complete: same bodies, offsets, chunk boundaries and headers. A snapshot that fails
+// midway, or replication going down while it is served, leaves no client wrong or waiting.
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { startPostgres, type TestPostgres } from '@sluice/harness';
+import {
+  startPostgres,
+  terminateWalsender,
+  type TestDatabase,
+  type TestPostgres,
+} from '@sluice/harness';
+import { withoutErrorLogs } from '../support/error-logs.js';
+import { waitForStatus } from '../support/server-status.js';
+import { lockTable } from '../support/table-lock.js';
 import {
   assertMatchesPostgres,
   unrefClientSaveTimers,
@@ -108,6 +117,167 @@ describe('a snapshot served while it is being written', () => {
         await assertMatchesPostgres(db, { table: 'items' }, shape);
       },
       CHUNKS,
+    );
+  });
+});
+
+/** Ends the snapshots' COPY statements running (or waiting) in the test database; how many. */
+async function terminateSnapshots(db: TestDatabase): Promise<number> {
+  const { rows } = await db.query<{ pid: number }>(
+    `SELECT pid FROM pg_stat_activity
+      WHERE datname = current_database() AND query LIKE 'COPY%' AND pid <> pg_backend_pid()`,
+  );
+  for (const { pid } of rows) await db.query('SELECT pg_terminate_backend($1)', [pid]);
+  return rows.length;
+}
+
+/** Waits until a snapshot's COPY is running (or waiting for a lock) in the test database. */
+async function snapshotStarted(db: TestDatabase): Promise<void> {
+  for (;;) {
+    const { rows } = await db.query(
+      `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'COPY%'`,
+    );
+    if (rows.length > 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+describe('a snapshot that fails while it is served', () => {
+  test('a client that has chunks gets a 409, then a new complete shape; the official client ends equal to SELECT', async () => {
+    await withSluice(
+      postgres,
+      SQL,
+      withoutErrorLogs(async ({ db, url, sluice, open }) => {
+        const first = await get(url, { table: 'items', offset: '-1' });
+        assert.equal(first.status, 200, first.text);
+        const handle = first.headers.get('electric-handle') ?? '';
+        assert.equal(await snapshotComplete(sluice.storageDir, handle), false);
+        assert.equal(await terminateSnapshots(db), 1, 'the snapshot was cut while it ran');
+
+        // Whatever was sealed before the cut is served, then the handle is gone: a 409.
+        let offset = first.headers.get('electric-offset') ?? '';
+        let reply: Reply;
+        for (;;) {
+          reply = await get(url, { table: 'items', handle, offset });
+          if (reply.status !== 200) break;
+          offset = reply.headers.get('electric-offset') ?? '';
+          assert.ok(!reply.headers.has('electric-up-to-date'), 'the cut snapshot never ends');
+        }
+        assert.equal(reply.status, 409, reply.text);
+        // The refetch makes the shape anew, complete this time.
+        const again = await snapshotToEnd(url, { table: 'items' });
+        assert.notEqual(again[0]!.headers.get('electric-handle'), handle);
+        const keys = again.flatMap((r) => parseBody(r).flatMap((m) => (m.key ? [m.key] : [])));
+        assert.equal(new Set(keys).size, ROWS);
+
+        // The official client, served chunks of a snapshot that is then cut, starts again.
+        const where = 'n > 10';
+        const { shape, stream } = open({ params: { table: 'items', where } });
+        await new Promise<void>((resolve) => {
+          const unsubscribe = stream.subscribe(() => {
+            unsubscribe();
+            resolve();
+          });
+        });
+        assert.equal(await snapshotComplete(sluice.storageDir, stream.shapeHandle ?? ''), false);
+        assert.equal(await terminateSnapshots(db), 1, 'the snapshot was cut while it ran');
+        await assertMatchesPostgres(db, { table: 'items', where }, shape, 60_000);
+      }),
+      CHUNKS,
+    );
+  });
+
+  test('a request served none of it gets the error; the official client ends equal to SELECT', async () => {
+    await withSluice(
+      postgres,
+      SQL,
+      withoutErrorLogs(async ({ db, url, open }) => {
+        const where = 'n > 10';
+        // Another shape of the table first: the new one's planning has nothing left to change.
+        assert.equal((await get(url, { table: 'items', offset: '-1' })).status, 200);
+        const release = await lockTable(db, 'items');
+        let waiting: Promise<Reply>;
+        let client: ReturnType<typeof open>;
+        try {
+          // Both wait for the snapshot, which waits for the table: no chunk is sealed.
+          waiting = get(url, { table: 'items', offset: '-1', where });
+          client = open({ params: { table: 'items', where } });
+          await snapshotStarted(db);
+          assert.equal(await terminateSnapshots(db), 1);
+          const failed = await waiting;
+          assert.equal(failed.status, 503, failed.text);
+        } finally {
+          await release();
+        }
+        await assertMatchesPostgres(db, { table: 'items', where }, client.shape, 60_000);
+      }),
+      CHUNKS,
+    );
+  });
+});
+
+describe('replication down while a snapshot is served', () => {
+  test('clients reading its chunks in fallback mode end equal to SELECT', async () => {
+    await withSluice(
+      postgres,
+      SQL,
+      async ({ db, url, sluice, open }) => {
+        const { shape } = open({ params: { table: 'items' } });
+        const first = await get(url, { table: 'items', offset: '-1' });
+        assert.equal(first.status, 200, first.text);
+        const handle = first.headers.get('electric-handle') ?? '';
+        assert.equal(await snapshotComplete(sluice.storageDir, handle), false);
+        await terminateWalsender(db, db.slotName);
+        await waitForStatus(sluice.baseUrl, 'fallback', 5_000);
+        // Changes while replication is down: the clients must end with them too.
+        await db.query(`UPDATE items SET title = 'changed' WHERE id % 1000 = 0;
+                        DELETE FROM items WHERE id % 1000 = 1;
+                        INSERT INTO items VALUES (${ROWS + 1}, 'new', 0)`);
+
+        // A raw reader, served chunks before the outage, follows the shape as a client does
+        // (a 409 starts it again) until its rows are the table's.
+        const expected = new Map(
+          (await db.query<{ id: number; title: string }>('SELECT id, title FROM items')).rows.map(
+            (r) => [String(r.id), r.title],
+          ),
+        );
+        const rows = new Map<string, Record<string, string | null>>();
+        let params: Record<string, string> = { table: 'items', handle, offset: '0_0' };
+        const matches = () =>
+          rows.size === expected.size &&
+          [...rows.values()].every((row) => expected.get(row.id ?? '') === row.title);
+        const deadline = Date.now() + 60_000;
+        for (;;) {
+          assert.ok(Date.now() < deadline, `the raw reader converges (${rows.size} rows)`);
+          const reply = await get(url, params);
+          if (reply.status === 409) {
+            rows.clear();
+            params = { table: 'items', offset: '-1' };
+            continue;
+          }
+          assert.equal(reply.status, 200, reply.text);
+          for (const m of parseBody(reply)) {
+            if (!m.key) continue;
+            if (m.headers.operation === 'delete') rows.delete(m.key);
+            else rows.set(m.key, { ...rows.get(m.key), ...m.value });
+          }
+          params = {
+            table: 'items',
+            handle: reply.headers.get('electric-handle') ?? '',
+            offset: reply.headers.get('electric-offset') ?? '',
+          };
+          if (reply.headers.has('electric-up-to-date')) {
+            if (matches()) break;
+            params = {
+              ...params,
+              live: 'true',
+              cursor: reply.headers.get('electric-cursor') ?? '',
+            };
+          }
+        }
+        await assertMatchesPostgres(db, { table: 'items' }, shape, 60_000);
+      },
+      { ...CHUNKS, replicationRetryMinMs: 10_000, replicationRetryMaxMs: 10_000 },
     );
   });
 });

@@ -1,5 +1,6 @@
 import { SluiceError } from '../errors/sluice-error.js';
 import { Shape } from '../shapes/shape.js';
+import { currentShape } from './current-shape.js';
 import { degradedAnswer } from './degraded-answer.js';
 import { logAnswer } from './log-answer.js';
 import { mustRefetchAnswer } from './must-refetch-answer.js';
@@ -48,7 +49,7 @@ export async function liveShapeFor(
   if (parsed.handle !== undefined && existing?.handle !== parsed.handle) {
     // The handle names data this server no longer has (deleted, rotated, unknown): the client
     // must start again, from the shape's current handle.
-    const current = await context.registry.getOrCreate(parsed.definition);
+    const current = await currentShape(context.registry, parsed.definition);
     return mustRefetchAnswer(current.handle, context.cache);
   }
   const fresh =

@@ -11,6 +11,7 @@ import { newFallbackHandle } from '../shapes/fallback-queries.js';
 import type { Shape } from '../shapes/shape.js';
 import type { ReadResult } from '../storage/shape-storage.js';
 import { cacheControl } from './cache-policy.js';
+import { currentShape } from './current-shape.js';
 import { nextLiveCursor } from './live-cursor.js';
 import { mustRefetchAnswer } from './must-refetch-answer.js';
 import type { ShapeAnswer } from './shape-answer.js';
@@ -251,7 +252,7 @@ export async function refetchDeleted(
 ): Promise<ShapeAnswer> {
   const { definition } = shape.metadata;
   try {
-    const current = await context.registry.getOrCreate(definition);
+    const current = await currentShape(context.registry, definition);
     return mustRefetchAnswer(current.handle, context.cache);
   } catch (error) {
     // The table itself is gone or changed: the next request will say what is wrong. The client

@@ -1,4 +1,3 @@
-import type { OutgoingHttpHeaders } from 'node:http';
 import { Readable } from 'node:stream';
 import { HEADERS } from '@sluice/protocol';
 import type { FastifyReply } from 'fastify';
@@ -26,15 +25,20 @@ export function sendShapeAnswer(reply: FastifyReply, answer: ShapeAnswer): Fasti
  * `send` would write it, without its reply pipeline (onSend hooks, payload checks and copies): a
  * flush answers every held long-poll of a shape at once, and none of them needs that work. The
  * headers are those `send` would write: the reply's own (CORS), then the answer's, the type and
- * the length. Response hooks, logging and metrics still run when the response ends.
+ * the length. They are set on the raw response rather than passed to `writeHead`, so that the
+ * response hooks, logging and metrics, which still run when the response ends, see them as they
+ * see any reply's.
  */
 function sendBuffer(reply: FastifyReply, answer: ShapeAnswer, body: Buffer): FastifyReply {
   reply.hijack();
-  // A copy of the reply's headers, added to in place (one copy per answer, not three).
-  const headers = Object.assign(reply.getHeaders() as OutgoingHttpHeaders, answer.headers);
-  headers['content-type'] = JSON_TYPE;
-  headers['content-length'] = String(body.length);
-  reply.raw.writeHead(answer.status, headers);
-  reply.raw.end(body);
+  const raw = reply.raw;
+  for (const [name, value] of Object.entries(reply.getHeaders())) {
+    if (value !== undefined) raw.setHeader(name, value);
+  }
+  for (const [name, value] of Object.entries(answer.headers)) raw.setHeader(name, value);
+  raw.setHeader('content-type', JSON_TYPE);
+  raw.setHeader('content-length', String(body.length));
+  raw.writeHead(answer.status);
+  raw.end(body);
   return reply;
 }

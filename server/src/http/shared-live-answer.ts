@@ -1,4 +1,5 @@
 import { compareLogOffsets, type LogOffset } from '@sluice/protocol';
+import { SingleFlightCache } from '../async/single-flight-cache.js';
 import type { Shape } from '../shapes/shape.js';
 
 /**
@@ -20,20 +21,13 @@ export interface SharedLiveKey {
   degraded: boolean;
 }
 
-interface Entry {
-  key: SharedLiveKey;
-  answer: Promise<SharedLiveAnswer>;
-}
-
 /**
  * The live answer of each shape being sent, shared by every request that asks for it while
  * nothing it depends on has moved. A flush wakes every held long-poll of a shape at once (their
  * continuations all run before the answer's read can resolve), and they mostly wait at the
  * position the previous flush left them: one log read, one join and one encoding serve them all.
- * One answer per shape at most, and only until the turn of the event loop after it is built: an
- * idle shape keeps none (a read holds up to a chunk), and a request that comes later builds anew.
  */
-const lastAnswers = new WeakMap<Shape, Entry>();
+const lastAnswers = new SingleFlightCache<Shape, SharedLiveKey, SharedLiveAnswer>(sameKey);
 
 /** The shared answer for `key`, built by `build` unless the last one still holds. */
 export function sharedLiveAnswer(
@@ -41,18 +35,7 @@ export function sharedLiveAnswer(
   key: SharedLiveKey,
   build: () => Promise<SharedLiveAnswer>,
 ): Promise<SharedLiveAnswer> {
-  const cached = lastAnswers.get(shape);
-  if (cached && sameKey(cached.key, key)) return cached.answer;
-  const answer = build();
-  const entry = { key, answer };
-  lastAnswers.set(shape, entry);
-  const forget = () => {
-    if (lastAnswers.get(shape) === entry) lastAnswers.delete(shape);
-  };
-  // Every request woken with the others holds the promise by then; a failed build (the shape
-  // deleted or closed meanwhile) is not kept for the next caller either.
-  answer.then(() => setImmediate(forget), forget);
-  return answer;
+  return lastAnswers.get(shape, key, build);
 }
 
 function sameKey(a: SharedLiveKey, b: SharedLiveKey): boolean {
