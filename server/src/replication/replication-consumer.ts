@@ -111,6 +111,14 @@ export class ReplicationConsumer {
   async #run(): Promise<void> {
     let attempt = 0;
     while (!this.#closed) {
+      // Nothing received while the storage is down could be made durable (nor acknowledged):
+      // the slot keeps it, and the stream starts once the storage answers and has taken what
+      // an earlier stream left unflushed.
+      if (this.#options.status.inputs.storage === 'down' || !(await this.#flushed())) {
+        const { retryMinMs, retryMaxMs } = this.#options;
+        await this.#sleep(reconnectDelay(attempt++, retryMinMs, retryMaxMs));
+        continue;
+      }
       const stream = new ReplicationStream(
         {
           connectionString: this.#options.connectionString,
@@ -158,10 +166,19 @@ export class ReplicationConsumer {
       await stream.close();
       this.#stream = undefined;
       // Whatever was received is made durable before a new stream replays from the slot.
-      await this.#flush().catch((failure: unknown) =>
-        log.error({ err: failure }, 'writing shape logs failed'),
-      );
+      await this.#flushed();
       await waited;
+    }
+  }
+
+  /** Flushes what was received; false (logged) when the storage refused it. */
+  async #flushed(): Promise<boolean> {
+    try {
+      await this.#flush();
+      return true;
+    } catch (failure) {
+      this.#options.log.error({ err: failure }, 'writing shape logs failed');
+      return false;
     }
   }
 
@@ -178,10 +195,10 @@ export class ReplicationConsumer {
 
   async #onSetup(setup: StreamSetup): Promise<void> {
     const { registry, status, storage } = this.#options;
-    const previous = await storage
-      .readRecord(CONTINUITY_RECORD)
-      .then((text) => (text === undefined ? undefined : (JSON.parse(text) as ContinuityState)))
-      .catch(() => undefined);
+    // A storage that cannot be read fails the stream (retried); only an unreadable record is
+    // taken for none, as on a first start.
+    const text = await storage.readRecord(CONTINUITY_RECORD);
+    const previous = parseContinuity(text);
     const otherSystem =
       previous?.systemId !== setup.systemId || previous.timeline !== setup.timeline;
     // The very first slot of a new installation is not an incident; a lost one is.
@@ -299,5 +316,13 @@ export class ReplicationConsumer {
       this.#stream?.acknowledge(this.#durable);
       for (const shape of shapes) shape.notify();
     }
+  }
+}
+
+function parseContinuity(text: string | undefined): ContinuityState | undefined {
+  try {
+    return text === undefined ? undefined : (JSON.parse(text) as ContinuityState);
+  } catch {
+    return undefined;
   }
 }
