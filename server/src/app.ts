@@ -21,6 +21,7 @@ import { FallbackQueries } from './shapes/fallback-queries.js';
 import { SubsetQueries } from './shapes/subset-query.js';
 import { ChunkCache } from './storage/chunk-cache.js';
 import { openShapeStorage } from './storage/open-shape-storage.js';
+import type { StorageHealth } from './storage/shape-storage.js';
 import { SluiceMetrics } from './status/sluice-metrics.js';
 import { ReplicationConsumer } from './replication/replication-consumer.js';
 import { sessionOptionsString } from './pg/session-settings.js';
@@ -111,6 +112,10 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
     storageHealth: () => storage.health(),
     log: app.log,
   });
+  const reportStorage = ({ state }: StorageHealth) =>
+    state === 'up' ? status.storageReachable() : status.storageUnreachable();
+  storage.onHealthChange(reportStorage);
+  reportStorage(storage.health());
   const metrics = new SluiceMetrics(
     status,
     () => executor.states(),

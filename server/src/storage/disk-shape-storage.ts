@@ -76,6 +76,9 @@ export class DiskShapeStorage implements ShapeStorage {
     return HEALTH;
   }
 
+  /** The disk's health never changes: a failing disk fails each operation instead. */
+  onHealthChange(): void {}
+
   /** Logs are closed by their owner; the disk holds nothing open otherwise. */
   async close(): Promise<void> {}
 

@@ -86,5 +86,7 @@ export interface ShapeStorage {
   readRecord(name: string): Promise<string | undefined>;
   writeRecord(name: string, json: string): Promise<void>;
   health(): StorageHealth;
+  /** Calls `listener` each time `health().state` changes (the status follows it). */
+  onHealthChange(listener: (health: StorageHealth) => void): void;
   close(): Promise<void>;
 }
