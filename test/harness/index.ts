@@ -22,3 +22,10 @@ export {
   type FaultModeOptions,
   type ProxyTarget,
 } from './fault-proxy.js';
+export {
+  findRedisServer,
+  redisSkipReason,
+  startRedis,
+  REDIS_INSTALL_HINT,
+  type TestRedis,
+} from './start-redis.js';
