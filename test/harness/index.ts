@@ -27,5 +27,6 @@ export {
   redisSkipReason,
   startRedis,
   REDIS_INSTALL_HINT,
+  type StartRedisOptions,
   type TestRedis,
 } from './start-redis.js';

@@ -44,6 +44,11 @@ export interface TestRedis {
   destroy(): Promise<void>;
 }
 
+export interface StartRedisOptions {
+  /** `always` makes every acknowledged write survive a SIGKILL (at a cost: docs/operations.md). */
+  appendfsync?: 'always' | 'everysec';
+}
+
 async function freePort(): Promise<number> {
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -73,11 +78,12 @@ function answersPing(port: number): Promise<boolean> {
 
 /**
  * Runs Debian's redis-server (`findRedisServer()`) on a free loopback port with its data in a
- * temp folder: AOF on (`appendfsync everysec`, the setting docs/operations.md recommends), no
+ * temp folder: AOF on (`appendfsync everysec` unless told otherwise), no
  * RDB snapshots, protected mode, bound to 127.0.0.1 only. Runs as whoever runs the tests (Redis
  * needs no user of its own, root included). The server dies with the test process.
  */
-export async function startRedis(): Promise<TestRedis> {
+export async function startRedis(options: StartRedisOptions = {}): Promise<TestRedis> {
+  const appendfsync = options.appendfsync ?? 'everysec';
   const binary = findRedisServer();
   if (!binary) throw new Error(`no redis-server found: ${REDIS_INSTALL_HINT}`);
   const dir = await mkdtemp(join(tmpdir(), 'sluice-redis-'));
@@ -93,7 +99,7 @@ export async function startRedis(): Promise<TestRedis> {
     const args = [
       ...['--port', String(port), '--bind', '127.0.0.1', '--protected-mode', 'yes'],
       ...['--dir', dir, '--logfile', logFile, '--daemonize', 'no'],
-      ...['--appendonly', 'yes', '--appendfsync', 'everysec', '--save', ''],
+      ...['--appendonly', 'yes', '--appendfsync', appendfsync, '--save', ''],
     ];
     const started = spawn(binary, args, { stdio: 'ignore' });
     child = started;

@@ -13,7 +13,7 @@ import type { StorageHealth } from './shape-storage.js';
 export interface RedisConnectionOptions {
   /** `redis://` or `rediss://` (TLS). */
   url: string;
-  /** A connection that has answered nothing for this long is sent a PING. */
+  /** The connection is sent a PING this often; one unanswered marks Redis down. */
   healthCheckIntervalMs: number;
   /** A command unanswered for this long fails, and its connection is replaced. */
   commandTimeoutMs: number;
@@ -46,8 +46,8 @@ export class RedisUnavailableError extends Error {
  * - commands fail at once while disconnected (no offline queue) and after `commandTimeoutMs`
  *   unanswered, and the connection they waited on is then destroyed and replaced, so a
  *   black-holed Redis never holds a caller;
- * - a connection with no reply for `healthCheckIntervalMs` is PINGed, so a dead one is noticed
- *   even when nothing else is sent (TCP alone can take minutes);
+ * - a PING every `healthCheckIntervalMs`, so a dead connection is noticed within that plus the
+ *   command timeout even when nothing else is sent (TCP alone can take minutes);
  * - a cockatiel circuit breaker in front of every command: after repeated failures they fail at
  *   once, and the health PING is its trial command, so it closes by itself once Redis answers.
  */
@@ -58,7 +58,6 @@ export class RedisConnection {
   readonly #timer: NodeJS.Timeout;
   /** Unknown until the first connection attempt ends. */
   #state: 'up' | 'down' | undefined;
-  #lastReplyAt = 0;
 
   constructor(options: RedisConnectionOptions) {
     this.#log = options.log;
@@ -96,8 +95,9 @@ export class RedisConnection {
         `redis circuit breaker ${phase}`,
       );
     });
+    // Every interval, busy or not: a reply that arrived just before the connection died must
+    // not delay the check, so a dead connection is noticed within interval + command timeout.
     this.#timer = setInterval(() => {
-      if (Date.now() - this.#lastReplyAt < options.healthCheckIntervalMs) return;
       this.run((redis) => redis.ping()).catch(() => undefined);
     }, options.healthCheckIntervalMs);
     this.#timer.unref();
@@ -145,7 +145,6 @@ export class RedisConnection {
   }
 
   #reached(): void {
-    this.#lastReplyAt = Date.now();
     if (this.#state === 'up') return;
     this.#state = 'up';
     this.#log.info('redis reachable');

@@ -1,6 +1,6 @@
 import { compareLogOffsets, formatLogOffset, parseLogOffset } from '@sluice/protocol';
 import type { LogOffset } from '@sluice/protocol';
-import type { Redis } from 'ioredis';
+import type { ChainableCommander, Redis } from 'ioredis';
 import {
   SEAL_BYTES,
   entryLineBytes,
@@ -71,6 +71,18 @@ export interface StoredLog {
   open: number;
   sealed: string[];
   openEntries: string[];
+}
+
+/** Keeps the first `count` items of a list (LTRIM to -1, for none, would keep them all). */
+function keepFirst(multi: ChainableCommander, key: string, count: number): ChainableCommander {
+  return count === 0 ? multi.del(key) : multi.ltrim(key, 0, count - 1);
+}
+
+/** Runs a MULTI, failing when it or any of its commands did. */
+async function execAll(multi: ChainableCommander): Promise<void> {
+  const results = await multi.exec();
+  const failed = results?.find(([error]) => error);
+  if (!results || failed) throw failed?.[0] ?? new Error('MULTI was discarded');
 }
 
 function storedEntry(offset: LogOffset, json: string): string {
@@ -440,7 +452,7 @@ export class RedisShapeLog implements ShapeLog {
       const kept = after ? firstIndexAfter(openChunk.offsets, openChunk.offsets.length, after) : 0;
       if (kept === openChunk.offsets.length) return;
       const key = keys.chunk(openChunk.number);
-      await this.#connection.run((redis) => redis.ltrim(key, 0, kept - 1));
+      await this.#connection.run((redis) => execAll(keepFirst(redis.multi(), key, kept)));
       for (const list of [openChunk.offsets, openChunk.jsons, openChunk.stored]) list.length = kept;
       openChunk.durableCount = kept;
       openChunk.entryBytes = openChunk.offsets.reduce(
@@ -465,19 +477,15 @@ export class RedisShapeLog implements ShapeLog {
           bytes: bytes + SEAL_BYTES,
         };
       }
-      await this.#connection.run(async (redis) => {
-        const multi = redis.multi().ltrim(keys.sealed, 0, index - 1);
-        if (shortened)
-          multi
-            .ltrim(keys.chunk(cut.number), 0, kept - 1)
-            .rpush(keys.sealed, formatDescriptor(shortened));
-        else doomed.push(keys.chunk(cut.number));
-        const results = await multi
-          .del(...doomed)
-          .hset(keys.log, 'open', nextOpen)
-          .exec();
-        const failed = results?.find(([error]) => error);
-        if (!results || failed) throw failed?.[0] ?? new Error('MULTI was discarded');
+      await this.#connection.run((redis) => {
+        const multi = keepFirst(redis.multi(), keys.sealed, index);
+        if (shortened) {
+          keepFirst(multi, keys.chunk(cut.number), kept);
+          multi.rpush(keys.sealed, formatDescriptor(shortened));
+        } else {
+          doomed.push(keys.chunk(cut.number));
+        }
+        return execAll(multi.del(...doomed).hset(keys.log, 'open', nextOpen));
       });
       if (shortened) remaining.push(shortened);
       this.#sealed = remaining;
