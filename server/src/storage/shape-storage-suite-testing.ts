@@ -12,8 +12,8 @@ import type { LogEntry, ReadResult, ShapeLog, ShapeStorage } from './shape-stora
 export interface OpenedStorage {
   storage: ShapeStorage;
   /** Closes `storage` (if still open) and opens the same stored data again. */
-  reopen(): Promise<ShapeStorage>;
-  cleanup(): Promise<void>;
+  reopen: () => Promise<ShapeStorage>;
+  cleanup: () => Promise<void>;
 }
 
 /** A fresh, empty storage whose logs seal chunks at `chunkBytes`. */
