@@ -18,7 +18,7 @@ export interface RedisShapeStorageOptions {
   commandTimeoutMs: number;
   /** Consecutive failed commands that open the breaker (default 5). */
   circuitFailureThreshold?: number;
-  /** How long an open breaker waits before one trial command (default 10 s). */
+  /** How long an open breaker waits before one trial command (default 5 s). */
   circuitResetMs?: number;
   log: FastifyBaseLogger;
 }
@@ -59,7 +59,7 @@ export class RedisShapeStorage implements ShapeStorage {
       healthCheckIntervalMs: options.healthCheckIntervalMs,
       commandTimeoutMs: options.commandTimeoutMs,
       circuitFailureThreshold: options.circuitFailureThreshold ?? 5,
-      circuitResetMs: options.circuitResetMs ?? 10_000,
+      circuitResetMs: options.circuitResetMs ?? 5_000,
       log: options.log,
     });
     // EVALSHA, falling back to EVAL when Redis does not have the script (after a restart).
