@@ -18,11 +18,11 @@ import type { ShapeKeys } from './redis-keys.js';
 import type { LogEntry, ReadResult, ShapeLog } from './shape-storage.js';
 
 /** The Lua flush (redis-flush-script.ts), defined on the connection by `RedisShapeStorage`. */
-export type FlushCommand = (
+type FlushCommand = (
   numberOfKeys: number,
   ...keysAndArgs: (string | number)[]
 ) => Promise<string>;
-export type RedisWithFlush = Redis & { sluiceFlush: FlushCommand };
+type RedisWithFlush = Redis & { sluiceFlush: FlushCommand };
 
 export interface RedisShapeLogOptions {
   connection: RedisConnection;
