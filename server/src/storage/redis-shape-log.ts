@@ -18,10 +18,7 @@ import type { ShapeKeys } from './redis-keys.js';
 import type { LogEntry, ReadResult, ShapeLog } from './shape-storage.js';
 
 /** The Lua flush (redis-flush-script.ts), defined on the connection by `RedisShapeStorage`. */
-type FlushCommand = (
-  numberOfKeys: number,
-  ...keysAndArgs: (string | number)[]
-) => Promise<string>;
+type FlushCommand = (numberOfKeys: number, ...keysAndArgs: (string | number)[]) => Promise<string>;
 type RedisWithFlush = Redis & { sluiceFlush: FlushCommand };
 
 export interface RedisShapeLogOptions {
