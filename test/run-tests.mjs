@@ -1,5 +1,6 @@
 // Runs the test tiers with node's test runner. Tiers are chosen by file name (docs/testing.md):
 //   unit    *.test.ts that need nothing          pg      *.pg.test.ts (a throwaway Postgres)
+//   redis   *.redis.test.ts (a throwaway Redis)
 //   e2e     test/e2e/**/*.test.ts                faults  test/faults/**/*.test.ts
 // Node 20's --test takes no globs, so the files are listed here.
 import { spawn } from 'node:child_process';
@@ -24,10 +25,11 @@ function tierOf(file) {
   if (!rel.endsWith('.test.ts')) return undefined;
   if (rel.startsWith('test/e2e/')) return 'e2e';
   if (rel.startsWith('test/faults/')) return 'faults';
+  if (rel.endsWith('.redis.test.ts')) return 'redis';
   return rel.endsWith('.pg.test.ts') ? 'pg' : 'unit';
 }
 
-const tiers = ['unit', 'pg', 'e2e', 'faults'];
+const tiers = ['unit', 'pg', 'redis', 'e2e', 'faults'];
 const wanted = process.argv[2] ?? 'all';
 if (wanted !== 'all' && !tiers.includes(wanted)) {
   console.error(`unknown tier "${wanted}"; use one of: all, ${tiers.join(', ')}`);

@@ -285,12 +285,12 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
 
   // Dropped and renamed tables send nothing through replication: look for them now and then.
   let sweep: NodeJS.Timeout | undefined;
-  app.addHook('onReady', async () => {
+  app.addHook('onReady', (done) => {
     // Nothing here takes longer with more stored shapes: they are reopened in the background
     // (shape requests answer 503 meanwhile), so the server listens at once. Replication starts
     // once they all are: every transaction then finds every shape it concerns, and the slot
     // keeps what arrives meanwhile (docs/architecture.md, "Start-up").
-    await registry.load();
+    registry.load();
     probe.start();
     void registry.loaded.then(() => consumer.start());
     sweep = setInterval(() => {
@@ -298,6 +298,7 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
         .verifyRelations()
         .catch((error: unknown) => app.log.warn({ err: error }, 'checking tables failed'));
     }, RELATION_SWEEP_MS);
+    done();
   });
   // Long-polls end before the server waits for connections to drain (docs/architecture.md
   // invariant 7).

@@ -28,7 +28,10 @@ function abort(socket: Socket): void {
   if (socket.destroyed) return;
   // resetAndDestroy on a socket that is still connecting only resets once the connect succeeds;
   // an upstream that never connected has no peer to tell, so a plain destroy is enough.
-  if (socket.connecting || typeof socket.resetAndDestroy !== 'function') socket.destroy();
+  // Node 20 never closes the handle of a socket reset after its FIN was sent (end()), which keeps
+  // the process alive; such a socket's peer has seen an orderly close already anyway.
+  if (socket.connecting || socket.writableEnded || typeof socket.resetAndDestroy !== 'function')
+    socket.destroy();
   else socket.resetAndDestroy();
 }
 

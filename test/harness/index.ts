@@ -22,3 +22,11 @@ export {
   type FaultModeOptions,
   type ProxyTarget,
 } from './fault-proxy.js';
+export {
+  findRedisServer,
+  redisSkipReason,
+  startRedis,
+  REDIS_INSTALL_HINT,
+  type StartRedisOptions,
+  type TestRedis,
+} from './start-redis.js';

@@ -60,6 +60,35 @@ const publishMode = (raw: string): PublishMode => {
   return raw;
 };
 
+/** Where shapes are kept (docs/operations.md, "Storage"). */
+export type StorageBackend = 'disk' | 'redis';
+
+const storageBackend = (raw: string): StorageBackend => {
+  if (raw !== 'disk' && raw !== 'redis') throw new Error(`must be disk or redis, got "${raw}"`);
+  return raw;
+};
+
+const redisUrl = (raw: string): string => {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new Error('must be a URL such as redis://:password@host:6379/0');
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
+    throw new Error(`must use the redis:// or rediss:// scheme, got "${url.protocol}"`);
+  }
+  return raw;
+};
+
+/** Redis keys start with it, inside a hash tag: no braces, spaces or colons' worth of surprises. */
+const keyPrefix = (raw: string): string => {
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(raw)) {
+    throw new Error(`must be 1 to 64 letters, digits, _ . or -, got "${raw}"`);
+  }
+  return raw;
+};
+
 const headerName = (raw: string): string => {
   if (!/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(raw)) {
     throw new Error(`must be an HTTP header name, got "${raw}"`);
@@ -228,6 +257,55 @@ export const CONFIG_OPTIONS = {
       'Folder for shape logs (durable; keep it across restarts so handles stay valid). Unset: `<SLUICE_DATA_DIR>/storage`.',
     default: undefined,
     parse: text,
+  }),
+  storage: option<StorageBackend>({
+    env: 'SLUICE_STORAGE',
+    description:
+      '`disk`: shape logs in `SLUICE_STORAGE_DIR`. `redis`: shape logs in Redis at `SLUICE_REDIS_URL` (docs/operations.md, "Redis storage").',
+    default: 'disk',
+    parse: storageBackend,
+  }),
+  redisUrl: option({
+    env: 'SLUICE_REDIS_URL',
+    description:
+      'The Redis that holds shape logs: `redis://[:password@]host:port[/db]`, or `rediss://` for TLS. Required when `SLUICE_STORAGE=redis`.',
+    default: undefined,
+    parse: redisUrl,
+  }),
+  redisKeyPrefix: option({
+    env: 'SLUICE_REDIS_KEY_PREFIX',
+    description:
+      'Start of every Redis key Sluice writes, so several deployments can share one Redis (letters, digits, `_`, `.`, `-`).',
+    default: 'sluice',
+    parse: keyPrefix,
+  }),
+  redisHealthCheckIntervalMs: option({
+    env: 'SLUICE_REDIS_HEALTH_CHECK_INTERVAL_MS',
+    description:
+      'Redis is sent a PING this often; an unanswered one marks it down, so a dead connection is noticed within this plus `SLUICE_REDIS_COMMAND_TIMEOUT_MS` even when TCP does not notice.',
+    default: 2_000,
+    parse: integer(100),
+  }),
+  redisCommandTimeoutMs: option({
+    env: 'SLUICE_REDIS_COMMAND_TIMEOUT_MS',
+    description:
+      'A Redis command unanswered for this long fails, and its connection is replaced. Also the connect timeout.',
+    default: 2_000,
+    parse: integer(100),
+  }),
+  redisCircuitFailureThreshold: option({
+    env: 'SLUICE_REDIS_CIRCUIT_FAILURE_THRESHOLD',
+    description:
+      'Consecutive failed Redis commands (health PINGs included) that open its circuit breaker; while open, commands fail at once.',
+    default: 5,
+    parse: integer(1),
+  }),
+  redisCircuitResetMs: option({
+    env: 'SLUICE_REDIS_CIRCUIT_RESET_MS',
+    description:
+      'How long an open Redis breaker waits before letting one command through (half-open); success closes it.',
+    default: 5_000,
+    parse: integer(100),
   }),
   slotName: option({
     env: 'SLUICE_SLOT_NAME',

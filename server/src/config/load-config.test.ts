@@ -82,3 +82,20 @@ test('/metrics cannot require a secret that is not set; header names are checked
   // Held long-polls last up to 40 s: a connection timeout cannot cut them.
   assert.throws(() => loadConfig({ SLUICE_CONNECTION_TIMEOUT_MS: '30000' }), /between 45000/);
 });
+
+test('Redis storage needs a redis:// or rediss:// URL', () => {
+  assert.equal(loadConfig({}).storage, 'disk');
+  assert.throws(
+    () => loadConfig({ SLUICE_STORAGE: 'redis' }),
+    /SLUICE_STORAGE=redis needs SLUICE_REDIS_URL to be set/,
+  );
+  assert.throws(
+    () => loadConfig({ SLUICE_STORAGE: 'redis', SLUICE_REDIS_URL: 'http://h:6379' }),
+    /SLUICE_REDIS_URL must use the redis:\/\/ or rediss:\/\/ scheme/,
+  );
+  assert.throws(() => loadConfig({ SLUICE_STORAGE: 'memory' }), /must be disk or redis/);
+  assert.throws(() => loadConfig({ SLUICE_REDIS_KEY_PREFIX: 'a{b}' }), /SLUICE_REDIS_KEY_PREFIX/);
+  const config = loadConfig({ SLUICE_STORAGE: 'redis', SLUICE_REDIS_URL: 'rediss://:pw@h:6380/1' });
+  assert.equal(config.redisUrl, 'rediss://:pw@h:6380/1');
+  assert.equal(config.redisKeyPrefix, 'sluice');
+});

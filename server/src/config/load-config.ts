@@ -59,6 +59,9 @@ export function loadConfig(
   if (values.metricsRequireSecret === true && values.secret === undefined) {
     problems.push('SLUICE_METRICS_REQUIRE_SECRET needs SLUICE_SECRET to be set');
   }
+  if (values.storage === 'redis' && values.redisUrl === undefined) {
+    problems.push('SLUICE_STORAGE=redis needs SLUICE_REDIS_URL to be set');
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze({ ...values, ...overrides }) as Config;
 }

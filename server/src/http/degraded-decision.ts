@@ -21,13 +21,15 @@ export async function decideDegraded(
   parsed: ShapeRequest,
   context: ShapeAnswerContext,
 ): Promise<DegradedDecision> {
-  const held = context.registry.find(parsed.definition);
+  const storageDown = context.status.inputs.storage === 'down';
+  // A storage that does not answer serves no log, and may not have let the registry load yet.
+  const held = storageDown ? undefined : context.registry.find(parsed.definition);
   const choice = chooseDegradedAnswer(parsed, {
     fallbackHandle: parsed.handle !== undefined && isFallbackHandle(parsed.handle),
     held,
     continuityChecked: await context.replication.continuityChecked(0),
     databaseDown: context.status.current().state === 'unavailable',
-    storageDown: context.status.inputs.storage === 'down',
+    storageDown,
   });
   return { choice, held };
 }

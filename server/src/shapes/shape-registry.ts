@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import { lsnToBigInt } from '@sluice/protocol';
 import type { QueryExecutor } from '../db/query-executor.js';
+import { reconnectDelay } from '../db/reconnect-delay.js';
 import type { RecentCommit } from './recent-commits.js';
 import type { RelationInfo } from '../pg/transaction.js';
 import type { ShapeStorage } from '../storage/shape-storage.js';
@@ -44,6 +45,9 @@ export interface ShapeRegistryOptions extends ShapeLimits {
 
 /** Idle shapes are looked for every quarter of the idle time, and at least once a minute. */
 const IDLE_SWEEP_MAX_MS = 60_000;
+/** Backoff between tries to list the stored shapes (the storage down at start). */
+const LIST_RETRY_MIN_MS = 200;
+const LIST_RETRY_MAX_MS = 5_000;
 /** Stored shapes reopened at once at start: enough to overlap their file reads, few descriptors. */
 const REOPEN_CONCURRENCY = 16;
 
@@ -90,23 +94,43 @@ export class ShapeRegistry {
    * would create a second shape for a stored definition. Shapes whose snapshot never finished
    * are dropped.
    */
-  async load(): Promise<void> {
+  load(): void {
     this.#loading = true;
-    const handles = await this.#options.storage.listShapes();
     const reopening = bulkhead(REOPEN_CONCURRENCY, Infinity);
-    this.#loaded = Promise.all(
-      handles.map((handle) =>
-        reopening
-          .execute(() => this.#reopen(handle))
-          .catch((error: unknown) => {
-            // Reading the storage or removing a discarded shape failed: the next start tries again.
-            this.#options.log.error({ err: error, handle }, 'reopening a stored shape failed');
-          }),
-      ),
-    ).then(() => {
-      this.#loading = false;
-      this.#options.log.info({ shapes: this.#byHandle.size }, 'shapes loaded');
-    });
+    this.#loaded = this.#listShapes()
+      .then((handles) =>
+        Promise.all(
+          handles.map((handle) =>
+            reopening
+              .execute(() => this.#reopen(handle))
+              .catch((error: unknown) => {
+                // Reading the storage or removing a discarded shape failed: the next start tries again.
+                this.#options.log.error({ err: error, handle }, 'reopening a stored shape failed');
+              }),
+          ),
+        ),
+      )
+      .then(() => {
+        this.#loading = false;
+        this.#options.log.info({ shapes: this.#byHandle.size }, 'shapes loaded');
+      });
+  }
+
+  /**
+   * The stored shapes' handles, asked again (with backoff) while the storage does not answer: a
+   * Redis down at start delays loading, and with it replication, rather than failing the start.
+   */
+  async #listShapes(): Promise<string[]> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.#options.storage.listShapes();
+      } catch (error) {
+        if (this.#closed) return [];
+        const retryInMs = reconnectDelay(attempt, LIST_RETRY_MIN_MS, LIST_RETRY_MAX_MS);
+        this.#options.log.warn({ err: error, retryInMs }, 'listing stored shapes failed');
+        await new Promise((resolve) => setTimeout(resolve, retryInMs));
+      }
+    }
   }
 
   /** Resolves once every stored shape is reopened (at once if `load` was never called). */

@@ -2,6 +2,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from '../config/config-options.js';
 import type { ChunkCache } from './chunk-cache.js';
 import { DiskShapeStorage } from './disk-shape-storage.js';
+import { RedisShapeStorage } from './redis-shape-storage.js';
 import type { ShapeStorage } from './shape-storage.js';
 
 export interface ShapeStorageSetup {
@@ -14,8 +15,26 @@ export interface ShapeStorageSetup {
   log: FastifyBaseLogger;
 }
 
-/** The storage the configuration asks for: today always the local disk (docs/configuration.md). */
+/**
+ * The storage the configuration asks for (`SLUICE_STORAGE`, docs/configuration.md). Redis is
+ * connected to before the server starts; one that is down then is reconnected to in the
+ * background, the server starting in fallback meanwhile.
+ */
 export function openShapeStorage(setup: ShapeStorageSetup): Promise<ShapeStorage> {
-  const { storageDir, chunkBytes, chunkCache } = setup;
-  return Promise.resolve(new DiskShapeStorage({ storageDir, chunkBytes, chunkCache }));
+  const { config, storageDir, chunkBytes, chunkCache, log } = setup;
+  if (config.storage === 'disk') {
+    return Promise.resolve(new DiskShapeStorage({ storageDir, chunkBytes, chunkCache }));
+  }
+  return RedisShapeStorage.connect({
+    // loadConfig refuses SLUICE_STORAGE=redis without SLUICE_REDIS_URL.
+    url: config.redisUrl,
+    keyPrefix: config.redisKeyPrefix,
+    chunkBytes,
+    chunkCache,
+    healthCheckIntervalMs: config.redisHealthCheckIntervalMs,
+    commandTimeoutMs: config.redisCommandTimeoutMs,
+    circuitFailureThreshold: config.redisCircuitFailureThreshold,
+    circuitResetMs: config.redisCircuitResetMs,
+    log,
+  });
 }

@@ -1,0 +1,162 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { connect, createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const REDIS_INSTALL_HINT =
+  'install it with `apt-get install redis-server` (or set REDIS_SERVER_PATH)';
+
+/** `REDIS_SERVER_PATH` when set (and only it), else Debian's redis-server. */
+export function findRedisServer(): string | undefined {
+  const wanted = process.env.REDIS_SERVER_PATH;
+  const candidates = wanted ? [wanted] : ['/usr/bin/redis-server', '/usr/local/bin/redis-server'];
+  return candidates.find((path) => existsSync(path));
+}
+
+/**
+ * Why Redis tests cannot run here (undefined when they can). With `SLUICE_REQUIRE_REDIS=1` (CI)
+ * a missing redis-server throws instead, so a broken CI image fails rather than skipping.
+ */
+export function redisSkipReason(): string | undefined {
+  if (findRedisServer()) return undefined;
+  const reason = `no redis-server found: ${REDIS_INSTALL_HINT}`;
+  if (process.env.SLUICE_REQUIRE_REDIS === '1')
+    throw new Error(`SLUICE_REQUIRE_REDIS=1 but ${reason}`);
+  return reason;
+}
+
+export interface TestRedis {
+  /** `redis://127.0.0.1:<port>`. */
+  url: string;
+  port: number;
+  /** The data folder (AOF files). */
+  dir: string;
+  /** Starts the server again after stop() or kill(), on the same port and data. */
+  start(): Promise<void>;
+  /** SHUTDOWN-like stop (SIGTERM: the AOF is fsynced). */
+  stop(): Promise<void>;
+  /** SIGKILL: a crash; what `appendfsync everysec` had not synced is lost. */
+  kill(): Promise<void>;
+  restart(): Promise<void>;
+  /** Stops the server and deletes its folder. */
+  destroy(): Promise<void>;
+}
+
+export interface StartRedisOptions {
+  /** `always` makes every acknowledged write survive a SIGKILL (at a cost: docs/operations.md). */
+  appendfsync?: 'always' | 'everysec';
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** Whether the server answers PING with PONG (not LOADING: it is then still reading its AOF). */
+function answersPing(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    let reply = '';
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(1_000, () => done(false));
+    socket.on('error', () => done(false));
+    socket.on('connect', () => socket.write('PING\r\n'));
+    socket.on('data', (data) => {
+      reply += data.toString();
+      if (reply.includes('\r\n')) done(reply.startsWith('+PONG'));
+    });
+  });
+}
+
+/**
+ * Runs Debian's redis-server (`findRedisServer()`) on a free loopback port with its data in a
+ * temp folder: AOF on (`appendfsync everysec` unless told otherwise), no
+ * RDB snapshots, protected mode, bound to 127.0.0.1 only. Runs as whoever runs the tests (Redis
+ * needs no user of its own, root included). The server dies with the test process.
+ */
+export async function startRedis(options: StartRedisOptions = {}): Promise<TestRedis> {
+  const appendfsync = options.appendfsync ?? 'everysec';
+  const binary = findRedisServer();
+  if (!binary) throw new Error(`no redis-server found: ${REDIS_INSTALL_HINT}`);
+  const dir = await mkdtemp(join(tmpdir(), 'sluice-redis-'));
+  let child: ChildProcess | undefined;
+  let exited: Promise<void> = Promise.resolve();
+  const killOnExit = () => child?.kill('SIGKILL');
+  process.on('exit', killOnExit);
+
+  const launch = async (port: number): Promise<boolean> => {
+    const logFile = join(dir, 'redis.log');
+    await rm(logFile, { force: true });
+    // One argument per option: redis-server reads `--name value` pairs like config lines.
+    const args = [
+      ...['--port', String(port), '--bind', '127.0.0.1', '--protected-mode', 'yes'],
+      ...['--dir', dir, '--logfile', logFile, '--daemonize', 'no'],
+      ...['--appendonly', 'yes', '--appendfsync', appendfsync, '--save', ''],
+    ];
+    const started = spawn(binary, args, { stdio: 'ignore' });
+    child = started;
+    exited = new Promise((resolve) => started.once('exit', () => resolve()));
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      if (started.exitCode !== null || started.signalCode !== null) {
+        const log = await readFile(logFile, 'utf8').catch(() => '');
+        if (log.includes('Address already in use')) return false;
+        throw new Error(`redis-server exited with ${started.exitCode}: ${log}`);
+      }
+      if (await answersPing(port)) return true;
+      if (Date.now() > deadline) {
+        started.kill('SIGKILL');
+        throw new Error(`redis-server did not answer in 15 s: ${await readFile(logFile, 'utf8')}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  };
+  const halt = async (signal: NodeJS.Signals) => {
+    if (child && child.exitCode === null && child.signalCode === null) child.kill(signal);
+    await exited;
+  };
+
+  let port = 0;
+  try {
+    for (let attempt = 0; port === 0 && attempt < 5; attempt++) {
+      const candidate = await freePort();
+      if (await launch(candidate)) port = candidate;
+    }
+    if (port === 0) throw new Error('redis-server found no free port in 5 attempts');
+  } catch (error) {
+    await halt('SIGKILL');
+    process.off('exit', killOnExit);
+    await rm(dir, { recursive: true, force: true });
+    throw error;
+  }
+
+  const start = async () => {
+    // The port was ours a moment ago; a test that loses it to another process fails loudly.
+    if (!(await launch(port))) throw new Error(`port ${port} was taken while Redis was down`);
+  };
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    dir,
+    start,
+    stop: () => halt('SIGTERM'),
+    kill: () => halt('SIGKILL'),
+    async restart() {
+      await halt('SIGTERM');
+      await start();
+    },
+    async destroy() {
+      await halt('SIGKILL');
+      process.off('exit', killOnExit);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
