@@ -1,0 +1,213 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { freePort } from '@sluice/local-postgres';
+import {
+  redisSkipReason,
+  startFaultProxy,
+  startPostgres,
+  startRedis,
+  proxyTargetOf,
+  type TestDatabase,
+  type TestPostgres,
+  type TestRedis,
+} from '@sluice/harness';
+import { CountingFollower } from '../support/counting-follower.js';
+import { startServerProcess } from '../support/server-process.js';
+import { fetchStatus, waitForStatus } from '../support/server-status.js';
+import { startSluice, waitUntilLive } from '../support/sluice-server.js';
+import { assertMatchesTable, Writer } from '../support/table-oracle.js';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Shape logs in Redis (`SLUICE_STORAGE=redis`, issue 17): the server killed and restarted on an
+ * empty storage folder finds its logs in Redis; Redis restarted, killed for 30 s or black-holed
+ * while clients follow and a writer commits gives fallback answers during the outage and live
+ * ones after, and every client ends equal to `SELECT`.
+ */
+describe('Redis storage: restarts and outages lose nothing', { skip: redisSkipReason() }, () => {
+  let pg: TestPostgres;
+  let redis: TestRedis;
+
+  before(async () => {
+    pg = await startPostgres();
+    // `always`: a Redis killed with SIGKILL keeps every write it acknowledged, so an outage
+    // cannot lose what Sluice confirmed to the slot (docs/operations.md, "Redis storage").
+    redis = await startRedis({ appendfsync: 'always' });
+  });
+  after(async () => {
+    await redis?.destroy();
+    await pg?.stop();
+  });
+
+  async function freshTable(): Promise<TestDatabase> {
+    const db = await pg.createDatabase();
+    await db.query('CREATE TABLE items (id int PRIMARY KEY, v int)');
+    return db;
+  }
+
+  /** Redis settings for a server of `db`: keys of its own, failures noticed within a second. */
+  const redisConfig = (db: TestDatabase, url: string) => ({
+    storage: 'redis' as const,
+    redisUrl: url,
+    redisKeyPrefix: db.slotName,
+    redisHealthCheckIntervalMs: 300,
+    redisCommandTimeoutMs: 700,
+    redisCircuitResetMs: 500,
+  });
+
+  test('kill -9 of the server, restarted on an empty storage folder: its logs come back from Redis, no refetch', async () => {
+    const db = await freshTable();
+    const folders = [
+      await mkdtemp(join(tmpdir(), 'sluice-redis-a-')),
+      await mkdtemp(join(tmpdir(), 'sluice-redis-b-')),
+    ];
+    const port = String(await freePort());
+    const env = (storageDir: string) => ({
+      DATABASE_URL: db.url,
+      SLUICE_PORT: port,
+      SLUICE_STORAGE_DIR: storageDir,
+      SLUICE_SLOT_NAME: db.slotName,
+      SLUICE_PUBLICATION_NAME: db.publicationName,
+      SLUICE_LONG_POLL_TIMEOUT_MS: '2000',
+      SLUICE_REPLICATION_RETRY_MIN_MS: '100',
+      SLUICE_LOG_LEVEL: 'warn',
+      SLUICE_STORAGE: 'redis',
+      SLUICE_REDIS_URL: redis.url,
+      SLUICE_REDIS_KEY_PREFIX: db.slotName,
+    });
+    let server = await startServerProcess(env(folders[0]!));
+    await waitUntilLive(server.baseUrl);
+    const follower = new CountingFollower(`${server.baseUrl}/v1/shape`, { table: 'items' });
+    const writer = new Writer(db);
+    try {
+      await sleep(1_500);
+      await server.stop('SIGKILL');
+      await sleep(1_000); // writes continue while Sluice is down
+      server = await startServerProcess(env(folders[1]!));
+      await waitUntilLive(server.baseUrl);
+      const { storage } = await fetchStatus(server.baseUrl);
+      assert.deepEqual(storage, { backend: 'redis', state: 'up', breaker: 'closed' });
+      await sleep(1_500);
+      await writer.stop();
+      await assertMatchesTable(db, follower);
+      assert.equal(follower.mustRefetches, 0, 'no 409 / must-refetch');
+      assert.deepEqual(follower.duplicates(), [], 'no insert delivered twice');
+      assert.equal(follower.rows.size, writer.committed, 'every committed insert arrived');
+      assert.ok(writer.committed > 50, `the workload ran (${writer.committed} commits)`);
+    } finally {
+      follower.close();
+      await writer.stop();
+      await server.stop('SIGKILL');
+      for (const folder of folders) await rm(folder, { recursive: true, force: true });
+      await db.drop();
+    }
+  });
+
+  /** An outage of Redis, caused then ended by the test. */
+  interface Outage {
+    name: string;
+    /** Redis (or the path to it) stops answering. */
+    begin(): Promise<void>;
+    /** Redis answers again. */
+    end(): Promise<void>;
+    /** How long the outage lasts once the server has noticed it. */
+    lastsMs: number;
+  }
+
+  async function outageTest(
+    outage: Outage,
+    redisUrl: string,
+    t: { diagnostic(message: string): void },
+  ) {
+    const db = await freshTable();
+    const sluice = await startSluice(db, redisConfig(db, redisUrl));
+    await waitUntilLive(sluice.baseUrl);
+    const url = `${sluice.baseUrl}/v1/shape`;
+    const follower = new CountingFollower(url, { table: 'items' });
+    const writer = new Writer(db);
+    try {
+      await sleep(1_000);
+      const began = Date.now();
+      await outage.begin();
+      const { body } = await waitForStatus(sluice.baseUrl, 'fallback', 15_000);
+      t.diagnostic(`${outage.name}: fallback ${Date.now() - began} ms after it began`);
+      assert.equal(body.storage.backend, 'redis');
+      assert.equal(body.storage.state, 'down');
+      // A new client during the outage gets the table's rows from Postgres, marked fallback.
+      const initial = await fetch(`${url}?table=items&offset=-1`);
+      assert.equal(initial.status, 200, await initial.clone().text());
+      assert.equal(initial.headers.get('electric-fallback-mode'), 'true');
+      await initial.arrayBuffer();
+      await sleep(outage.lastsMs);
+      const ended = Date.now();
+      await outage.end();
+      const live = await waitForStatus(sluice.baseUrl, 'live', 60_000);
+      t.diagnostic(`${outage.name}: live ${Date.now() - ended} ms after it ended`);
+      assert.deepEqual(live.body.storage, { backend: 'redis', state: 'up', breaker: 'closed' });
+      await sleep(1_000);
+      await writer.stop();
+      await assertMatchesTable(db, follower);
+      assert.deepEqual(follower.duplicates(), [], 'no insert twice since the last refetch');
+      assert.deepEqual(follower.errors, [], 'no client error');
+      assert.ok(writer.committed > 50, `the workload ran (${writer.committed} commits)`);
+      // A client starting now is served live again, from the log.
+      const fresh = await fetch(`${url}?table=items&offset=-1`);
+      assert.equal(fresh.status, 200);
+      assert.equal(fresh.headers.get('electric-fallback-mode'), null);
+      await fresh.arrayBuffer();
+    } finally {
+      follower.close();
+      await writer.stop();
+      await sluice.close();
+      await db.drop();
+    }
+  }
+
+  test('Redis restarted while clients follow', async (t) => {
+    await outageTest(
+      {
+        name: 'restart',
+        begin: () => redis.stop(),
+        end: () => redis.start(),
+        lastsMs: 1_000,
+      },
+      redis.url,
+      t,
+    );
+  });
+
+  test('Redis killed for 30 s during writes', async (t) => {
+    await outageTest(
+      {
+        name: 'killed',
+        begin: () => redis.kill(),
+        end: () => redis.start(),
+        lastsMs: 30_000,
+      },
+      redis.url,
+      t,
+    );
+  });
+
+  test('Redis black-holed (TCP up, nothing answered)', async (t) => {
+    const proxy = await startFaultProxy(proxyTargetOf(redis.url));
+    try {
+      await outageTest(
+        {
+          name: 'black hole',
+          begin: async () => proxy.setMode('blackhole'),
+          end: async () => proxy.setMode('pass'),
+          lastsMs: 5_000,
+        },
+        proxy.url(redis.url),
+        t,
+      );
+    } finally {
+      await proxy.close();
+    }
+  });
+});
