@@ -1,4 +1,6 @@
 import { setMaxListeners } from 'node:events';
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import cors from '@fastify/cors';
 import { HEADERS } from '@sluice/protocol';
@@ -201,6 +203,13 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
   status.onChange(({ to }) => {
     if (to === 'live') fallback.clear();
   });
+  // Other servers may share a Redis storage: this one loads its shapes only once it holds the
+  // replication lock, as the one writer (docs/operations.md, "Redis storage").
+  const sharedStorageInstance =
+    storage.backend === 'redis'
+      ? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`
+      : undefined;
+  if (sharedStorageInstance !== undefined) registry.awaitLoad();
   const consumer: ReplicationConsumer = new ReplicationConsumer({
     connectionString: config.replicationDatabaseUrl ?? config.databaseUrl,
     sessionOptions,
@@ -208,6 +217,7 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
     publicationName: config.publicationName,
     publish: config.publish,
     storage,
+    sharedStorageInstance,
     retryMinMs: config.replicationRetryMinMs,
     retryMaxMs: config.replicationRetryMaxMs,
     livenessTimeoutMs: config.replicationLivenessTimeoutMs,
@@ -290,7 +300,7 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
     // (shape requests answer 503 meanwhile), so the server listens at once. Replication starts
     // once they all are: every transaction then finds every shape it concerns, and the slot
     // keeps what arrives meanwhile (docs/architecture.md, "Start-up").
-    registry.load();
+    if (sharedStorageInstance === undefined) registry.load();
     probe.start();
     void registry.loaded.then(() => consumer.start());
     sweep = setInterval(() => {

@@ -107,6 +107,77 @@ describe('Redis storage: restarts and outages lose nothing', { skip: redisSkipRe
     }
   });
 
+  test('two servers on one Redis: kill -9 of the writer, the standby takes over; clients keep their handles', async (t) => {
+    const db = await freshTable();
+    const folders = [
+      await mkdtemp(join(tmpdir(), 'sluice-writer-')),
+      await mkdtemp(join(tmpdir(), 'sluice-standby-')),
+    ];
+    const env = async (storageDir: string) => ({
+      DATABASE_URL: db.url,
+      SLUICE_PORT: String(await freePort()),
+      SLUICE_STORAGE_DIR: storageDir,
+      SLUICE_SLOT_NAME: db.slotName,
+      SLUICE_PUBLICATION_NAME: db.publicationName,
+      SLUICE_LONG_POLL_TIMEOUT_MS: '2000',
+      SLUICE_REPLICATION_RETRY_MIN_MS: '100',
+      SLUICE_LOG_LEVEL: 'warn',
+      SLUICE_STORAGE: 'redis',
+      SLUICE_REDIS_URL: redis.url,
+      SLUICE_REDIS_KEY_PREFIX: db.slotName,
+    });
+    const writer = await startServerProcess(await env(folders[0]!));
+    await waitUntilLive(writer.baseUrl);
+    const standby = await startServerProcess(await env(folders[1]!));
+    // Clients reach the servers through one address, moved to the standby at the failover
+    // (a load balancer, a virtual IP).
+    const proxy = await startFaultProxy(proxyTargetOf(writer.baseUrl));
+    const address = `http://127.0.0.1:${proxy.port}`;
+    const follower = new CountingFollower(`${address}/v1/shape`, { table: 'items' });
+    const filtered = new CountingFollower(`${address}/v1/shape`, {
+      table: 'items',
+      where: 'id % 3 = 0',
+    });
+    const writes = new Writer(db);
+    try {
+      // The standby does not write: it waits for the slot, answering shape requests 503.
+      const waiting = await fetch(`${standby.baseUrl}/v1/shape?table=items&offset=-1`);
+      assert.equal(waiting.status, 503, await waiting.text());
+      await sleep(1_500);
+      const seenBefore = follower.rows.size;
+      const killedAt = Date.now();
+      await writer.stop('SIGKILL');
+      proxy.retarget(proxyTargetOf(standby.baseUrl));
+      await waitUntilLive(standby.baseUrl);
+      const committed = writes.committed;
+      await follower.waitFor((rows) => rows.size > Math.max(committed, seenBefore), 30_000);
+      t.diagnostic(
+        `first commit after the writer's death delivered ${Date.now() - killedAt} ms after it`,
+      );
+      await sleep(1_000);
+      await writes.stop();
+      await assertMatchesTable(db, follower);
+      assert.equal(follower.mustRefetches, 0, 'no 409 / must-refetch');
+      assert.deepEqual(follower.duplicates(), [], 'no insert delivered twice');
+      assert.equal(follower.rows.size, writes.committed, 'every committed insert arrived');
+      assert.equal(filtered.mustRefetches, 0, 'the filtered shape kept its handle too');
+      assert.deepEqual(filtered.duplicates(), [], 'no insert delivered twice (filtered)');
+      const { rows } = await db.query<{ n: number }>(
+        'SELECT count(*)::int AS n FROM items WHERE id % 3 = 0',
+      );
+      await filtered.waitFor((seen) => seen.size === rows[0]!.n);
+    } finally {
+      follower.close();
+      filtered.close();
+      await writes.stop();
+      await proxy.close();
+      await writer.stop('SIGKILL');
+      await standby.stop('SIGKILL');
+      for (const folder of folders) await rm(folder, { recursive: true, force: true });
+      await db.drop();
+    }
+  });
+
   /** An outage of Redis, caused then ended by the test. */
   interface Outage {
     name: string;

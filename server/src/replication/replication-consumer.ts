@@ -8,6 +8,7 @@ import type { ShapeStorage } from '../storage/shape-storage.js';
 import { RecentCommits, type RecentCommit } from '../shapes/recent-commits.js';
 import { reconnectDelay } from '../db/reconnect-delay.js';
 import { ReplicationStream, type StreamSetup } from './replication-stream.js';
+import { takeOverStorage } from './storage-takeover.js';
 import type { RelationInfo, Transaction } from '../pg/transaction.js';
 
 export interface ReplicationConsumerOptions {
@@ -19,6 +20,11 @@ export interface ReplicationConsumerOptions {
   publish: PublishMode;
   /** Holds the continuity record (`continuity`) beside the shapes. */
   storage: ShapeStorage;
+  /**
+   * Set when other servers share the storage (Redis): this server's id. Shapes are then loaded
+   * only once this server holds the replication lock (`takeOverStorage`).
+   */
+  sharedStorageInstance?: string | undefined;
   retryMinMs: number;
   retryMaxMs: number;
   livenessTimeoutMs: number;
@@ -31,6 +37,10 @@ export interface ReplicationConsumerOptions {
 
 /** Transactions allowed to wait for a flush before the stream is held back. */
 const MAX_UNFLUSHED_TRANSACTIONS = 500;
+/** SQLSTATE `lockSlot` reports when another server holds the slot. */
+const SLOT_IN_USE = '55006';
+/** The longest wait of a standby between tries to take the slot over. */
+const STANDBY_RETRY_MAX_MS = 2_000;
 /** A stream that ran this long counts as healthy: the next failure starts backoff from the floor. */
 const HEALTHY_AFTER_MS = 30_000;
 
@@ -112,9 +122,8 @@ export class ReplicationConsumer {
     let attempt = 0;
     while (!this.#closed) {
       // Nothing received while the storage is down could be made durable (nor acknowledged):
-      // the slot keeps it, and the stream starts once the storage answers and has taken what
-      // an earlier stream left unflushed.
-      if (this.#options.status.inputs.storage === 'down' || !(await this.#flushed())) {
+      // the slot keeps it, and the stream starts once the storage answers again.
+      if (this.#options.status.inputs.storage === 'down') {
         const { retryMinMs, retryMaxMs } = this.#options;
         await this.#sleep(reconnectDelay(attempt++, retryMinMs, retryMaxMs));
         continue;
@@ -154,11 +163,20 @@ export class ReplicationConsumer {
       }
       // Reported before cleaning up, so the state leaves live as soon as the stream is lost.
       if (Date.now() - startedAt > HEALTHY_AFTER_MS) attempt = 0;
-      const delay = reconnectDelay(attempt++, this.#options.retryMinMs, this.#options.retryMaxMs);
       const problem = describeProblem(error ?? new Error('the replication stream ended'));
-      status.replicationFailed(problem, new Date(Date.now() + delay));
+      // A server waiting for another to release the slot (sharing its storage) asks often: it
+      // takes over within seconds of the writer's death.
+      const standby =
+        this.#options.sharedStorageInstance !== undefined && problem.code === SLOT_IN_USE;
+      const { retryMinMs, retryMaxMs } = this.#options;
+      const maxMs = standby ? Math.min(retryMaxMs, STANDBY_RETRY_MAX_MS) : retryMaxMs;
+      const delay = reconnectDelay(attempt++, retryMinMs, maxMs);
+      const retryAt = new Date(Date.now() + delay);
+      if (standby) status.replicationStandby(problem, retryAt);
+      else status.replicationFailed(problem, retryAt);
       this.#options.onFailure();
-      log.warn(
+      (standby ? log.debug : log.warn).call(
+        log,
         { code: problem.code, retryInMs: delay },
         `replication stopped (${problem.message}); reconnecting`,
       );
@@ -167,6 +185,9 @@ export class ReplicationConsumer {
       this.#stream = undefined;
       // Whatever was received is made durable before a new stream replays from the slot.
       await this.#flushed();
+      // Another server writes the shared storage now: this one must not touch it until it
+      // takes the slot back (and then reloads what the other wrote).
+      if (standby && this.#options.registry.loadStarted) await this.#options.registry.unload();
       await waited;
     }
   }
@@ -194,7 +215,10 @@ export class ReplicationConsumer {
   }
 
   async #onSetup(setup: StreamSetup): Promise<void> {
-    const { registry, status, storage } = this.#options;
+    const { registry, status, storage, sharedStorageInstance } = this.#options;
+    if (sharedStorageInstance !== undefined) {
+      await takeOverStorage(storage, registry, sharedStorageInstance, this.#options.log);
+    }
     // A storage that cannot be read fails the stream (retried); only an unreadable record is
     // taken for none, as on a first start.
     const text = await storage.readRecord(CONTINUITY_RECORD);
@@ -311,7 +335,14 @@ export class ReplicationConsumer {
       const upTo = this.#received;
       this.#dirty.clear();
       this.#unflushed = 0;
-      await Promise.all(shapes.map((shape) => shape.log.flush()));
+      try {
+        await Promise.all(shapes.map((shape) => shape.log.flush()));
+      } catch (error) {
+        // Still to be flushed (a storage that failed may keep what it was given, as Redis
+        // does): nothing past them is acknowledged until a flush of them succeeds.
+        for (const shape of shapes) this.#dirty.add(shape);
+        throw error;
+      }
       if (upTo > this.#durable) this.#durable = upTo;
       this.#stream?.acknowledge(this.#durable);
       for (const shape of shapes) shape.notify();

@@ -73,6 +73,7 @@ export class ShapeRegistry {
   /** Stored shapes are being reopened (`load`): lookups cannot tell yet whether one exists. */
   #loading = false;
   #loaded: Promise<void> = Promise.resolve();
+  #loadStarted = false;
   #closed = false;
 
   constructor(options: ShapeRegistryOptions) {
@@ -96,6 +97,7 @@ export class ShapeRegistry {
    */
   load(): void {
     this.#loading = true;
+    this.#loadStarted = true;
     const reopening = bulkhead(REOPEN_CONCURRENCY, Infinity);
     this.#loaded = this.#listShapes()
       .then((handles) =>
@@ -182,7 +184,7 @@ export class ShapeRegistry {
     if (this.#loading) {
       throw new SluiceError(
         'SLUICE_ERR_NOT_READY',
-        'Stored shapes are still being loaded after a restart; retry shortly',
+        'Stored shapes are not loaded yet (after a restart, or while another server writes them); retry shortly',
       );
     }
   }
@@ -326,7 +328,15 @@ export class ShapeRegistry {
   }
 
   async delete(shape: Shape): Promise<void> {
-    if (this.#byHandle.get(shape.handle) !== shape) return;
+    if (!this.#forget(shape)) return;
+    await shape.log.destroy();
+    // The log is gone; its metadata too (on disk the same folder, elsewhere a key of its own).
+    await this.#options.storage.removeShape(shape.handle);
+  }
+
+  /** Drops a shape from every index (its storage stays); false if it was not held. */
+  #forget(shape: Shape): boolean {
+    if (this.#byHandle.get(shape.handle) !== shape) return false;
     this.#byHandle.delete(shape.handle);
     // Shapes stored under an older key scheme may share a key: only the one it names goes.
     const key = definitionKey(shape.metadata.definition);
@@ -340,9 +350,51 @@ export class ShapeRegistry {
     }
     this.#router.remove(shape);
     shape.markDeleted();
-    await shape.log.destroy();
-    // The log is gone; its metadata too (on disk the same folder, elsewhere a key of its own).
-    await this.#options.storage.removeShape(shape.handle);
+    return true;
+  }
+
+  /**
+   * Shapes are not loaded until `load` (or `reload`) is called: lookups answer 503 NOT_READY
+   * meanwhile. A server over a shared storage (Redis) loads them only once it holds the
+   * replication lock, i.e. once it is the one that writes them.
+   */
+  awaitLoad(): void {
+    this.#loading = true;
+  }
+
+  /** Whether `load` was called (shapes loaded, or being loaded). */
+  get loadStarted(): boolean {
+    return this.#loadStarted;
+  }
+
+  /**
+   * Forgets every shape held and loads them again from the storage, which another server has
+   * written since they were loaded. Requests held on the forgotten shapes are answered as for
+   * deleted ones (409 to the shape's handle, which the reloaded shape keeps).
+   */
+  async reload(): Promise<void> {
+    await this.unload();
+    this.load();
+    await this.#loaded;
+  }
+
+  /**
+   * Forgets every shape held, leaving the storage as it is, until the next `load`: another
+   * server writes the shared storage now, and nothing here may change it (the idle sweep, a
+   * rotation). Lookups answer 503 NOT_READY meanwhile.
+   */
+  async unload(): Promise<void> {
+    await this.#loaded;
+    await Promise.all(
+      [...this.#creating.values()].map((creation) => creation.shape.catch(() => undefined)),
+    );
+    this.#loading = true;
+    this.#loadStarted = false;
+    for (const shape of [...this.#byHandle.values()]) {
+      this.#forget(shape);
+      // Nothing appended is unflushed: replication flushed before its next stream started.
+      await shape.log.close().catch(() => undefined);
+    }
   }
 
   /** Continuity broke for one table (truncated, columns changed): its shapes start over. */

@@ -71,6 +71,16 @@ test('the storage going down and coming back moves the state, with its cause', (
   assert.equal(status.current().state, 'live');
 });
 
+test('a standby (the slot held by a server sharing the storage) is starting, not in fallback', () => {
+  const { status } = monitor();
+  const problem = { code: '55006', message: 'slot in use by another Sluice server' };
+  status.replicationStandby(problem, new Date(Date.now() + 1_000));
+  assert.equal(status.current().state, 'starting');
+  assert.equal(status.document().replication.last_error?.code, '55006');
+  status.replicationStreaming();
+  assert.equal(status.current().state, 'live');
+});
+
 function monitor() {
   const logged: { level: string; object: object; message: string }[] = [];
   const storage: { health: StorageHealth } = {

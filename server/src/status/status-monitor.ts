@@ -124,6 +124,18 @@ export class StatusMonitor {
     this.#decide(`replication stopped: ${problem.code} ${problem.message}`);
   }
 
+  /**
+   * The slot is held by another server sharing this one's storage: this one is a standby, not a
+   * server in fallback. Until it first streams it stays `starting` (shape requests wait or get
+   * 503, never fallback rows that would send clients to other handles at the takeover).
+   */
+  replicationStandby(problem: Problem, nextRetryAt: Date): void {
+    this.#inputs.replication = 'backoff';
+    this.#nextRetryAt = nextRetryAt;
+    this.#recordError(problem);
+    this.#decide(`standby: ${problem.message}`);
+  }
+
   /** Something broke continuity without stopping the stream (a slot lost and made again). */
   replicationIncident(problem: Problem): void {
     this.#recordError(problem);
