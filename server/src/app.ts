@@ -209,7 +209,10 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
     storage.backend === 'redis'
       ? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`
       : undefined;
-  if (sharedStorageInstance !== undefined) registry.awaitLoad();
+  if (sharedStorageInstance !== undefined) {
+    registry.awaitLoad();
+    status.reportStorageServers(sharedStorageInstance, null);
+  }
   const consumer: ReplicationConsumer = new ReplicationConsumer({
     connectionString: config.replicationDatabaseUrl ?? config.databaseUrl,
     sessionOptions,

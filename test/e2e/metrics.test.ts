@@ -155,7 +155,13 @@ describe('request metrics', () => {
     const series = text.split('\n').filter((line) => line.startsWith('sluice_storage_'));
     assert.equal(series.length, 2, 'one series each, for the backend in use');
     const { storage } = await fetchStatus(sluice.baseUrl);
-    assert.deepEqual(storage, { backend: 'disk', state: 'up', breaker: 'closed' });
+    assert.deepEqual(storage, {
+      backend: 'disk',
+      state: 'up',
+      breaker: 'closed',
+      instance: null,
+      writer: null,
+    });
   });
 
   test('label values are bounded: unknown URLs share one series and never appear', async () => {

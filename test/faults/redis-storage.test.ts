@@ -22,6 +22,14 @@ import { assertMatchesTable, Writer } from '../support/table-oracle.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+async function waitFor(check: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    assert.ok(Date.now() < deadline, `not within ${timeoutMs} ms`);
+    await sleep(100);
+  }
+}
+
 /**
  * Shape logs in Redis (`SLUICE_STORAGE=redis`, issue 17): the server killed and restarted on an
  * empty storage folder finds its logs in Redis; Redis restarted, killed for 30 s or black-holed
@@ -90,7 +98,17 @@ describe('Redis storage: restarts and outages lose nothing', { skip: redisSkipRe
       server = await startServerProcess(env(folders[1]!));
       await waitUntilLive(server.baseUrl);
       const { storage } = await fetchStatus(server.baseUrl);
-      assert.deepEqual(storage, { backend: 'redis', state: 'up', breaker: 'closed' });
+      assert.deepEqual(
+        { ...storage, instance: typeof storage.instance },
+        {
+          backend: 'redis',
+          state: 'up',
+          breaker: 'closed',
+          instance: 'string',
+          writer: storage.instance,
+        },
+        'the restarted server writes the storage',
+      );
       await sleep(1_500);
       await writer.stop();
       await assertMatchesTable(db, follower);
@@ -143,12 +161,21 @@ describe('Redis storage: restarts and outages lose nothing', { skip: redisSkipRe
       // The standby does not write: it waits for the slot, answering shape requests 503.
       const waiting = await fetch(`${standby.baseUrl}/v1/shape?table=items&offset=-1`);
       assert.equal(waiting.status, 503, await waiting.text());
+      // Both name the writer in /v1/status, the standby once it has tried the slot.
+      const writerId = (await fetchStatus(writer.baseUrl)).storage.instance;
+      assert.ok(writerId);
+      await waitFor(async () => (await fetchStatus(standby.baseUrl)).storage.writer === writerId);
+      const standbyStatus = await fetchStatus(standby.baseUrl);
+      assert.equal(standbyStatus.status, 'starting');
+      assert.notEqual(standbyStatus.storage.instance, writerId);
       await sleep(1_500);
       const seenBefore = follower.rows.size;
       const killedAt = Date.now();
       await writer.stop('SIGKILL');
       proxy.retarget(proxyTargetOf(standby.baseUrl));
       await waitUntilLive(standby.baseUrl);
+      const takenOver = (await fetchStatus(standby.baseUrl)).storage;
+      assert.equal(takenOver.writer, takenOver.instance, 'the standby names itself the writer');
       const committed = writes.committed;
       await follower.waitFor((rows) => rows.size > Math.max(committed, seenBefore), 30_000);
       t.diagnostic(
@@ -218,7 +245,10 @@ describe('Redis storage: restarts and outages lose nothing', { skip: redisSkipRe
       await outage.end();
       const live = await waitForStatus(sluice.baseUrl, 'live', 60_000);
       t.diagnostic(`${outage.name}: live ${Date.now() - ended} ms after it ended`);
-      assert.deepEqual(live.body.storage, { backend: 'redis', state: 'up', breaker: 'closed' });
+      assert.deepEqual(
+        { state: live.body.storage.state, breaker: live.body.storage.breaker },
+        { state: 'up', breaker: 'closed' },
+      );
       await sleep(1_000);
       await writer.stop();
       await assertMatchesTable(db, follower);

@@ -28,5 +28,13 @@ export interface StatusDocument {
   };
   shapes: { state: 'up' | 'read_only' | 'starting'; count: number };
   /** Where shape logs are kept, whether it answers, and the breaker in front of it. */
-  storage: { backend: 'disk' | 'redis'; state: 'up' | 'down'; breaker: BreakerPhase };
+  storage: {
+    backend: 'disk' | 'redis';
+    state: 'up' | 'down';
+    breaker: BreakerPhase;
+    /** This server's id (a storage other servers share: Redis), else null. */
+    instance: string | null;
+    /** The id of the server that writes the shared storage, as last seen; null if none is known. */
+    writer: string | null;
+  };
 }

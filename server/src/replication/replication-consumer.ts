@@ -8,7 +8,7 @@ import type { ShapeStorage } from '../storage/shape-storage.js';
 import { RecentCommits, type RecentCommit } from '../shapes/recent-commits.js';
 import { reconnectDelay } from '../db/reconnect-delay.js';
 import { ReplicationStream, type StreamSetup } from './replication-stream.js';
-import { takeOverStorage } from './storage-takeover.js';
+import { readWriter, takeOverStorage } from './storage-takeover.js';
 import type { RelationInfo, Transaction } from '../pg/transaction.js';
 
 export interface ReplicationConsumerOptions {
@@ -187,9 +187,20 @@ export class ReplicationConsumer {
       await this.#flushed();
       // Another server writes the shared storage now: this one must not touch it until it
       // takes the slot back (and then reloads what the other wrote).
-      if (standby && this.#options.registry.loadStarted) await this.#options.registry.unload();
+      if (standby) await this.#standBy();
       await waited;
     }
+  }
+
+  /**
+   * Another server holds the slot and writes the shared storage: this one must not touch it until
+   * it takes the slot back (and then reloads what the other wrote); `/v1/status` names the writer.
+   */
+  async #standBy(): Promise<void> {
+    const { registry, storage, status, sharedStorageInstance } = this.#options;
+    if (registry.loadStarted) await registry.unload();
+    const writer = await readWriter(storage).catch(() => undefined);
+    status.reportStorageServers(sharedStorageInstance!, writer?.instance ?? null);
   }
 
   /** Flushes what was received; false (logged) when the storage refused it. */
@@ -217,7 +228,7 @@ export class ReplicationConsumer {
   async #onSetup(setup: StreamSetup): Promise<void> {
     const { registry, status, storage, sharedStorageInstance } = this.#options;
     if (sharedStorageInstance !== undefined) {
-      await takeOverStorage(storage, registry, sharedStorageInstance, this.#options.log);
+      await takeOverStorage(storage, registry, status, sharedStorageInstance, this.#options.log);
     }
     // A storage that cannot be read fails the stream (retried); only an unreadable record is
     // taken for none, as on a first start.

@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { ShapeRegistry } from '../shapes/shape-registry.js';
+import type { StatusMonitor } from '../status/status-monitor.js';
 import type { ShapeStorage } from '../storage/shape-storage.js';
 
 /** The storage record naming the server that writes a shared storage. */
@@ -20,10 +21,11 @@ interface WriterRecord {
 export async function takeOverStorage(
   storage: ShapeStorage,
   registry: ShapeRegistry,
+  status: StatusMonitor,
   instance: string,
   log: FastifyBaseLogger,
 ): Promise<void> {
-  const previous = parseWriter(await storage.readRecord(WRITER_RECORD));
+  const previous = await readWriter(storage);
   if (!registry.loadStarted) {
     registry.load();
     await registry.loaded;
@@ -36,10 +38,13 @@ export async function takeOverStorage(
   }
   const record: WriterRecord = { instance, since: new Date().toISOString() };
   await storage.writeRecord(WRITER_RECORD, JSON.stringify(record));
+  status.reportStorageServers(instance, instance);
   log.info({ instance }, 'this server writes the shared shape storage');
 }
 
-function parseWriter(text: string | undefined): WriterRecord | undefined {
+/** The server that last took the shared storage over, if any did. */
+export async function readWriter(storage: ShapeStorage): Promise<WriterRecord | undefined> {
+  const text = await storage.readRecord(WRITER_RECORD);
   try {
     return text === undefined ? undefined : (JSON.parse(text) as WriterRecord);
   } catch {

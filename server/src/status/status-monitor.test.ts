@@ -193,7 +193,13 @@ test('the storage in the status document and in /metrics, read when asked for', 
       .split('\n')
       .filter((line) => line.startsWith('sluice_storage_'))
       .sort();
-  assert.deepEqual(status.document().storage, { backend: 'disk', state: 'up', breaker: 'closed' });
+  assert.deepEqual(status.document().storage, {
+    backend: 'disk',
+    state: 'up',
+    breaker: 'closed',
+    instance: null,
+    writer: null,
+  });
   assert.deepEqual(await scrape(), [
     'sluice_storage_breaker_state{backend="disk"} 0',
     'sluice_storage_up{backend="disk"} 1',
@@ -201,10 +207,13 @@ test('the storage in the status document and in /metrics, read when asked for', 
 
   // Breaker phases are spelt as database.breaker spells them.
   storage.health = { backend: 'redis', state: 'down', breaker: 'half-open' };
+  status.reportStorageServers('b', 'a');
   assert.deepEqual(status.document().storage, {
     backend: 'redis',
     state: 'down',
     breaker: 'half_open',
+    instance: 'b',
+    writer: 'a',
   });
   assert.deepEqual(await scrape(), [
     'sluice_storage_breaker_state{backend="redis"} 1',

@@ -79,6 +79,10 @@ export class StatusMonitor {
   #lagBytes: number | null = null;
   #retainedBytes: number | null = null;
   #databases: QueryDatabases = { replica: 'none', breaker: 'closed' };
+  #storageServers: { instance: string | null; writer: string | null } = {
+    instance: null,
+    writer: null,
+  };
   readonly #listeners = new Set<(change: StateChange) => void>();
 
   constructor(options: StatusMonitorOptions) {
@@ -176,6 +180,11 @@ export class StatusMonitor {
     this.#databases = { ...databases };
   }
 
+  /** Over a shared storage: this server's id, and the id of the one that writes it. */
+  reportStorageServers(instance: string, writer: string | null): void {
+    this.#storageServers = { instance, writer };
+  }
+
   /** Bytes of WAL the slot has not confirmed, and bytes it keeps Postgres from recycling. */
   reportSlotPositions(lagBytes: number | null, retainedBytes: number | null): void {
     this.#lagBytes = lagBytes;
@@ -204,7 +213,7 @@ export class StatusMonitor {
         state: state === 'live' ? 'up' : state === 'starting' ? 'starting' : 'read_only',
         count: this.#options.shapeCount(),
       },
-      storage: storageDocument(this.#options.storageHealth()),
+      storage: { ...storageDocument(this.#options.storageHealth()), ...this.#storageServers },
     };
   }
 
@@ -232,7 +241,9 @@ export class StatusMonitor {
 }
 
 /** The storage's health as `/v1/status` spells it: breaker phases as `database.breaker` does. */
-function storageDocument(health: StorageHealth): StatusDocument['storage'] {
+function storageDocument(
+  health: StorageHealth,
+): Pick<StatusDocument['storage'], 'backend' | 'state' | 'breaker'> {
   const breaker = health.breaker === 'half-open' ? 'half_open' : health.breaker;
   return { backend: health.backend, state: health.state, breaker };
 }
