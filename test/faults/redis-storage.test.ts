@@ -300,8 +300,8 @@ describe('Redis storage: restarts and outages lose nothing', { skip: redisSkipRe
       await outageTest(
         {
           name: 'black hole',
-          begin: async () => proxy.setMode('blackhole'),
-          end: async () => proxy.setMode('pass'),
+          begin: () => Promise.resolve(proxy.setMode('blackhole')),
+          end: () => Promise.resolve(proxy.setMode('pass')),
           lastsMs: 5_000,
         },
         proxy.url(redis.url),
