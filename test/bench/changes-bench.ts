@@ -70,7 +70,11 @@ export interface ChangesPhaseResult {
   serverCpuMs: number | undefined;
 }
 
+/** Where the measured Sluice keeps its shape logs. */
+export type ChangesStorage = { backend: 'disk' } | { backend: 'redis'; url: string };
+
 export interface ChangesResult {
+  storage: ChangesStorage['backend'];
   phases: ChangesPhaseResult[];
   baselineName: string;
   shapesCreated: number;
@@ -96,11 +100,17 @@ const PER_TRANSACTION = 100;
 export async function benchChanges(
   postgres: TestPostgres,
   config: BenchConfig,
+  storage: ChangesStorage = { backend: 'disk' },
 ): Promise<ChangesResult> {
+  const redis = storage.backend === 'redis';
+  // The Sluice under test, with its shape logs on the local disk or in Redis.
+  const env: Record<string, string> = redis
+    ? { SLUICE_STORAGE: 'redis', SLUICE_REDIS_URL: storage.url, SLUICE_REDIS_KEY_PREFIX: 'bench' }
+    : {};
   const shapes = scaled(config, 1_000, 10);
   const changes = Math.ceil(scaled(config, 100_000, 1_000) / PER_TRANSACTION) * PER_TRANSACTION;
   log(
-    `\n## 2. Replicated changes/s into shape logs (${changes.toLocaleString('en')} inserts, ${PER_TRANSACTION} per transaction)`,
+    `\n## 2. Replicated changes/s into shape logs${redis ? ' in Redis' : ''} (${changes.toLocaleString('en')} inserts, ${PER_TRANSACTION} per transaction)`,
   );
   const recvlogical = findPgRecvlogical();
   const baselineName = recvlogical
@@ -110,12 +120,12 @@ export async function benchChanges(
     `baseline: ${baselineName}${recvlogical ? ` at ${recvlogical}` : ' (no pg_recvlogical found)'}`,
   );
 
-  const db = await postgres.createDatabase('bench_changes');
+  const db = await postgres.createDatabase(redis ? 'bench_changes_redis' : 'bench_changes');
   let sluice: BenchSluice | undefined;
   let storageDir: string | undefined;
   try {
     await createTables(db, shapes);
-    sluice = await startBenchSluice(db);
+    sluice = await startBenchSluice(db, { env });
     storageDir = sluice.storageDir;
     await waitUntilHealthy(sluice.baseUrl);
 
@@ -136,7 +146,8 @@ export async function benchChanges(
     const samples = new Map<string, PhaseSamples>();
     for (let run = 1; run <= config.runs; run++) {
       for (const phase of ['a', 'b'] as const) {
-        const label = phase === 'a' ? '(a) 1 shape' : `(b) ${shapes} shapes`;
+        const label =
+          (phase === 'a' ? '(a) 1 shape' : `(b) ${shapes} shapes`) + (redis ? ', Redis' : '');
         const firstId = nextId;
         nextId += changes;
         const libSlot = `bench_lib_${run}${phase}`;
@@ -169,7 +180,7 @@ export async function benchChanges(
           await dropSlot(db, recvSlot);
         }
 
-        sluice = await startBenchSluice(db, { storageDir });
+        sluice = await startBenchSluice(db, { storageDir, env });
         const cpuBefore = await cpuMs(sluice.pid);
         const done = await waitForSluice(
           sluice.baseUrl,
@@ -235,7 +246,15 @@ export async function benchChanges(
         serverCpuMs: s.cpu.length > 0 ? median(s.cpu) : undefined,
       };
     });
-    return { phases, baselineName, shapesCreated: shapes + 1, shapeSetupMs, serverRssMb, verified };
+    return {
+      storage: storage.backend,
+      phases,
+      baselineName,
+      shapesCreated: shapes + 1,
+      shapeSetupMs,
+      serverRssMb,
+      verified,
+    };
   } finally {
     await sluice?.stop();
     if (storageDir) await removeStorage(storageDir);

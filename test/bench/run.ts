@@ -18,7 +18,7 @@ import { writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startPostgres, type TestPostgres } from '@sluice/harness';
+import { redisSkipReason, startPostgres, startRedis, type TestPostgres } from '@sluice/harness';
 import {
   benchAgent,
   formatMs,
@@ -28,7 +28,7 @@ import {
   type BenchConfig,
 } from './bench-support.js';
 import { renderChart } from './chart.js';
-import { benchChanges } from './changes-bench.js';
+import { benchChanges, type ChangesResult } from './changes-bench.js';
 import { benchIdleShapes } from './idle-shapes-bench.js';
 import { benchIdle } from './idle-bench.js';
 import { benchLatency } from './latency-bench.js';
@@ -95,12 +95,36 @@ async function runMeasures(postgres: TestPostgres, config: BenchConfig): Promise
   return {
     snapshot: config.only.has('snapshot') ? await benchSnapshot(postgres, config) : undefined,
     changes: config.only.has('changes') ? await benchChanges(postgres, config) : undefined,
+    changesRedis: config.only.has('changes')
+      ? await benchChangesOnRedis(postgres, config)
+      : undefined,
     latency: config.only.has('latency') ? await benchLatency(postgres, config) : undefined,
     routing: config.only.has('routing') ? await benchRouting(postgres, config) : undefined,
     startup: config.only.has('startup') ? await benchStartup(postgres, config) : undefined,
     shapes: config.only.has('shapes') ? await benchIdleShapes(postgres, config) : undefined,
     idle: config.only.has('idle') ? await benchIdle(postgres, config) : undefined,
   };
+}
+
+/**
+ * Measure 2 with the shape logs in Redis (Debian's redis-server, AOF with `appendfsync always`:
+ * acknowledged writes as durable as the disk log's fdatasync); skipped, and said so, without it.
+ */
+async function benchChangesOnRedis(
+  postgres: TestPostgres,
+  config: BenchConfig,
+): Promise<ChangesResult | undefined> {
+  const skip = redisSkipReason();
+  if (skip) {
+    log(`\n## 2. Changes into Redis: skipped (${skip})`);
+    return undefined;
+  }
+  const redis = await startRedis({ appendfsync: 'always' });
+  try {
+    return await benchChanges(postgres, config, { backend: 'redis', url: redis.url });
+  } finally {
+    await redis.destroy();
+  }
 }
 
 /** `git describe --always --dirty` of the checkout, so figures can be tied to the code. */
