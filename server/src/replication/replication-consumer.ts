@@ -203,14 +203,12 @@ export class ReplicationConsumer {
     status.reportStorageServers(sharedStorageInstance!, writer?.instance ?? null);
   }
 
-  /** Flushes what was received; false (logged) when the storage refused it. */
-  async #flushed(): Promise<boolean> {
+  /** Flushes what was received; a storage that refuses it is logged (its shapes stay dirty). */
+  async #flushed(): Promise<void> {
     try {
       await this.#flush();
-      return true;
     } catch (failure) {
       this.#options.log.error({ err: failure }, 'writing shape logs failed');
-      return false;
     }
   }
 
