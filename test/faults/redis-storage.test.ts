@@ -3,6 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { Redis } from 'ioredis';
 import { freePort } from '@sluice/local-postgres';
 import {
   redisSkipReason,
@@ -201,6 +202,38 @@ describe('Redis storage: restarts and outages lose nothing', { skip: redisSkipRe
       await writer.stop('SIGKILL');
       await standby.stop('SIGKILL');
       for (const folder of folders) await rm(folder, { recursive: true, force: true });
+      await db.drop();
+    }
+  });
+
+  test('retention: a shape nobody reads is removed from Redis, keys and all; its client refetches', async () => {
+    const db = await freshTable();
+    await db.query('INSERT INTO items SELECT g, g FROM generate_series(1, 50) g');
+    const sluice = await startSluice(db, { ...redisConfig(db, redis.url), shapeIdleTimeoutS: 1 });
+    const client = new Redis(redis.url);
+    try {
+      await waitUntilLive(sluice.baseUrl);
+      const keysOf = () => client.keys(`*${db.slotName}*`);
+      const first = await fetch(`${sluice.baseUrl}/v1/shape?table=items&offset=-1`);
+      assert.equal(first.status, 200);
+      const handle = first.headers.get('electric-handle')!;
+      await first.arrayBuffer();
+      const stored = await keysOf();
+      assert.ok(
+        stored.some((key) => key.includes(handle)),
+        `the shape is in Redis: ${stored.join(' ')}`,
+      );
+      // Idle for over a second: the sweep (every 250 ms here) removes it.
+      await waitFor(async () => !(await keysOf()).some((key) => key.includes(handle)));
+      assert.equal(await client.sismember(`${db.slotName}:shapes`, handle), 0);
+      const back = await fetch(
+        `${sluice.baseUrl}/v1/shape?table=items&handle=${handle}&offset=0_inf`,
+      );
+      assert.equal(back.status, 409, 'a client coming back is sent to a new shape');
+      await back.arrayBuffer();
+    } finally {
+      client.disconnect();
+      await sluice.close();
       await db.drop();
     }
   });
