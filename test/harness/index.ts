@@ -26,7 +26,11 @@ export {
   findRedisServer,
   redisSkipReason,
   startRedis,
+  startRedisCluster,
+  startRedisSentinel,
   REDIS_INSTALL_HINT,
   type StartRedisOptions,
   type TestRedis,
+  type TestRedisCluster,
+  type TestRedisSentinel,
 } from './start-redis.js';
