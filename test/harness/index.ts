@@ -30,6 +30,7 @@ export {
   startRedisSentinel,
   REDIS_INSTALL_HINT,
   type StartRedisOptions,
+  type StartRedisSentinelOptions,
   type TestRedis,
   type TestRedisCluster,
   type TestRedisSentinel,

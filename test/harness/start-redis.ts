@@ -51,9 +51,9 @@ export interface StartRedisOptions {
   args?: string[];
   /**
    * Writes a config file into the data folder and returns its path, which is passed first (a
-   * Sentinel must have one: it rewrites it). Called with the port the server is started on.
+   * Sentinel must have one: it rewrites it). Written again on every start.
    */
-  configFile?: (dir: string, port: number) => Promise<string>;
+  configFile?: (dir: string) => Promise<string>;
 }
 
 async function freePort(): Promise<number> {
@@ -103,7 +103,7 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<TestR
     const logFile = join(dir, 'redis.log');
     await rm(logFile, { force: true });
     // One argument per option: redis-server reads `--name value` pairs like config lines.
-    const config = options.configFile ? [await options.configFile(dir, port)] : [];
+    const config = options.configFile ? [await options.configFile(dir)] : [];
     const args = [
       ...config,
       ...['--port', String(port), '--bind', '127.0.0.1', '--protected-mode', 'yes'],
@@ -172,8 +172,10 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<TestR
 }
 
 export interface TestRedisSentinel {
-  /** The master the Sentinel monitors. */
+  /** The master the Sentinel monitors at first. */
   master: TestRedis;
+  /** Its replica, with `replica: true`: the Sentinel promotes it on a failover. */
+  replica: TestRedis | undefined;
   sentinel: TestRedis;
   /** The master group name. */
   name: string;
@@ -181,35 +183,58 @@ export interface TestRedisSentinel {
   destroy(): Promise<void>;
 }
 
-/** One master and one Sentinel monitoring it as `name` (quorum 1): enough to find the master. */
-export async function startRedisSentinel(name = 'mymaster'): Promise<TestRedisSentinel> {
-  const master = await startRedis();
-  const sentinel = await startRedis({
-    args: ['--sentinel'],
-    configFile: async (dir, port) => {
-      const file = join(dir, 'sentinel.conf');
-      const lines = [
-        `port ${port}`,
-        `sentinel monitor ${name} 127.0.0.1 ${master.port} 1`,
-        `sentinel down-after-milliseconds ${name} 1000`,
-      ];
-      await writeFile(file, lines.join('\n') + '\n');
-      return file;
-    },
-  }).catch(async (error: unknown) => {
-    await master.destroy();
-    throw error;
-  });
-  return {
-    master,
-    sentinel,
-    name,
-    sentinels: [{ host: '127.0.0.1', port: sentinel.port }],
-    async destroy() {
-      await sentinel.destroy();
-      await master.destroy();
-    },
+export interface StartRedisSentinelOptions {
+  /** The master group name (default `mymaster`). */
+  name?: string;
+  /** Also start a replica of the master, so that `SENTINEL FAILOVER <name>` can promote it. */
+  replica?: boolean;
+}
+
+/**
+ * One master (and a replica when asked) and one Sentinel monitoring it as `name`, quorum 1 and
+ * short timeouts so a failover takes a few seconds.
+ */
+export async function startRedisSentinel(
+  options: StartRedisSentinelOptions = {},
+): Promise<TestRedisSentinel> {
+  const name = options.name ?? 'mymaster';
+  const started: TestRedis[] = [];
+  const destroy = async () => {
+    for (const server of started.reverse()) await server.destroy();
   };
+  try {
+    const master = await startRedis();
+    started.push(master);
+    const replica = options.replica
+      ? await startRedis({ args: ['--replicaof', '127.0.0.1', String(master.port)] })
+      : undefined;
+    if (replica) started.push(replica);
+    const sentinel = await startRedis({
+      args: ['--sentinel'],
+      configFile: async (dir) => {
+        const file = join(dir, 'sentinel.conf');
+        const lines = [
+          `sentinel monitor ${name} 127.0.0.1 ${master.port} 1`,
+          `sentinel down-after-milliseconds ${name} 1000`,
+          `sentinel failover-timeout ${name} 5000`,
+        ];
+        await writeFile(file, lines.join('\n') + '\n');
+        return file;
+      },
+    });
+    started.push(sentinel);
+    return {
+      master,
+      replica,
+      sentinel,
+      name,
+      sentinels: [{ host: '127.0.0.1', port: sentinel.port }],
+      destroy,
+    };
+  } catch (error) {
+    await destroy();
+    throw error;
+  }
 }
 
 export interface TestRedisCluster {

@@ -213,6 +213,10 @@ function createClient(options: RedisConnectionOptions): RedisClient {
       name: options.sentinelName ?? 'mymaster',
       // The Sentinels are asked again on the same backoff, forever.
       sentinelRetryStrategy: (attempt) => redisReconnectDelay(attempt),
+      // After a failover: the Sentinels' +switch-master closes the connection at once, and a
+      // demoted master's READONLY replies make it reconnect, so the Sentinels are asked again.
+      failoverDetector: true,
+      reconnectOnError: (error) => error.message.startsWith('READONLY'),
       username: decodeURIComponent(url.username) || undefined,
       password: decodeURIComponent(url.password) || undefined,
       db: Number(url.pathname.slice(1) || 0),

@@ -4,6 +4,7 @@
 // Skipped with a reason when redis-server is missing, except with SLUICE_REQUIRE_REDIS=1 (CI).
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Cluster, Redis } from 'ioredis';
 import pino from 'pino';
 import {
@@ -26,7 +27,10 @@ let sentinel: TestRedisSentinel;
 let cluster: TestRedisCluster;
 if (!skip) {
   before(async () => {
-    [sentinel, cluster] = await Promise.all([startRedisSentinel('sluicegroup'), startRedisCluster()]);
+    [sentinel, cluster] = await Promise.all([
+      startRedisSentinel({ name: 'sluicegroup' }),
+      startRedisCluster(),
+    ]);
   });
   after(() => Promise.all([sentinel?.destroy(), cluster?.destroy()]));
 }
@@ -56,10 +60,20 @@ function connect(
     keyPrefix,
     chunkBytes,
     chunkCache: new ChunkCache(1 << 20),
-    healthCheckIntervalMs: 1_000,
+    healthCheckIntervalMs: 500,
     commandTimeoutMs: 1_000,
     log: pino({ level: 'silent' }),
   });
+}
+
+/** Waits until `check` resolves true, failing with `what` after `ms`; returns the time it took. */
+async function waitFor(what: string, ms: number, check: () => Promise<boolean>): Promise<number> {
+  const start = Date.now();
+  while (!(await check())) {
+    if (Date.now() - start > ms) assert.fail(`${what} not within ${ms} ms`);
+    await sleep(50);
+  }
+  return Date.now() - start;
 }
 
 if (skip) {
@@ -99,6 +113,61 @@ if (skip) {
       } finally {
         raw.disconnect();
         await storage.close();
+      }
+    });
+
+    test('after a Sentinel failover, flushes go to the new master and nothing flushed before is lost', async () => {
+      const group = await startRedisSentinel({ name: 'failover', replica: true });
+      const prefix = freshPrefix();
+      const storage = await connect(
+        { url: 'redis://192.0.2.1:1', sentinels: group.sentinels, sentinelName: group.name },
+        prefix,
+        2_000,
+      );
+      const oldMaster = new Redis(group.master.url);
+      const newMaster = new Redis(group.replica!.url);
+      const asker = new Redis(group.sentinel.url);
+      try {
+        const log = await storage.createLog('f1');
+        log.append(txGroup(1, 5));
+        await log.flush();
+        // Replication is asynchronous: the failover must not start before the replica has it.
+        assert.equal(await oldMaster.wait(1, 5_000), 1);
+        await asker.call('SENTINEL', 'FAILOVER', group.name);
+        await waitFor('the replica promoted', 15_000, async () => {
+          const [, port] = (await asker.call(
+            'SENTINEL',
+            'GET-MASTER-ADDR-BY-NAME',
+            group.name,
+          )) as string[];
+          return Number(port) === group.replica!.port;
+        });
+        // Until the Sentinel has turned the old master into a replica, it still takes writes,
+        // which its demotion then discards (docs/operations.md, "Sentinel and Cluster").
+        await waitFor('the old master demoted', 15_000, async () =>
+          (await oldMaster.info('replication')).includes('role:slave'),
+        );
+        let tx = 1;
+        const took = await waitFor('a flush on the new master', 15_000, async () => {
+          log.append(txGroup(++tx, 1));
+          return log.flush().then(
+            () => true,
+            () => false,
+          );
+        });
+        const expected = Array.from({ length: tx }, (_, i) => txGroup(i + 1, i === 0 ? 5 : 1))
+          .flat()
+          .map((e) => e.json);
+        assert.deepEqual(await walkEntries(log), expected);
+        await log.close();
+        assert.equal(await newMaster.llen(`{${prefix}:f1}:chunk:1`), expected.length);
+        console.log(`sentinel failover: flushing again ${took} ms after the demotion`);
+      } finally {
+        oldMaster.disconnect();
+        newMaster.disconnect();
+        asker.disconnect();
+        await storage.close();
+        await group.destroy();
       }
     });
 
