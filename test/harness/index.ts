@@ -26,7 +26,12 @@ export {
   findRedisServer,
   redisSkipReason,
   startRedis,
+  startRedisCluster,
+  startRedisSentinel,
   REDIS_INSTALL_HINT,
   type StartRedisOptions,
+  type StartRedisSentinelOptions,
   type TestRedis,
+  type TestRedisCluster,
+  type TestRedisSentinel,
 } from './start-redis.js';

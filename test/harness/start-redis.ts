@@ -1,6 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect, createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -47,6 +47,13 @@ export interface TestRedis {
 export interface StartRedisOptions {
   /** `always` makes every acknowledged write survive a SIGKILL (at a cost: docs/operations.md). */
   appendfsync?: 'always' | 'everysec';
+  /** Further redis-server options, e.g. `['--cluster-enabled', 'yes']`. */
+  args?: string[];
+  /**
+   * Writes a config file into the data folder and returns its path, which is passed first (a
+   * Sentinel must have one: it rewrites it). Written again on every start.
+   */
+  configFile?: (dir: string) => Promise<string>;
 }
 
 async function freePort(): Promise<number> {
@@ -96,10 +103,13 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<TestR
     const logFile = join(dir, 'redis.log');
     await rm(logFile, { force: true });
     // One argument per option: redis-server reads `--name value` pairs like config lines.
+    const config = options.configFile ? [await options.configFile(dir)] : [];
     const args = [
+      ...config,
       ...['--port', String(port), '--bind', '127.0.0.1', '--protected-mode', 'yes'],
       ...['--dir', dir, '--logfile', logFile, '--daemonize', 'no'],
       ...['--appendonly', 'yes', '--appendfsync', appendfsync, '--save', ''],
+      ...(options.args ?? []),
     ];
     const started = spawn(binary, args, { stdio: 'ignore' });
     child = started;
@@ -159,4 +169,122 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<TestR
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+export interface TestRedisSentinel {
+  /** The master the Sentinel monitors at first. */
+  master: TestRedis;
+  /** Its replica, with `replica: true`: the Sentinel promotes it on a failover. */
+  replica: TestRedis | undefined;
+  sentinel: TestRedis;
+  /** The master group name. */
+  name: string;
+  sentinels: { host: string; port: number }[];
+  destroy(): Promise<void>;
+}
+
+export interface StartRedisSentinelOptions {
+  /** The master group name (default `mymaster`). */
+  name?: string;
+  /** Also start a replica of the master, so that `SENTINEL FAILOVER <name>` can promote it. */
+  replica?: boolean;
+}
+
+/**
+ * One master (and a replica when asked) and one Sentinel monitoring it as `name`, quorum 1 and
+ * short timeouts so a failover takes a few seconds.
+ */
+export async function startRedisSentinel(
+  options: StartRedisSentinelOptions = {},
+): Promise<TestRedisSentinel> {
+  const name = options.name ?? 'mymaster';
+  const started: TestRedis[] = [];
+  const destroy = async () => {
+    for (const server of started.reverse()) await server.destroy();
+  };
+  try {
+    const master = await startRedis();
+    started.push(master);
+    const replica = options.replica
+      ? await startRedis({ args: ['--replicaof', '127.0.0.1', String(master.port)] })
+      : undefined;
+    if (replica) started.push(replica);
+    const sentinel = await startRedis({
+      args: ['--sentinel'],
+      configFile: async (dir) => {
+        const file = join(dir, 'sentinel.conf');
+        const lines = [
+          `sentinel monitor ${name} 127.0.0.1 ${master.port} 1`,
+          `sentinel down-after-milliseconds ${name} 1000`,
+          `sentinel failover-timeout ${name} 5000`,
+        ];
+        await writeFile(file, lines.join('\n') + '\n');
+        return file;
+      },
+    });
+    started.push(sentinel);
+    return {
+      master,
+      replica,
+      sentinel,
+      name,
+      sentinels: [{ host: '127.0.0.1', port: sentinel.port }],
+      destroy,
+    };
+  } catch (error) {
+    await destroy();
+    throw error;
+  }
+}
+
+export interface TestRedisCluster {
+  nodes: TestRedis[];
+  /** `redis://` URL of the first node (a seed: the client discovers the others). */
+  url: string;
+  destroy(): Promise<void>;
+}
+
+/** A Redis Cluster of `masters` nodes (at least 3, no replicas), every slot assigned and ok. */
+export async function startRedisCluster(masters = 3): Promise<TestRedisCluster> {
+  const binary = findRedisServer();
+  if (!binary) throw new Error(`no redis-server found: ${REDIS_INSTALL_HINT}`);
+  const cli = join(binary, '..', 'redis-cli');
+  const nodes: TestRedis[] = [];
+  const destroy = async () => {
+    await Promise.all(nodes.map((node) => node.destroy()));
+  };
+  try {
+    for (let i = 0; i < masters; i++) {
+      nodes.push(
+        await startRedis({
+          args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf'],
+        }),
+      );
+    }
+    const addresses = nodes.map((node) => `127.0.0.1:${node.port}`);
+    await run(cli, ['--cluster', 'create', ...addresses, '--cluster-yes']);
+    // `create` returns once slots are assigned; every node must also see the others' slots.
+    const deadline = Date.now() + 15_000;
+    for (const node of nodes) {
+      for (;;) {
+        const info = await run(cli, ['-p', String(node.port), 'cluster', 'info']);
+        if (info.includes('cluster_state:ok')) break;
+        if (Date.now() > deadline) throw new Error(`cluster not ok in 15 s: ${info}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+  } catch (error) {
+    await destroy();
+    throw error;
+  }
+  return { nodes, url: nodes[0]!.url, destroy };
+}
+
+function run(file: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(file, args, { timeout: 30_000 }, (error, stdout, stderr) => {
+      if (error) reject(new Error(`${file} ${args.join(' ')}: ${error.message} ${stderr}`));
+      else resolve(stdout);
+    });
+  });
 }

@@ -81,6 +81,19 @@ const redisUrl = (raw: string): string => {
   return raw;
 };
 
+/** `host:port,host:port`: the Sentinels to ask where the master is. */
+const redisSentinels = (raw: string): { host: string; port: number }[] => {
+  const sentinels = raw.split(',').map((item) => {
+    const match = /^\s*(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):(\d{1,5})\s*$/.exec(item);
+    const port = Number(match?.[2]);
+    if (!match || port < 1 || port > 65_535) {
+      throw new Error(`must be a comma-separated list of host:port, got "${item.trim()}"`);
+    }
+    return { host: match[1]!.replace(/^\[|\]$/g, ''), port };
+  });
+  return sentinels;
+};
+
 /** Redis keys start with it, inside a hash tag: no braces, spaces or colons' worth of surprises. */
 const keyPrefix = (raw: string): string => {
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(raw)) {
@@ -271,6 +284,31 @@ export const CONFIG_OPTIONS = {
       'The Redis that holds shape logs: `redis://[:password@]host:port[/db]`, or `rediss://` for TLS. Required when `SLUICE_STORAGE=redis`.',
     default: undefined,
     parse: redisUrl,
+  }),
+  redisSentinels: option({
+    env: 'SLUICE_REDIS_SENTINELS',
+    description:
+      'Redis Sentinels as `host:port,host:port`: when set, Sluice asks them for the master of `SLUICE_REDIS_SENTINEL_NAME` and follows failovers; `SLUICE_REDIS_URL` then gives only the scheme, password and db (its host and port are ignored).',
+    default: undefined,
+    parse: redisSentinels,
+  }),
+  redisSentinelName: option({
+    env: 'SLUICE_REDIS_SENTINEL_NAME',
+    description: 'The master group name the Sentinels monitor (with `SLUICE_REDIS_SENTINELS`).',
+    default: 'mymaster',
+    parse: (raw: string) => {
+      if (!/^[A-Za-z0-9_.-]{1,64}$/.test(raw)) {
+        throw new Error(`must be 1 to 64 letters, digits, _ . or -, got "${raw}"`);
+      }
+      return raw;
+    },
+  }),
+  redisCluster: option({
+    env: 'SLUICE_REDIS_CLUSTER',
+    description:
+      '`true`: `SLUICE_REDIS_URL` is one node of a Redis Cluster (the seed; the others are discovered). Its db must be 0.',
+    default: false,
+    parse: boolean,
   }),
   redisKeyPrefix: option({
     env: 'SLUICE_REDIS_KEY_PREFIX',

@@ -14,11 +14,16 @@ function documentedRows(): Map<string, string> {
   return rows;
 }
 
+/** A default as the docs spell it (a list default, e.g. of Sentinels, would be JSON). */
+function shown(value: string | number | boolean | object): string {
+  return typeof value === 'object' ? JSON.stringify(value) : String(value);
+}
+
 test('docs/configuration.md documents every option with its default', () => {
   const rows = documentedRows();
   for (const spec of Object.values(CONFIG_OPTIONS)) {
     assert.ok(rows.has(spec.env), `${spec.env} is missing from docs/configuration.md`);
-    const expected = spec.default === undefined ? 'unset' : `\`${String(spec.default)}\``;
+    const expected = spec.default === undefined ? 'unset' : `\`${shown(spec.default)}\``;
     assert.equal(rows.get(spec.env), expected, `default of ${spec.env}`);
   }
 });
@@ -37,7 +42,7 @@ test('server/.env.example lists every option with its default, and nothing else'
   for (const spec of Object.values(CONFIG_OPTIONS)) {
     assert.equal(
       listed.get(spec.env),
-      spec.default === undefined ? '' : String(spec.default),
+      spec.default === undefined ? '' : shown(spec.default),
       spec.env,
     );
   }

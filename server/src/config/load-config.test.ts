@@ -99,3 +99,47 @@ test('Redis storage needs a redis:// or rediss:// URL', () => {
   assert.equal(config.redisUrl, 'rediss://:pw@h:6380/1');
   assert.equal(config.redisKeyPrefix, 'sluice');
 });
+
+test('Redis Sentinel and Cluster options are parsed and checked against each other', () => {
+  const base = { SLUICE_STORAGE: 'redis', SLUICE_REDIS_URL: 'redis://:pw@ignored:1/2' };
+  const defaults = loadConfig(base);
+  assert.equal(defaults.redisSentinels, undefined);
+  assert.equal(defaults.redisSentinelName, 'mymaster');
+  assert.equal(defaults.redisCluster, false);
+  const sentinel = loadConfig({
+    ...base,
+    SLUICE_REDIS_SENTINELS: 's1:26379, 10.0.0.2:26380,[::1]:26381',
+    SLUICE_REDIS_SENTINEL_NAME: 'shapes',
+  });
+  assert.deepEqual(sentinel.redisSentinels, [
+    { host: 's1', port: 26379 },
+    { host: '10.0.0.2', port: 26380 },
+    { host: '::1', port: 26381 },
+  ]);
+  assert.equal(sentinel.redisSentinelName, 'shapes');
+  for (const bad of ['s1', 's1:0', 's1:26379,', 's1:99999', 'a b:1']) {
+    assert.throws(
+      () => loadConfig({ ...base, SLUICE_REDIS_SENTINELS: bad }),
+      /SLUICE_REDIS_SENTINELS must be a comma-separated list of host:port/,
+      bad,
+    );
+  }
+  assert.throws(
+    () => loadConfig({ ...base, SLUICE_REDIS_SENTINEL_NAME: 'my master' }),
+    /SLUICE_REDIS_SENTINEL_NAME must be/,
+  );
+  assert.throws(
+    () => loadConfig({ ...base, SLUICE_REDIS_CLUSTER: 'true', SLUICE_REDIS_SENTINELS: 's:1' }),
+    /SLUICE_REDIS_CLUSTER=true and SLUICE_REDIS_SENTINELS exclude each other/,
+  );
+  assert.throws(
+    () => loadConfig({ ...base, SLUICE_REDIS_CLUSTER: 'true' }),
+    /SLUICE_REDIS_CLUSTER=true needs db 0 in SLUICE_REDIS_URL, got "2"/,
+  );
+  const cluster = loadConfig({
+    SLUICE_STORAGE: 'redis',
+    SLUICE_REDIS_URL: 'redis://n1:7000',
+    SLUICE_REDIS_CLUSTER: 'true',
+  });
+  assert.equal(cluster.redisCluster, true);
+});

@@ -62,6 +62,14 @@ export function loadConfig(
   if (values.storage === 'redis' && values.redisUrl === undefined) {
     problems.push('SLUICE_STORAGE=redis needs SLUICE_REDIS_URL to be set');
   }
+  if (values.redisCluster === true && values.redisSentinels !== undefined) {
+    problems.push('SLUICE_REDIS_CLUSTER=true and SLUICE_REDIS_SENTINELS exclude each other');
+  }
+  // A Cluster has only db 0: a URL naming another would silently write elsewhere than meant.
+  const db = values.redisUrl === undefined ? '' : new URL(values.redisUrl as string).pathname;
+  if (values.redisCluster === true && !['', '/', '/0'].includes(db)) {
+    problems.push(`SLUICE_REDIS_CLUSTER=true needs db 0 in SLUICE_REDIS_URL, got "${db.slice(1)}"`);
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze({ ...values, ...overrides }) as Config;
 }

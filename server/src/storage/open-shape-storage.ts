@@ -28,6 +28,9 @@ export function openShapeStorage(setup: ShapeStorageSetup): Promise<ShapeStorage
   return RedisShapeStorage.connect({
     // loadConfig refuses SLUICE_STORAGE=redis without SLUICE_REDIS_URL.
     url: config.redisUrl,
+    sentinels: config.redisSentinels,
+    sentinelName: config.redisSentinelName,
+    cluster: config.redisCluster,
     keyPrefix: config.redisKeyPrefix,
     chunkBytes,
     chunkCache,

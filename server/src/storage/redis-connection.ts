@@ -7,12 +7,24 @@ import {
   type CircuitBreakerPolicy,
 } from 'cockatiel';
 import type { FastifyBaseLogger } from 'fastify';
-import { Redis } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { StorageHealth } from './shape-storage.js';
 
+/** What both a standalone/Sentinel connection and a Cluster client offer. */
+export type RedisClient = Redis | Cluster;
+
 export interface RedisConnectionOptions {
-  /** `redis://` or `rediss://` (TLS). */
+  /**
+   * `redis://` or `rediss://` (TLS). With `sentinels`, only its scheme, user, password and db
+   * count; with `cluster`, it is the seed node.
+   */
   url: string;
+  /** Sentinels to ask for the master of `sentinelName` (docs/operations.md, "Redis storage"). */
+  sentinels?: { host: string; port: number }[];
+  /** The Sentinels' master group name (default `mymaster`). */
+  sentinelName?: string;
+  /** `url` is one node of a Redis Cluster. */
+  cluster?: boolean;
   /** The connection is sent a PING this often; one unanswered marks Redis down. */
   healthCheckIntervalMs: number;
   /** A command unanswered for this long fails, and its connection is replaced. */
@@ -52,7 +64,7 @@ export class RedisUnavailableError extends Error {
  *   once, and the health PING is its trial command, so it closes by itself once Redis answers.
  */
 export class RedisConnection {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly #breaker: CircuitBreakerPolicy;
   readonly #log: FastifyBaseLogger;
   readonly #timer: NodeJS.Timeout;
@@ -62,20 +74,7 @@ export class RedisConnection {
 
   constructor(options: RedisConnectionOptions) {
     this.#log = options.log;
-    this.redis = new Redis(options.url, {
-      lazyConnect: true,
-      retryStrategy: (attempt) => redisReconnectDelay(attempt),
-      commandTimeout: options.commandTimeoutMs,
-      // Destroys a socket that is sent a command and then stays silent; ioredis reconnects.
-      socketTimeout: options.commandTimeoutMs,
-      connectTimeout: options.commandTimeoutMs,
-      enableOfflineQueue: false,
-      // A command whose connection broke fails: the caller decides (flushes retry idempotently).
-      maxRetriesPerRequest: 0,
-      autoResendUnfulfilledCommands: false,
-      // Flushes of many shape logs issued together go out in one write.
-      enableAutoPipelining: true,
-    });
+    this.redis = createClient(options);
     // Every failure also rejects its command; the event is only logged.
     this.redis.on('error', (error: Error) => this.#down(error));
     this.redis.on('close', () => this.#down(undefined));
@@ -119,7 +118,7 @@ export class RedisConnection {
   }
 
   /** Runs one Redis operation through the breaker; its failures count, and set the state. */
-  async run<T>(operation: (redis: Redis) => Promise<T>): Promise<T> {
+  async run<T>(operation: (redis: RedisClient) => Promise<T>): Promise<T> {
     try {
       const result = await this.#breaker.execute(() => operation(this.redis));
       this.#reached();
@@ -168,6 +167,65 @@ export class RedisConnection {
   #changed(): void {
     for (const listener of this.#listeners) listener();
   }
+}
+
+/**
+ * The ioredis client for the topology asked for, each with the same resilience settings: a
+ * standalone Redis, a master found through Sentinels (followed across failovers), or a Cluster.
+ */
+function createClient(options: RedisConnectionOptions): RedisClient {
+  const url = new URL(options.url);
+  const tls = url.protocol === 'rediss:' ? {} : undefined;
+  const resilience: RedisOptions = {
+    lazyConnect: true,
+    retryStrategy: (attempt) => redisReconnectDelay(attempt),
+    commandTimeout: options.commandTimeoutMs,
+    // Destroys a socket that is sent a command and then stays silent; ioredis reconnects.
+    socketTimeout: options.commandTimeoutMs,
+    connectTimeout: options.commandTimeoutMs,
+    enableOfflineQueue: false,
+    // A command whose connection broke fails: the caller decides (flushes retry idempotently).
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+    // Flushes of many shape logs issued together go out in one write.
+    enableAutoPipelining: true,
+  };
+  if (options.cluster) {
+    const { lazyConnect, enableOfflineQueue, enableAutoPipelining, ...nodeOptions } = resilience;
+    return new Cluster([{ host: url.hostname, port: Number(url.port || 6379) }], {
+      lazyConnect,
+      enableOfflineQueue,
+      enableAutoPipelining,
+      // The Cluster client itself retries its whole startup on the same backoff, forever.
+      clusterRetryStrategy: (attempt) => redisReconnectDelay(attempt),
+      redisOptions: {
+        ...nodeOptions,
+        username: decodeURIComponent(url.username) || undefined,
+        password: decodeURIComponent(url.password) || undefined,
+        tls,
+      },
+    });
+  }
+  if (options.sentinels) {
+    return new Redis({
+      ...resilience,
+      sentinels: options.sentinels,
+      name: options.sentinelName ?? 'mymaster',
+      // The Sentinels are asked again on the same backoff, forever.
+      sentinelRetryStrategy: (attempt) => redisReconnectDelay(attempt),
+      // After a failover: the Sentinels' +switch-master closes the connection at once, and a
+      // demoted master's READONLY replies make it reconnect, so the Sentinels are asked again.
+      failoverDetector: true,
+      reconnectOnError: (error) => error.message.startsWith('READONLY'),
+      username: decodeURIComponent(url.username) || undefined,
+      password: decodeURIComponent(url.password) || undefined,
+      db: Number(url.pathname.slice(1) || 0),
+      // `rediss://` is for the master; ioredis applies `tls` in Sentinel mode only with this.
+      tls,
+      enableTLSForSentinelMode: tls !== undefined,
+    });
+  }
+  return new Redis(options.url, resilience);
 }
 
 /** Redis refused one of Sluice's scripts (`SLUICE_…` errors): Redis itself is fine. */

@@ -1,6 +1,6 @@
 import { compareLogOffsets, formatLogOffset, parseLogOffset } from '@sluice/protocol';
 import type { LogOffset } from '@sluice/protocol';
-import type { ChainableCommander, Redis } from 'ioredis';
+import type { ChainableCommander } from 'ioredis';
 import {
   SEAL_BYTES,
   entryLineBytes,
@@ -13,13 +13,13 @@ import type { ChunkCache } from './chunk-cache.js';
 import { ShapeLogCorruptError, firstChunkAfter } from './chunk-index.js';
 import type { ChunkDescriptor } from './chunk-index.js';
 import { RedisUnavailableError } from './redis-connection.js';
-import type { RedisConnection } from './redis-connection.js';
+import type { RedisClient, RedisConnection } from './redis-connection.js';
 import type { ShapeKeys } from './redis-keys.js';
 import type { LogEntry, ReadResult, ShapeLog } from './shape-storage.js';
 
 /** The Lua flush (redis-flush-script.ts), defined on the connection by `RedisShapeStorage`. */
 type FlushCommand = (numberOfKeys: number, ...keysAndArgs: (string | number)[]) => Promise<string>;
-type RedisWithFlush = Redis & { sluiceFlush: FlushCommand };
+type RedisWithFlush = RedisClient & { sluiceFlush: FlushCommand };
 
 export interface RedisShapeLogOptions {
   connection: RedisConnection;

@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { ChunkCache } from './chunk-cache.js';
-import { RedisConnection } from './redis-connection.js';
+import { RedisConnection, type RedisConnectionOptions } from './redis-connection.js';
 import { FLUSH_SCRIPT } from './redis-flush-script.js';
 import { RedisKeys } from './redis-keys.js';
 import { RedisShapeLog } from './redis-shape-log.js';
@@ -8,8 +8,11 @@ import type { RedisShapeLogOptions } from './redis-shape-log.js';
 import type { ShapeLog, ShapeStorage, StorageHealth } from './shape-storage.js';
 
 export interface RedisShapeStorageOptions {
-  /** `redis://` or `rediss://` (TLS). */
+  /** `redis://` or `rediss://` (TLS); see `RedisConnectionOptions` with Sentinel or Cluster. */
   url: string;
+  sentinels?: RedisConnectionOptions['sentinels'];
+  sentinelName?: string;
+  cluster?: boolean;
   /** Start of every key (`SLUICE_REDIS_KEY_PREFIX`): several deployments can share a Redis. */
   keyPrefix: string;
   chunkBytes: number;
@@ -56,6 +59,9 @@ export class RedisShapeStorage implements ShapeStorage {
     if (!(options.chunkBytes > 0)) throw new RangeError('chunkBytes must be positive');
     const connection = new RedisConnection({
       url: options.url,
+      sentinels: options.sentinels,
+      sentinelName: options.sentinelName,
+      cluster: options.cluster,
       healthCheckIntervalMs: options.healthCheckIntervalMs,
       commandTimeoutMs: options.commandTimeoutMs,
       circuitFailureThreshold: options.circuitFailureThreshold ?? 5,
