@@ -1,34 +1,37 @@
-import type { FileHandle } from 'node:fs/promises';
 import type { LogOffset } from '@sluice/protocol';
+import { SEAL_BYTES } from './chunk-file.js';
+import type { ChunkDescriptor } from './chunk-index.js';
 
-/** A chunk not yet sealed durably: the open one, plus any sealed since the last flush. */
+/**
+ * A chunk not yet sealed durably: the open one, plus any sealed since the last flush. Each
+ * backend extends it with what it needs to persist the chunk.
+ */
 export interface TailChunk {
   readonly number: number;
   readonly offsets: LogOffset[];
   readonly jsons: string[];
-  /** Bytes of the entry lines, the seal line excluded: what `chunkBytes` is compared with. */
+  /**
+   * Bytes of the entry lines, the seal line excluded: what `chunkBytes` is compared with, the
+   * same for every backend so that all seal alike.
+   */
   entryBytes: number;
-  /** Sealed in memory at the end of an append(); durable once a flush writes the seal line. */
+  /** Sealed in memory at the end of an append(); durable once a flush persists the seal. */
   sealed: boolean;
-  /** Entries fdatasync'ed; only these are visible to read(). */
+  /** Entries made durable; only these are visible to read(). */
   durableCount: number;
-  /** Lines appended but not yet written (the seal line included), one string per line. */
-  pending: string[];
-  /** The file exists and its directory entry was synced. */
-  onDisk: boolean;
-  handle: FileHandle | undefined;
 }
 
 export function newTailChunk(number: number): TailChunk {
+  return { number, offsets: [], jsons: [], entryBytes: 0, sealed: false, durableCount: 0 };
+}
+
+/** The index entry of a sealed tail chunk. */
+export function describeChunk(chunk: TailChunk): ChunkDescriptor {
   return {
-    number,
-    offsets: [],
-    jsons: [],
-    entryBytes: 0,
-    sealed: false,
-    durableCount: 0,
-    pending: [],
-    onDisk: false,
-    handle: undefined,
+    number: chunk.number,
+    first: chunk.offsets[0]!,
+    last: chunk.offsets.at(-1)!,
+    count: chunk.offsets.length,
+    bytes: chunk.entryBytes + SEAL_BYTES,
   };
 }

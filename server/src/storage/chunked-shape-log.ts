@@ -1,0 +1,404 @@
+import { compareLogOffsets, formatLogOffset } from '@sluice/protocol';
+import type { LogOffset } from '@sluice/protocol';
+import {
+  SEAL_BYTES,
+  firstIndexAfter,
+  followsInChunk,
+  formatEntryLine,
+  isValidOffset,
+  linesBytes,
+} from './chunk-file.js';
+import type { ParsedChunk } from './chunk-file.js';
+import type { ChunkCache } from './chunk-cache.js';
+import { firstChunkAfter } from './chunk-index.js';
+import type { ChunkDescriptor } from './chunk-index.js';
+import { describeChunk } from './tail-chunk.js';
+import type { TailChunk } from './tail-chunk.js';
+import type { LogEntry, ReadResult, ShapeLog } from './shape-storage.js';
+
+/** A tail chunk a flush persists: its entries up to `count`, and its seal when `sealed`. */
+export interface PendingChunk<Chunk extends TailChunk> {
+  chunk: Chunk;
+  count: number;
+  sealed: boolean;
+}
+
+/** One entry's line as append() will stage it, and whether its chunk is sealed after it. */
+interface PlannedLine {
+  text: string;
+  bytes: number;
+  seal: boolean;
+}
+
+/**
+ * What every backend's `ShapeLog` shares: the chunked log of docs/protocol.md §3 held in memory
+ * as sealed chunk descriptors plus the tail chunks (the open one and those sealed since the last
+ * flush), with the sealing rules, byte accounting, reads that never cross a chunk, durability
+ * only after a flush, and one queue that runs flushes, truncation and close one at a time. So
+ * the backends cannot drift apart in semantics; each says only how chunks are persisted, loaded
+ * and cut (the protected abstract methods).
+ */
+export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeLog {
+  /** Where the log lives, for messages and the chunk cache: its folder or its Redis tag. */
+  readonly location: string;
+  readonly #chunkBytes: number;
+  readonly #cache: ChunkCache;
+  /** Sealed chunks whose seal and index entry are durable. */
+  #sealed: ChunkDescriptor[];
+  /** Never empty: the last chunk is the open one that appends go to. */
+  #tail: Chunk[];
+  #nextNumber: number;
+  #lastOffset: LogOffset | undefined;
+  #durableOffset: LogOffset | undefined;
+  #queue: Promise<unknown> = Promise.resolve();
+  #queuedFlush: Promise<void> | undefined;
+  #closing: Promise<void> | undefined;
+  /** truncateAfter() calls not finished: appends then would race with the cut. */
+  #truncations = 0;
+  /** Set when a write failed: memory and storage may disagree, so only reopening can go on. */
+  #failure: unknown;
+
+  /** `nextNumber` numbers the chunk after `open` (a disk recovery may have skipped numbers). */
+  protected constructor(
+    location: string,
+    options: { chunkBytes: number; chunkCache: ChunkCache },
+    sealed: ChunkDescriptor[],
+    open: Chunk,
+    nextNumber: number,
+  ) {
+    if (!(options.chunkBytes > 0)) throw new RangeError('chunkBytes must be positive');
+    this.location = location;
+    this.#chunkBytes = options.chunkBytes;
+    this.#cache = options.chunkCache;
+    this.#sealed = sealed;
+    this.#tail = [open];
+    this.#nextNumber = nextNumber;
+    this.#lastOffset = open.offsets.at(-1) ?? sealed.at(-1)?.last;
+    this.#durableOffset = this.#lastOffset;
+  }
+
+  /** A new, empty tail chunk with the backend's persistence state. */
+  protected abstract newChunk(number: number): Chunk;
+
+  /** Stages an appended entry's line (`<offset> <json>\n`) for the next flush. */
+  protected abstract stageLine(chunk: Chunk, line: string): void;
+
+  /** Stages the seal of a chunk sealed in memory for the next flush. */
+  protected abstract stageSeal(chunk: Chunk): void;
+
+  /**
+   * Makes the `pending` chunks durable, in order, and the `newlySealed` ones' descriptors part of
+   * the index, before returning. Called with nothing awaited since `pending` was taken, so what
+   * it stages synchronously is exactly that.
+   */
+  protected abstract persist(
+    pending: readonly PendingChunk<Chunk>[],
+    newlySealed: readonly ChunkDescriptor[],
+  ): Promise<void>;
+
+  /** Whether a failed persist() left storage as it was, so a later flush may try again. */
+  protected isRetryable(error: unknown): boolean {
+    void error;
+    return false;
+  }
+
+  /** Reads a sealed chunk from storage, checking it against its descriptor. */
+  protected abstract loadChunk(descriptor: ChunkDescriptor): Promise<ParsedChunk>;
+
+  /** Keeps the first `kept` entries (`bytes` of lines) of the open chunk, all durable. */
+  protected abstract cutOpenChunk(chunk: Chunk, kept: number, bytes: number): Promise<void>;
+
+  /**
+   * Keeps the sealed chunks before `at` and the first `kept` entries of `sealed[at]` (held in
+   * `chunk`), sealed, deleting every later chunk and the open one; the next open chunk is the
+   * one numbered `nextOpen`. Returns the new index. Must leave a log that reopens as a prefix.
+   */
+  protected abstract cutSealedChunks(
+    at: number,
+    chunk: ParsedChunk,
+    kept: number,
+    nextOpen: number,
+  ): Promise<ChunkDescriptor[]>;
+
+  /** Releases what the log holds open, on close() and destroy(). */
+  protected abstract release(): Promise<void>;
+
+  /** Deletes the whole log from storage, after release(). */
+  protected abstract erase(): Promise<void>;
+
+  protected get sealedChunks(): readonly ChunkDescriptor[] {
+    return this.#sealed;
+  }
+
+  protected get tailChunks(): readonly Chunk[] {
+    return this.#tail;
+  }
+
+  /** Last appended offset, durable or not. */
+  get lastOffset(): LogOffset | undefined {
+    return this.#lastOffset;
+  }
+
+  /** Last offset that a completed flush made durable and visible. */
+  get durableOffset(): LogOffset | undefined {
+    return this.#durableOffset;
+  }
+
+  /** What the stored chunks hold, or will once appended entries are flushed. */
+  get sizeBytes(): number {
+    let total = 0;
+    for (const chunk of this.#sealed) total += chunk.bytes;
+    for (const chunk of this.#tail) total += chunk.entryBytes + (chunk.sealed ? SEAL_BYTES : 0);
+    return total;
+  }
+
+  /**
+   * Buffers entries (one transaction, or one snapshot row). A chunk is sealed right after the
+   * entry that brings it to `chunkBytes`, so a transaction larger than that spans several chunks
+   * and no chunk exceeds the limit by more than one entry; `sealChunk` also seals the chunk that
+   * holds the last entry. Offsets must increase; two entries may share a snapshot offset (tx 0)
+   * only inside one chunk, so a chunk boundary never falls between equal offsets and a read
+   * after an offset never cuts a chunk. Throws, changing nothing, when the order is broken.
+   * Returns how many chunks this call sealed.
+   */
+  append(entries: readonly LogEntry[], options?: { sealChunk?: boolean }): number {
+    this.#assertUsable();
+    if (this.#truncations > 0) throw new Error('append() during truncateAfter()');
+    const lines = this.#plan(entries, options?.sealChunk === true);
+    let chunk = this.#tail.at(-1)!;
+    let sealed = 0;
+    entries.forEach(({ offset, json }, i) => {
+      const { text, bytes, seal } = lines[i]!;
+      chunk.offsets.push(offset);
+      chunk.jsons.push(json);
+      this.stageLine(chunk, text);
+      chunk.entryBytes += bytes;
+      this.#lastOffset = offset;
+      if (seal) {
+        this.#sealTail(chunk);
+        chunk = this.#tail.at(-1)!;
+        sealed++;
+      }
+    });
+    if (entries.length === 0 && options?.sealChunk && chunk.offsets.length > 0) {
+      this.#sealTail(chunk);
+      sealed++;
+    }
+    return sealed;
+  }
+
+  /** Checks `entries` against the log and decides after which of them a chunk is sealed. */
+  #plan(entries: readonly LogEntry[], sealLast: boolean): PlannedLine[] {
+    const open = this.#tail.at(-1)!;
+    let previous = this.#lastOffset;
+    let chunkBytes = open.entryBytes;
+    let count = open.offsets.length;
+    return entries.map(({ offset, json }, i) => {
+      if (!isValidOffset(offset)) throw new RangeError(`invalid log offset ${String(offset.op)}`);
+      if (previous && !followsInChunk(offset, previous, count > 0)) {
+        const [at, last] = [formatLogOffset(offset), formatLogOffset(previous)];
+        throw new RangeError(`offset ${at} is not after ${last}`);
+      }
+      if (json.length === 0 || json.includes('\n')) {
+        throw new RangeError(`entry ${formatLogOffset(offset)}: JSON must be one non-empty line`);
+      }
+      const text = formatEntryLine(offset, json);
+      const lineBytes = Buffer.byteLength(text);
+      chunkBytes += lineBytes;
+      count++;
+      const seal = chunkBytes >= this.#chunkBytes || (sealLast && i === entries.length - 1);
+      if (seal) chunkBytes = count = 0;
+      previous = offset;
+      return { text, bytes: lineBytes, seal };
+    });
+  }
+
+  /** Seals the open chunk in memory (the next flush persists the seal). */
+  #sealTail(chunk: Chunk): void {
+    chunk.sealed = true;
+    this.stageSeal(chunk);
+    this.#tail.push(this.newChunk(this.#nextNumber++));
+  }
+
+  /**
+   * Makes everything appended before the call durable and visible. Calls while a flush runs
+   * share one follow-up flush, so any number of waiters cost at most two rounds of writes.
+   */
+  async flush(): Promise<void> {
+    this.#assertUsable();
+    await (this.#queuedFlush ??= this.#enqueue(async () => {
+      this.#queuedFlush = undefined; // from here on, new appends need another flush
+      await this.#writePending();
+    }));
+  }
+
+  /**
+   * Whether a sealed chunk, durable, holds entries after `after`: a read there then serves that
+   * chunk (or its rest) as every later read will, whatever is appended meanwhile.
+   */
+  hasSealedAfter(after: LogOffset | 'before-all'): boolean {
+    const from = after === 'before-all' ? undefined : after;
+    return firstChunkAfter(this.#sealed, from) < this.#sealed.length;
+  }
+
+  /** The durable entries after `after`, up to the end of the chunk holding the first of them. */
+  async read(after: LogOffset | 'before-all'): Promise<ReadResult> {
+    this.#assertUsable();
+    const from = after === 'before-all' ? undefined : after;
+    const descriptor = this.#sealed[firstChunkAfter(this.#sealed, from)];
+    if (descriptor) {
+      const chunk = await this.#loadSealed(descriptor);
+      const start = from ? firstIndexAfter(chunk.offsets, chunk.offsets.length, from) : 0;
+      return this.#result(chunk.jsons.slice(start), descriptor.last);
+    }
+    for (const chunk of this.#tail) {
+      const last = chunk.offsets[chunk.durableCount - 1];
+      if (last === undefined) break; // durability only grows from the front
+      if (from && compareLogOffsets(last, from) <= 0) continue;
+      const start = from ? firstIndexAfter(chunk.offsets, chunk.durableCount, from) : 0;
+      return this.#result(chunk.jsons.slice(start, chunk.durableCount), last);
+    }
+    return { entries: [], lastOffset: undefined, reachedEnd: true };
+  }
+
+  /** The last durable entry, read from its chunk (recovery looks at how the log ends). */
+  async lastEntry(): Promise<LogEntry | undefined> {
+    this.#assertUsable();
+    for (const chunk of [...this.#tail].reverse()) {
+      const index = chunk.durableCount - 1;
+      if (index >= 0) return { offset: chunk.offsets[index]!, json: chunk.jsons[index]! };
+    }
+    const descriptor = this.#sealed.at(-1);
+    if (!descriptor) return undefined;
+    const chunk = await this.#loadSealed(descriptor);
+    return { offset: chunk.offsets.at(-1)!, json: chunk.jsons.at(-1)! };
+  }
+
+  /**
+   * Drops every entry after `offset`, durable or not, for recovery. A sealed chunk that is cut
+   * stays sealed; later appends start a new chunk. Must not overlap read() calls.
+   */
+  async truncateAfter(offset: LogOffset | 'before-all'): Promise<void> {
+    this.#assertUsable();
+    this.#truncations++;
+    try {
+      await this.#enqueue(async () => {
+        await this.#writePending();
+        await this.#cut(offset === 'before-all' ? undefined : offset);
+      });
+    } catch (error) {
+      this.#failure ??= error; // a cut that stopped part way leaves memory and storage apart
+      throw error;
+    } finally {
+      this.#truncations--;
+    }
+  }
+
+  /** Flushes what was appended and releases what the log holds. Later calls are refused. */
+  close(): Promise<void> {
+    this.#closing ??= this.#enqueue(async () => {
+      try {
+        if (this.#failure === undefined) await this.#writePending();
+      } finally {
+        await this.release();
+        this.#cache.forgetLog(this.location);
+      }
+    });
+    return this.#closing;
+  }
+
+  /** Closes without flushing and deletes the whole log. */
+  async destroy(): Promise<void> {
+    this.#closing ??= Promise.resolve();
+    await this.#enqueue(async () => {
+      await this.release();
+      this.#cache.forgetLog(this.location);
+      await this.erase();
+    });
+  }
+
+  #assertUsable(): void {
+    if (this.#closing) throw new Error(`shape log ${this.location} is closed`);
+    if (this.#failure !== undefined) throw this.#failedError();
+  }
+
+  #failedError(): Error {
+    return new Error(`shape log ${this.location} failed; reopen it`, { cause: this.#failure });
+  }
+
+  #enqueue<T>(operation: () => Promise<T>): Promise<T> {
+    const result = this.#queue.then(operation);
+    this.#queue = result.catch(() => undefined);
+    return result;
+  }
+
+  #result(entries: string[], last: LogOffset): ReadResult {
+    const durable = this.#durableOffset;
+    return {
+      entries,
+      lastOffset: last,
+      reachedEnd: durable === undefined || compareLogOffsets(durable, last) <= 0,
+    };
+  }
+
+  /** Persists every staged entry and seal; only then does the new state become visible. */
+  async #writePending(): Promise<void> {
+    if (this.#failure !== undefined) throw this.#failedError();
+    const pending = this.#tail
+      .filter((chunk) => chunk.durableCount < chunk.offsets.length || chunk.sealed)
+      .map((chunk) => ({ chunk, count: chunk.offsets.length, sealed: chunk.sealed }));
+    if (pending.length === 0) return;
+    const newlySealed = pending
+      .filter((item) => item.sealed)
+      .map(({ chunk }) => describeChunk(chunk));
+    try {
+      await this.persist(pending, newlySealed);
+    } catch (error) {
+      if (!this.isRetryable(error)) this.#failure = error;
+      throw error;
+    }
+    for (const { chunk, count } of pending) chunk.durableCount = count;
+    // Sealed chunks are at the front of the tail, in order: move them to the index, keeping
+    // their parsed entries cached since readers at the tail are about to ask for them.
+    for (const chunk of this.#tail.splice(0, newlySealed.length)) {
+      const parsed = Promise.resolve({ offsets: chunk.offsets, jsons: chunk.jsons });
+      this.#cache.set(this.location, chunk.number, parsed, chunk.entryBytes + SEAL_BYTES);
+    }
+    this.#sealed.push(...newlySealed);
+    const lastWritten = pending.at(-1)!;
+    this.#durableOffset = lastWritten.chunk.offsets[lastWritten.count - 1] ?? this.#durableOffset;
+  }
+
+  /** A sealed chunk's entries, through the cache shared by every log. */
+  #loadSealed(descriptor: ChunkDescriptor): Promise<ParsedChunk> {
+    const cached = this.#cache.get(this.location, descriptor.number);
+    if (cached) return cached;
+    const loading = this.loadChunk(descriptor);
+    this.#cache.set(this.location, descriptor.number, loading, descriptor.bytes);
+    loading.catch(() => this.#cache.forget(this.location, descriptor.number, loading));
+    return loading;
+  }
+
+  /** Runs after #writePending, so the tail is just the open chunk and all of it is durable. */
+  async #cut(after: LogOffset | undefined): Promise<void> {
+    const openChunk = this.#tail.at(-1)!;
+    const index = firstChunkAfter(this.#sealed, after);
+    const cut = this.#sealed[index];
+    if (!cut) {
+      const kept = after ? firstIndexAfter(openChunk.offsets, openChunk.offsets.length, after) : 0;
+      if (kept === openChunk.offsets.length) return;
+      const bytes = linesBytes(openChunk, kept);
+      await this.cutOpenChunk(openChunk, kept, bytes);
+      openChunk.offsets.length = openChunk.jsons.length = openChunk.durableCount = kept;
+      openChunk.entryBytes = bytes;
+    } else {
+      const chunk = await this.#loadSealed(cut);
+      const kept = after ? firstIndexAfter(chunk.offsets, chunk.offsets.length, after) : 0;
+      this.#sealed = await this.cutSealedChunks(index, chunk, kept, this.#nextNumber);
+      this.#tail = [this.newChunk(this.#nextNumber++)];
+      this.#cache.forgetLog(this.location);
+    }
+    const tailLast = this.#tail.at(-1)!.offsets.at(-1);
+    this.#lastOffset = this.#durableOffset = tailLast ?? this.#sealed.at(-1)?.last;
+  }
+}
