@@ -392,8 +392,10 @@ export function describeShapeStorageContract(
         const chunks: LogEntry[][] = [[]];
         // Three sealed chunks or more, and two entries or more in the open one.
         let tx = 0;
+        let sizeWithOneOpen = 0; // what the cut into the open chunk must bring sizeBytes back to
         while (chunks.length < 4 || chunks.at(-1)!.length < 2) {
           appendOne(log, chunks, entry(++tx, 0));
+          if (chunks.length === 4 && chunks[3]!.length === 1) sizeWithOneOpen = log.sizeBytes;
         }
         await log.flush();
         const jsons = (part: LogEntry[]) => part.map((e) => e.json);
@@ -404,6 +406,7 @@ export function describeShapeStorageContract(
         await log.truncateAfter(open[0]!.offset);
         assert.deepEqual(log.lastOffset, open[0]!.offset);
         assert.deepEqual(log.durableOffset, open[0]!.offset);
+        assert.equal(log.sizeBytes, sizeWithOneOpen);
         assert.deepEqual(await log.lastEntry(), open[0]);
         const sealedPart = chunks.slice(0, -1).flat();
         assert.deepEqual(await walkEntries(log), jsons([...sealedPart, open[0]!]));
