@@ -1,5 +1,5 @@
 import type { GeneratorFn } from 'cockatiel';
-import { reconnectDelay } from './reconnect-delay.js';
+import { reconnectDelay } from '../async/reconnect-delay.js';
 
 /**
  * cockatiel backoff generator for query retries: the same schedule as replication reconnects

@@ -6,7 +6,7 @@ import { describeProblem } from '../pg/describe-problem.js';
 import type { StatusMonitor } from '../status/status-monitor.js';
 import type { ShapeStorage } from '../storage/shape-storage.js';
 import { RecentCommits, type RecentCommit } from '../shapes/recent-commits.js';
-import { reconnectDelay } from '../db/reconnect-delay.js';
+import { reconnectDelay } from '../async/reconnect-delay.js';
 import { ReplicationStream, type StreamSetup } from './replication-stream.js';
 import { readWriter, takeOverStorage } from './storage-takeover.js';
 import type { RelationInfo, Transaction } from '../pg/transaction.js';

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import { lsnToBigInt } from '@sluice/protocol';
 import type { QueryExecutor } from '../db/query-executor.js';
-import { reconnectDelay } from '../db/reconnect-delay.js';
+import { reconnectDelay } from '../async/reconnect-delay.js';
 import type { RecentCommit } from './recent-commits.js';
 import type { RelationInfo } from '../pg/transaction.js';
 import type { ShapeStorage } from '../storage/shape-storage.js';

@@ -8,6 +8,7 @@ import {
 } from 'cockatiel';
 import type { FastifyBaseLogger } from 'fastify';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { reconnectDelay } from '../async/reconnect-delay.js';
 import type { StorageHealth } from './shape-storage.js';
 
 /** What both a standalone/Sentinel connection and a Cluster client offer. */
@@ -40,10 +41,9 @@ export interface RedisConnectionOptions {
 const RECONNECT_MIN_MS = 100;
 const RECONNECT_MAX_MS = 2_000;
 
-/** The wait before reconnect attempt `attempt` (1-based, as ioredis counts). */
+/** The wait before reconnect attempt `attempt` (1-based, as ioredis counts): replication's schedule. */
 export function redisReconnectDelay(attempt: number, random: () => number = Math.random): number {
-  const base = Math.min(RECONNECT_MAX_MS, RECONNECT_MIN_MS * 2 ** Math.min(attempt - 1, 30));
-  return Math.round(base * (0.75 + random() * 0.5));
+  return reconnectDelay(attempt - 1, RECONNECT_MIN_MS, RECONNECT_MAX_MS, random);
 }
 
 /** Redis could not be reached, or its breaker is open: the operation did not happen (or may have). */
