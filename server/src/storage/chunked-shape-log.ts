@@ -120,6 +120,16 @@ export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeL
     nextOpen: number,
   ): Promise<ChunkDescriptor[]>;
 
+  /**
+   * What another server appended since (`refresh`): the descriptors of chunks sealed since
+   * `sealedCount` (in order), and the open chunk as stored now, which is `open` grown in place
+   * (its new entries durable) when it is still the open one, else a new chunk.
+   */
+  protected abstract loadAppended(
+    sealedCount: number,
+    open: Chunk,
+  ): Promise<{ sealed: ChunkDescriptor[]; open: Chunk }>;
+
   /** Releases what the log holds open, on close() and destroy(). */
   protected abstract release(): Promise<void>;
 
@@ -292,6 +302,26 @@ export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeL
     } finally {
       this.#truncations--;
     }
+  }
+
+  /**
+   * Takes in what another server appended to the stored log (see `loadAppended`). Runs in the
+   * log's queue, so it never overlaps a flush, a cut or closing.
+   */
+  async refresh(): Promise<void> {
+    this.#assertUsable();
+    await this.#enqueue(async () => {
+      const open = this.#tail.at(-1)!;
+      if (this.#tail.length > 1 || open.durableCount < open.offsets.length) {
+        throw new Error(`shape log ${this.location} has unflushed appends: it is not a reader's`);
+      }
+      const appended = await this.loadAppended(this.#sealed.length, open);
+      this.#sealed.push(...appended.sealed);
+      this.#tail = [appended.open];
+      this.#nextNumber = appended.open.number + 1;
+      this.#lastOffset = appended.open.offsets.at(-1) ?? this.#sealed.at(-1)?.last;
+      this.#durableOffset = this.#lastOffset;
+    });
   }
 
   /** Flushes what was appended and releases what the log holds. Later calls are refused. */

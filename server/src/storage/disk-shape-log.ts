@@ -164,6 +164,13 @@ export class DiskShapeLog extends ChunkedShapeLog<DiskTailChunk> {
     return cutSealedChunks(this.location, this.sealedChunks, at, chunk, kept, [openNumber]);
   }
 
+  /** A folder on this server's disk: no other server writes it. */
+  protected loadAppended(): Promise<never> {
+    return Promise.reject(
+      new Error(`shape log ${this.location} is on local disk: nobody else writes it`),
+    );
+  }
+
   /** Closes the tail's open files. */
   protected async release(): Promise<void> {
     for (const chunk of this.tailChunks) {

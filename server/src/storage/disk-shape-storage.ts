@@ -25,6 +25,8 @@ const HEALTH: StorageHealth = { backend: 'disk', state: 'up', breaker: 'closed' 
  */
 export class DiskShapeStorage implements ShapeStorage {
   readonly backend = 'disk';
+  /** A folder of this server's: no other server shares it. */
+  readonly channel = undefined;
   readonly #options: DiskShapeStorageOptions;
   readonly #shapesDir: string;
 

@@ -11,6 +11,11 @@ export class RedisKeys {
     return `${this.prefix}:shapes`;
   }
 
+  /** Pub/sub channel of the servers sharing the storage (`StorageChannel`). */
+  get channel(): string {
+    return `${this.prefix}:events`;
+  }
+
   record(name: string): string {
     return `${this.prefix}:record:${name}`;
   }

@@ -42,6 +42,12 @@ interface StoredDescriptor {
   bytes: number;
 }
 
+/** A shape log that does not exist (never created, or removed). */
+export class ShapeLogMissingError extends Error {
+  override readonly name = 'ShapeLogMissingError';
+  readonly code = 'SLUICE_STORAGE_MISSING';
+}
+
 /** What `open()` read of a log, in one atomic MULTI. */
 export interface StoredLog {
   open: number;
@@ -71,6 +77,67 @@ function formatDescriptor(chunk: ChunkDescriptor): string {
   const { number, count, bytes } = chunk;
   const [first, last] = [formatLogOffset(chunk.first), formatLogOffset(chunk.last)];
   return JSON.stringify({ number, first, last, count, bytes } satisfies StoredDescriptor);
+}
+
+/**
+ * Sealed chunk descriptors as stored, checked to follow `previous` (the last one already held)
+ * and to come before the open chunk `open`; throws `ShapeLogCorruptError` otherwise.
+ */
+function parseDescriptors(
+  location: string,
+  stored: readonly string[],
+  previous: ChunkDescriptor | undefined,
+  open: number,
+): ChunkDescriptor[] {
+  const sealed: ChunkDescriptor[] = [];
+  let last = previous;
+  for (const text of stored) {
+    const item = JSON.parse(text) as Partial<StoredDescriptor>;
+    const first = typeof item.first === 'string' ? parseLogOffset(item.first) : undefined;
+    const lastOffset = typeof item.last === 'string' ? parseLogOffset(item.last) : undefined;
+    const { number, count, bytes } = item;
+    if (
+      !first ||
+      !lastOffset ||
+      !Number.isSafeInteger(number) ||
+      !Number.isSafeInteger(count) ||
+      !Number.isSafeInteger(bytes) ||
+      number! >= open ||
+      (last && (number! <= last.number || compareLogOffsets(first, last.last) <= 0))
+    ) {
+      throw new ShapeLogCorruptError(location, `sealed chunk descriptor ${text} is invalid`);
+    }
+    last = { number: number!, first, last: lastOffset, count: count!, bytes: bytes! };
+    sealed.push(last);
+  }
+  return sealed;
+}
+
+/**
+ * Adds stored entries to a chunk read from Redis (all durable), each checked to follow the one
+ * before (`previous`, the log's last offset before them, for the first).
+ */
+function addStoredEntries(
+  location: string,
+  chunk: RedisTailChunk,
+  stored: readonly string[],
+  previous: LogOffset | undefined,
+): void {
+  for (const text of stored) {
+    const entry = parseStoredEntry(text);
+    if (!entry || (previous && !followsInChunk(entry.offset, previous, chunk.offsets.length > 0))) {
+      throw new ShapeLogCorruptError(
+        location,
+        `chunk ${chunk.number} holds an invalid entry: ${text.slice(0, 80)}`,
+      );
+    }
+    chunk.offsets.push(entry.offset);
+    chunk.jsons.push(entry.json);
+    chunk.stored.push(text);
+    chunk.entryBytes += entryLineBytes(entry.offset, entry.json);
+    previous = entry.offset;
+  }
+  chunk.durableCount = chunk.offsets.length;
 }
 
 /**
@@ -106,44 +173,9 @@ export class RedisShapeLog extends ChunkedShapeLog<RedisTailChunk> {
 
   /** A log as `stored`; throws `ShapeLogCorruptError` when it does not make sense. */
   static opened(options: RedisShapeLogOptions, stored: StoredLog): RedisShapeLog {
-    const corrupt = (problem: string) => new ShapeLogCorruptError(options.keys.tag, problem);
-    const sealed: ChunkDescriptor[] = [];
-    for (const text of stored.sealed) {
-      const item = JSON.parse(text) as Partial<StoredDescriptor>;
-      const first = typeof item.first === 'string' ? parseLogOffset(item.first) : undefined;
-      const last = typeof item.last === 'string' ? parseLogOffset(item.last) : undefined;
-      const { number, count, bytes } = item;
-      const previous = sealed.at(-1);
-      if (
-        !first ||
-        !last ||
-        !Number.isSafeInteger(number) ||
-        !Number.isSafeInteger(count) ||
-        !Number.isSafeInteger(bytes) ||
-        number! >= stored.open ||
-        (previous && (number! <= previous.number || compareLogOffsets(first, previous.last) <= 0))
-      ) {
-        throw corrupt(`sealed chunk descriptor ${text} is invalid`);
-      }
-      sealed.push({ number: number!, first, last, count: count!, bytes: bytes! });
-    }
+    const sealed = parseDescriptors(options.keys.tag, stored.sealed, undefined, stored.open);
     const open = newRedisChunk(stored.open);
-    let previous = sealed.at(-1)?.last;
-    for (const text of stored.openEntries) {
-      const entry = parseStoredEntry(text);
-      if (
-        !entry ||
-        (previous && !followsInChunk(entry.offset, previous, open.offsets.length > 0))
-      ) {
-        throw corrupt(`chunk ${stored.open} holds an invalid entry: ${text.slice(0, 80)}`);
-      }
-      open.offsets.push(entry.offset);
-      open.jsons.push(entry.json);
-      open.stored.push(text);
-      open.entryBytes += entryLineBytes(entry.offset, entry.json);
-      previous = entry.offset;
-    }
-    open.durableCount = open.offsets.length;
+    addStoredEntries(options.keys.tag, open, stored.openEntries, sealed.at(-1)?.last);
     return new RedisShapeLog(options, sealed, open);
   }
 
@@ -236,6 +268,46 @@ export class RedisShapeLog extends ChunkedShapeLog<RedisTailChunk> {
     });
     if (shortened) remaining.push(shortened);
     return remaining;
+  }
+
+  /**
+   * One MULTI reads the open chunk's number and the descriptors sealed since; then the open
+   * chunk's entries past those held (all of them when it is a new one). A chunk sealed between
+   * the two reads is read whole, as if open, and the next refresh finds its descriptor.
+   */
+  protected async loadAppended(
+    sealedCount: number,
+    open: RedisTailChunk,
+  ): Promise<{ sealed: ChunkDescriptor[]; open: RedisTailChunk }> {
+    const keys = this.#keys;
+    const [number, stored] = await this.#connection.run(async (redis) => {
+      const results = await redis
+        .multi()
+        .hget(keys.log, 'open')
+        .lrange(keys.sealed, sealedCount, -1)
+        .exec();
+      const failed = results?.find(([error]) => error);
+      if (!results || failed) throw failed?.[0] ?? new Error('MULTI was discarded');
+      return [results[0]![1], results[1]![1]] as [string | null, string[]];
+    });
+    if (number === null) throw new ShapeLogMissingError(`no shape log ${keys.tag}`);
+    const known = this.sealedChunks.at(-1);
+    const sealed = parseDescriptors(this.location, stored, known, Number(number));
+    // The chunk held as open is sealed now: it must be among those just listed.
+    const stillOpen = Number(number) === open.number;
+    if (!stillOpen && !sealed.some((chunk) => chunk.number === open.number)) {
+      throw new ShapeLogCorruptError(
+        this.location,
+        `chunk ${open.number} vanished (the log was cut)`,
+      );
+    }
+    const next = stillOpen ? open : newRedisChunk(Number(number));
+    const entries = await this.#connection.run((redis) =>
+      redis.lrange(keys.chunk(next.number), next.offsets.length, -1),
+    );
+    const previous = next.offsets.at(-1) ?? sealed.at(-1)?.last ?? known?.last;
+    addStoredEntries(this.location, next, entries, previous);
+    return { sealed, open: next };
   }
 
   /** Nothing is held open: the connection is the storage's. */

@@ -76,6 +76,93 @@ if (skip) {
     };
   });
 
+  describe('redis: a log one server writes and others read', () => {
+    test("refresh() takes in appends, seals and new chunks; reads equal the writer's", async () => {
+      const keyPrefix = freshPrefix();
+      const options = { chunkBytes: 600 };
+      const writer = await connect(redis.url, keyPrefix, options);
+      const reader = await connect(redis.url, keyPrefix, options);
+      try {
+        const written = await writer.createLog('h1');
+        written.append(txGroup(1, 2));
+        await written.flush();
+        const read = await reader.openLog('h1');
+        assert.deepEqual(await walkEntries(read), await walkEntries(written));
+        // Within the open chunk, then across many seals (entries of ~70 B, chunks of 600 B).
+        for (let tx = 2; tx < 40; tx++) {
+          written.append(txGroup(tx, tx % 3 === 0 ? 5 : 1));
+          if (tx % 4 === 0) {
+            await written.flush();
+            await read.refresh();
+            assert.deepEqual(read.durableOffset, written.durableOffset, `after tx ${tx}`);
+            assert.deepEqual(await walkEntries(read), await walkEntries(written), `tx ${tx}`);
+            assert.equal(read.sizeBytes, written.sizeBytes);
+          }
+        }
+        // Nothing new: a refresh changes nothing.
+        await read.refresh();
+        assert.deepEqual(await walkEntries(read), await walkEntries(written));
+      } finally {
+        await writer.close();
+        await reader.close();
+      }
+    });
+
+    test('refresh() of a log that was removed, or cut below what was read, fails', async () => {
+      const keyPrefix = freshPrefix();
+      const options = { chunkBytes: 300 };
+      const writer = await connect(redis.url, keyPrefix, options);
+      const reader = await connect(redis.url, keyPrefix, options);
+      try {
+        const written = await writer.createLog('cut');
+        for (let tx = 1; tx <= 12; tx++) written.append(txGroup(tx, 2));
+        await written.flush();
+        const read = await reader.openLog('cut');
+        await written.truncateAfter({ tx: 2n, op: 2 });
+        written.append(txGroup(20, 2));
+        await written.flush();
+        await assert.rejects(read.refresh(), /vanished|invalid/);
+
+        const gone = await reader.openLog('cut');
+        await written.destroy();
+        await writer.removeShape('cut');
+        await assert.rejects(gone.refresh(), { name: 'ShapeLogMissingError' });
+      } finally {
+        await writer.close();
+        await reader.close();
+      }
+    });
+
+    test('messages on the channel reach every server sharing the storage', async () => {
+      const keyPrefix = freshPrefix();
+      const [one, two] = [await connect(redis.url, keyPrefix), await connect(redis.url, keyPrefix)];
+      const other = await connect(redis.url, freshPrefix());
+      try {
+        const received: string[][] = [[], [], []];
+        [one, two, other].forEach((storage, i) =>
+          storage.channel.onMessage((message) => received[i]!.push(message)),
+        );
+        // Subscribing happens in the background: publish until both have it.
+        await waitFor(
+          'the subscriptions',
+          5_000,
+          () =>
+            (received[0]!.length > 0 && received[1]!.length > 0) ||
+            (void one.channel.publish('ping'), false),
+        );
+        await one.channel.publish('hello');
+        await waitFor(
+          'hello on both',
+          5_000,
+          () => received[0]!.includes('hello') && received[1]!.includes('hello'),
+        );
+        assert.deepEqual(received[2], [], 'another prefix is another channel');
+      } finally {
+        for (const storage of [one, two, other]) await storage.close();
+      }
+    });
+  });
+
   describe('redis: keys, flushes and resilience', () => {
     test('every key of a shape carries its hash tag; the shape list and records do not', async () => {
       const prefix = freshPrefix();

@@ -1,9 +1,10 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { ChunkCache } from './chunk-cache.js';
+import { RedisChannel } from './redis-channel.js';
 import { RedisConnection, type RedisConnectionOptions } from './redis-connection.js';
 import { FLUSH_SCRIPT } from './redis-flush-script.js';
 import { RedisKeys } from './redis-keys.js';
-import { RedisShapeLog } from './redis-shape-log.js';
+import { RedisShapeLog, ShapeLogMissingError } from './redis-shape-log.js';
 import type { RedisShapeLogOptions } from './redis-shape-log.js';
 import type { ShapeLog, ShapeStorage, StorageHealth } from './shape-storage.js';
 
@@ -26,12 +27,6 @@ export interface RedisShapeStorageOptions {
   log: FastifyBaseLogger;
 }
 
-/** A shape log that does not exist (never created, or removed). */
-export class ShapeLogMissingError extends Error {
-  override readonly name = 'ShapeLogMissingError';
-  readonly code = 'SLUICE_STORAGE_MISSING';
-}
-
 /**
  * Shapes kept in Redis (`SLUICE_STORAGE=redis`): the keys are described in `RedisKeys`, the logs
  * are `RedisShapeLog`s, and every command goes through one `RedisConnection` (reconnects,
@@ -43,10 +38,14 @@ export class RedisShapeStorage implements ShapeStorage {
   readonly #keys: RedisKeys;
   readonly #chunkBytes: number;
   readonly #chunkCache: ChunkCache;
+  readonly channel: RedisChannel;
 
   private constructor(connection: RedisConnection, options: RedisShapeStorageOptions) {
     this.#connection = connection;
     this.#keys = new RedisKeys(options.keyPrefix);
+    const { healthCheckIntervalMs, log } = options;
+    this.channel = new RedisChannel(connection, this.#keys.channel, healthCheckIntervalMs, log);
+    this.channel.open();
     this.#chunkBytes = options.chunkBytes;
     this.#chunkCache = options.chunkCache;
   }
@@ -159,6 +158,7 @@ export class RedisShapeStorage implements ShapeStorage {
   }
 
   close(): Promise<void> {
+    this.channel.close();
     return this.#connection.close();
   }
 

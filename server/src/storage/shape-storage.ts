@@ -53,6 +53,12 @@ export interface ShapeLog {
   close(): Promise<void>;
   /** Closes without flushing and deletes the whole log. */
   destroy(): Promise<void>;
+  /**
+   * Takes in what another server appended to the stored log since this object last looked (a
+   * storage several servers share: one writes, the others read). Only for a log this server does
+   * not append to; a log whose storage can have no other writer refuses.
+   */
+  refresh(): Promise<void>;
 }
 
 /** How a storage backend is doing, for `/v1/status` (`storage`) and `/metrics`. */
@@ -88,5 +94,23 @@ export interface ShapeStorage {
   health(): StorageHealth;
   /** Calls `listener` each time `health().state` changes (the status follows it). */
   onHealthChange(listener: (health: StorageHealth) => void): void;
+  /** How the servers sharing this storage talk; undefined when no other server can share it. */
+  readonly channel: StorageChannel | undefined;
   close(): Promise<void>;
+}
+
+/**
+ * Messages between the servers sharing a storage, delivered at most once to every server
+ * subscribed at the time (Redis pub/sub), the sender included.
+ */
+export interface StorageChannel {
+  /** Fails when the storage is out of reach (the message is then lost). */
+  publish(message: string): Promise<void>;
+  /** Calls `listener` with every message received. */
+  onMessage(listener: (message: string) => void): void;
+  /**
+   * Calls `listener` each time the subscription is (re)established: messages sent while it was
+   * not may have been missed, so what they would have said must be read from the storage.
+   */
+  onSubscribed(listener: () => void): void;
 }
