@@ -26,6 +26,7 @@ import { openShapeStorage } from './storage/open-shape-storage.js';
 import type { StorageHealth } from './storage/shape-storage.js';
 import { SluiceMetrics } from './status/sluice-metrics.js';
 import { ReplicationConsumer } from './replication/replication-consumer.js';
+import { StorageCoordinator } from './replication/storage-coordinator.js';
 import { sessionOptionsString } from './pg/session-settings.js';
 import { TablePolicy } from './pg/table-policy.js';
 import { ShapeRegistry } from './shapes/shape-registry.js';
@@ -203,15 +204,24 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
   status.onChange(({ to }) => {
     if (to === 'live') fallback.clear();
   });
-  // Other servers may share a Redis storage: this one loads its shapes only once it holds the
-  // replication lock, as the one writer (docs/operations.md, "Redis storage").
-  const sharedStorageInstance =
-    storage.backend === 'redis'
-      ? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`
-      : undefined;
-  if (sharedStorageInstance !== undefined) {
+  // Other servers may share a Redis storage: this one loads its shapes once it knows whether it
+  // writes them (it holds the replication lock) or reads what another writes (docs/operations.md,
+  // "Several servers").
+  const coordinator =
+    storage.channel === undefined
+      ? undefined
+      : new StorageCoordinator({
+          storage,
+          channel: storage.channel,
+          instance: `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
+          registry,
+          status,
+          durableLsn: () => consumer.lastSeenLsn(),
+          log: app.log,
+        });
+  if (coordinator !== undefined) {
     registry.awaitLoad();
-    status.reportStorageServers(sharedStorageInstance, null);
+    status.reportStorageServers(coordinator.instance, null);
   }
   const consumer: ReplicationConsumer = new ReplicationConsumer({
     connectionString: config.replicationDatabaseUrl ?? config.databaseUrl,
@@ -220,7 +230,7 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
     publicationName: config.publicationName,
     publish: config.publish,
     storage,
-    sharedStorageInstance,
+    coordinator,
     retryMinMs: config.replicationRetryMinMs,
     retryMaxMs: config.replicationRetryMaxMs,
     livenessTimeoutMs: config.replicationLivenessTimeoutMs,
@@ -303,7 +313,7 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
     // (shape requests answer 503 meanwhile), so the server listens at once. Replication starts
     // once they all are: every transaction then finds every shape it concerns, and the slot
     // keeps what arrives meanwhile (docs/architecture.md, "Start-up").
-    if (sharedStorageInstance === undefined) registry.load();
+    if (coordinator === undefined) registry.load();
     probe.start();
     void registry.loaded.then(() => consumer.start());
     sweep = setInterval(() => {
@@ -322,6 +332,7 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
   });
   app.addHook('onClose', async () => {
     clearInterval(sweep);
+    coordinator?.close();
     await consumer.close();
     await probe.close();
     await registry.close();

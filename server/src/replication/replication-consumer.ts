@@ -8,7 +8,7 @@ import type { ShapeStorage } from '../storage/shape-storage.js';
 import { RecentCommits, type RecentCommit } from '../shapes/recent-commits.js';
 import { reconnectDelay } from '../async/reconnect-delay.js';
 import { ReplicationStream, type StreamSetup } from './replication-stream.js';
-import { readWriter, takeOverStorage } from './storage-takeover.js';
+import type { StorageCoordinator } from './storage-coordinator.js';
 import type { RelationInfo, Transaction } from '../pg/transaction.js';
 
 export interface ReplicationConsumerOptions {
@@ -21,10 +21,10 @@ export interface ReplicationConsumerOptions {
   /** Holds the continuity record (`continuity`) beside the shapes. */
   storage: ShapeStorage;
   /**
-   * Set when other servers share the storage (Redis): this server's id. Shapes are then loaded
-   * only once this server holds the replication lock (`takeOverStorage`).
+   * Set when other servers share the storage (Redis): holding the replication lock makes this
+   * server the writer (`lead`), being refused it a reader (`follow`).
    */
-  sharedStorageInstance?: string | undefined;
+  coordinator?: StorageCoordinator | undefined;
   retryMinMs: number;
   retryMaxMs: number;
   livenessTimeoutMs: number;
@@ -99,9 +99,13 @@ export class ReplicationConsumer {
     return this.#recent.list();
   }
 
-  /** The replication position every shape has durably seen (`global_last_seen_lsn`). */
+  /**
+   * The replication position every shape has durably seen (`global_last_seen_lsn`): on a server
+   * that reads what another writes, the writer's.
+   */
   lastSeenLsn(): bigint {
-    return this.#durable;
+    const coordinator = this.#options.coordinator;
+    return coordinator?.reading ? coordinator.writerLsn() : this.#durable;
   }
 
   start(): void {
@@ -166,8 +170,7 @@ export class ReplicationConsumer {
       const problem = describeProblem(error ?? new Error('the replication stream ended'));
       // A server waiting for another to release the slot (sharing its storage) asks often: it
       // takes over within seconds of the writer's death.
-      const standby =
-        this.#options.sharedStorageInstance !== undefined && problem.code === SLOT_IN_USE;
+      const standby = this.#options.coordinator !== undefined && problem.code === SLOT_IN_USE;
       const { retryMinMs, retryMaxMs } = this.#options;
       const maxMs = standby ? Math.min(retryMaxMs, STANDBY_RETRY_MAX_MS) : retryMaxMs;
       const delay = reconnectDelay(attempt++, retryMinMs, maxMs);
@@ -185,22 +188,24 @@ export class ReplicationConsumer {
       this.#stream = undefined;
       // Whatever was received is made durable before a new stream replays from the slot.
       await this.#flushed();
-      // Another server writes the shared storage now: this one must not touch it until it
-      // takes the slot back (and then reloads what the other wrote).
-      if (standby) await this.#standBy();
+      // Another server writes the shared storage now: this one serves what it writes.
+      if (standby) await this.#follow();
       await waited;
     }
   }
 
   /**
-   * Another server holds the slot and writes the shared storage: this one must not touch it until
-   * it takes the slot back (and then reloads what the other wrote); `/v1/status` names the writer.
+   * Another server holds the slot and writes the shared storage: this one reads it, and has no
+   * continuity of its own to check (the writer checked it, and removes what it breaks).
    */
-  async #standBy(): Promise<void> {
-    const { registry, storage, status, sharedStorageInstance } = this.#options;
-    if (registry.loadStarted) await registry.unload();
-    const writer = await readWriter(storage).catch(() => undefined);
-    status.reportStorageServers(sharedStorageInstance!, writer?.instance ?? null);
+  async #follow(): Promise<void> {
+    try {
+      await this.#options.coordinator!.follow();
+      this.#continuityChecked = true;
+      this.#markChecked();
+    } catch (error) {
+      this.#options.log.warn({ err: error }, 'reading the shared storage failed');
+    }
   }
 
   /** Flushes what was received; a storage that refuses it is logged (its shapes stay dirty). */
@@ -224,10 +229,8 @@ export class ReplicationConsumer {
   }
 
   async #onSetup(setup: StreamSetup): Promise<void> {
-    const { registry, status, storage, sharedStorageInstance } = this.#options;
-    if (sharedStorageInstance !== undefined) {
-      await takeOverStorage(storage, registry, status, sharedStorageInstance, this.#options.log);
-    }
+    const { registry, status, storage, coordinator } = this.#options;
+    await coordinator?.lead();
     // A storage that cannot be read fails the stream (retried); only an unreadable record is
     // taken for none, as on a first start.
     const text = await storage.readRecord(CONTINUITY_RECORD);
@@ -355,6 +358,10 @@ export class ReplicationConsumer {
       if (upTo > this.#durable) this.#durable = upTo;
       this.#stream?.acknowledge(this.#durable);
       for (const shape of shapes) shape.notify();
+      this.#options.coordinator?.flushed(
+        shapes.map((shape) => shape.handle),
+        this.#durable,
+      );
     }
   }
 }

@@ -5,7 +5,7 @@ import type { QueryExecutor } from '../db/query-executor.js';
 import { reconnectDelay } from '../async/reconnect-delay.js';
 import type { RecentCommit } from './recent-commits.js';
 import type { RelationInfo } from '../pg/transaction.js';
-import type { ShapeStorage } from '../storage/shape-storage.js';
+import { isLogMismatch, type ShapeStorage } from '../storage/shape-storage.js';
 import { definitionKey, type ShapeDefinition } from './shape-definition.js';
 import { ShapeRouter } from './shape-router.js';
 import { takeSnapshot } from './shape-snapshot.js';
@@ -19,6 +19,7 @@ import { bulkhead, type BulkheadPolicy } from 'cockatiel';
 import type { TablePolicy } from '../pg/table-policy.js';
 import { admitCreation, type ShapeLimits } from './admit-creation.js';
 import { SluiceError } from '../errors/sluice-error.js';
+import type { WriterLink } from './writer-link.js';
 
 export interface ShapeRegistryOptions extends ShapeLimits {
   /** Where shapes' logs and metadata are kept. */
@@ -75,6 +76,17 @@ export class ShapeRegistry {
   #loaded: Promise<void> = Promise.resolve();
   #loadStarted = false;
   #closed = false;
+  /**
+   * Set while another server writes the shared storage and this one reads it (`follow`): shapes
+   * are created and deleted by asking that server, and their logs only read.
+   */
+  #link: WriterLink | undefined;
+  /** Follower: shapes being opened from the storage, by handle (one open each). */
+  readonly #adopting = new Map<string, Promise<Shape | undefined>>();
+  /** Follower: each shape's log refresh running, and whether another must follow it. */
+  readonly #refreshing = new Map<Shape, { running: Promise<void>; again: boolean }>();
+  #resyncing: Promise<void> | undefined;
+  readonly #removedListeners: ((handle: string) => void)[] = [];
 
   constructor(options: ShapeRegistryOptions) {
     this.#options = options;
@@ -140,17 +152,32 @@ export class ShapeRegistry {
     return this.#loaded;
   }
 
-  async #reopen(handle: string): Promise<void> {
-    if (this.#closed) return;
+  /**
+   * Opens a stored shape and adds it. A follower only reads: a shape it cannot serve (snapshot
+   * not complete, table refused, log unreadable) is left to the writer, which removes it.
+   */
+  async #reopen(handle: string): Promise<Shape | undefined> {
+    if (this.#closed) return undefined;
     const { storage } = this.#options;
+    const following = this.#link !== undefined;
     // Unreadable storage throws (the shape stays for the next start); damaged metadata is dropped.
     const text = await storage.readMetadata(handle);
     const metadata = parseMetadata(text);
     // A shape of a table the policy no longer serves goes: its clients refetch and get a 400.
     const refused = metadata && this.#options.tables.refusal(metadata.definition.table);
     if (!metadata?.snapshotComplete || refused !== undefined) {
-      await storage.removeShape(handle);
-      return;
+      if (!following) await storage.removeShape(handle);
+      return undefined;
+    }
+    if (following) {
+      const log = await storage.openLog(handle);
+      if (this.#closed || this.#byHandle.has(handle)) {
+        await log.close();
+        return this.#byHandle.get(handle);
+      }
+      const shape = new Shape(metadata, log);
+      this.#add(shape);
+      return shape;
     }
     // A log that cannot be recovered costs its clients one refetch, not the whole server.
     const log = await storage
@@ -170,13 +197,15 @@ export class ShapeRegistry {
       });
     if (!log) {
       await storage.removeShape(handle);
-      return;
+      return undefined;
     }
     if (this.#closed) {
       await log.close();
-      return;
+      return undefined;
     }
-    this.#add(new Shape(metadata, log));
+    const shape = new Shape(metadata, log);
+    this.#add(shape);
+    return shape;
   }
 
   /** Lookups during loading: the shape asked for may be one not reopened yet. */
@@ -203,6 +232,11 @@ export class ShapeRegistry {
 
   get(handle: string): Shape | undefined {
     this.#assertLoaded();
+    return this.#byHandle.get(handle);
+  }
+
+  /** The shape held under `handle`, if any, loading or not (for the servers' messages). */
+  held(handle: string): Shape | undefined {
     return this.#byHandle.get(handle);
   }
 
@@ -244,6 +278,7 @@ export class ShapeRegistry {
       existing.markRead();
       return Promise.resolve(existing);
     }
+    if (this.#link) return this.#requestShape(this.#link, definition);
     let creation = this.#creating.get(key);
     if (!creation) {
       this.#admitCreation(definition);
@@ -277,6 +312,35 @@ export class ShapeRegistry {
     return awaited(creation);
   }
 
+  /**
+   * Follower: the writer makes the shape (or names the one it has), and this server opens it from
+   * the storage. Both steps are shared by every request for the definition (the link's and
+   * `#adopt`), so two servers, or two requests, asking at once end with one handle.
+   */
+  async #requestShape(link: WriterLink, definition: ShapeDefinition): Promise<Shape> {
+    const handle = await link.requestShape(definition);
+    const shape = this.#byHandle.get(handle) ?? (await this.#adopt(handle));
+    if (!shape) {
+      throw new SluiceError(
+        'SLUICE_ERR_NOT_READY',
+        `shape ${handle} was made by the writing server but cannot be read here yet; retry shortly`,
+        { retryAfterS: 1 },
+      );
+    }
+    shape.markRead();
+    return shape;
+  }
+
+  /** Follower: opens a stored shape not held yet, once however many ask at the same time. */
+  #adopt(handle: string): Promise<Shape | undefined> {
+    let adopting = this.#adopting.get(handle);
+    if (!adopting) {
+      adopting = this.#reopen(handle).finally(() => this.#adopting.delete(handle));
+      this.#adopting.set(handle, adopting);
+    }
+    return adopting;
+  }
+
   /** Refuses (503) a new shape beyond the limits; shapes being created count. */
   #admitCreation(definition: ShapeDefinition): void {
     const registered = [...this.#byHandle.values()].map((shape) => shape.metadata.definition);
@@ -293,6 +357,15 @@ export class ShapeRegistry {
    * with such a handle gets a 409 to the shape made anew, as for any deleted shape.
    */
   async removeIdle(): Promise<void> {
+    // A follower removes nothing: it tells the writer which shapes it served since the last sweep.
+    if (this.#link) {
+      const now = Date.now();
+      const read = [...this.#byHandle.values()].filter(
+        (shape) => !shape.idleFor(this.#idleSweepMs, now),
+      );
+      this.#link.reportRead(read.map((shape) => shape.handle));
+      return;
+    }
     const { idleTimeoutMs } = this.#options;
     const idle = [...this.#byHandle.values()].filter((shape) =>
       shape.idleFor(idleTimeoutMs, Date.now()),
@@ -328,10 +401,113 @@ export class ShapeRegistry {
   }
 
   async delete(shape: Shape): Promise<void> {
+    // A follower asks the writer, whose announcement makes it forget the shape (`forgetRemoved`).
+    if (this.#link) return this.#link.requestDelete(shape.handle);
     if (!this.#forget(shape)) return;
     await shape.log.destroy();
     // The log is gone; its metadata too (on disk the same folder, elsewhere a key of its own).
     await this.#options.storage.removeShape(shape.handle);
+    for (const listener of this.#removedListeners) listener(shape.handle);
+  }
+
+  /** Calls `listener` with the handle of every shape this server deletes (and removes from storage). */
+  onRemoved(listener: (handle: string) => void): void {
+    this.#removedListeners.push(listener);
+  }
+
+  /**
+   * Starts following the storage another server writes (see `#link`): the shapes held so far go
+   * (their logs may be behind what that server wrote), and the stored ones are loaded to be read.
+   */
+  async follow(link: WriterLink): Promise<void> {
+    if (this.#link === link) return;
+    if (this.#loadStarted) await this.unload();
+    this.#link = link;
+    this.load();
+    await this.#loaded;
+  }
+
+  /** Whether this server reads a storage another writes (`follow`). */
+  get following(): boolean {
+    return this.#link !== undefined;
+  }
+
+  /**
+   * Stops following: this server writes the storage from now on. The shapes held are caught up
+   * with what the last writer stored (`resync`), so their logs take appends where it stopped and
+   * clients keep their handles and offsets; shapes it left unfinished are removed.
+   */
+  async lead(): Promise<void> {
+    if (!this.#link) return;
+    this.#link = undefined;
+    await this.resync();
+  }
+
+  /**
+   * Brings the shapes held in line with the storage: those removed there are forgotten, those
+   * held are refreshed (their waiting requests woken), stored ones not held are opened.
+   */
+  resync(): Promise<void> {
+    this.#resyncing ??= this.#resync().finally(() => (this.#resyncing = undefined));
+    return this.#resyncing;
+  }
+
+  async #resync(): Promise<void> {
+    if (this.#closed) return;
+    const stored = new Set(await this.#options.storage.listShapes());
+    for (const shape of [...this.#byHandle.values()]) {
+      if (!stored.has(shape.handle)) await this.forgetRemoved(shape.handle);
+    }
+    await Promise.all(
+      [...stored].map(async (handle) => {
+        const held = this.#byHandle.get(handle);
+        if (held) await this.refresh(held);
+        else if (this.#link) await this.#adopt(handle);
+        else await this.#reopen(handle);
+      }),
+    );
+  }
+
+  /**
+   * Follower: takes in what the writer appended to a shape's log, then wakes its requests. Calls
+   * while one runs share one more refresh after it. A log that no longer matches the storage
+   * (removed, or cut) is forgotten, and opened again when still stored.
+   */
+  refresh(shape: Shape): Promise<void> {
+    const current = this.#refreshing.get(shape);
+    if (current) {
+      current.again = true;
+      return current.running;
+    }
+    const state = { running: Promise.resolve(), again: false };
+    state.running = (async () => {
+      do {
+        state.again = false;
+        try {
+          await shape.log.refresh();
+          shape.notify();
+        } catch (error) {
+          // Storage out of reach: the shape stays as it was; the resync after it is back catches up.
+          if (shape.deleted || !isLogMismatch(error)) return;
+          this.#options.log.warn(
+            { err: error, handle: shape.handle },
+            'reopening a shape log that changed under it',
+          );
+          await this.forgetRemoved(shape.handle);
+          await this.#adopt(shape.handle).catch(() => undefined);
+          return;
+        }
+      } while (state.again && !shape.deleted);
+    })().finally(() => this.#refreshing.delete(shape));
+    this.#refreshing.set(shape, state);
+    return state.running;
+  }
+
+  /** Follower: the writer removed a shape: forget it (requests on it get a 409), storage untouched. */
+  async forgetRemoved(handle: string): Promise<void> {
+    const shape = this.#byHandle.get(handle);
+    if (!shape || !this.#forget(shape)) return;
+    await shape.log.close().catch(() => undefined);
   }
 
   /** Drops a shape from every index (its storage stays); false if it was not held. */
@@ -399,6 +575,7 @@ export class ShapeRegistry {
 
   /** Continuity broke for one table (truncated, columns changed): its shapes start over. */
   async rotateRelation(relationOid: number, reason: string): Promise<void> {
+    if (this.#link) return; // the writer rotates, and announces the shapes it removed
     const shapes = [...(this.#byRelation.get(relationOid) ?? [])];
     if (shapes.length === 0) return;
     this.#options.log.warn({ relationOid, shapes: shapes.length, reason }, 'rotating shapes');
@@ -407,7 +584,7 @@ export class ShapeRegistry {
 
   /** Continuity broke for everything (new slot, other system): every shape starts over. */
   async rotateAll(reason: string): Promise<void> {
-    if (this.#byHandle.size === 0) return;
+    if (this.#link || this.#byHandle.size === 0) return;
     this.#options.log.warn({ shapes: this.#byHandle.size, reason }, 'rotating every shape');
     for (const shape of [...this.#byHandle.values()]) await this.delete(shape);
   }
@@ -434,6 +611,8 @@ export class ShapeRegistry {
    * initial request, where serving the old table's rows would be a wrong answer.
    */
   async stillCurrent(shape: Shape): Promise<boolean> {
+    // A follower leaves it to the writer's sweep (verifyRelations), announced within seconds.
+    if (this.#link) return true;
     // The primary: a replica lagging behind a DROP TABLE would still call the old table current.
     const { rows } = await this.#options.executor.primary((client) =>
       client.query<{ oid: number | null }>('SELECT to_regclass($1)::oid AS oid', [
@@ -451,6 +630,7 @@ export class ShapeRegistry {
    * is gone.
    */
   async verifyRelations(): Promise<void> {
+    if (this.#link) return;
     const oids = [...this.#byRelation.keys()];
     if (oids.length === 0) return;
     // A periodic sweep: a replica a little behind only delays it.

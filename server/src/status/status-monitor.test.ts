@@ -10,6 +10,9 @@ import {
   type StateChange,
 } from './status-monitor.js';
 
+/** A server that reads no storage another writes. */
+const ALONE = { reading: false, writerLive: false };
+
 test('decideState: every combination of the facts', () => {
   const phases: ReplicationPhase[] = ['connecting', 'streaming', 'backoff'];
   const databases: DatabaseHealth[] = ['unknown', 'up', 'down'];
@@ -17,7 +20,7 @@ test('decideState: every combination of the facts', () => {
   for (const replication of phases) {
     for (const attempted of [false, true]) {
       for (const database of databases) {
-        const state = decideState({ replication, attempted, database, storage: 'up' });
+        const state = decideState({ replication, attempted, database, storage: 'up', ...ALONE });
         table.push(`${replication} ${attempted} ${database} → ${state}`);
       }
     }
@@ -44,18 +47,35 @@ test('decideState: every combination of the facts', () => {
   ]);
 });
 
-test('decideState: a storage that does not answer is never live', () => {
-  const storage = 'down';
+test('decideState: a server reading what another writes is live while that writer is', () => {
+  const facts = { replication: 'backoff', attempted: true, database: 'up', storage: 'up' } as const;
+  assert.equal(decideState({ ...facts, reading: true, writerLive: true }), 'live');
+  assert.equal(decideState({ ...facts, reading: true, writerLive: false }), 'fallback');
   assert.equal(
-    decideState({ replication: 'streaming', attempted: true, database: 'up', storage }),
+    decideState({ ...facts, storage: 'down', reading: true, writerLive: true }),
     'fallback',
   );
   assert.equal(
-    decideState({ replication: 'streaming', attempted: true, database: 'down', storage }),
+    decideState({ ...facts, database: 'down', reading: true, writerLive: false }),
+    'unavailable',
+  );
+  // Its own replication (the lock refused) does not count, streaming or not.
+  const streaming = { ...facts, replication: 'streaming' } as const;
+  assert.equal(decideState({ ...streaming, reading: true, writerLive: false }), 'fallback');
+});
+
+test('decideState: a storage that does not answer is never live', () => {
+  const storage = 'down';
+  assert.equal(
+    decideState({ replication: 'streaming', attempted: true, database: 'up', storage, ...ALONE }),
+    'fallback',
+  );
+  assert.equal(
+    decideState({ replication: 'streaming', attempted: true, database: 'down', storage, ...ALONE }),
     'unavailable',
   );
   assert.equal(
-    decideState({ replication: 'connecting', attempted: false, database: 'up', storage }),
+    decideState({ replication: 'connecting', attempted: false, database: 'up', storage, ...ALONE }),
     'starting',
   );
 });

@@ -19,6 +19,13 @@ export interface StatusInputs {
   database: DatabaseHealth;
   /** Whether the shape storage answers (Redis can be down while Postgres is not). */
   storage: 'up' | 'down';
+  /**
+   * This server reads a shared storage that another writes (docs/operations.md, "Several
+   * servers"): its logs are as current as that writer's, which must be heard from and streaming.
+   */
+  reading: boolean;
+  /** While `reading`: the writer beats, and streams replication. */
+  writerLive: boolean;
 }
 
 /**
@@ -28,7 +35,8 @@ export interface StatusInputs {
  * counts as answering: the first query that fails says otherwise.
  */
 export function decideState(inputs: StatusInputs): ServerState {
-  if (inputs.replication === 'streaming' && inputs.storage === 'up') return 'live';
+  const streaming = inputs.reading ? inputs.writerLive : inputs.replication === 'streaming';
+  if (streaming && inputs.storage === 'up') return 'live';
   if (inputs.database === 'down') return 'unavailable';
   if (!inputs.attempted) return 'starting';
   return 'fallback';
@@ -72,6 +80,8 @@ export class StatusMonitor {
     attempted: false,
     database: 'unknown',
     storage: 'up',
+    reading: false,
+    writerLive: false,
   };
   #current: CurrentState = { state: 'starting', since: new Date(), cause: 'server starting' };
   #lastError: (Problem & { at: string }) | null = null;
@@ -138,6 +148,27 @@ export class StatusMonitor {
     this.#nextRetryAt = nextRetryAt;
     this.#recordError(problem);
     this.#decide(`standby: ${problem.message}`);
+  }
+
+  /**
+   * This server reads the shared storage another writes (it has loaded the shapes), whose writer
+   * is `live` or not: heard from lately, streaming.
+   */
+  readingFrom(live: boolean): void {
+    if (this.#inputs.reading && this.#inputs.attempted && this.#inputs.writerLive === live) return;
+    this.#inputs.reading = true;
+    this.#inputs.attempted = true;
+    this.#inputs.writerLive = live;
+    this.#decide(
+      live ? 'the writing server streams' : 'the writing server is silent or not streaming',
+    );
+  }
+
+  /** This server writes the shared storage now (it took the replication lock). */
+  writing(): void {
+    if (!this.#inputs.reading) return;
+    this.#inputs.reading = false;
+    this.#decide('this server writes the shared storage');
   }
 
   /** Something broke continuity without stopping the stream (a slot lost and made again). */

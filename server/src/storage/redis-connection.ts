@@ -71,6 +71,7 @@ export class RedisConnection {
   /** Unknown until the first connection attempt ends. */
   #state: 'up' | 'down' | undefined;
   readonly #listeners: (() => void)[] = [];
+  #closed = false;
 
   constructor(options: RedisConnectionOptions) {
     this.#log = options.log;
@@ -146,6 +147,7 @@ export class RedisConnection {
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
     clearInterval(this.#timer);
     await this.redis.quit().catch(() => this.redis.disconnect());
   }
@@ -158,7 +160,8 @@ export class RedisConnection {
   }
 
   #down(error: unknown): void {
-    if (this.#state === 'down') return;
+    // Closing ends the connection: not an outage to report.
+    if (this.#state === 'down' || this.#closed) return;
     this.#state = 'down';
     this.#log.warn({ err: error }, 'redis unreachable');
     this.#changed();

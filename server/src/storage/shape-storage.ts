@@ -61,6 +61,15 @@ export interface ShapeLog {
   refresh(): Promise<void>;
 }
 
+/**
+ * Whether `error` says a log is not what its reader held (removed, cut, damaged): reading it again
+ * cannot help, reopening it may. Anything else (the storage out of reach) may pass by itself.
+ */
+export function isLogMismatch(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return code === 'SLUICE_STORAGE_CORRUPT' || code === 'SLUICE_STORAGE_MISSING';
+}
+
 /** How a storage backend is doing, for `/v1/status` (`storage`) and `/metrics`. */
 export interface StorageHealth {
   backend: 'disk' | 'redis';

@@ -1,0 +1,263 @@
+import type { FastifyBaseLogger } from 'fastify';
+import { SluiceError } from '../errors/sluice-error.js';
+import { definitionKey, type ShapeDefinition } from '../shapes/shape-definition.js';
+import { parseShapeEvent, type ForwardedError, type ShapeEvent } from '../shapes/shape-events.js';
+import type { ShapeRegistry } from '../shapes/shape-registry.js';
+import { WriterLink } from '../shapes/writer-link.js';
+import type { StatusMonitor } from '../status/status-monitor.js';
+import type { ShapeStorage, StorageChannel } from '../storage/shape-storage.js';
+
+/** The storage record naming the server that writes a shared storage. */
+const WRITER_RECORD = 'writer';
+/** The writer beats this often; a reader that hears nothing for WRITER_SILENT_MS is in fallback. */
+const HEARTBEAT_MS = 1_000;
+const WRITER_SILENT_MS = 3_500;
+
+interface WriterRecord {
+  instance: string;
+  since: string;
+}
+
+export interface StorageCoordinatorOptions {
+  storage: ShapeStorage;
+  channel: StorageChannel;
+  /** This server's id among those sharing the storage. */
+  instance: string;
+  registry: ShapeRegistry;
+  status: StatusMonitor;
+  /** While this server writes: the replication position every shape has durably seen. */
+  durableLsn(): bigint;
+  log: FastifyBaseLogger;
+}
+
+/**
+ * One server among several sharing a storage (Redis; docs/operations.md, "Several servers"). The
+ * one holding the replication lock writes: it announces each flush round, the shapes it removes
+ * and a heartbeat, and creates and deletes shapes the others ask for. The others read: they
+ * serve the stored shapes, refresh a log when its flush is announced (which wakes its long-polls
+ * and sockets), ask the writer for new shapes, and are live while the writer beats and streams.
+ * Messages can be lost (pub/sub keeps nothing): a reader that sees the writer's flush count
+ * jump, or that subscribes again, reads everything from the storage (`ShapeRegistry.resync`).
+ */
+export class StorageCoordinator {
+  readonly #options: StorageCoordinatorOptions;
+  readonly #link: WriterLink;
+  readonly #timer: NodeJS.Timeout;
+  #role: 'waiting' | 'writer' | 'reader' = 'waiting';
+  /** Writer: flush rounds announced. Reader: the last one heard of. */
+  #seq = 0;
+  /** Reader: the writer heard from last, when, and what it said. */
+  #writer: { instance: string; at: number; live: boolean; lsn: bigint } | undefined;
+  #closed = false;
+
+  constructor(options: StorageCoordinatorOptions) {
+    this.#options = options;
+    this.#link = new WriterLink(options.instance, (event) => this.#publish(event));
+    options.channel.onMessage((message) => this.#received(message));
+    options.channel.onSubscribed(() => {
+      if (this.#role === 'reader') this.#resync();
+    });
+    options.registry.onRemoved((handle) => {
+      if (this.#role === 'writer') this.#announce({ type: 'removed', handles: [handle] });
+    });
+    this.#timer = setInterval(() => this.#beat(), HEARTBEAT_MS);
+    this.#timer.unref();
+  }
+
+  get instance(): string {
+    return this.#options.instance;
+  }
+
+  /** Whether this server reads what another writes. */
+  get reading(): boolean {
+    return this.#role === 'reader';
+  }
+
+  /** Reader: the replication position the writer last said every shape has durably seen. */
+  writerLsn(): bigint {
+    return this.#writer?.lsn ?? 0n;
+  }
+
+  /**
+   * This server holds the replication lock, before its stream starts: it writes the storage from
+   * now on, and its shapes must be what the storage holds. A reader catches its logs up with
+   * what the last writer stored; a server that held none loads them; one that wrote before and
+   * lost the lock for a while reloads them (its logs' view is stale). Then it names itself.
+   */
+  async lead(): Promise<void> {
+    const { registry, storage, status, instance, log } = this.#options;
+    const previous = await readWriter(storage);
+    if (registry.following) {
+      await registry.lead();
+    } else if (!registry.loadStarted) {
+      registry.load();
+      await registry.loaded;
+    } else if (previous !== undefined && previous.instance !== instance) {
+      log.warn(
+        { previous: previous.instance },
+        'another server wrote the shapes meanwhile: reloading them',
+      );
+      await registry.reload();
+    }
+    const record: WriterRecord = { instance, since: new Date().toISOString() };
+    await storage.writeRecord(WRITER_RECORD, JSON.stringify(record));
+    this.#role = 'writer';
+    this.#writer = undefined;
+    this.#link.close();
+    status.writing();
+    status.reportStorageServers(instance, instance);
+    log.info({ instance }, 'this server writes the shared shape storage');
+  }
+
+  /**
+   * Another server holds the lock: this one serves what it writes. Called at every failed try to
+   * take the lock; only the first loads the shapes.
+   */
+  async follow(): Promise<void> {
+    const { registry, storage, status, instance } = this.#options;
+    if (this.#role !== 'reader') {
+      const writer = await readWriter(storage).catch(() => undefined);
+      status.reportStorageServers(instance, writer?.instance ?? null);
+      this.#role = 'reader';
+    }
+    await registry.follow(this.#link);
+    status.readingFrom(this.#writerLive());
+  }
+
+  /** Writer: a flush round made these shapes' new entries durable, up to `lsn` for every shape. */
+  flushed(handles: string[], lsn: bigint): void {
+    if (this.#role !== 'writer') return;
+    this.#seq++;
+    this.#announce({ type: 'flushed', seq: this.#seq, lsn: String(lsn), handles });
+  }
+
+  close(): void {
+    this.#closed = true;
+    clearInterval(this.#timer);
+    this.#link.close();
+  }
+
+  #beat(): void {
+    if (this.#role === 'writer') {
+      const { inputs } = this.#options.status;
+      const live = inputs.replication === 'streaming' && inputs.storage === 'up';
+      const lsn = String(this.#options.durableLsn());
+      this.#announce({ type: 'heartbeat', seq: this.#seq, lsn, live });
+    } else if (this.#role === 'reader') {
+      this.#options.status.readingFrom(this.#writerLive());
+    }
+  }
+
+  #writerLive(): boolean {
+    const writer = this.#writer;
+    return writer !== undefined && writer.live && Date.now() - writer.at < WRITER_SILENT_MS;
+  }
+
+  #received(message: string): void {
+    const event = parseShapeEvent(message);
+    if (!event || event.from === this.#options.instance || this.#closed) return;
+    if (this.#role === 'writer') this.#answer(event);
+    else if (this.#role === 'reader') this.#follow(event);
+  }
+
+  /** Writer: a reader's request. */
+  #answer(event: ShapeEvent): void {
+    const { registry } = this.#options;
+    if (event.type === 'create') {
+      void this.#create(event.definition);
+    } else if (event.type === 'delete') {
+      const shape = registry.held(event.handle);
+      if (!shape) this.#announce({ type: 'removed', handles: [event.handle] });
+      else
+        void registry
+          .deleteWhenCreated(shape)
+          .catch((error: unknown) =>
+            this.#options.log.warn({ err: error }, 'deleting a shape a reader asked to failed'),
+          );
+    } else if (event.type === 'read') {
+      for (const handle of event.handles) registry.held(handle)?.markRead();
+    }
+  }
+
+  /** Writer: makes the shape a reader asked for, as a request here would, and says which it is. */
+  async #create(definition: ShapeDefinition): Promise<void> {
+    const { registry } = this.#options;
+    const key = definitionKey(definition);
+    try {
+      const existing = registry.find(definition);
+      // The table may have been dropped or renamed since the shape was made.
+      if (existing?.ready) await registry.stillCurrent(existing);
+      const shape = await registry.getOrCreate(definition);
+      this.#announce({ type: 'created', key, handle: shape.handle });
+    } catch (error) {
+      this.#announce({ type: 'create-failed', key, error: forwarded(error) });
+    }
+  }
+
+  /** Reader: what the writer announced, or its answer to a request. */
+  #follow(event: ShapeEvent): void {
+    const { registry } = this.#options;
+    this.#link.answered(event);
+    if (event.type === 'flushed') {
+      this.#heard(event.from, event.lsn, this.#writer?.live ?? true);
+      this.#seq = event.seq;
+      for (const handle of event.handles) {
+        const shape = registry.held(handle);
+        if (shape) void registry.refresh(shape);
+      }
+    } else if (event.type === 'heartbeat') {
+      const other = this.#writer?.instance !== event.from;
+      this.#heard(event.from, event.lsn, event.live);
+      // A flush announcement missed, or a new writer: read what the storage holds now.
+      if (other || event.seq !== this.#seq) {
+        this.#seq = event.seq;
+        this.#resync();
+      }
+      this.#options.status.readingFrom(this.#writerLive());
+    } else if (event.type === 'removed') {
+      for (const handle of event.handles) void registry.forgetRemoved(handle);
+    }
+  }
+
+  #heard(instance: string, lsn: string, live: boolean): void {
+    if (this.#writer?.instance !== instance) {
+      this.#options.status.reportStorageServers(this.#options.instance, instance);
+    }
+    this.#writer = { instance, at: Date.now(), live, lsn: BigInt(lsn) };
+  }
+
+  #resync(): void {
+    this.#options.registry.resync().catch((error: unknown) => {
+      this.#options.log.warn({ err: error }, 'reading the shared storage again failed');
+    });
+  }
+
+  #announce(event: DistributiveOmit<ShapeEvent, 'from'>): void {
+    this.#publish({ ...event, from: this.#options.instance }).catch(() => undefined);
+  }
+
+  #publish(event: ShapeEvent): Promise<void> {
+    return this.#options.channel.publish(JSON.stringify(event));
+  }
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+/** A creation's failure as a reader's request gets it: coded errors as they are, others a 503. */
+function forwarded(error: unknown): ForwardedError {
+  if (error instanceof SluiceError) {
+    return { code: error.code, message: error.message, details: { ...error.details } };
+  }
+  const message = `the server that writes the shapes could not make this one (${(error as Error).message}); retry shortly`;
+  return { code: 'SLUICE_ERR_NOT_READY', message, details: { retryAfterS: 1 } };
+}
+
+/** The server that last took the shared storage over, if any did. */
+async function readWriter(storage: ShapeStorage): Promise<WriterRecord | undefined> {
+  const text = await storage.readRecord(WRITER_RECORD);
+  try {
+    return text === undefined ? undefined : (JSON.parse(text) as WriterRecord);
+  } catch {
+    return undefined;
+  }
+}
