@@ -216,6 +216,8 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
           instance: `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
           registry,
           status,
+          heartbeatMs: config.writerHeartbeatMs,
+          silentMs: config.writerSilentMs,
           durableLsn: () => consumer.lastSeenLsn(),
           log: app.log,
         });
@@ -231,6 +233,7 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
     publish: config.publish,
     storage,
     coordinator,
+    takeoverRetryMs: config.takeoverRetryMs,
     retryMinMs: config.replicationRetryMinMs,
     retryMaxMs: config.replicationRetryMaxMs,
     livenessTimeoutMs: config.replicationLivenessTimeoutMs,

@@ -75,7 +75,9 @@ describe('a snapshot served while it is being written', () => {
 
         const early: Reply[] = [first];
         let offset = '0_0';
+        const deadline = Date.now() + 60_000;
         while (!early.at(-1)!.headers.has('electric-up-to-date')) {
+          assert.ok(Date.now() < deadline, 'the snapshot is served to its end within 60 s');
           const reply = await get(url, { table: 'items', handle, offset });
           assert.equal(reply.status, 200, reply.text);
           early.push(reply);
@@ -121,11 +123,16 @@ describe('a snapshot served while it is being written', () => {
   });
 });
 
+/**
+ * Sessions in a snapshot: running (or waiting to run) its COPY, or in its transaction after it.
+ * Not idle ones: a pooled connection still shows the COPY it ran last (an earlier shape's).
+ */
+const RUNNING_COPY = `datname = current_database() AND state <> 'idle' AND query LIKE 'COPY%'`;
+
 /** Ends the snapshots' COPY statements running (or waiting) in the test database; how many. */
 async function terminateSnapshots(db: TestDatabase): Promise<number> {
   const { rows } = await db.query<{ pid: number }>(
-    `SELECT pid FROM pg_stat_activity
-      WHERE datname = current_database() AND query LIKE 'COPY%' AND pid <> pg_backend_pid()`,
+    `SELECT pid FROM pg_stat_activity WHERE ${RUNNING_COPY} AND pid <> pg_backend_pid()`,
   );
   for (const { pid } of rows) await db.query('SELECT pg_terminate_backend($1)', [pid]);
   return rows.length;
@@ -133,11 +140,11 @@ async function terminateSnapshots(db: TestDatabase): Promise<number> {
 
 /** Waits until a snapshot's COPY is running (or waiting for a lock) in the test database. */
 async function snapshotStarted(db: TestDatabase): Promise<void> {
+  const deadline = Date.now() + 30_000;
   for (;;) {
-    const { rows } = await db.query(
-      `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'COPY%'`,
-    );
+    const { rows } = await db.query(`SELECT 1 FROM pg_stat_activity WHERE ${RUNNING_COPY}`);
     if (rows.length > 0) return;
+    assert.ok(Date.now() < deadline, 'a snapshot COPY started within 30 s');
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
@@ -157,7 +164,9 @@ describe('a snapshot that fails while it is served', () => {
         // Whatever was sealed before the cut is served, then the handle is gone: a 409.
         let offset = first.headers.get('electric-offset') ?? '';
         let reply: Reply;
+        const deadline = Date.now() + 60_000;
         for (;;) {
+          assert.ok(Date.now() < deadline, 'the cut snapshot ends in a 409 within 60 s');
           reply = await get(url, { table: 'items', handle, offset });
           if (reply.status !== 200) break;
           offset = reply.headers.get('electric-offset') ?? '';

@@ -345,6 +345,27 @@ export const CONFIG_OPTIONS = {
     default: 5_000,
     parse: integer(100),
   }),
+  takeoverRetryMs: option({
+    env: 'SLUICE_TAKEOVER_RETRY_MS',
+    description:
+      'Several servers on one Redis storage: how often a server that reads what another writes tries to take the replication lock. The writer\'s death is noticed within this once Postgres has ended its session (docs/operations.md, "Several servers").',
+    default: 2_000,
+    parse: integer(100),
+  }),
+  writerHeartbeatMs: option({
+    env: 'SLUICE_WRITER_HEARTBEAT_MS',
+    description:
+      'Several servers on one Redis storage: how often the writer tells the readers, over Redis pub/sub, that it is alive and whether it streams replication.',
+    default: 1_000,
+    parse: integer(100),
+  }),
+  writerSilentMs: option({
+    env: 'SLUICE_WRITER_SILENT_MS',
+    description:
+      'A reader that has not heard the writer for this long answers in fallback mode (from Postgres) until it hears it again or takes over. Above `SLUICE_WRITER_HEARTBEAT_MS`.',
+    default: 3_500,
+    parse: integer(200),
+  }),
   slotName: option({
     env: 'SLUICE_SLOT_NAME',
     description: 'Logical replication slot Sluice creates and consumes (one per server).',

@@ -65,6 +65,13 @@ export function loadConfig(
   if (values.redisCluster === true && values.redisSentinels !== undefined) {
     problems.push('SLUICE_REDIS_CLUSTER=true and SLUICE_REDIS_SENTINELS exclude each other');
   }
+  const heartbeat = values.writerHeartbeatMs as number | undefined;
+  const silent = values.writerSilentMs as number | undefined;
+  if (heartbeat !== undefined && silent !== undefined && silent <= heartbeat) {
+    problems.push(
+      `SLUICE_WRITER_SILENT_MS (${silent}) must be above SLUICE_WRITER_HEARTBEAT_MS (${heartbeat})`,
+    );
+  }
   // A Cluster has only db 0: a URL naming another would silently write elsewhere than meant.
   const db = values.redisUrl === undefined ? '' : new URL(values.redisUrl as string).pathname;
   if (values.redisCluster === true && !['', '/', '/0'].includes(db)) {

@@ -25,6 +25,8 @@ export interface ReplicationConsumerOptions {
    * server the writer (`lead`), being refused it a reader (`follow`).
    */
   coordinator?: StorageCoordinator | undefined;
+  /** With `coordinator`: the longest wait of a reader between tries to take the lock. */
+  takeoverRetryMs?: number;
   retryMinMs: number;
   retryMaxMs: number;
   livenessTimeoutMs: number;
@@ -39,8 +41,6 @@ export interface ReplicationConsumerOptions {
 const MAX_UNFLUSHED_TRANSACTIONS = 500;
 /** SQLSTATE `lockSlot` reports when another server holds the slot. */
 const SLOT_IN_USE = '55006';
-/** The longest wait of a standby between tries to take the slot over. */
-const STANDBY_RETRY_MAX_MS = 2_000;
 /** A stream that ran this long counts as healthy: the next failure starts backoff from the floor. */
 const HEALTHY_AFTER_MS = 30_000;
 
@@ -172,7 +172,8 @@ export class ReplicationConsumer {
       // takes over within seconds of the writer's death.
       const standby = this.#options.coordinator !== undefined && problem.code === SLOT_IN_USE;
       const { retryMinMs, retryMaxMs } = this.#options;
-      const maxMs = standby ? Math.min(retryMaxMs, STANDBY_RETRY_MAX_MS) : retryMaxMs;
+      const takeoverMs = this.#options.takeoverRetryMs ?? retryMaxMs;
+      const maxMs = standby ? Math.min(retryMaxMs, takeoverMs) : retryMaxMs;
       const delay = reconnectDelay(attempt++, retryMinMs, maxMs);
       const retryAt = new Date(Date.now() + delay);
       if (standby) status.replicationStandby(problem, retryAt);

@@ -9,9 +9,6 @@ import type { ShapeStorage, StorageChannel } from '../storage/shape-storage.js';
 
 /** The storage record naming the server that writes a shared storage. */
 const WRITER_RECORD = 'writer';
-/** The writer beats this often; a reader that hears nothing for WRITER_SILENT_MS is in fallback. */
-const HEARTBEAT_MS = 1_000;
-const WRITER_SILENT_MS = 3_500;
 
 interface WriterRecord {
   instance: string;
@@ -25,6 +22,10 @@ export interface StorageCoordinatorOptions {
   instance: string;
   registry: ShapeRegistry;
   status: StatusMonitor;
+  /** How often the writer beats (`SLUICE_WRITER_HEARTBEAT_MS`). */
+  heartbeatMs: number;
+  /** A reader that has not heard the writer for this long is in fallback (`SLUICE_WRITER_SILENT_MS`). */
+  silentMs: number;
   /** While this server writes: the replication position every shape has durably seen. */
   durableLsn(): bigint;
   log: FastifyBaseLogger;
@@ -60,7 +61,7 @@ export class StorageCoordinator {
     options.registry.onRemoved((handle) => {
       if (this.#role === 'writer') this.#announce({ type: 'removed', handles: [handle] });
     });
-    this.#timer = setInterval(() => this.#beat(), HEARTBEAT_MS);
+    this.#timer = setInterval(() => this.#beat(), options.heartbeatMs);
     this.#timer.unref();
   }
 
@@ -150,7 +151,7 @@ export class StorageCoordinator {
 
   #writerLive(): boolean {
     const writer = this.#writer;
-    return writer !== undefined && writer.live && Date.now() - writer.at < WRITER_SILENT_MS;
+    return writer !== undefined && writer.live && Date.now() - writer.at < this.#options.silentMs;
   }
 
   #received(message: string): void {
