@@ -14,6 +14,9 @@ import {
   type TestRedis,
 } from '@sluice/harness';
 import { CountingFollower } from '../support/counting-follower.js';
+import { assertMatchesPostgres } from '../support/shape-oracle.js';
+import { SluiceFollower } from '../support/sluice-follower.js';
+import { tapWebSockets } from '../support/web-socket-tap.js';
 import { fetchStatus, waitForStatus } from '../support/server-status.js';
 import { startSluice, waitUntilLive, type RunningSluice } from '../support/sluice-server.js';
 import { assertMatchesTable, Writer } from '../support/table-oracle.js';
@@ -42,8 +45,13 @@ describe('several servers on one Redis: one writes, all serve', { skip: redisSki
   });
 
   /** `count` servers of `db` on the Redis, the first started being the writer. */
-  async function startServers(db: TestDatabase, count: number): Promise<RunningSluice[]> {
+  async function startServers(
+    db: TestDatabase,
+    count: number,
+    overrides: { shapeIdleTimeoutS?: number } = {},
+  ): Promise<RunningSluice[]> {
     const config = {
+      ...overrides,
       storage: 'redis' as const,
       redisUrl: redis.url,
       redisKeyPrefix: db.slotName,
@@ -77,6 +85,13 @@ describe('several servers on one Redis: one writes, all serve', { skip: redisSki
       table: 'items',
       where: 'v % 2 = 0',
     });
+    // @sluice/client over the WebSocket transport, on the reader too.
+    const tap = tapWebSockets();
+    const overSocket = new SluiceFollower(`${reader!.baseUrl}/v1/shape`, {
+      params: { table: 'items' },
+      liveTransport: 'websocket',
+      webSocket: tap.WebSocket,
+    });
     const writes = new Writer(db);
     try {
       const health = await fetch(`${reader!.baseUrl}/v1/health`);
@@ -101,6 +116,10 @@ describe('several servers on one Redis: one writes, all serve', { skip: redisSki
         'SELECT count(*)::int AS n FROM items WHERE v % 2 = 0',
       );
       await filtered.waitFor((seen) => seen.size === rows[0]!.n);
+      await assertMatchesPostgres(db, { table: 'items' }, () => overSocket.rows, 30_000);
+      assert.equal(overSocket.mustRefetches, 0);
+      assert.deepEqual(overSocket.audit.anomalies, [], 'every change exactly once (WebSocket)');
+      assert.ok(tap.changes > 0, `changes arrived over the reader's WebSocket (${tap.changes})`);
 
       // The same shape, asked of the writer: the reader had it made there, so one handle.
       const fromWriter = await fetch(`${writer!.baseUrl}/v1/shape?table=items&offset=-1`);
@@ -109,6 +128,7 @@ describe('several servers on one Redis: one writes, all serve', { skip: redisSki
     } finally {
       follower.close();
       filtered.close();
+      overSocket.close();
       await writes.stop();
       for (const server of [reader, writer]) await server?.close();
       await db.drop();
@@ -182,6 +202,35 @@ describe('several servers on one Redis: one writes, all serve', { skip: redisSki
       );
       assert.equal(answer.status, 400);
       assert.match(await answer.text(), /nope/);
+    } finally {
+      for (const server of [reader, writer]) await server?.close();
+      await db.drop();
+    }
+  });
+
+  test('retention counts reads on readers: a shape read only there stays, and goes once nobody reads it', async () => {
+    const db = await freshTable(5);
+    const [writer, reader] = await startServers(db, 2, { shapeIdleTimeoutS: 1 });
+    try {
+      const url = `${reader!.baseUrl}/v1/shape?table=items`;
+      const first = await fetch(`${url}&offset=-1`);
+      await first.arrayBuffer();
+      const handle = first.headers.get('electric-handle')!;
+      // Read on the reader only, for three idle timeouts.
+      for (const end = Date.now() + 3_000; Date.now() < end;) {
+        const again = await fetch(`${url}&offset=-1`);
+        await again.arrayBuffer();
+        assert.equal(again.headers.get('electric-handle'), handle, 'the shape was kept');
+        await sleep(200);
+      }
+      // Nobody reads it: the writer removes it, and the reader forgets it (a 409 there).
+      await waitFor('the shape removed and forgotten', async () => {
+        const counts = [await fetchStatus(writer!.baseUrl), await fetchStatus(reader!.baseUrl)];
+        return counts.every((status) => status.shapes.count === 0);
+      });
+      const back = await fetch(`${url}&handle=${handle}&offset=0_inf`);
+      await back.arrayBuffer();
+      assert.equal(back.status, 409, 'a client coming back to the reader refetches');
     } finally {
       for (const server of [reader, writer]) await server?.close();
       await db.drop();
