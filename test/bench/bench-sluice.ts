@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { PATHS } from '@sluice/protocol';
 import type { TestDatabase } from '@sluice/harness';
 import { startServerProcess, type ServerProcess } from '../support/server-process.js';
+import { fetchStatus, waitForStatus } from '../support/server-status.js';
 import { httpRequest, sleep } from './bench-support.js';
 
 /**
@@ -119,4 +120,52 @@ export async function walsenderStart(db: TestDatabase): Promise<number> {
   const started = rows[0]?.started;
   if (!started) throw new Error('Sluice has no active walsender');
   return started.getTime();
+}
+
+/**
+ * `count` servers sharing one Redis storage (`SLUICE_STORAGE=redis`) and one slot: the first is
+ * started alone and waited for until live, so it takes the replication lock and writes; the
+ * others then start as readers. Resolves once every one is live and names the first as the
+ * writer (/v1/status). Each has a storage folder of its own (for what is not in Redis).
+ */
+export async function startSharedSluices(
+  db: TestDatabase,
+  count: number,
+  options: { redisUrl: string; env?: Record<string, string> },
+): Promise<BenchSluice[]> {
+  const env = {
+    SLUICE_STORAGE: 'redis',
+    SLUICE_REDIS_URL: options.redisUrl,
+    SLUICE_REDIS_KEY_PREFIX: db.slotName,
+    ...options.env,
+  };
+  const started: BenchSluice[] = [];
+  try {
+    started.push(await startBenchSluice(db, { env }));
+    await waitForStatus(started[0]!.baseUrl, 'live', 60_000);
+    const writer = (await fetchStatus(started[0]!.baseUrl)).storage.instance;
+    if (writer === null) throw new Error('the first server names no instance (not on Redis?)');
+    for (let index = 1; index < count; index++) {
+      started.push(await startBenchSluice(db, { env }));
+    }
+    const deadline = Date.now() + 60_000;
+    for (const sluice of started) {
+      await waitForStatus(sluice.baseUrl, 'live', 60_000);
+      // A reader learns who writes from the writer's announcements; until then it names none.
+      while ((await fetchStatus(sluice.baseUrl)).storage.writer !== writer) {
+        if (Date.now() > deadline) throw new Error(`${sluice.baseUrl} never named ${writer}`);
+        await sleep(50);
+      }
+    }
+    return started;
+  } catch (error) {
+    await stopAndRemove(started);
+    throw error;
+  }
+}
+
+/** Stops the servers together, then removes their storage folders. */
+export async function stopAndRemove(sluices: readonly BenchSluice[]): Promise<void> {
+  await Promise.all(sluices.map((sluice) => sluice.stop()));
+  for (const sluice of sluices) await removeStorage(sluice.storageDir);
 }

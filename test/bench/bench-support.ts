@@ -9,7 +9,7 @@ export interface BenchConfig {
   runs: number;
   /** Multiplies every data size (BENCH_SCALE, default 1; 0.1 for a quick run). */
   scale: number;
-  /** Measures to run (BENCH_ONLY=snapshot,changes,latency,routing,startup,shapes,idle; default all). */
+  /** Measures to run (BENCH_ONLY=snapshot,changes,latency,routing,startup,shapes,idle,scaleout; default all). */
   only: ReadonlySet<MeasureName>;
 }
 
@@ -21,6 +21,7 @@ export const MEASURES = [
   'startup',
   'shapes',
   'idle',
+  'scaleout',
 ] as const;
 export type MeasureName = (typeof MEASURES)[number];
 

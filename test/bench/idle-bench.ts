@@ -1,11 +1,8 @@
 import http from 'node:http';
-import { PATHS, HEADERS } from '@sluice/protocol';
+import { PATHS } from '@sluice/protocol';
 import type { TestPostgres } from '@sluice/harness';
 import {
-  expectStatus,
   forEachConcurrently,
-  header,
-  httpRequest,
   log,
   rssKb,
   scaled,
@@ -13,6 +10,7 @@ import {
   type BenchConfig,
 } from './bench-support.js';
 import { removeStorage, startBenchSluice, waitUntilHealthy } from './bench-sluice.js';
+import { catchUpToEnd } from './live-clients.js';
 import { createLongPoller, type LongPoller } from './long-pollers.js';
 
 const TABLE = 'bench_idle';
@@ -61,17 +59,7 @@ export async function benchIdle(postgres: TestPostgres, config: BenchConfig): Pr
     let pollers: LongPoller[] = [];
     try {
       await waitUntilHealthy(sluice.baseUrl);
-      const base = `${sluice.baseUrl}${PATHS.shape}?table=${TABLE}`;
-      let response = await httpRequest(`${base}&offset=-1`);
-      expectStatus(response, 200, 'initial request');
-      const handle = header(response, HEADERS.handle) ?? '';
-      while (header(response, HEADERS.upToDate) === undefined) {
-        response = await httpRequest(
-          `${base}&handle=${handle}&offset=${header(response, HEADERS.offset)}`,
-        );
-        expectStatus(response, 200, 'catch-up request');
-      }
-      const offset = header(response, HEADERS.offset) ?? '';
+      const { handle, offset } = await catchUpToEnd(sluice.baseUrl, TABLE);
       await sleep(1_000);
       const rssBefore = await rssKb(sluice.pid);
       pollers = Array.from({ length: held }, () =>

@@ -1,6 +1,5 @@
 import http from 'node:http';
 import pg from 'pg';
-import { HEADERS, PATHS } from '@sluice/protocol';
 import type { TestPostgres } from '@sluice/harness';
 import {
   removeStorage,
@@ -8,19 +7,27 @@ import {
   waitUntilHealthy,
   type BenchSluice,
 } from './bench-sluice.js';
-import { createLongPoller, type LongPoller, type LongPollerKind } from './long-pollers.js';
-import { createWsSubscriber } from './ws-subscribers.js';
+import {
+  catchUpToEnd,
+  createLiveClient,
+  describeClients,
+  EVENT_TIMEOUT_MS,
+  formatLatencies,
+  liveLimitsEnv,
+  summarizeLatencies,
+  WARMUP_EVENTS,
+  waitForEvent,
+  type LiveSetup,
+  type LiveTransport,
+} from './live-clients.js';
+import type { LongPoller, LongPollerKind } from './long-pollers.js';
 import {
   cpuMs,
-  expectStatus,
   forEachConcurrently,
   formatMs,
-  header,
-  httpRequest,
   log,
   median,
   ownCpuMs,
-  percentile,
   rssKb,
   scaled,
   sleep,
@@ -37,8 +44,6 @@ import {
  * one subscription (ws-subscribers.ts). Every (transport, N) gets a fresh server process, so
  * its memory before and with the idle clients can be compared.
  */
-export type LiveTransport = 'long-poll' | 'websocket';
-
 export interface LatencyResult {
   transport: LiveTransport;
   clients: number;
@@ -64,10 +69,6 @@ export interface LatencyResult {
 }
 
 const TABLE = 'bench_live';
-/** Events before each run's measured ones, not counted (JIT, connection warm-up). */
-const WARMUP_EVENTS = 3;
-/** A client that has not seen an event after this long is a failure, not a slow sample. */
-const EVENT_TIMEOUT_MS = 15_000;
 
 export async function benchLatency(
   postgres: TestPostgres,
@@ -105,12 +106,7 @@ export async function benchLatency(
       for (const [transport, clients] of setups) {
         // A server of its own per setup: its memory before the clients is a clean baseline.
         const sluice = await startBenchSluice(db, {
-          // Every client connects from this one address.
-          env: {
-            SLUICE_MAX_CONCURRENT_LIVE: String(clients + 1_000),
-            SLUICE_MAX_LIVE_PER_CLIENT: String(clients + 1_000),
-            SLUICE_WS_MAX_SOCKETS: String(clients + 1_000),
-          },
+          env: liveLimitsEnv(clients),
         });
         try {
           await waitUntilHealthy(sluice.baseUrl);
@@ -131,12 +127,7 @@ export async function benchLatency(
   }
 }
 
-interface Setup {
-  transport: LiveTransport;
-  clients: number;
-  events: number;
-  runs: number;
-  firstId: number;
+interface Setup extends LiveSetup {
   kind: LongPollerKind;
 }
 
@@ -145,34 +136,15 @@ async function measure(
   writer: pg.Client,
   { transport, clients, events, runs, firstId, kind }: Setup,
 ): Promise<LatencyResult> {
-  const base = `${sluice.baseUrl}${PATHS.shape}?table=${TABLE}`;
-  // Where the clients start: the end of the shape's log, reached as any client would.
-  let response = await httpRequest(`${base}&offset=-1`);
-  expectStatus(response, 200, 'initial request');
-  const handle = header(response, HEADERS.handle) ?? '';
-  while (header(response, HEADERS.upToDate) === undefined) {
-    response = await httpRequest(
-      `${base}&handle=${handle}&offset=${header(response, HEADERS.offset)}`,
-    );
-    expectStatus(response, 200, 'catch-up request');
-  }
-  const startOffset = header(response, HEADERS.offset) ?? '';
+  // Where the clients start: the end of the shape's log.
+  const { handle, offset } = await catchUpToEnd(sluice.baseUrl, TABLE);
   await sleep(500);
   const rssBeforeKb = await rssKb(sluice.pid);
 
   const agent = new http.Agent({ keepAlive: true, maxSockets: clients + 100 });
-  const pollers: LongPoller[] = Array.from({ length: clients }, () =>
-    transport === 'websocket'
-      ? createWsSubscriber(sluice.baseUrl, TABLE, handle, startOffset)
-      : createLongPoller(
-          kind,
-          sluice.baseUrl,
-          `${PATHS.shape}?table=${TABLE}&handle=${handle}`,
-          startOffset,
-          agent,
-        ),
-  );
-  const label = `${clients} ${transport === 'websocket' ? 'WebSocket subscriber' : 'long-poll client'}${clients === 1 ? '' : 's'}`;
+  const spec = { transport, kind, baseUrl: sluice.baseUrl, table: TABLE, handle, offset, agent };
+  const pollers: LongPoller[] = Array.from({ length: clients }, () => createLiveClient(spec));
+  const label = describeClients(transport, clients);
   try {
     // Connected a few at a time (a burst of 1,000 SYNs can overflow the listen backlog).
     await forEachConcurrently(pollers, 50, (poller) => poller.start());
@@ -210,26 +182,7 @@ async function measure(
         const committedAt = performance.now();
         await writer.query(`INSERT INTO ${TABLE} (id) VALUES ($1)`, [eventId]);
         if (event >= WARMUP_EVENTS) insertRoundTrips.push(performance.now() - committedAt);
-        const deadline = committedAt + EVENT_TIMEOUT_MS;
-        // The wait shares the two cores with the server and the clients: each tick looks on from
-        // the first client still without the event (O(N) per event in all, not per tick), and
-        // every client's failure is looked at only every 100 ms.
-        let waiting = 0;
-        let checkedFailures = committedAt;
-        for (;;) {
-          while (waiting < pollers.length && pollers[waiting]!.received.has(eventId)) waiting++;
-          if (waiting === pollers.length) break;
-          const now = performance.now();
-          if (now - checkedFailures > 100) {
-            for (const poller of pollers) if (poller.failure) throw poller.failure;
-            checkedFailures = now;
-          }
-          if (now > deadline) {
-            const missing = pollers.filter((poller) => !poller.received.has(eventId)).length;
-            throw new Error(`${missing} of ${clients} clients did not get event ${eventId}`);
-          }
-          await sleep(1);
-        }
+        await waitForEvent(pollers, eventId, committedAt + EVENT_TIMEOUT_MS);
         if (event >= WARMUP_EVENTS) {
           for (const poller of pollers) latencies.push(poller.received.get(eventId)! - committedAt);
         }
@@ -248,15 +201,12 @@ async function measure(
         serverCpu.push(perEvent(serverAfter - serverBefore));
       }
       samplesPerRun = latencies.length;
-      p50.push(percentile(latencies, 50));
-      p99.push(percentile(latencies, 99));
-      // No spread: 300,000 samples (10,000 clients) overflow the call stack as arguments.
-      const lowest = latencies.reduce((a, b) => Math.min(a, b), Infinity);
-      max.push(latencies.reduce((a, b) => Math.max(a, b), -Infinity));
+      const summary = summarizeLatencies(latencies);
+      p50.push(summary.p50);
+      p99.push(summary.p99);
+      max.push(summary.max);
       log(
-        `${label}, run ${run}/${runs}: ${events} commits, ` +
-          `${latencies.length} samples: p50 ${formatMs(p50.at(-1)!)}, p99 ${formatMs(p99.at(-1)!)}, ` +
-          `max ${formatMs(max.at(-1)!)}, min ${formatMs(lowest)}; CPU per commit: ` +
+        `${label}, run ${run}/${runs}: ${events} commits, ${formatLatencies(summary)}; CPU per commit: ` +
           `server ${formatMs(serverCpu.at(-1) ?? NaN)}, clients ${formatMs(clientCpu.at(-1)!)}; ` +
           `INSERT round trip ${formatMs(median(insertRoundTrips.slice(-events)))}`,
       );

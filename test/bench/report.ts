@@ -3,6 +3,7 @@ import type { IdleShapesResult } from './idle-shapes-bench.js';
 import type { IdleResult } from './idle-bench.js';
 import type { LatencyResult } from './latency-bench.js';
 import type { RoutingResult } from './routing-bench.js';
+import type { ScaleoutResult } from './scaleout-bench.js';
 import type { SnapshotResult } from './snapshot-bench.js';
 import type { StartupResult } from './startup-bench.js';
 import {
@@ -23,6 +24,8 @@ export interface BenchResults {
   startup: StartupResult | undefined;
   shapes: IdleShapesResult | undefined;
   idle: IdleResult | undefined;
+  /** Measure 8 (issue 17): fan-out with the clients split across 1, 2 and 3 servers. */
+  scaleout: ScaleoutResult[] | undefined;
 }
 
 interface Row {
@@ -46,7 +49,8 @@ const HEADINGS: Row = {
 function rows(results: BenchResults): { rows: Row[]; notes: string[] } {
   const out: Row[] = [];
   const notes: string[] = [];
-  const { snapshot, changes, changesRedis, latency, routing, startup, shapes, idle } = results;
+  const { snapshot, changes, changesRedis, latency, routing, startup, shapes, idle, scaleout } =
+    results;
   if (snapshot) {
     out.push({
       measure: `initial sync, ${snapshot.rows.toLocaleString('en')} rows`,
@@ -210,7 +214,38 @@ function rows(results: BenchResults): { rows: Row[]; notes: string[] } {
         `RSS is an upper bound (garbage not yet collected counts)`,
     );
   }
+  scaleoutRows(scaleout ?? [], out, notes);
   return { rows: out, notes };
+}
+
+/** Measure 8: each instance count against one instance with the same clients, in the same run. */
+function scaleoutRows(results: readonly ScaleoutResult[], out: Row[], notes: string[]): void {
+  for (const result of results) {
+    const who = result.transport === 'websocket' ? 'WebSocket subscribers' : 'long-poll clients';
+    const one = results.find(
+      (other) => other.transport === result.transport && other.instances === 1,
+    );
+    out.push({
+      measure:
+        result.instances === 1
+          ? `commit → client, ${result.clients} ${who} on 1 instance (Redis storage)`
+          : `commit → client, ${result.clients} ${who} split across ${result.instances} instances`,
+      sluice: `p50 ${formatMs(result.p50Ms)}, p99 ${formatMs(result.p99Ms)}`,
+      baseline: one ? `1 instance: p50 ${formatMs(one.p50Ms)}, p99 ${formatMs(one.p99Ms)}` : '—',
+      ratio:
+        one && one !== result
+          ? `p99 ${formatRatio(result.p99Ms / one.p99Ms)}, p50 ${formatRatio(result.p50Ms / one.p50Ms)}`
+          : '—',
+      target: '(figure)',
+      verdict: '—',
+    });
+    notes.push(
+      `fan-out, ${result.clients} ${who}, ${result.instances} instance(s): ${result.eventsPerRun} commits per run at ` +
+        `${result.commitsPerS}/s, ${result.samplesPerRun} samples per run, median of per-run max ${formatMs(result.maxMs)}; ` +
+        `server CPU per commit, all instances ${formatMs(result.serverCpuPerEventMs ?? NaN)} ` +
+        `(writer ${formatMs(result.writerCpuPerEventMs ?? NaN)}); INSERT round trip (included) ${formatMs(result.insertRoundTripMs)}`,
+    );
+  }
 }
 
 /** A fixed-width table for the terminal. */

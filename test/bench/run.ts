@@ -2,7 +2,7 @@
 // docs/performance.md. Not part of `npm test`; nothing here asserts a time. Environment:
 //   BENCH_RUNS=5                   runs per measure (the report shows medians)
 //   BENCH_SCALE=1                  data sizes (0.1 for a quick run)
-//   BENCH_ONLY=snapshot,changes,latency,routing,startup,shapes,idle
+//   BENCH_ONLY=snapshot,changes,latency,routing,startup,shapes,idle,scaleout (scaleout: Redis)
 //   BENCH_FD_LIMIT=20000           the open-file limit (`ulimit -n`): the idle measure stays below it
 //   PG_RECVLOGICAL=/path           pg_recvlogical for the WAL baseline (else searched for)
 //   BENCH_LATENCY_CLIENT=raw|http  long-poll clients: minimal raw HTTP (default) or node:http
@@ -28,11 +28,12 @@ import {
   type BenchConfig,
 } from './bench-support.js';
 import { renderChart } from './chart.js';
-import { benchChanges, type ChangesResult } from './changes-bench.js';
+import { benchChanges } from './changes-bench.js';
 import { benchIdleShapes } from './idle-shapes-bench.js';
 import { benchIdle } from './idle-bench.js';
 import { benchLatency } from './latency-bench.js';
 import { benchRouting } from './routing-bench.js';
+import { benchScaleout } from './scaleout-bench.js';
 import { describeMachine, renderMarkdown, renderTable, type BenchResults } from './report.js';
 import { benchSnapshot } from './snapshot-bench.js';
 import { benchStartup } from './startup-bench.js';
@@ -96,32 +97,38 @@ async function runMeasures(postgres: TestPostgres, config: BenchConfig): Promise
     snapshot: config.only.has('snapshot') ? await benchSnapshot(postgres, config) : undefined,
     changes: config.only.has('changes') ? await benchChanges(postgres, config) : undefined,
     changesRedis: config.only.has('changes')
-      ? await benchChangesOnRedis(postgres, config)
+      ? await onRedis('2. Changes into Redis', (url) =>
+          benchChanges(postgres, config, { backend: 'redis', url }),
+        )
       : undefined,
     latency: config.only.has('latency') ? await benchLatency(postgres, config) : undefined,
     routing: config.only.has('routing') ? await benchRouting(postgres, config) : undefined,
     startup: config.only.has('startup') ? await benchStartup(postgres, config) : undefined,
     shapes: config.only.has('shapes') ? await benchIdleShapes(postgres, config) : undefined,
     idle: config.only.has('idle') ? await benchIdle(postgres, config) : undefined,
+    scaleout: config.only.has('scaleout')
+      ? await onRedis('8. Fan-out across instances', (url) => benchScaleout(postgres, config, url))
+      : undefined,
   };
 }
 
 /**
- * Measure 2 with the shape logs in Redis (Debian's redis-server, AOF with `appendfsync always`:
- * acknowledged writes as durable as the disk log's fdatasync); skipped, and said so, without it.
+ * A measure that needs Redis (Debian's redis-server, AOF with `appendfsync always`: acknowledged
+ * writes as durable as the disk log's fdatasync), given a fresh one; skipped, and said so, without
+ * it.
  */
-async function benchChangesOnRedis(
-  postgres: TestPostgres,
-  config: BenchConfig,
-): Promise<ChangesResult | undefined> {
+async function onRedis<T>(
+  title: string,
+  measure: (url: string) => Promise<T>,
+): Promise<T | undefined> {
   const skip = redisSkipReason();
   if (skip) {
-    log(`\n## 2. Changes into Redis: skipped (${skip})`);
+    log(`\n## ${title}: skipped (${skip})`);
     return undefined;
   }
   const redis = await startRedis({ appendfsync: 'always' });
   try {
-    return await benchChanges(postgres, config, { backend: 'redis', url: redis.url });
+    return await measure(redis.url);
   } finally {
     await redis.destroy();
   }
