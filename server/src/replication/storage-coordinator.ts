@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify';
-import { SluiceError } from '../errors/sluice-error.js';
+import { SluiceError, shuttingDown } from '../errors/sluice-error.js';
 import { definitionKey, type ShapeDefinition } from '../shapes/shape-definition.js';
 import { parseShapeEvent, type ForwardedError, type ShapeEvent } from '../shapes/shape-events.js';
 import type { ShapeRegistry } from '../shapes/shape-registry.js';
@@ -104,7 +104,12 @@ export class StorageCoordinator {
     await storage.writeRecord(WRITER_RECORD, JSON.stringify(record));
     this.#role = 'writer';
     this.#writer = undefined;
-    this.#link.close();
+    // Requests still waiting for another writer: the client asks again, and this server answers.
+    this.#link.close(
+      new SluiceError('SLUICE_ERR_NOT_READY', 'this server took over writing the shapes; retry', {
+        retryAfterS: 1,
+      }),
+    );
     status.writing();
     status.reportStorageServers(instance, instance);
     log.info({ instance }, 'this server writes the shared shape storage');
@@ -135,7 +140,7 @@ export class StorageCoordinator {
   close(): void {
     this.#closed = true;
     clearInterval(this.#timer);
-    this.#link.close();
+    this.#link.close(shuttingDown());
   }
 
   #beat(): void {
@@ -198,6 +203,10 @@ export class StorageCoordinator {
   /** Reader: what the writer announced, or its answer to a request. */
   #follow(event: ShapeEvent): void {
     const { registry } = this.#options;
+    if (event.type === 'removed') {
+      // Forgotten before a DELETE waiting for it is answered: a request right after finds none.
+      for (const handle of event.handles) void registry.forgetRemoved(handle);
+    }
     this.#link.answered(event);
     if (event.type === 'flushed') {
       this.#heard(event.from, event.lsn, this.#writer?.live ?? true);
@@ -215,8 +224,6 @@ export class StorageCoordinator {
         this.#resync();
       }
       this.#options.status.readingFrom(this.#writerLive());
-    } else if (event.type === 'removed') {
-      for (const handle of event.handles) void registry.forgetRemoved(handle);
     }
   }
 

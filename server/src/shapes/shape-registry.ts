@@ -177,6 +177,8 @@ export class ShapeRegistry {
       }
       const shape = new Shape(metadata, log);
       this.#add(shape);
+      // A flush announced while the log was read was not this shape's yet: look once more.
+      void this.refresh(shape);
       return shape;
     }
     // A log that cannot be recovered costs its clients one refetch, not the whole server.

@@ -98,3 +98,26 @@ test('a stored clause that cannot be compiled is refused when the shape is made'
   assert.throws(() => new Shape(metadata(broken), log));
   await log.close();
 });
+
+test('a shape drops a replayed commit its log already holds, even one appended after the shape was made', async () => {
+  const dir = path.join(root, `log-${++logs}`);
+  const shape = new Shape(
+    metadata(ownerIsFive),
+    await DiskShapeLog.create(dir, { chunkBytes: 10_000 }),
+  );
+  try {
+    assert.equal(shape.applyTransaction(...inserts(10n, [5])), true);
+    // What another server (the previous writer of a shared storage) stored and this one's log
+    // took in since the shape was made: commit 20, written to the log directly.
+    const other = new Shape(metadata(ownerIsFive), shape.log);
+    assert.equal(other.applyTransaction(...inserts(20n, [5])), true);
+    await shape.log.flush();
+    // The slot replays commit 20 to this shape: already held, dropped (not a broken order).
+    assert.equal(shape.applyTransaction(...inserts(20n, [5])), false);
+    assert.equal(shape.applyTransaction(...inserts(15n, [5])), false);
+    assert.equal(shape.applyTransaction(...inserts(30n, [5])), true);
+    assert.deepEqual(shape.log.lastOffset, { tx: 30n, op: 0 });
+  } finally {
+    await shape.log.close();
+  }
+});

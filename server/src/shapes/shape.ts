@@ -33,7 +33,6 @@ type PositionedChange = { change: RowChange; position: number };
  */
 export class Shape {
   #pending: { transaction: Transaction; changes: PositionedChange[] }[] = [];
-  #lastLsn: bigint;
   /**
    * The where clause compiled, on first use: most shapes of a table with many are never routed a
    * change (the router finds equality-filtered shapes by value), and need no evaluator in memory.
@@ -53,8 +52,6 @@ export class Shape {
     readonly metadata: ShapeMetadata,
     readonly log: ShapeLog,
   ) {
-    const last = log.lastOffset;
-    this.#lastLsn = last && last.tx > 0n ? last.tx : 0n;
     // Compiled once now so a stored clause that cannot be fails here, where the shape is
     // refused, rather than at its first change, in the middle of replication.
     if (metadata.filter) compileFilter(metadata.filter.root);
@@ -104,13 +101,15 @@ export class Shape {
 
   /** Appends changes already filtered by the where clause. */
   #append(transaction: Transaction, changes: PositionedChange[]): boolean {
-    if (transaction.commitLsn <= this.#lastLsn) return false;
+    // The log's last commit, read from the log itself: another server may have appended to it
+    // (a shared storage this server read before it took over writing).
+    const last = this.log.lastOffset;
+    if (last && last.tx > 0n && transaction.commitLsn <= last.tx) return false;
     const { snapshot } = this.metadata;
     if (snapshot && isVisibleTo(snapshot, transaction.xid, transaction.commitLsn)) return false;
     const entries = transactionEntries(this.metadata.context, transaction, changes);
     if (entries.length === 0) return false;
     this.log.append(entries);
-    this.#lastLsn = transaction.commitLsn;
     return true;
   }
 

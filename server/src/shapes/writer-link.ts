@@ -1,5 +1,5 @@
 import type { ErrorCode } from '@sluice/protocol';
-import { SluiceError, shuttingDown } from '../errors/sluice-error.js';
+import { SluiceError } from '../errors/sluice-error.js';
 import { definitionKey, type ShapeDefinition } from './shape-definition.js';
 import type { ShapeEvent } from './shape-events.js';
 
@@ -67,10 +67,10 @@ export class WriterLink {
     }
   }
 
-  /** Ends every wait (the server closes, or it writes the storage itself now). */
-  close(): void {
+  /** Ends every wait with `error` (the server closes, or it writes the storage itself now). */
+  close(error: Error): void {
     for (const pending of [...this.#creations.values(), ...this.#deletions.values()]) {
-      pending.settle({ error: shuttingDown() });
+      pending.settle({ error });
     }
   }
 
