@@ -251,14 +251,24 @@ describe('Redis storage: restarts and outages lose nothing', { skip: redisSkipRe
     lastsMs: number;
   }
 
+  /**
+   * With `reader`, a second server shares the storage and reads it (docs/operations.md, "Several
+   * servers"): the clients, and every check below, are on it; the writer must come back too.
+   */
   async function outageTest(
     outage: Outage,
     redisUrl: string,
     t: { diagnostic(message: string): void },
+    { reader = false } = {},
   ) {
     const db = await freshTable();
-    const sluice = await startSluice(db, redisConfig(db, redisUrl));
-    await waitUntilLive(sluice.baseUrl);
+    const servers = [await startSluice(db, redisConfig(db, redisUrl))];
+    await waitUntilLive(servers[0]!.baseUrl);
+    if (reader) {
+      servers.push(await startSluice(db, redisConfig(db, redisUrl)));
+      await waitUntilLive(servers[1]!.baseUrl);
+    }
+    const sluice = servers.at(-1)!;
     const url = `${sluice.baseUrl}/v1/shape`;
     const follower = new CountingFollower(url, { table: 'items' });
     const writer = new Writer(db);
@@ -280,6 +290,7 @@ describe('Redis storage: restarts and outages lose nothing', { skip: redisSkipRe
       await outage.end();
       const live = await waitForStatus(sluice.baseUrl, 'live', 60_000);
       t.diagnostic(`${outage.name}: live ${Date.now() - ended} ms after it ended`);
+      for (const server of servers) await waitUntilLive(server.baseUrl);
       assert.deepEqual(
         { state: live.body.storage.state, breaker: live.body.storage.breaker },
         { state: 'up', breaker: 'closed' },
@@ -298,7 +309,7 @@ describe('Redis storage: restarts and outages lose nothing', { skip: redisSkipRe
     } finally {
       follower.close();
       await writer.stop();
-      await sluice.close();
+      for (const server of servers.reverse()) await server.close();
       await db.drop();
     }
   }
@@ -313,6 +324,20 @@ describe('Redis storage: restarts and outages lose nothing', { skip: redisSkipRe
       },
       redis.url,
       t,
+    );
+  });
+
+  test('Redis restarted while clients follow a reader (a second server on the storage)', async (t) => {
+    await outageTest(
+      {
+        name: 'restart, on a reader',
+        begin: () => redis.stop(),
+        end: () => redis.start(),
+        lastsMs: 1_000,
+      },
+      redis.url,
+      t,
+      { reader: true },
     );
   });
 
@@ -341,6 +366,25 @@ describe('Redis storage: restarts and outages lose nothing', { skip: redisSkipRe
         },
         proxy.url(redis.url),
         t,
+      );
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test('Redis black-holed while clients follow a reader', async (t) => {
+    const proxy = await startFaultProxy(proxyTargetOf(redis.url));
+    try {
+      await outageTest(
+        {
+          name: 'black hole, on a reader',
+          begin: () => Promise.resolve(proxy.setMode('blackhole')),
+          end: () => Promise.resolve(proxy.setMode('pass')),
+          lastsMs: 5_000,
+        },
+        proxy.url(redis.url),
+        t,
+        { reader: true },
       );
     } finally {
       await proxy.close();
