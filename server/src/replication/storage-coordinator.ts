@@ -88,6 +88,8 @@ export class StorageCoordinator {
   async lead(): Promise<void> {
     const { registry, storage, status, instance, log } = this.#options;
     const previous = await readWriter(storage);
+    // Before the logs are read: a writer that lost the lock can no longer change them after.
+    await storage.claimWriter();
     if (registry.following) {
       await registry.lead();
     } else if (!registry.loadStarted) {

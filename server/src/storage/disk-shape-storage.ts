@@ -27,6 +27,9 @@ export class DiskShapeStorage implements ShapeStorage {
   readonly backend = 'disk';
   /** A folder of this server's: no other server shares it. */
   readonly channel = undefined;
+
+  /** Nobody else writes this folder: nothing to fence. */
+  async claimWriter(): Promise<void> {}
   readonly #options: DiskShapeStorageOptions;
   readonly #shapesDir: string;
 

@@ -1,20 +1,30 @@
 /**
  * The flush of a Redis shape log, as one Lua script: atomic (the chunks, the sealed index and the
- * open chunk's number change together or not at all) and idempotent. Each chunk states how many
+ * open chunk's number change together or not at all) and idempotent. It is fenced: the log hash's
+ * `epoch` is the writer epoch of the last server that claimed the storage (`claimWriter`) or
+ * flushed the log, and a flush from an earlier epoch (a writer that lost the replication lock and
+ * does not know it yet) is refused with `SLUICE_FENCED`, changing nothing. Each chunk states how many
  * entries it held before this flush; a retry after a lost reply finds some or all of its entries
  * already there, checks that the last of them is the one it expects, and adds only the rest. A
  * log in any other state (written by someone else, cut, deleted) is refused with an error
  * starting `SLUICE_LOG_MISMATCH`, and the log that sent it must be reopened.
  *
  * KEYS: the log hash, the sealed-chunk list, then one chunk list per chunk written.
- * ARGV: the number of chunks, then per chunk: its number, entries before, entries sent, its
- * descriptor when this flush seals it (else ''), and the entries.
+ * ARGV: the sender's writer epoch, the number of chunks, then per chunk: its number, entries
+ * before, entries sent, its descriptor when this flush seals it (else ''), and the entries.
  */
 export const FLUSH_SCRIPT = `
 local open = tonumber(redis.call('HGET', KEYS[1], 'open'))
 if not open then return redis.error_reply('SLUICE_LOG_MISMATCH the log does not exist') end
-local at = 2
-for i = 1, tonumber(ARGV[1]) do
+local epoch = tonumber(ARGV[1])
+local fence = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0')
+if epoch < fence then
+  return redis.error_reply('SLUICE_FENCED writer epoch ' .. epoch .. ' is behind ' .. fence ..
+    ': another server writes this storage now')
+end
+if epoch > fence then redis.call('HSET', KEYS[1], 'epoch', epoch) end
+local at = 3
+for i = 1, tonumber(ARGV[2]) do
   local key = KEYS[2 + i]
   local number = tonumber(ARGV[at])
   local before = tonumber(ARGV[at + 1])

@@ -16,6 +16,11 @@ export class RedisKeys {
     return `${this.prefix}:events`;
   }
 
+  /** String: the last writer epoch handed out (`claimWriter`). */
+  get writerEpoch(): string {
+    return `${this.prefix}:writer-epoch`;
+  }
+
   record(name: string): string {
     return `${this.prefix}:record:${name}`;
   }

@@ -20,6 +20,8 @@ type RedisWithFlush = RedisClient & { sluiceFlush: FlushCommand };
 
 export interface RedisShapeLogOptions {
   connection: RedisConnection;
+  /** This server's writer epoch, sent with every flush (see redis-flush-script.ts). */
+  epoch(): number;
   keys: ShapeKeys;
   chunkBytes: number;
   chunkCache: ChunkCache;
@@ -154,6 +156,7 @@ function addStoredEntries(
 export class RedisShapeLog extends ChunkedShapeLog<RedisTailChunk> {
   readonly #connection: RedisConnection;
   readonly #keys: ShapeKeys;
+  readonly #epoch: () => number;
 
   private constructor(
     options: RedisShapeLogOptions,
@@ -164,6 +167,7 @@ export class RedisShapeLog extends ChunkedShapeLog<RedisTailChunk> {
     super(options.keys.tag, { chunkBytes, chunkCache }, sealed, open, open.number + 1);
     this.#connection = options.connection;
     this.#keys = options.keys;
+    this.#epoch = options.epoch;
   }
 
   /** An empty log, its hash already created by the storage. */
@@ -194,7 +198,7 @@ export class RedisShapeLog extends ChunkedShapeLog<RedisTailChunk> {
   /** One script call writes every pending entry and seal. */
   protected async persist(pending: readonly PendingChunk<RedisTailChunk>[]): Promise<void> {
     const keys = [this.#keys.log, this.#keys.sealed];
-    const args: (string | number)[] = [pending.length];
+    const args: (string | number)[] = [this.#epoch(), pending.length];
     for (const { chunk, count, sealed } of pending) {
       keys.push(this.#keys.chunk(chunk.number));
       const sent = chunk.stored.slice(chunk.durableCount, count);

@@ -133,6 +133,40 @@ if (skip) {
       }
     });
 
+    test('claimWriter() fences the server that wrote before: its flushes are refused, nothing of them lands', async () => {
+      const keyPrefix = freshPrefix();
+      const [before, after] = [
+        await connect(redis.url, keyPrefix),
+        await connect(redis.url, keyPrefix),
+      ];
+      try {
+        await before.claimWriter();
+        const stale = await before.createLog('fenced');
+        stale.append(txGroup(1, 2));
+        await stale.flush();
+        // Another server takes over (it holds the replication lock now); the first does not know.
+        await after.claimWriter();
+        const taken = await after.openLog('fenced');
+        stale.append(txGroup(2, 2));
+        await assert.rejects(stale.flush(), /SLUICE_FENCED/);
+        assert.deepEqual(
+          await walkEntries(await after.openLog('fenced')),
+          await walkEntries(taken),
+        );
+        // The new writer appends where the old one's last accepted flush ended.
+        taken.append(txGroup(3, 2));
+        await taken.flush();
+        const stored = await walkEntries(await after.openLog('fenced'));
+        assert.deepEqual(
+          stored,
+          [...txGroup(1, 2), ...txGroup(3, 2)].map((e) => e.json),
+        );
+      } finally {
+        await before.close();
+        await after.close();
+      }
+    });
+
     test('messages on the channel reach every server sharing the storage', async () => {
       const keyPrefix = freshPrefix();
       const [one, two] = [await connect(redis.url, keyPrefix), await connect(redis.url, keyPrefix)];

@@ -39,6 +39,8 @@ export class RedisShapeStorage implements ShapeStorage {
   readonly #chunkBytes: number;
   readonly #chunkCache: ChunkCache;
   readonly channel: RedisChannel;
+  /** The writer epoch this server flushes with: 0 until it claims the storage. */
+  #epoch = 0;
 
   private constructor(connection: RedisConnection, options: RedisShapeStorageOptions) {
     this.#connection = connection;
@@ -162,8 +164,26 @@ export class RedisShapeStorage implements ShapeStorage {
     return this.#connection.close();
   }
 
+  /**
+   * Takes the next writer epoch and stamps it on every stored log (pipelined), so that from now on
+   * only this server's flushes are accepted: a server that wrote before and has not noticed it
+   * lost the replication lock is refused (`SLUICE_FENCED`). A flush of its that Redis ran before
+   * the stamp is in the log, where this server reads it afterwards.
+   */
+  async claimWriter(): Promise<void> {
+    const epoch = await this.#connection.run((redis) => redis.incr(this.#keys.writerEpoch));
+    const handles = await this.listShapes();
+    await this.#connection.run((redis) =>
+      Promise.all(
+        handles.map((handle) => redis.hset(this.#keys.shape(handle).log, 'epoch', epoch)),
+      ),
+    );
+    this.#epoch = epoch;
+  }
+
   #logOptions(handle: string): RedisShapeLogOptions {
     return {
+      epoch: () => this.#epoch,
       connection: this.#connection,
       keys: this.#keys.shape(handle),
       chunkBytes: this.#chunkBytes,

@@ -103,6 +103,12 @@ export interface ShapeStorage {
   health(): StorageHealth;
   /** Calls `listener` each time `health().state` changes (the status follows it). */
   onHealthChange(listener: (health: StorageHealth) => void): void;
+  /**
+   * Makes this server the storage's only writer: logs of servers that wrote before are refused
+   * from now on (`SLUICE_FENCED`). Called by the holder of the replication lock before it reads
+   * the logs to write them.
+   */
+  claimWriter(): Promise<void>;
   /** How the servers sharing this storage talk; undefined when no other server can share it. */
   readonly channel: StorageChannel | undefined;
   close(): Promise<void>;
