@@ -21,7 +21,7 @@ type RedisWithFlush = RedisClient & { sluiceFlush: FlushCommand };
 export interface RedisShapeLogOptions {
   connection: RedisConnection;
   /** This server's writer epoch, sent with every flush (see redis-flush-script.ts). */
-  epoch(): number;
+  epoch: () => number;
   keys: ShapeKeys;
   chunkBytes: number;
   chunkCache: ChunkCache;
