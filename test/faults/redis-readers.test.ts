@@ -193,6 +193,31 @@ describe('several servers on one Redis: one writes, all serve', { skip: redisSki
     }
   });
 
+  test('a client of the writer whose next request lands on a reader keeps its handle (no 409)', async () => {
+    const db = await freshTable(5);
+    const [writer, reader] = await startServers(db, 2);
+    try {
+      // Made on the writer for its own client: the reader was never asked for it.
+      const first = await fetch(`${writer!.baseUrl}/v1/shape?table=items&offset=-1`);
+      assert.equal(first.status, 200);
+      await first.arrayBuffer();
+      const handle = first.headers.get('electric-handle')!;
+      const offset = first.headers.get('electric-offset')!;
+      await db.query('INSERT INTO items VALUES (1, 1)');
+      // Behind a load balancer, the same client's next request goes to the reader.
+      const next = await fetch(
+        `${reader!.baseUrl}/v1/shape?table=items&handle=${handle}&offset=${offset}&live=true`,
+      );
+      const body = await next.text();
+      assert.equal(next.status, 200, body);
+      assert.equal(next.headers.get('electric-handle'), handle);
+      assert.match(body, /"operation":"insert"/);
+    } finally {
+      for (const server of [reader, writer]) await server?.close();
+      await db.drop();
+    }
+  });
+
   test("a bad shape asked of a reader gets the writer's 400, naming what is wrong", async () => {
     const db = await freshTable(1);
     const [writer, reader] = await startServers(db, 2);

@@ -46,10 +46,14 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-/** The shipped site config, with only the upstream, the listen address and the cache path changed. */
-async function siteConfig(upstream: string, port: number, cacheDir: string): Promise<string> {
+/**
+ * The shipped site config, with only the upstream servers (one `server` line each, in the shipped
+ * `upstream sluice` block), the listen address and the cache path changed.
+ */
+async function siteConfig(upstreams: string[], port: number, cacheDir: string): Promise<string> {
   let site = await readFile(SHIPPED_CONFIG, 'utf8');
-  site = substitute(site, 'server sluice:3000;', `server ${upstream};`);
+  const servers = upstreams.map((upstream) => `server ${upstream};`).join('\n  ');
+  site = substitute(site, 'server sluice:3000;', servers);
   site = substitute(site, 'listen 8080;', `listen 127.0.0.1:${port};`);
   return substitute(site, '/var/cache/nginx/sluice', cacheDir);
 }
@@ -130,10 +134,15 @@ async function launch(
 
 /**
  * Starts nginx (`nginx` from `findNginx()`) with the shipped site config pointed at `upstream`
- * (`host:port`), listening on a free loopback port, with its cache, temp files, pid and logs in a
+ * (`host:port`, or several: servers sharing one Redis storage, balanced by nginx), listening on a free loopback port, with its cache, temp files, pid and logs in a
  * temp folder. As root, workers run as root too (`user root;`) so they can write that folder.
  */
-export async function startNginxCache(nginx: string, upstream: string): Promise<NginxCache> {
+export async function startNginxCache(
+  nginx: string,
+  upstream: string | string[],
+): Promise<NginxCache> {
+  const upstreams = typeof upstream === 'string' ? [upstream] : upstream;
+  assert.ok(upstreams.length > 0, 'nginx needs at least one upstream');
   const dir = await mkdtemp(join(tmpdir(), 'sluice-nginx-'));
   try {
     await writeFile(join(dir, 'nginx.conf'), mainConfig(dir));
@@ -141,7 +150,7 @@ export async function startNginxCache(nginx: string, upstream: string): Promise<
       const port = await freePort();
       await writeFile(
         join(dir, 'sluice.conf'),
-        await siteConfig(upstream, port, join(dir, 'cache')),
+        await siteConfig(upstreams, port, join(dir, 'cache')),
       );
       const baseUrl = `http://127.0.0.1:${port}`;
       const stopNginx = await launch(nginx, dir, baseUrl);

@@ -45,7 +45,10 @@ export async function liveShapeFor(
       'Replication has not been checked yet, so stored shapes may be stale; retry shortly',
     );
   }
-  const existing = context.registry.find(parsed.definition);
+  const existing =
+    parsed.handle === undefined
+      ? context.registry.find(parsed.definition)
+      : await context.registry.findHandle(parsed.definition, parsed.handle);
   if (parsed.handle !== undefined && existing?.handle !== parsed.handle) {
     // The handle names data this server no longer has (deleted, rotated, unknown): the client
     // must start again, from the shape's current handle.

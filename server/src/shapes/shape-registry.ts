@@ -250,6 +250,20 @@ export class ShapeRegistry {
     return shape;
   }
 
+  /**
+   * The shape a request naming `handle` reads (`find` otherwise). A follower opens only the
+   * shapes it asked the writer for; one the writer made for another server's client (behind a
+   * load balancer, that client's next request may land here) is opened from the storage now,
+   * instead of sending the client a 409 to the very handle it has.
+   */
+  async findHandle(definition: ShapeDefinition, handle: string): Promise<Shape | undefined> {
+    const held = this.find(definition);
+    if (held?.handle === handle || !this.#link || this.#byHandle.has(handle)) return held;
+    // Storage out of reach: answered as before, a 409 to the shape's current handle.
+    await this.#adopt(handle).catch(() => undefined);
+    return this.find(definition);
+  }
+
   /** The shapes a change may concern (each still applies its own where clause). */
   candidates(change: RowChange): Iterable<Shape> {
     return this.#router.candidates(change);
