@@ -196,6 +196,10 @@ export class StorageCoordinator {
       // The table may have been dropped or renamed since the shape was made.
       if (existing?.ready) await registry.stillCurrent(existing);
       const shape = await registry.getOrCreate(definition);
+      // A shape is ready in memory a moment before its metadata says so in the storage, where the
+      // reader reads it: announced once its creation has ended.
+      await registry.created(shape);
+      if (shape.deleted) throw shape.snapshotFailure ?? new Error('the shape was deleted');
       this.#announce({ type: 'created', key, handle: shape.handle });
     } catch (error) {
       this.#announce({ type: 'create-failed', key, error: forwarded(error) });
