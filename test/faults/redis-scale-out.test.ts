@@ -24,6 +24,7 @@ import {
   type TestRedis,
 } from '@sluice/harness';
 import type { Row } from '@electric-sql/client';
+import { redisServerEnv } from '../support/redis-server-env.js';
 import { CountingFollower } from '../support/counting-follower.js';
 import { metric } from '../support/metrics.js';
 import { findNginx, NGINX_INSTALL_HINT, startNginxCache } from '../support/nginx-cache.js';
@@ -146,19 +147,9 @@ test(
     const start = async () => {
       const folder = await mkdtemp(join(tmpdir(), 'sluice-scale-out-'));
       folders.push(folder);
-      const server = await startServerProcess({
-        DATABASE_URL: db.url,
-        SLUICE_PORT: String(await freePort()),
-        SLUICE_STORAGE_DIR: folder,
-        SLUICE_SLOT_NAME: db.slotName,
-        SLUICE_PUBLICATION_NAME: db.publicationName,
-        SLUICE_LONG_POLL_TIMEOUT_MS: '2000',
-        SLUICE_REPLICATION_RETRY_MIN_MS: '100',
-        SLUICE_LOG_LEVEL: 'warn',
-        SLUICE_STORAGE: 'redis',
-        SLUICE_REDIS_URL: redis.url,
-        SLUICE_REDIS_KEY_PREFIX: db.slotName,
-      });
+      const server = await startServerProcess(
+        redisServerEnv(db, redis.url, folder, await freePort()),
+      );
       servers.push(server);
       return server;
     };

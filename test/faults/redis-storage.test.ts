@@ -16,6 +16,7 @@ import {
   type TestRedis,
 } from '@sluice/harness';
 import { CountingFollower } from '../support/counting-follower.js';
+import { redisServerEnv } from '../support/redis-server-env.js';
 import { startServerProcess } from '../support/server-process.js';
 import { fetchStatus, waitForStatus } from '../support/server-status.js';
 import { startSluice, waitUntilLive } from '../support/sluice-server.js';
@@ -75,19 +76,7 @@ describe('Redis storage: restarts and outages lose nothing', { skip: redisSkipRe
       await mkdtemp(join(tmpdir(), 'sluice-redis-b-')),
     ];
     const port = String(await freePort());
-    const env = (storageDir: string) => ({
-      DATABASE_URL: db.url,
-      SLUICE_PORT: port,
-      SLUICE_STORAGE_DIR: storageDir,
-      SLUICE_SLOT_NAME: db.slotName,
-      SLUICE_PUBLICATION_NAME: db.publicationName,
-      SLUICE_LONG_POLL_TIMEOUT_MS: '2000',
-      SLUICE_REPLICATION_RETRY_MIN_MS: '100',
-      SLUICE_LOG_LEVEL: 'warn',
-      SLUICE_STORAGE: 'redis',
-      SLUICE_REDIS_URL: redis.url,
-      SLUICE_REDIS_KEY_PREFIX: db.slotName,
-    });
+    const env = (storageDir: string) => redisServerEnv(db, redis.url, storageDir, port);
     let server = await startServerProcess(env(folders[0]!));
     await waitUntilLive(server.baseUrl);
     const follower = new CountingFollower(`${server.baseUrl}/v1/shape`, { table: 'items' });
@@ -132,19 +121,8 @@ describe('Redis storage: restarts and outages lose nothing', { skip: redisSkipRe
       await mkdtemp(join(tmpdir(), 'sluice-writer-')),
       await mkdtemp(join(tmpdir(), 'sluice-standby-')),
     ];
-    const env = async (storageDir: string) => ({
-      DATABASE_URL: db.url,
-      SLUICE_PORT: String(await freePort()),
-      SLUICE_STORAGE_DIR: storageDir,
-      SLUICE_SLOT_NAME: db.slotName,
-      SLUICE_PUBLICATION_NAME: db.publicationName,
-      SLUICE_LONG_POLL_TIMEOUT_MS: '2000',
-      SLUICE_REPLICATION_RETRY_MIN_MS: '100',
-      SLUICE_LOG_LEVEL: 'warn',
-      SLUICE_STORAGE: 'redis',
-      SLUICE_REDIS_URL: redis.url,
-      SLUICE_REDIS_KEY_PREFIX: db.slotName,
-    });
+    const env = async (storageDir: string) =>
+      redisServerEnv(db, redis.url, storageDir, await freePort());
     const writer = await startServerProcess(await env(folders[0]!));
     await waitUntilLive(writer.baseUrl);
     const standby = await startServerProcess(await env(folders[1]!));
