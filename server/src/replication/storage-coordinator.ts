@@ -49,6 +49,8 @@ export class StorageCoordinator {
   #seq = 0;
   /** Reader: the writer heard from last, when, and what it said. */
   #writer: { instance: string; at: number; live: boolean; lsn: bigint } | undefined;
+  /** Reader: when it began reading (until it hears the writer, it stays `starting` that long). */
+  #readingSince = 0;
   #closed = false;
 
   constructor(options: StorageCoordinatorOptions) {
@@ -127,9 +129,20 @@ export class StorageCoordinator {
       const writer = await readWriter(storage).catch(() => undefined);
       status.reportStorageServers(instance, writer?.instance ?? null);
       this.#role = 'reader';
+      this.#readingSince = Date.now();
     }
     await registry.follow(this.#link);
-    status.readingFrom(this.#writerLive());
+    this.#reportReading();
+  }
+
+  /**
+   * Reader: live while the writer beats and streams. Until it is first heard (within a heartbeat
+   * of starting to read, normally) the state stays `starting`, where requests are served from the
+   * logs; only a writer silent for `silentMs` makes it fallback.
+   */
+  #reportReading(): void {
+    const waited = Date.now() - this.#readingSince >= this.#options.silentMs;
+    if (this.#writer !== undefined || waited) this.#options.status.readingFrom(this.#writerLive());
   }
 
   /** Writer: a flush round made these shapes' new entries durable, up to `lsn` for every shape. */
@@ -152,7 +165,7 @@ export class StorageCoordinator {
       const lsn = String(this.#options.durableLsn());
       this.#announce({ type: 'heartbeat', seq: this.#seq, lsn, live });
     } else if (this.#role === 'reader') {
-      this.#options.status.readingFrom(this.#writerLive());
+      this.#reportReading();
     }
   }
 
@@ -229,7 +242,7 @@ export class StorageCoordinator {
         this.#seq = event.seq;
         this.#resync();
       }
-      this.#options.status.readingFrom(this.#writerLive());
+      this.#reportReading();
     }
   }
 
