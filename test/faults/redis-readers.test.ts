@@ -48,7 +48,7 @@ describe('several servers on one Redis: one writes, all serve', { skip: redisSki
   async function startServers(
     db: TestDatabase,
     count: number,
-    overrides: { shapeIdleTimeoutS?: number } = {},
+    overrides: { shapeIdleTimeoutS?: number; enableShapeDelete?: boolean } = {},
   ): Promise<RunningSluice[]> {
     const config = {
       ...overrides,
@@ -256,6 +256,31 @@ describe('several servers on one Redis: one writes, all serve', { skip: redisSki
       const back = await fetch(`${url}&handle=${handle}&offset=0_inf`);
       await back.arrayBuffer();
       assert.equal(back.status, 409, 'a client coming back to the reader refetches');
+    } finally {
+      for (const server of [reader, writer]) await server?.close();
+      await db.drop();
+    }
+  });
+
+  test('DELETE on a reader is carried out by the writer; both then send its clients to a new shape', async () => {
+    const db = await freshTable(5);
+    const [writer, reader] = await startServers(db, 2, { enableShapeDelete: true });
+    try {
+      const url = `${reader!.baseUrl}/v1/shape?table=items`;
+      const first = await fetch(`${url}&offset=-1`);
+      await first.arrayBuffer();
+      const handle = first.headers.get('electric-handle')!;
+      const deleted = await fetch(`${url}&handle=${handle}`, { method: 'DELETE' });
+      assert.equal(deleted.status, 202, await deleted.text());
+      // Gone on both: a client coming back with the handle refetches, from a new shape.
+      for (const server of [reader!, writer!]) {
+        const back = await fetch(
+          `${server.baseUrl}/v1/shape?table=items&handle=${handle}&offset=0_inf`,
+        );
+        await back.arrayBuffer();
+        assert.equal(back.status, 409, `${server.baseUrl}: the deleted handle is gone`);
+        assert.notEqual(back.headers.get('electric-handle'), handle);
+      }
     } finally {
       for (const server of [reader, writer]) await server?.close();
       await db.drop();

@@ -212,8 +212,14 @@ export class StorageCoordinator {
       // A shape is ready in memory a moment before its metadata says so in the storage, where the
       // reader reads it: announced once its creation has ended.
       await registry.created(shape);
-      if (shape.deleted) throw shape.snapshotFailure ?? new Error('the shape was deleted');
-      this.#announce({ type: 'created', key, handle: shape.handle });
+      const failure = shape.deleted
+        ? (shape.snapshotFailure ?? 'the shape was deleted')
+        : undefined;
+      this.#announce(
+        failure === undefined
+          ? { type: 'created', key, handle: shape.handle }
+          : { type: 'create-failed', key, error: forwarded(failure) },
+      );
     } catch (error) {
       this.#announce({ type: 'create-failed', key, error: forwarded(error) });
     }
@@ -275,7 +281,8 @@ function forwarded(error: unknown): ForwardedError {
   if (error instanceof SluiceError) {
     return { code: error.code, message: error.message, details: { ...error.details } };
   }
-  const message = `the server that writes the shapes could not make this one (${(error as Error).message}); retry shortly`;
+  const reason = error instanceof Error ? error.message : String(error);
+  const message = `the server that writes the shapes could not make this one (${reason}); retry shortly`;
   return { code: 'SLUICE_ERR_NOT_READY', message, details: { retryAfterS: 1 } };
 }
 
