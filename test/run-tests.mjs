@@ -51,10 +51,6 @@ const args = [
   '--test-reporter=spec',
   `--test-concurrency=${process.env.TEST_CONCURRENCY ?? 2}`,
   '--test-timeout=300000',
-  // A file's process ends once its tests have: a timer or socket a client library leaves behind
-  // (the official client's retries after its stream is aborted) must not hold it until the
-  // timeout. Server shutdown is still awaited by every test that starts one.
-  '--test-force-exit',
   ...files.map((file) => relative(root, file)),
 ];
 const child = spawn(process.execPath, args, { cwd: root, stdio: 'inherit' });
