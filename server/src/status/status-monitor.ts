@@ -139,9 +139,9 @@ export class StatusMonitor {
   }
 
   /**
-   * The slot is held by another server sharing this one's storage: this one is a standby, not a
-   * server in fallback. Until it first streams it stays `starting` (shape requests wait or get
-   * 503, never fallback rows that would send clients to other handles at the takeover).
+   * The slot is held by another server sharing this one's storage: this one reads what that
+   * server writes, not a server in fallback. Its own replication does not decide its state: it
+   * stays `starting` until it has loaded the shapes and heard the writer (`readingFrom`).
    */
   replicationStandby(problem: Problem, nextRetryAt: Date): void {
     this.#inputs.replication = 'backoff';
