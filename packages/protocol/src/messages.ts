@@ -31,6 +31,21 @@ export interface ChangeHeaders {
   last?: true;
   /** Rows of a subset snapshot: its `metadata.snapshot_mark` (docs/protocol.md §3.10). */
   snapshot_mark?: number;
+  /** Subquery shapes: one tag per disjunct of the where clause (docs/protocol.md, "Subqueries"). */
+  tags?: string[];
+  /** Subquery shapes: tags an update took from the row. */
+  removed_tags?: string[];
+  /** Subquery shapes: whether each literal of the clause holds for the row. */
+  active_conditions?: boolean[];
+}
+
+/** A subquery shape's rows moving in or out because another table changed. */
+export interface MoveEventMessage {
+  headers: {
+    event: 'move-in' | 'move-out';
+    patterns: { pos: number; value: string }[];
+    txids?: number[];
+  };
 }
 
 export interface WireChangeMessage {

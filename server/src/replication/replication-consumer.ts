@@ -288,6 +288,8 @@ export class ReplicationConsumer {
         await registry.rotateRelation(relation.oid, 'table truncated');
     }
     const perShape = new Map<Shape, { change: RowChange; position: number }[]>();
+    // Subquery shapes whose subqueries read a table the transaction changed.
+    const touched = new Set<Shape>();
     transaction.changes.forEach((change, position) => {
       if (change.kind === 'truncate') return;
       for (const shape of registry.candidates(change)) {
@@ -295,9 +297,26 @@ export class ReplicationConsumer {
         if (!list) perShape.set(shape, (list = []));
         list.push({ change, position });
       }
+      for (const shape of registry.dependents(change.relation.oid)) touched.add(shape);
     });
+    const withResults = new Set(touched);
     for (const [shape, changes] of perShape) {
-      if (shape.applyTransaction(transaction, changes)) this.#dirty.add(shape);
+      if (shape.subqueries) withResults.add(shape);
+      else if (shape.applyTransaction(transaction, changes)) this.#dirty.add(shape);
+    }
+    // Awaited in turn: what their subqueries now return is read before the stream goes on, so
+    // nothing is acknowledged that a shape has not appended yet.
+    for (const shape of withResults) {
+      const changes = perShape.get(shape) ?? [];
+      if (
+        await registry.applyWithResults(shape, {
+          transaction,
+          changes,
+          touched: touched.has(shape),
+        })
+      ) {
+        this.#dirty.add(shape);
+      }
     }
     this.#received = transaction.endLsn;
     this.#unflushed++;
@@ -349,7 +368,7 @@ export class ReplicationConsumer {
       this.#dirty.clear();
       this.#unflushed = 0;
       try {
-        await Promise.all(shapes.map((shape) => shape.log.flush()));
+        await Promise.all(shapes.map((shape) => shape.flush()));
       } catch (error) {
         // Still to be flushed (a storage that failed may keep what it was given, as Redis
         // does): nothing past them is acknowledged until a flush of them succeeds.

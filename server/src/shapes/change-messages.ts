@@ -66,6 +66,15 @@ export function snapshotMessageBuilder(
 }
 
 /**
+ * How a subquery shape's change messages are tagged (docs/protocol.md, "Subqueries"): each row's
+ * tags, and offsets moved up by `firstOp` to leave room for a move-out event before them.
+ */
+export interface EntryTagging {
+  firstOp: number;
+  tagsOf: (row: Row) => { tags: string[]; active_conditions: boolean[] };
+}
+
+/**
  * The log entries of one transaction for one shape. `changes` are this shape's changes, each with
  * its position in the whole transaction, so offsets are the same on every replay. An update that
  * changes the key becomes a delete of the old key and an insert of the new one.
@@ -74,6 +83,7 @@ export function transactionEntries(
   context: MessageContext,
   transaction: { xid: number; commitLsn: bigint },
   changes: { change: Exclude<Change, { kind: 'truncate' }>; position: number }[],
+  tagging?: EntryTagging,
 ): LogEntry[] {
   const entries: { offset: LogOffset; message: WireChangeMessage }[] = [];
   const lsn = transaction.commitLsn.toString();
@@ -84,8 +94,12 @@ export function transactionEntries(
     op_position: op,
     txids: [transaction.xid],
   });
-  const add = (op: number, message: WireChangeMessage) =>
+  // The row each message shows, and for an update the row before, for its tags.
+  const rows = new Map<WireChangeMessage, { row: Row; before?: Row }>();
+  const add = (op: number, message: WireChangeMessage, row?: Row, before?: Row) => {
     entries.push({ offset: { tx: transaction.commitLsn, op }, message });
+    if (row) rows.set(message, { row, before });
+  };
 
   // Rows that a key-changing update moved into a key during this transaction, by key. With
   // deferred key constraints two rows can swap keys (2→3, 3→2): the second update's "delete 3"
@@ -95,18 +109,22 @@ export function transactionEntries(
   const movedInto = new Map<string, string>();
 
   for (const { change, position } of changes) {
-    const op = position * 2;
+    const op = position * 2 + (tagging?.firstOp ?? 0);
     switch (change.kind) {
       case 'insert':
-        add(op, {
-          key: keyOf(context, change.newRow),
-          value: project(change.newRow, context.columns),
-          headers: headers('insert', op),
-        });
+        add(
+          op,
+          {
+            key: keyOf(context, change.newRow),
+            value: project(change.newRow, context.columns),
+            headers: headers('insert', op),
+          },
+          change.newRow,
+        );
         break;
       case 'delete':
         movedInto.delete(keyOf(context, change.oldRow));
-        add(op, deleteMessage(context, change.oldRow, headers('delete', op)));
+        add(op, deleteMessage(context, change.oldRow, headers('delete', op)), change.oldRow);
         break;
       case 'update': {
         const oldRow = change.oldRow ?? change.newRow;
@@ -116,35 +134,45 @@ export function transactionEntries(
           const movedIn = movedInto.get(oldKey);
           movedInto.delete(oldKey);
           if (movedIn === undefined || movedIn === JSON.stringify(oldRow)) {
-            add(op, deleteMessage(context, oldRow, headers('delete', op)));
+            add(op, deleteMessage(context, oldRow, headers('delete', op)), oldRow);
           }
           movedInto.set(newKey, JSON.stringify(change.newRow));
-          add(op + 1, {
-            key: newKey,
-            value: project(change.newRow, context.columns),
-            headers: headers('insert', op + 1),
-          });
+          add(
+            op + 1,
+            {
+              key: newKey,
+              value: project(change.newRow, context.columns),
+              headers: headers('insert', op + 1),
+            },
+            change.newRow,
+          );
           break;
         }
         const changed = context.columns.filter(
           (c) => (oldRow[c] ?? null) !== (change.newRow[c] ?? null),
         );
         if (context.replica === 'full') {
-          add(op, {
-            key: newKey,
-            value: project(change.newRow, context.columns),
-            old_value: project(oldRow, changed),
-            headers: headers('update', op),
-          });
+          add(
+            op,
+            {
+              key: newKey,
+              value: project(change.newRow, context.columns),
+              old_value: project(oldRow, changed),
+              headers: headers('update', op),
+            },
+            change.newRow,
+            oldRow,
+          );
         } else {
           const columns = context.columns.filter(
             (c) => context.keyColumns.includes(c) || changed.includes(c),
           );
-          add(op, {
-            key: newKey,
-            value: project(change.newRow, columns),
-            headers: headers('update', op),
-          });
+          add(
+            op,
+            { key: newKey, value: project(change.newRow, columns), headers: headers('update', op) },
+            change.newRow,
+            oldRow,
+          );
         }
         break;
       }
@@ -152,6 +180,16 @@ export function transactionEntries(
   }
   const last = entries.at(-1);
   if (last) last.message.headers.last = true;
+  if (tagging) {
+    for (const [message, { row, before }] of rows) {
+      Object.assign(message.headers, tagging.tagsOf(row));
+      if (before) {
+        const now = new Set(message.headers.tags);
+        const removed = tagging.tagsOf(before).tags.filter((tag) => !now.has(tag));
+        if (removed.length > 0) message.headers.removed_tags = removed;
+      }
+    }
+  }
   return entries.map(({ offset, message }) => ({ offset, json: JSON.stringify(message) }));
 }
 
@@ -165,4 +203,21 @@ function deleteMessage(
       ? context.columns
       : context.columns.filter((c) => context.keyColumns.includes(c));
   return { key: keyOf(context, oldRow), value: project(oldRow, columns), headers };
+}
+
+/** An insert with its tags: a row of a subquery shape's snapshot, or one a move-in brought. */
+export function taggedInsertMessage(
+  context: MessageContext,
+  row: Row,
+  tagging: { rowTags: (row: Row) => { tags: string[]; active_conditions: boolean[] } },
+): string {
+  return JSON.stringify({
+    key: keyOf(context, row),
+    value: project(row, context.columns),
+    headers: {
+      operation: 'insert',
+      relation: [context.schema, context.table],
+      ...tagging.rowTags(row),
+    },
+  } satisfies WireChangeMessage);
 }

@@ -9,7 +9,7 @@ import { quoteIdentifier } from '../pg/table-identifier.js';
 import { buildSchemaHeader, type TableSchema } from '../pg/table-schema.js';
 import { loadServedTable } from '../pg/served-table.js';
 import type { TablePolicy } from '../pg/table-policy.js';
-import { shapeInvalid } from '../errors/sluice-error.js';
+import { shapeInvalid, SluiceError } from '../errors/sluice-error.js';
 
 /** What serving a definition takes, resolved against the catalog (and checked) once. */
 export interface ShapePlan {
@@ -21,6 +21,8 @@ export interface ShapePlan {
   /** Columns as the catalog describes them, compared with replication's Relation messages. */
   columnSignature: string;
   filter: FilterSpec | undefined;
+  /** Tables the where clause's subqueries read (to publish, and whose changes concern it). */
+  dependencies: TableSchema[];
 }
 
 /**
@@ -38,8 +40,18 @@ export async function planShape(
   const published = schema.columns.filter((column) => !column.generated);
   const columns = selectColumns(schema, definition.columns);
   const keyColumns = rowKeyColumns({ primaryKey: schema.primaryKey, columns: published });
-  const filter = await compileFilter(client, schema, definition, whereLimits);
+  const dependencies: TableSchema[] = [];
+  const loadSubqueryTable = async (table: { schema: string; name: string }) => {
+    const inner = await loadServedTable(client, table, tables).catch((error: unknown) => {
+      // The table policy and catalog name `table`; here the table is the where clause's.
+      throw error instanceof SluiceError ? shapeInvalid('where', error.message) : error;
+    });
+    dependencies.push(inner);
+    return inner;
+  };
+  const filter = await compileFilter(client, schema, definition, whereLimits, loadSubqueryTable);
   return {
+    dependencies,
     schema,
     context: {
       schema: schema.schema,
@@ -48,9 +60,13 @@ export async function planShape(
       keyColumns,
       replica: definition.replica,
     },
+    // A subquery shape tags each row from the clause's columns too: it reads every column.
     select: schema.columns
+      .filter((column) => !column.generated)
       .map((column) => column.name)
-      .filter((name) => columns.includes(name) || keyColumns.includes(name)),
+      .filter(
+        (name) => dependencies.length > 0 || columns.includes(name) || keyColumns.includes(name),
+      ),
     schemaHeader: buildSchemaHeader(schema, columns),
     columnSignature: JSON.stringify(
       published.map((column) => [column.name, column.typeOid, column.typmod]),
@@ -92,9 +108,17 @@ async function compileFilter(
   schema: TableSchema,
   definition: ShapeDefinition,
   whereLimits: WhereLimits,
+  loadSubqueryTable: (table: { schema: string; name: string }) => Promise<TableSchema>,
 ): Promise<FilterSpec | undefined> {
   if (definition.where === undefined) return undefined;
-  return compileShapeFilter(client, schema, definition.where, definition.params ?? [], whereLimits);
+  return compileShapeFilter(
+    client,
+    schema,
+    definition.where,
+    definition.params ?? [],
+    whereLimits,
+    loadSubqueryTable,
+  );
 }
 
 /**

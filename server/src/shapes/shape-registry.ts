@@ -5,12 +5,22 @@ import type { QueryExecutor } from '../db/query-executor.js';
 import { reconnectDelay } from '../async/reconnect-delay.js';
 import type { RecentCommit } from './recent-commits.js';
 import type { RelationInfo } from '../pg/transaction.js';
-import { isLogMismatch, type ShapeStorage } from '../storage/shape-storage.js';
+import { isLogMismatch, type ShapeLog, type ShapeStorage } from '../storage/shape-storage.js';
 import { definitionKey, type ShapeDefinition } from './shape-definition.js';
 import { ShapeRouter } from './shape-router.js';
 import { takeSnapshot } from './shape-snapshot.js';
 import { cutTornTransaction } from './cut-torn-transaction.js';
-import { Shape, type RowChange, type ShapeMetadata } from './shape.js';
+import {
+  Shape,
+  type DeferredTransaction,
+  type ResultRefresh,
+  type RowChange,
+  type ShapeMetadata,
+} from './shape.js';
+import { refreshResults } from './subquery-refresh.js';
+import { everyNode } from '../where/filter-spec.js';
+import { isVisibleTo } from '../pg/transaction-visibility.js';
+import { problemCode } from '../pg/describe-problem.js';
 import { whereEvaluationError, planShape } from './shape-plan.js';
 import { quoteTableIdentifier } from '../pg/table-identifier.js';
 import { publishTable } from '../pg/publication.js';
@@ -61,6 +71,8 @@ export class ShapeRegistry {
   readonly #byHandle = new Map<string, Shape>();
   readonly #byKey = new Map<string, Shape>();
   readonly #byRelation = new Map<number, Set<Shape>>();
+  /** Subquery shapes by the tables their subqueries read. */
+  readonly #byDependency = new Map<number, Set<Shape>>();
   readonly #router = new ShapeRouter();
   /** Metadata parts that a table's shapes have alike, held once per table (see #share). */
   readonly #shared = new Map<number, Map<string, unknown>>();
@@ -175,7 +187,7 @@ export class ShapeRegistry {
         await log.close();
         return this.#byHandle.get(handle);
       }
-      const shape = new Shape(metadata, log);
+      const shape = this.#shapeOf(metadata, log);
       this.#add(shape);
       // A flush announced while the log was read was not this shape's yet: look once more.
       void this.refresh(shape);
@@ -205,9 +217,14 @@ export class ShapeRegistry {
       await log.close();
       return undefined;
     }
-    const shape = new Shape(metadata, log);
+    const shape = this.#shapeOf(metadata, log);
     this.#add(shape);
     return shape;
+  }
+
+  #shapeOf(metadata: ShapeMetadata, log: ShapeLog): Shape {
+    const { storage } = this.#options;
+    return new Shape(metadata, log, (json) => storage.writeMetadata(metadata.handle, json));
   }
 
   /** Lookups during loading: the shape asked for may be one not reopened yet. */
@@ -541,6 +558,11 @@ export class ShapeRegistry {
       this.#shared.delete(relationOid);
     }
     this.#router.remove(shape);
+    for (const oid of dependencyOids(shape)) {
+      const dependents = this.#byDependency.get(oid);
+      dependents?.delete(shape);
+      if (dependents?.size === 0) this.#byDependency.delete(oid);
+    }
     shape.markDeleted();
     return true;
   }
@@ -592,7 +614,10 @@ export class ShapeRegistry {
   /** Continuity broke for one table (truncated, columns changed): its shapes start over. */
   async rotateRelation(relationOid: number, reason: string): Promise<void> {
     if (this.#link) return; // the writer rotates, and announces the shapes it removed
-    const shapes = [...(this.#byRelation.get(relationOid) ?? [])];
+    const shapes = [
+      ...(this.#byRelation.get(relationOid) ?? []),
+      ...(this.#byDependency.get(relationOid) ?? []),
+    ];
     if (shapes.length === 0) return;
     this.#options.log.warn({ relationOid, shapes: shapes.length, reason }, 'rotating shapes');
     for (const shape of shapes) await this.delete(shape);
@@ -703,7 +728,9 @@ export class ShapeRegistry {
           this.#options.tables,
           this.#options.whereLimits,
         );
-        await publishTable(client, publicationName, plan.schema, this.#options.tables.publish);
+        for (const table of [plan.schema, ...plan.dependencies]) {
+          await publishTable(client, publicationName, table, this.#options.tables.publish);
+        }
         const { rows } = await client.query<{ lsn: string }>(
           'SELECT pg_current_wal_flush_lsn()::text AS lsn',
         );
@@ -726,7 +753,7 @@ export class ShapeRegistry {
         snapshotComplete: false,
         filter: plan.filter,
       };
-      shape = new Shape(metadata, await storage.createLog(handle));
+      shape = this.#shapeOf(metadata, await storage.createLog(handle));
       await storage.writeMetadata(handle, JSON.stringify(metadata));
       // Registered before the snapshot starts: changes committed meanwhile are buffered, then
       // filtered against the snapshot.
@@ -753,8 +780,19 @@ export class ShapeRegistry {
           ),
         { minLsn: flushedLsn, rerunnable: false },
       );
-      shape.completeSnapshot();
-      await shape.log.flush();
+      if (shape.subqueries) {
+        const completing = shape;
+        await shape.serially(async () => {
+          completing.completeSnapshot();
+          for (const deferred of completing.takeDeferred()) {
+            await this.#applyWithResults(completing, deferred);
+          }
+        });
+        await shape.flush();
+      } else {
+        shape.completeSnapshot();
+        await shape.log.flush();
+      }
       await storage.writeMetadata(handle, JSON.stringify(metadata));
       shape.notify();
       this.#options.log.info({ shape: shape.describe() }, 'shape created');
@@ -778,6 +816,67 @@ export class ShapeRegistry {
     if (!set) this.#byRelation.set(shape.metadata.relationOid, (set = new Set()));
     set.add(shape);
     this.#router.add(shape);
+    for (const oid of dependencyOids(shape)) {
+      let dependents = this.#byDependency.get(oid);
+      if (!dependents) this.#byDependency.set(oid, (dependents = new Set()));
+      dependents.add(shape);
+    }
+  }
+
+  /** Subquery shapes whose subqueries read the table. */
+  dependents(relationOid: number): Iterable<Shape> {
+    return this.#byDependency.get(relationOid) ?? [];
+  }
+
+  /**
+   * A transaction for a subquery shape (ReplicationConsumer): `touched` when it changed a table
+   * one of the shape's subqueries reads. Work on one shape runs in order, after its snapshot.
+   */
+  applyWithResults(shape: Shape, deferred: DeferredTransaction): Promise<boolean> {
+    return shape.serially(async () => {
+      if (shape.deleted) return false;
+      if (!shape.ready) {
+        shape.defer(deferred);
+        return false;
+      }
+      return this.#applyWithResults(shape, deferred);
+    });
+  }
+
+  async #applyWithResults(shape: Shape, deferred: DeferredTransaction): Promise<boolean> {
+    const { transaction, changes, touched } = deferred;
+    if (shape.holds(transaction)) return false;
+    const state = shape.subqueries!;
+    if (!state.hasResults) {
+      await this.#restart(shape, 'its subquery results were not stored with its log');
+      return false;
+    }
+    let refresh: ResultRefresh | undefined;
+    const seen = shape.lastRefresh;
+    if (touched && !(seen && isVisibleTo(seen, transaction.xid, transaction.commitLsn))) {
+      try {
+        refresh = await this.#options.executor.primary((client) =>
+          refreshResults(client, shape, transaction),
+        );
+      } catch (error) {
+        // A subquery Postgres no longer accepts (a column or table of it changed): the shape
+        // starts over, and its clients get the reason when they ask for it again.
+        if (!problemCode(error)?.startsWith('42')) throw error;
+        await this.#restart(shape, (error as Error).message);
+        return false;
+      }
+      if (refresh.change.restart) {
+        await this.#restart(shape, refresh.change.restart);
+        return false;
+      }
+      shape.lastRefresh = refresh.visibility;
+    }
+    return shape.appendWithResults(transaction, changes, refresh);
+  }
+
+  async #restart(shape: Shape, reason: string): Promise<void> {
+    this.#options.log.warn({ shape: shape.describe(), reason }, 'subquery shape starts over');
+    await this.delete(shape);
   }
 
   /**
@@ -821,4 +920,12 @@ function parseMetadata(text: string | undefined): ShapeMetadata | undefined {
 
 function replicationSignature(relation: RelationInfo): string {
   return JSON.stringify(relation.columns.map((c) => [c.name, c.typeOid, c.typeMod]));
+}
+
+/** The tables a shape's subqueries read, nested ones included. */
+function dependencyOids(shape: Shape): number[] {
+  const root = shape.metadata.filter?.root;
+  if (!root || !shape.subqueries) return [];
+  const oids = everyNode(root).flatMap((node) => (node.op === 'subquery' ? [node.query.oid] : []));
+  return [...new Set(oids)];
 }

@@ -2,8 +2,14 @@ import { CONTROL, lsnToBigInt, type SnapshotEndMessage } from '@sluice/protocol'
 import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import { filterSql, paramSettingName } from '../where/filter-sql.js';
-import { childNodes, type FilterNode, type FilterSpec } from '../where/filter-spec.js';
-import { snapshotMessageBuilder, type MessageContext } from './change-messages.js';
+import { everyNode, type FilterSpec } from '../where/filter-spec.js';
+import {
+  snapshotMessageBuilder,
+  taggedInsertMessage,
+  type MessageContext,
+} from './change-messages.js';
+import { readResults } from './subquery-refresh.js';
+import type { SubqueryState } from './subquery-state.js';
 import { parseCopyTextBatches } from '../pg/copy-text-parser.js';
 import type { Shape } from './shape.js';
 import { isVisibleTo, type TransactionVisibility } from '../pg/transaction-visibility.js';
@@ -46,6 +52,11 @@ export async function takeSnapshot(
         String(filteredTimeoutMs),
       ]);
     }
+    // A subquery shape's rows are tagged from its subqueries' results in the same snapshot.
+    if (shape.subqueries) {
+      await bindFilter(client, shape.metadata.filter!);
+      shape.recordResults(await readResults(client, shape.subqueries, 'creating'), 0n);
+    }
     // Snapshot chunk c holds offset `0_c` on every entry, as Electric numbers snapshot chunks
     // (docs/protocol.md §3.2): the log seals a chunk once it is full and the next row opens c + 1.
     let chunk = 0;
@@ -58,6 +69,7 @@ export async function takeSnapshot(
         select: selectColumns,
         context,
         filter: shape.metadata.filter,
+        tagging: shape.subqueries,
       };
       for await (const batch of shapeRowBatches(client, rows)) {
         let sealed = 0;
@@ -176,6 +188,8 @@ export interface ShapeRows {
   select: string[];
   context: MessageContext;
   filter: FilterSpec | undefined;
+  /** A subquery shape's tags, added to each row. */
+  tagging?: SubqueryState;
 }
 
 /**
@@ -188,7 +202,15 @@ export async function* shapeRowBatches(
 ): AsyncGenerator<string[]> {
   const where = rows.filter ? ` WHERE ${await bindFilter(client, rows.filter)}` : '';
   const sql = `COPY (SELECT ${rows.select.map(quoteIdentifier).join(', ')} FROM ${quoteTableIdentifier(rows.table)}${where}) TO STDOUT`;
-  const buildMessage = snapshotMessageBuilder(rows.context, rows.select);
+  const { tagging, context, select } = rows;
+  const buildMessage = tagging
+    ? (values: readonly (string | null)[]) =>
+        taggedInsertMessage(
+          context,
+          Object.fromEntries(select.map((column, i) => [column, values[i] ?? null])),
+          tagging,
+        )
+    : snapshotMessageBuilder(context, select);
   for await (const batch of parseCopyTextBatches(client.query(copyTo(sql)))) {
     yield batch.map(buildMessage);
   }
@@ -200,11 +222,9 @@ export async function* shapeRowBatches(
  */
 export async function bindFilter(client: pg.ClientBase, filter: FilterSpec): Promise<string> {
   const params = new Map<number, string>();
-  const collect = (node: FilterNode): void => {
+  for (const node of everyNode(filter.root)) {
     if (node.op === 'param') params.set(node.index, node.value);
-    childNodes(node).forEach(collect);
-  };
-  collect(filter.root);
+  }
   for (const [index, value] of params) {
     await client.query('SELECT set_config($1, $2, true)', [paramSettingName(index), value]);
   }

@@ -1,9 +1,19 @@
-import { SNAPSHOT_END, compareLogOffsets, formatLogOffset, type LogOffset } from '@sluice/protocol';
+import {
+  CONTROL,
+  SNAPSHOT_END,
+  compareLogOffsets,
+  formatLogOffset,
+  type LogOffset,
+  type MoveEventMessage,
+  type SnapshotEndMessage,
+} from '@sluice/protocol';
 import type { Change, Row, Transaction } from '../pg/transaction.js';
-import type { ShapeLog } from '../storage/shape-storage.js';
+import type { LogEntry, ShapeLog } from '../storage/shape-storage.js';
 import { compileFilter } from '../where/filter-evaluator.js';
-import type { FilterSpec } from '../where/filter-spec.js';
-import { transactionEntries, type MessageContext } from './change-messages.js';
+import { topSubqueries, type FilterSpec } from '../where/filter-spec.js';
+import { taggedInsertMessage, transactionEntries, type MessageContext } from './change-messages.js';
+import { SubqueryResult, type Tuple } from './subquery-result.js';
+import { SubqueryState, type MovePattern, type ResultChange } from './subquery-state.js';
 import type { ShapeDefinition } from './shape-definition.js';
 import { isVisibleTo, type TransactionVisibility } from '../pg/transaction-visibility.js';
 
@@ -23,6 +33,33 @@ export interface ShapeMetadata {
   snapshotComplete: boolean;
   /** The typed where clause, when the shape has one. */
   filter?: FilterSpec;
+  /**
+   * A subquery shape's subquery results, as of commits (`lsn`): the newest whose commit the log
+   * holds is the one to resume from (a newer one was written before a flush that failed).
+   */
+  subqueryResults?: StoredResults[];
+}
+
+/** A transaction for a subquery shape: its rows, and whether it changed a table a subquery reads. */
+export interface DeferredTransaction {
+  transaction: Transaction;
+  changes: PositionedChange[];
+  touched: boolean;
+}
+
+/** Subquery results as of one commit (0 for the snapshot), by subquery id. */
+export interface StoredResults {
+  lsn: string;
+  results: Record<number, Tuple[]>;
+}
+
+/** What a subquery shape's transaction brings besides its own rows (SubqueryRefresh). */
+export interface ResultRefresh {
+  results: Map<number, SubqueryResult>;
+  change: ResultChange;
+  /** The rows moved in, read in `visibility`. */
+  rows: Row[];
+  visibility: TransactionVisibility;
 }
 
 type PositionedChange = { change: RowChange; position: number };
@@ -48,13 +85,58 @@ export class Shape {
   /** When a request last read this shape (a shape loaded at start counts as read then). */
   #lastReadAt = Date.now();
 
+  /** For a where clause with subqueries: their results, and tags. */
+  readonly subqueries: SubqueryState | undefined;
+  /** Subquery results not yet written with the metadata (written before the log's flush). */
+  #unsavedResults = false;
+  /** Subquery shapes' work runs one piece at a time, in order (SubqueryRefresh). */
+  #serial: Promise<unknown> = Promise.resolve();
+  /** The snapshot of the last subquery refresh: transactions it saw need no other. */
+  lastRefresh: TransactionVisibility | undefined;
+
   constructor(
     readonly metadata: ShapeMetadata,
     readonly log: ShapeLog,
+    readonly writeMetadata: (json: string) => Promise<void> = () => Promise.resolve(),
   ) {
     // Compiled once now so a stored clause that cannot be fails here, where the shape is
     // refused, rather than at its first change, in the middle of replication.
     if (metadata.filter) compileFilter(metadata.filter.root);
+    const root = metadata.filter?.root;
+    this.subqueries =
+      root && topSubqueries(root).length > 0 ? new SubqueryState(metadata.handle, root) : undefined;
+    if (this.subqueries && metadata.subqueryResults) this.#resumeResults(this.subqueries);
+  }
+
+  /** The newest stored results whose commit the log holds. */
+  #resumeResults(state: SubqueryState): void {
+    const last = this.log.lastOffset?.tx ?? 0n;
+    const stored = (this.metadata.subqueryResults ?? [])
+      .filter((version) => BigInt(version.lsn) <= last)
+      .at(-1);
+    // None: a server that read this shape's metadata before its writer saved what its log holds
+    // (ShapeRegistry starts such a shape over when it must extend it).
+    if (stored) state.setResults(resultsFrom(state, stored.results));
+  }
+
+  /** A subquery shape's transactions while its snapshot runs, handled once it is done. */
+  #deferred: DeferredTransaction[] = [];
+
+  defer(deferred: DeferredTransaction): void {
+    this.#deferred.push(deferred);
+  }
+
+  takeDeferred(): DeferredTransaction[] {
+    const deferred = this.#deferred;
+    this.#deferred = [];
+    return deferred;
+  }
+
+  /** Runs `work` after every piece of this shape's work queued before it. */
+  serially<T>(work: () => Promise<T>): Promise<T> {
+    const next = this.#serial.then(work);
+    this.#serial = next.catch(() => undefined);
+    return next;
   }
 
   get handle(): string {
@@ -82,6 +164,45 @@ export class Shape {
     return this.ready && this.#waiters.size === 0 && now - this.#lastReadAt >= idleMs;
   }
 
+  /** Records new subquery results as of `lsn` (0: the snapshot), saved at the next flush. */
+  recordResults(results: Map<number, SubqueryResult>, lsn: bigint): void {
+    this.subqueries!.setResults(results);
+    const stored: StoredResults = { lsn: lsn.toString(), results: {} };
+    for (const [id, result] of results) stored.results[id] = result.tuples();
+    // Every version since the last flush stays: the log may end up durable at any of them.
+    this.metadata.subqueryResults = [...(this.metadata.subqueryResults ?? []), stored];
+    this.#unsavedResults = true;
+  }
+
+  /**
+   * Makes appended entries durable. A subquery shape saves its new results first, between two
+   * pieces of its work (`serially`), so the metadata written holds the results of every entry
+   * the log flush makes durable.
+   */
+  flush(): Promise<void> {
+    if (!this.subqueries) return this.log.flush();
+    return this.serially(() => this.flushResultsAndLog());
+  }
+
+  /** `flush` for work already running serially. */
+  async flushResultsAndLog(): Promise<void> {
+    const versions = this.metadata.subqueryResults ?? [];
+    if (this.#unsavedResults) {
+      this.#unsavedResults = false;
+      try {
+        await this.writeMetadata(JSON.stringify(this.metadata));
+      } catch (error) {
+        this.#unsavedResults = true;
+        throw error;
+      }
+    }
+    await this.log.flush();
+    // The log holds the newest results' commit now: the older versions are not needed again.
+    if (this.metadata.subqueryResults === versions && versions.length > 1) {
+      this.metadata.subqueryResults = versions.slice(-1);
+    }
+  }
+
   /**
    * Appends this shape's part of a committed transaction (not yet durable: the owner flushes).
    * Replays at or below what the log holds, and transactions the snapshot already contains, are
@@ -99,14 +220,70 @@ export class Shape {
     return this.#append(transaction, changes);
   }
 
+  /**
+   * Whether the log or the snapshot already holds the transaction. The log's last commit is
+   * read from the log itself: another server may have appended to it (a shared storage this
+   * server read before it took over writing).
+   */
+  holds(transaction: Transaction): boolean {
+    const last = this.log.lastOffset;
+    if (last && last.tx > 0n && transaction.commitLsn <= last.tx) return true;
+    const { snapshot } = this.metadata;
+    return snapshot !== undefined && isVisibleTo(snapshot, transaction.xid, transaction.commitLsn);
+  }
+
+  /**
+   * Appends a subquery shape's part of a transaction: a move-out of the rows the new results
+   * (`refresh`, when the transaction touched a table a subquery reads) no longer admit, the
+   * transaction's own rows judged by the new results, then the rows moved in (a move-in event,
+   * the rows, and a snapshot-end of the query that read them). Returns whether anything was.
+   */
+  appendWithResults(
+    transaction: Transaction,
+    all: PositionedChange[],
+    refresh: ResultRefresh | undefined,
+  ): boolean {
+    const state = this.subqueries!;
+    if (refresh) this.recordResults(refresh.results, transaction.commitLsn);
+    const changes = filterChanges((row) => state.matches(row), all);
+    const { context } = this.metadata;
+    const tx = transaction.commitLsn;
+    const txids = [transaction.xid];
+    const entries: LogEntry[] = [];
+    const event = (op: number, event: 'move-in' | 'move-out', patterns: MovePattern[]) =>
+      entries.push({
+        offset: { tx, op },
+        json: JSON.stringify({ headers: { event, patterns, txids } } satisfies MoveEventMessage),
+      });
+    if (refresh && refresh.change.moveOut.length > 0) event(0, 'move-out', refresh.change.moveOut);
+    entries.push(
+      ...transactionEntries(context, transaction, changes, {
+        firstOp: 2,
+        tagsOf: (row) => state.rowTags(row),
+      }),
+    );
+    if (refresh && refresh.change.moveIn.length > 0) {
+      let op = (entries.at(-1)?.offset.op ?? 0) + 1;
+      event(op++, 'move-in', refresh.change.moveIn);
+      for (const row of refresh.rows) {
+        entries.push({ offset: { tx, op: op++ }, json: taggedInsertMessage(context, row, state) });
+      }
+      const { xmin, xmax, xip } = refresh.visibility;
+      entries.push({
+        offset: { tx, op },
+        json: JSON.stringify({
+          headers: { control: CONTROL.snapshotEnd, xmin, xmax, xip_list: xip },
+        } satisfies SnapshotEndMessage),
+      });
+    }
+    if (entries.length === 0) return false;
+    this.log.append(entries);
+    return true;
+  }
+
   /** Appends changes already filtered by the where clause. */
   #append(transaction: Transaction, changes: PositionedChange[]): boolean {
-    // The log's last commit, read from the log itself: another server may have appended to it
-    // (a shared storage this server read before it took over writing).
-    const last = this.log.lastOffset;
-    if (last && last.tx > 0n && transaction.commitLsn <= last.tx) return false;
-    const { snapshot } = this.metadata;
-    if (snapshot && isVisibleTo(snapshot, transaction.xid, transaction.commitLsn)) return false;
+    if (this.holds(transaction)) return false;
     const entries = transactionEntries(this.metadata.context, transaction, changes);
     if (entries.length === 0) return false;
     this.log.append(entries);
@@ -215,4 +392,17 @@ function filterChanges(
     }
   }
   return kept;
+}
+
+/** Stored results read back into sets. */
+export function resultsFrom(
+  state: SubqueryState,
+  stored: Record<number, Tuple[]>,
+): Map<number, SubqueryResult> {
+  return new Map(
+    state.subqueries.map((node) => [
+      node.id,
+      new SubqueryResult(node.columns.length, stored[node.id] ?? []),
+    ]),
+  );
 }

@@ -8,7 +8,7 @@ import { parseCopyTextBatches } from '../pg/copy-text-parser.js';
 import { problemCode } from '../pg/describe-problem.js';
 import { quoteIdentifier, quoteTableIdentifier } from '../pg/table-identifier.js';
 import type { TablePolicy } from '../pg/table-policy.js';
-import { childNodes, type FilterNode, type FilterSpec } from '../where/filter-spec.js';
+import { everyNode, type FilterSpec } from '../where/filter-spec.js';
 import { orderBySql, parseOrderBy } from '../where/order-by.js';
 import { compileShapeFilter } from '../where/shape-filter.js';
 import type { WhereLimits } from '../where/where-limits.js';
@@ -156,11 +156,9 @@ async function filterSql(
   if (shapeFilter) parts.push(await bindFilter(client, shapeFilter));
   if (subsetFilter) {
     // The subset's `$1…$n` are its own: their settings are numbered apart from the shape's.
-    const renumber = (node: FilterNode): void => {
+    for (const node of everyNode(subsetFilter.root)) {
       if (node.op === 'param') node.index += SUBSET_PARAM_BASE;
-      childNodes(node).forEach(renumber);
-    };
-    renumber(subsetFilter.root);
+    }
     parts.push(await bindFilter(client, subsetFilter));
   }
   return parts.length === 0 ? '' : ` WHERE ${parts.join(' AND ')}`;

@@ -16,6 +16,14 @@ import type { ScalarType } from './pg-type.js';
 
 type Evaluate = (row: Row) => Value;
 
+/** How a subquery of the clause is evaluated on a row: against its current result. */
+export type SubqueryLookup = (node: Extract<FilterNode, { op: 'subquery' }>) => Evaluate;
+
+// The lookup of the compilation under way. compile() is synchronous and recursive through a
+// dozen helpers; the lookup is set for one compileNode call only rather than threaded through
+// every one of them.
+let currentLookup: SubqueryLookup | undefined;
+
 /**
  * A node after the simplification Postgres applies while planning (eval_const_expressions): a
  * value computed once, or a function of the row. This is not an optimisation: it decides which
@@ -40,10 +48,13 @@ function evaluator(compiled: Compiled): Evaluate {
  * NULL and errors Postgres would raise on this row (division by zero, overflow, a malformed
  * LIKE pattern) mean "not in the shape", never a failed stream.
  */
-export function compileFilter(root: FilterNode): (row: Row) => boolean {
+export function compileFilter(
+  root: FilterNode,
+  subqueries?: SubqueryLookup,
+): (row: Row) => boolean {
   let evaluate: Evaluate;
   try {
-    evaluate = compileNode(root);
+    evaluate = compileNode(root, subqueries);
   } catch (error) {
     // Postgres would fail the query itself; compileShapeFilter refuses such clauses.
     if (isEvaluationError(error)) return () => false;
@@ -66,8 +77,14 @@ export function compileFilter(root: FilterNode): (row: Row) => boolean {
  * EvaluationError at once when a part that reads no column raises: Postgres computes such parts
  * while planning, so the clause fails whatever the rows.
  */
-export function compileNode(node: FilterNode): Evaluate {
-  return evaluator(compile(node));
+export function compileNode(node: FilterNode, subqueries?: SubqueryLookup): Evaluate {
+  const outer = currentLookup;
+  currentLookup = subqueries;
+  try {
+    return evaluator(compile(node));
+  } finally {
+    currentLookup = outer;
+  }
 }
 
 function compile(node: FilterNode): Compiled {
@@ -139,7 +156,17 @@ function compile(node: FilterNode): Compiled {
       return strict([compile(node.arg)], ([value]) => BigInt([...(value as string)].length));
     case 'coalesce':
       return compileCoalesce(node.args);
+    case 'subquery': {
+      const lookup = currentLookup;
+      // Validation compiles a clause before any result exists: it is never evaluated then.
+      if (!lookup) return dynamic(() => subqueryWithoutResult());
+      return dynamic(lookup(node));
+    }
   }
+}
+
+function subqueryWithoutResult(): never {
+  throw new Error('a subquery was evaluated before its result was read');
 }
 
 /** A function of one operand that sees NULL too (NOT, IS NULL): folded when it is constant. */

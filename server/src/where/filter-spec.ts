@@ -82,7 +82,24 @@ export type FilterNode =
   | { op: 'array'; type: ScalarType; elements: FilterNode[] }
   | { op: 'case_map'; upper: boolean; text: TextRules; arg: FilterNode }
   | { op: 'length'; arg: FilterNode }
-  | { op: 'coalesce'; type: PgType; args: FilterNode[] };
+  | { op: 'coalesce'; type: PgType; args: FilterNode[] }
+  /**
+   * `(a, b) IN (SELECT x, y FROM t WHERE …)` (NOT IN is a `not` above it). `id` numbers the
+   * shape's subqueries in the order written, nested ones included; `columns` are the outer
+   * columns, compared with the inner ones by their text (their types are the same).
+   */
+  | { op: 'subquery'; id: number; columns: ColumnNode[]; query: SubqueryQuery };
+
+export type ColumnNode = Extract<FilterNode, { op: 'column' }>;
+
+/** The inner query of a subquery: plain columns of one table, filtered by its own clause. */
+export interface SubqueryQuery {
+  table: { schema: string; name: string };
+  /** The table's oid, so that its changes reach the shapes that read it. */
+  oid: number;
+  select: string[];
+  filter: FilterNode | undefined;
+}
 
 /** A compiled where clause, as stored in shape metadata. */
 export interface FilterSpec {
@@ -126,5 +143,26 @@ export function childNodes(node: FilterNode): FilterNode[] {
       return [node.arg, node.array];
     case 'array':
       return node.elements;
+    case 'subquery':
+      // The inner clause is about another table: walks of this row's clause stop here
+      // (`everyNode` goes inside).
+      return node.columns;
   }
+}
+
+/** Every node of the clause, inner clauses of subqueries included (for `$n` values). */
+export function everyNode(node: FilterNode): FilterNode[] {
+  const found: FilterNode[] = [];
+  const walk = (current: FilterNode): void => {
+    found.push(current);
+    childNodes(current).forEach(walk);
+    if (current.op === 'subquery' && current.query.filter) walk(current.query.filter);
+  };
+  walk(node);
+  return found;
+}
+
+/** The subqueries a clause reads directly (not those nested inside other subqueries). */
+export function topSubqueries(node: FilterNode): Extract<FilterNode, { op: 'subquery' }>[] {
+  return node.op === 'subquery' ? [node] : childNodes(node).flatMap(topSubqueries);
 }

@@ -1,4 +1,4 @@
-import { quoteIdentifier } from '../pg/table-identifier.js';
+import { quoteIdentifier, quoteTableIdentifier } from '../pg/table-identifier.js';
 import type { FilterNode } from './filter-spec.js';
 import { sqlTypeName } from './pg-type.js';
 
@@ -72,6 +72,12 @@ export function filterSql(node: FilterNode): string {
       return `length(${filterSql(node.arg)})`;
     case 'coalesce':
       return `COALESCE(${node.args.map(filterSql).join(', ')})`;
+    case 'subquery': {
+      const { query } = node;
+      const columns = node.columns.map(filterSql).join(', ');
+      const where = query.filter ? ` WHERE ${filterSql(query.filter)}` : '';
+      return `((${columns}) IN (SELECT ${query.select.map(quoteIdentifier).join(', ')} FROM ${quoteTableIdentifier(query.table)}${where}))`;
+    }
   }
 }
 

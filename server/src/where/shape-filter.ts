@@ -9,6 +9,8 @@ import { compileWhere, type PendingConstant } from './where-compiler.js';
 import type { WhereLimits } from './where-limits.js';
 import { parseWhereClause } from './where-parser.js';
 import { shapeInvalid } from '../errors/sluice-error.js';
+import { subqueryTableNames } from './subquery.js';
+import type { SubqueryTable } from './where-context.js';
 
 /**
  * Validates a shape's where clause and params against its table and returns the typed clause
@@ -22,10 +24,22 @@ export async function compileShapeFilter(
   where: string,
   params: readonly string[],
   limits: WhereLimits,
+  loadSubqueryTable?: (table: { schema: string; name: string }) => Promise<TableSchema>,
 ): Promise<FilterSpec> {
   const tree = await parseWhereClause(where, limits);
   const table = await loadWhereTable(client, schema);
-  const { root, constants, usedParams } = compileWhere(tree, table, params);
+  const subqueryTables = new Map<string, SubqueryTable>();
+  for (const name of subqueryTableNames(tree)) {
+    if (!loadSubqueryTable) throw shapeInvalid('where', 'subqueries are not supported here');
+    const inner = await loadSubqueryTable(name);
+    subqueryTables.set(JSON.stringify([name.schema, name.name]), {
+      schema: inner.schema,
+      name: inner.name,
+      oid: inner.oid,
+      columns: await loadWhereTable(client, inner),
+    });
+  }
+  const { root, constants, usedParams } = compileWhere(tree, table, params, subqueryTables);
   const unused = params.map((_, i) => i + 1).filter((index) => !usedParams.has(index));
   if (unused.length > 0) {
     throw shapeInvalid(

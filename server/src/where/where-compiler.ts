@@ -15,14 +15,14 @@ import { typeCast } from './type-cast.js';
 import type { Expr } from './typed-expr.js';
 import type { FilterNode } from './filter-spec.js';
 import type { WhereTable } from './where-columns.js';
-import type { WhereContext } from './where-context.js';
+import { subquery } from './subquery.js';
+import type { SubqueryTable, WhereContext } from './where-context.js';
 import type { SyntaxNode } from './where-parser.js';
 
 export type { PendingConstant } from './clause-typing.js';
 
 // Names for parse-tree nodes outside the supported subset, so the 400 says what was refused.
 const CONSTRUCTS: Record<string, string> = {
-  SubLink: 'subqueries',
   CaseExpr: 'CASE expressions',
   RowExpr: 'row constructors',
   SQLValueFunction: 'CURRENT_DATE, CURRENT_USER and similar functions',
@@ -44,10 +44,22 @@ export function compileWhere(
   tree: SyntaxNode,
   table: WhereTable,
   params: readonly string[],
+  subqueryTables: ReadonlyMap<string, SubqueryTable> = new Map(),
 ): { root: FilterNode; constants: PendingConstant[]; usedParams: Set<number> } {
   const typing = new ClauseTyping(params);
-  const cx: WhereContext = { table, typing, visit: (node) => visit(cx, node) };
-  const root = booleanOperand(cx, tree, 'WHERE');
+  let subqueries = 0;
+  const context = (current: WhereTable): WhereContext => {
+    const cx: WhereContext = {
+      table: current,
+      typing,
+      visit: (node) => visit(cx, node),
+      within: context,
+      subqueryTables,
+      nextSubqueryId: () => subqueries++,
+    };
+    return cx;
+  };
+  const root = booleanOperand(context(table), tree, 'WHERE');
   return { root, constants: typing.constants, usedParams: typing.usedParams };
 }
 
@@ -79,6 +91,8 @@ function visit(cx: WhereContext, node: SyntaxNode): Expr {
       return arrayConstructor(cx, n);
     case 'CollateClause':
       return collateClause(cx, n);
+    case 'SubLink':
+      return subquery(cx, n);
     default:
       return fail(
         `${CONSTRUCTS[kind] ?? kind} ${CONSTRUCTS[kind] ? 'are' : 'is'} not supported in where clauses`,

@@ -1,0 +1,97 @@
+import type pg from 'pg';
+import type { Row, Transaction } from '../pg/transaction.js';
+import { quoteTableIdentifier } from '../pg/table-identifier.js';
+import { filterSql } from '../where/filter-sql.js';
+import { shapeInvalid } from '../errors/sluice-error.js';
+import { beginSeeing, bindFilter } from './shape-snapshot.js';
+import type { ResultRefresh, Shape } from './shape.js';
+import { SubqueryResult, type Tuple } from './subquery-result.js';
+import {
+  MAX_SUBQUERY_VALUES,
+  subqueryResultSql,
+  tupleCondition,
+  type ResultChange,
+  type SubqueryState,
+} from './subquery-state.js';
+
+// Rows as Postgres' text output, as replication delivers them: the evaluator reads that.
+const RAW_TEXT = { getTypeParser: () => (value: string) => value };
+
+/**
+ * Reads each subquery's result in the caller's transaction (its `$n` values bound). One row
+ * past the limit is read so that a result over it is known: refused at creation, and at a
+ * refresh the shape starts over (SubqueryState.compare).
+ */
+export async function readResults(
+  client: pg.ClientBase,
+  state: SubqueryState,
+  purpose: 'creating' | 'refreshing',
+): Promise<Map<number, SubqueryResult>> {
+  const results = new Map<number, SubqueryResult>();
+  for (const node of state.subqueries) {
+    const { rows } = await client.query<Tuple>({
+      text: `${subqueryResultSql(node)} LIMIT ${MAX_SUBQUERY_VALUES + 1}`,
+      rowMode: 'array',
+    });
+    if (purpose === 'creating' && rows.length > MAX_SUBQUERY_VALUES) {
+      throw shapeInvalid(
+        'where',
+        `a subquery returns more than ${MAX_SUBQUERY_VALUES} rows; Sluice holds at most that many per subquery`,
+      );
+    }
+    results.set(node.id, new SubqueryResult(node.columns.length, rows));
+  }
+  return results;
+}
+
+/**
+ * A transaction changed a table the shape's subqueries read: reads their results again in a
+ * snapshot that sees it, and the rows that moved in, in the same snapshot. Rows already in the
+ * shape may come again (clients upsert them); transactions this snapshot saw and the stream has
+ * not delivered yet bring their changes again, which clients apply as upserts too.
+ */
+export async function refreshResults(
+  client: pg.PoolClient,
+  shape: Shape,
+  transaction: Transaction,
+): Promise<ResultRefresh> {
+  const state = shape.subqueries!;
+  const filter = shape.metadata.filter!;
+  const visibility = await beginSeeing(client, [transaction]);
+  try {
+    await bindFilter(client, filter);
+    const results = await readResults(client, state, 'refreshing');
+    const change = state.compare(results);
+    const rows =
+      change.restart || change.moveInTuples.length === 0
+        ? []
+        : await readMovedIn(client, shape, change);
+    await client.query('COMMIT');
+    return { results, change, rows, visibility };
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  }
+}
+
+/** The rows the whole clause admits whose subquery columns hold a tuple that moved in. */
+async function readMovedIn(
+  client: pg.ClientBase,
+  shape: Shape,
+  change: ResultChange,
+): Promise<Row[]> {
+  const conditions: string[] = [];
+  const values: (string | null)[][] = [];
+  for (const { node, tuples } of change.moveInTuples) {
+    const condition = tupleCondition(node, tuples, values.length + 1);
+    conditions.push(condition.sql);
+    values.push(...condition.values);
+  }
+  const { definition, filter } = shape.metadata;
+  const { rows } = await client.query<Row>({
+    text: `SELECT * FROM ${quoteTableIdentifier(definition.table)} WHERE ${filterSql(filter!.root)} AND (${conditions.join(' OR ')})`,
+    values,
+    types: RAW_TEXT,
+  });
+  return rows;
+}
