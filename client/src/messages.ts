@@ -3,9 +3,12 @@
  * types them so that code written against either client compiles against both. The operations
  * and control names are the protocol package's; the values here are parsed, not wire text.
  */
-import type { ControlName, Operation } from '@sluice/protocol';
+import type { ControlName, EventName, MovePattern, Operation } from '@sluice/protocol';
 
-export type { Operation };
+export type { EventName, MovePattern, Operation };
+
+/** Why a row is in a subquery shape: `/`-joined slots, one per position (see `move-tags.ts`). */
+export type MoveTag = string;
 
 /** A parsed column value; `Extensions` are the types custom parsers add. */
 export type Value<Extensions = never> =
@@ -42,7 +45,16 @@ export interface ChangeMessage<T extends Row<unknown> = Row> {
   value: T;
   /** With `replica: 'full'`, the previous values of an update's changed columns. */
   old_value?: Partial<T>;
-  headers: Header & { operation: Operation; txids?: number[] };
+  headers: Header & {
+    operation: Operation;
+    txids?: number[];
+    /** Subquery shapes only: one tag per disjunct of the where clause. */
+    tags?: MoveTag[];
+    /** On an update: tags the row no longer has. */
+    removed_tags?: MoveTag[];
+    /** Subquery shapes only: whether each position's condition holds for the row. */
+    active_conditions?: boolean[];
+  };
 }
 
 export interface ControlMessage {
@@ -52,7 +64,20 @@ export interface ControlMessage {
   };
 }
 
-export type Message<T extends Row<unknown> = Row> = ChangeMessage<T> | ControlMessage;
+/**
+ * Rows of a subquery shape moved out (or back in) because of a change in another table. It names
+ * no row: the rows are the ones whose tags match a pattern.
+ */
+export interface EventMessage {
+  headers: Header & {
+    event: EventName;
+    patterns: MovePattern[];
+    txids?: number[];
+  };
+}
+
+export type Message<T extends Row<unknown> = Row> =
+  ChangeMessage<T> | ControlMessage | EventMessage;
 
 export function isChangeMessage<T extends Row<unknown> = Row>(
   message: Message<T>,
@@ -64,4 +89,10 @@ export function isControlMessage<T extends Row<unknown> = Row>(
   message: Message<T>,
 ): message is ControlMessage {
   return !('key' in message) && 'control' in message.headers;
+}
+
+export function isEventMessage<T extends Row<unknown> = Row>(
+  message: Message<T>,
+): message is EventMessage {
+  return !('key' in message) && 'event' in message.headers;
 }

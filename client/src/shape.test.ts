@@ -221,3 +221,57 @@ test('SPEC.md: replaying the log from the live position onto a newer fallback sn
     assert.deepEqual(new Map(told.map((row) => [key(Number(row.id)), row])), states.at(-1));
   }
 });
+
+/** A change of a subquery shape `a IN (SELECT …) OR b = 1`: tags and active conditions. */
+const tagged = (change: ChangeMessage, a: string, b: number): ChangeMessage => ({
+  ...change,
+  headers: { ...change.headers, tags: [`${a}/`, '/1'], active_conditions: [true, b === 1] },
+});
+const moveOut = (value: string): Message => ({
+  headers: { event: 'move-out', patterns: [{ pos: 0, value }] },
+});
+const moveIn = (value: string): Message => ({
+  headers: { event: 'move-in', patterns: [{ pos: 0, value }] },
+});
+
+test('a move-out deletes the rows it leaves outside every disjunct, told at up-to-date', async () => {
+  const { stream, shape, notifications } = watched();
+  await stream.emit([
+    tagged(insert(1, 1), 'h1', 1),
+    tagged(insert(2, 2), 'h1', 2),
+    tagged(insert(3, 2), 'h2', 2),
+    UP_TO_DATE,
+  ]);
+  await stream.emit([moveOut('h1')]);
+  assert.deepEqual(shape.currentRows, [
+    { id: 1, v: 1 },
+    { id: 3, v: 2 },
+  ]);
+  assert.equal(notifications.length, 1, 'not before the up-to-date');
+  await stream.emit([UP_TO_DATE]);
+  assert.deepEqual(notifications[1]?.rows, shape.currentRows);
+
+  // A move-in is silent; the rows that match again follow as inserts.
+  await stream.emit([moveIn('h1'), UP_TO_DATE]);
+  assert.equal(notifications.length, 2);
+  await stream.emit([tagged(insert(2, 2), 'h1', 2), UP_TO_DATE]);
+  assert.equal(shape.currentRows.length, 3);
+
+  // A deleted row's tags go with it: back with a=h2, the move-out of h1 does not reach it.
+  await stream.emit([remove(2), tagged(insert(2, 9), 'h2', 2), moveOut('h1'), UP_TO_DATE]);
+  assert.deepEqual(shape.currentRows, [
+    { id: 1, v: 1 },
+    { id: 3, v: 2 },
+    { id: 2, v: 9 },
+  ]);
+});
+
+test('must-refetch forgets the tags: a move-out after it does not reach the new rows', async () => {
+  const { stream, shape, notifications } = watched();
+  await stream.emit([tagged(insert(1, 2), 'h1', 2), UP_TO_DATE]);
+  // Not tagged after the refetch (the shape is no longer one with a subquery, say).
+  await stream.emit([MUST_REFETCH, insert(1, 2), UP_TO_DATE]);
+  await stream.emit([moveOut('h1'), UP_TO_DATE]);
+  assert.deepEqual(shape.currentRows, [{ id: 1, v: 2 }]);
+  assert.equal(notifications.length, 2, 'a move-out that deleted nothing is no news');
+});

@@ -1,11 +1,14 @@
-import { CONTROL } from '@sluice/protocol';
+import { CONTROL, EVENT } from '@sluice/protocol';
 import {
   isChangeMessage,
+  isEventMessage,
+  type ChangeMessage,
+  type EventMessage,
   type LogMode,
   type Message,
-  type Operation,
   type Row,
 } from './messages.js';
+import { MoveTags } from './move-tags.js';
 import type { ShapeStreamInterface } from './shape-stream.js';
 import type { Mode } from './shape-stream-state.js';
 
@@ -28,13 +31,18 @@ export type ShapeChangedCallback<T extends Row<unknown> = Row> = (data: {
  *   dropped (only an inconsistent log or a `changes_only` shape sends one, and either way the
  *   row is not part of the shape);
  * - delete removes the row (a missing one is no error);
- * - `must-refetch` clears every row: a 409, or a fallback answer about to replace them.
+ * - `must-refetch` clears every row: a 409, or a fallback answer about to replace them;
+ * - in a shape whose where clause has a subquery, changes carry tags and the stream sends
+ *   `move-out` / `move-in` events when a change in another table moves rows out of the shape or
+ *   back in: a move-out deletes the rows it leaves outside every disjunct (`MoveTags` keeps
+ *   what that takes), a move-in only marks conditions true again (its rows follow as inserts).
  *
  * client/SPEC.md explains why these rules make the rows right again after fallback.
  */
 export class Shape<T extends Row<unknown> = Row> {
   readonly stream: ShapeStreamInterface<T>;
   readonly #data: ShapeData<T> = new Map();
+  readonly #moveTags = new MoveTags();
   readonly #subscribers = new Map<object, ShapeChangedCallback<T>>();
   #upToDate = false;
   /** Rows changed since subscribers were last told. */
@@ -123,11 +131,17 @@ export class Shape<T extends Row<unknown> = Row> {
     let notify = false;
     for (const message of messages) {
       if (isChangeMessage(message)) {
-        this.#apply(message.key, message.headers.operation, message.value);
+        this.#apply(message);
         this.#upToDate = false;
         this.#changed = true;
+      } else if (isEventMessage(message)) {
+        if (this.#move(message)) {
+          this.#upToDate = false;
+          this.#changed = true;
+        }
       } else if (message.headers.control === CONTROL.mustRefetch) {
         this.#data.clear();
+        this.#moveTags.clear();
         this.#error = false;
         this.#upToDate = false;
         this.#changed = true;
@@ -140,13 +154,33 @@ export class Shape<T extends Row<unknown> = Row> {
     if (notify) this.#notify(mode);
   }
 
-  #apply(key: string, operation: Operation, value: T): void {
-    if (operation === 'insert') this.#data.set(key, value);
-    else if (operation === 'delete') this.#data.delete(key);
+  #apply({ key, value, headers }: ChangeMessage<T>): void {
+    if (headers.operation === 'delete') {
+      this.#data.delete(key);
+      this.#moveTags.forget(key);
+      return;
+    }
+    if (headers.operation === 'insert') this.#data.set(key, value);
     else {
       const row = this.#data.get(key);
       if (row) this.#data.set(key, { ...row, ...value });
     }
+    // Tags only for rows the Shape holds (an update of a missing row was dropped above).
+    if (this.#data.has(key)) this.#moveTags.change(key, headers);
+  }
+
+  /** Applies a move event; whether it deleted rows. */
+  #move({ headers }: EventMessage): boolean {
+    if (headers.event === EVENT.moveIn) {
+      this.#moveTags.moveIn(headers.patterns);
+      return false;
+    }
+    if (headers.event !== EVENT.moveOut) return false;
+    let deleted = false;
+    for (const key of this.#moveTags.moveOut(headers.patterns)) {
+      deleted = this.#data.delete(key) || deleted;
+    }
+    return deleted;
   }
 
   #fail(error: Error): void {

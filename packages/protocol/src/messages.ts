@@ -13,6 +13,24 @@ export const CONTROL = {
 
 export type ControlName = (typeof CONTROL)[keyof typeof CONTROL];
 
+/**
+ * The names an event message carries in `headers.event` (Electric 1.7's subquery shapes): rows
+ * whose tags match the patterns left the shape, or came back, because of a change in another
+ * table.
+ */
+export const EVENT = {
+  moveIn: 'move-in',
+  moveOut: 'move-out',
+} as const;
+
+export type EventName = (typeof EVENT)[keyof typeof EVENT];
+
+/** The rows whose tags hold `value` in slot `pos` (the slots of a tag are `/`-separated). */
+export interface MovePattern {
+  pos: number;
+  value: string;
+}
+
 export type Operation = 'insert' | 'update' | 'delete';
 
 /** A row's values as Postgres text, by column name; `null` is SQL NULL. */
@@ -31,21 +49,16 @@ export interface ChangeHeaders {
   last?: true;
   /** Rows of a subset snapshot: its `metadata.snapshot_mark` (docs/protocol.md §3.10). */
   snapshot_mark?: number;
-  /** Subquery shapes: one tag per disjunct of the where clause (docs/protocol.md, "Subqueries"). */
+  /**
+   * Subquery shapes: why the row is in the shape, one tag per disjunct of the where clause. A tag
+   * is `/`-joined slots, one per position (condition); an empty slot is a position that disjunct
+   * does not use.
+   */
   tags?: string[];
-  /** Subquery shapes: tags an update took from the row. */
+  /** On an update: the tags the row no longer has. */
   removed_tags?: string[];
-  /** Subquery shapes: whether each literal of the clause holds for the row. */
+  /** Subquery shapes: whether each position's condition holds for the row. */
   active_conditions?: boolean[];
-}
-
-/** A subquery shape's rows moving in or out because another table changed. */
-export interface MoveEventMessage {
-  headers: {
-    event: 'move-in' | 'move-out';
-    patterns: { pos: number; value: string }[];
-    txids?: number[];
-  };
 }
 
 export interface WireChangeMessage {
@@ -76,7 +89,12 @@ export interface SnapshotEndMessage {
 
 export type WireControlMessage = UpToDateMessage | MustRefetchMessage | SnapshotEndMessage;
 
-export type WireMessage = WireChangeMessage | WireControlMessage;
+/** A move of rows in or out of a subquery shape; it names no row (no `key`). */
+export interface WireEventMessage {
+  headers: { event: EventName; patterns: MovePattern[]; txids?: number[] };
+}
+
+export type WireMessage = WireChangeMessage | WireControlMessage | WireEventMessage;
 
 /**
  * The `metadata` of a subset snapshot answer (docs/protocol.md §3.10): the Postgres snapshot its

@@ -4,7 +4,7 @@ import {
   compareLogOffsets,
   formatLogOffset,
   type LogOffset,
-  type MoveEventMessage,
+  type WireEventMessage,
   type SnapshotEndMessage,
 } from '@sluice/protocol';
 import type { Change, Row, Transaction } from '../pg/transaction.js';
@@ -253,7 +253,7 @@ export class Shape {
     const event = (op: number, event: 'move-in' | 'move-out', patterns: MovePattern[]) =>
       entries.push({
         offset: { tx, op },
-        json: JSON.stringify({ headers: { event, patterns, txids } } satisfies MoveEventMessage),
+        json: JSON.stringify({ headers: { event, patterns, txids } } satisfies WireEventMessage),
       });
     if (refresh && refresh.change.moveOut.length > 0) event(0, 'move-out', refresh.change.moveOut);
     entries.push(
