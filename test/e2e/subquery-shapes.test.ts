@@ -1,0 +1,129 @@
+// Subquery shapes (docs/protocol.md, "Subqueries"): where clauses with IN (SELECT …) follow
+// changes of the tables their subqueries read, with move-in and move-out events and tags.
+// Every sync ends with the oracle, followed by @sluice/client, whose Shape applies the events.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { startPostgres, type TestPostgres } from '@sluice/harness';
+import {
+  assertMatchesPostgres,
+  unrefClientSaveTimers,
+  withSluice as withPostgresSluice,
+  type SluiceFixture,
+} from '../support/shape-oracle.js';
+import { SluiceFollower } from '../support/sluice-follower.js';
+import { get } from './shape-http-helpers.js';
+
+unrefClientSaveTimers();
+
+let postgres: TestPostgres;
+before(async () => {
+  postgres = await startPostgres();
+});
+after(async () => {
+  await postgres.stop();
+});
+
+const withSluice = (sql: string, body: (fixture: SluiceFixture) => Promise<void>) =>
+  withPostgresSluice(postgres, sql, body);
+
+const BLOG = `
+  CREATE TABLE users (id int PRIMARY KEY, active boolean NOT NULL, org int);
+  CREATE TABLE posts (id int PRIMARY KEY, author int, title text);
+  INSERT INTO users SELECT i, i % 2 = 0, i % 3 FROM generate_series(1, 10) i;
+  INSERT INTO posts SELECT i, 1 + i % 10, 'post ' || i FROM generate_series(1, 40) i;`;
+
+async function follow(
+  fixture: SluiceFixture,
+  where: string,
+  body: (follower: SluiceFollower) => Promise<void>,
+): Promise<void> {
+  const follower = new SluiceFollower(fixture.url, { params: { table: 'posts', where } });
+  try {
+    await assertMatchesPostgres(fixture.db, { table: 'posts', where }, follower.shape);
+    await body(follower);
+    await assertMatchesPostgres(fixture.db, { table: 'posts', where }, follower.shape);
+  } finally {
+    follower.close();
+  }
+}
+
+describe('subquery shapes', () => {
+  test('rows move in and out as the inner table changes', async () => {
+    await withSluice(BLOG, async (fixture) => {
+      const where = 'author IN (SELECT id FROM users WHERE active)';
+      await follow(fixture, where, async (follower) => {
+        const { db } = fixture;
+        await db.query('UPDATE users SET active = true WHERE id = 3'); // move-in
+        await assertMatchesPostgres(db, { table: 'posts', where }, follower.shape);
+        await db.query('UPDATE users SET active = false WHERE id = 4'); // move-out
+        await assertMatchesPostgres(db, { table: 'posts', where }, follower.shape);
+        await db.query(`INSERT INTO posts VALUES (100, 3, 'new'), (101, 5, 'out')`);
+        await db.query('UPDATE posts SET author = 4 WHERE id = 100'); // out with its author
+        await db.query('UPDATE posts SET author = 6 WHERE id = 101'); // in
+        await db.query(
+          'BEGIN; UPDATE users SET active = true WHERE id = 5; INSERT INTO posts VALUES (102, 5, $$x$$); COMMIT',
+        );
+      });
+    });
+  });
+
+  test('NOT IN, composite and nested subqueries, OR with a plain condition', async () => {
+    await withSluice(BLOG, async (fixture) => {
+      const { db } = fixture;
+      const clauses = [
+        'author NOT IN (SELECT id FROM users WHERE active)',
+        `(id, author) IN (SELECT id, author FROM posts WHERE title LIKE 'post 1%')`,
+        'id IN (SELECT id FROM posts WHERE author IN (SELECT id FROM users WHERE org = 2))',
+        `title = 'post 7' OR author IN (SELECT id FROM users WHERE active AND org = 0)`,
+      ];
+      for (const where of clauses) {
+        await follow(fixture, where, async () => {
+          await db.query('UPDATE users SET active = NOT active WHERE id IN (1, 2)');
+          await db.query('UPDATE users SET org = (org + 1) % 3 WHERE id IN (3, 6, 9)');
+          await db.query(`UPDATE posts SET author = 2 WHERE id IN (7, 8)`);
+          await db.query(`UPDATE posts SET title = 'post 1x' WHERE id IN (2, 3)`);
+          await db.query(`UPDATE posts SET title = 'moved' WHERE id IN (10, 11)`);
+        });
+      }
+    });
+  });
+
+  test('the wire: tags on rows, move-out and move-in events', async () => {
+    await withSluice(BLOG, async ({ db, url }) => {
+      const where = 'author IN (SELECT id FROM users WHERE active)';
+      const first = await get(url, { table: 'posts', where, offset: '-1' });
+      assert.equal(first.status, 200);
+      const rows = first.json() as { headers: Record<string, unknown> }[];
+      const row = rows.find((m) => m.headers.operation === 'insert')!;
+      assert.match(String((row.headers.tags as string[])[0]), /^[0-9a-f]{32}$/);
+      assert.deepEqual(row.headers.active_conditions, [true]);
+      const handle = first.headers.get('electric-handle')!;
+      const offset = first.headers.get('electric-offset')!;
+      await db.query('UPDATE users SET active = false WHERE id = 2');
+      const live = await get(url, { table: 'posts', where, handle, offset, live: 'true' });
+      const messages = live.json() as { headers: Record<string, unknown> }[];
+      const event = messages.find((m) => m.headers.event === 'move-out')!;
+      assert.ok(event, JSON.stringify(messages));
+      assert.equal((event.headers.patterns as unknown[]).length, 1);
+    });
+  });
+
+  test('unsupported subqueries are 400s naming the problem', async () => {
+    await withSluice(BLOG, async ({ url }) => {
+      const cases: [string, RegExp][] = [
+        ['EXISTS (SELECT 1 FROM users)', /EXISTS subqueries are not supported/],
+        ['author IN (SELECT id FROM users LIMIT 1)', /no DISTINCT, GROUP BY/],
+        ['author IN (SELECT id, org FROM users)', /2 columns/],
+        ['author IN (SELECT id FROM nope)', /does not exist/],
+        ['title IN (SELECT id FROM users)', /cannot be compared/],
+        ['(author IN (SELECT id FROM users)) IS TRUE', /only be combined with AND, OR and NOT/],
+      ];
+      for (const [where, message] of cases) {
+        const response = await get(url, { table: 'posts', where, offset: '-1' });
+        const body = response.text;
+        assert.equal(response.status, 400, `${where}: ${body}`);
+        assert.match(body, message, where);
+      }
+    });
+  });
+});
