@@ -8,7 +8,7 @@ import {
   taggedInsertMessage,
   type MessageContext,
 } from './change-messages.js';
-import { readResults } from './subquery-refresh.js';
+import { readResults } from './read-subquery-results.js';
 import type { SubqueryState } from './subquery-state.js';
 import { parseCopyTextBatches } from '../pg/copy-text-parser.js';
 import type { Shape } from './shape.js';

@@ -6,7 +6,7 @@ import { topSubqueries, type FilterNode } from '../where/filter-spec.js';
 import { filterSql } from '../where/filter-sql.js';
 import { disjunctiveForm, type Literal } from '../where/disjunctive-form.js';
 import { sqlTypeName } from '../where/pg-type.js';
-import type { SubqueryResult} from './subquery-result.js';
+import type { SubqueryResult } from './subquery-result.js';
 import { type Tuple } from './subquery-result.js';
 
 type SubqueryNode = Extract<FilterNode, { op: 'subquery' }>;
