@@ -45,7 +45,12 @@ export async function subsetAnswer(
   if (!(shape instanceof Shape)) return shape;
   try {
     const position = logPosition(shape, parsed);
-    const result = await context.subsets.query(parsed.definition, subset, position.minLsn);
+    const result = await context.subsets.query(
+      parsed.definition,
+      subset,
+      position.minLsn,
+      shape.subqueries,
+    );
     return subsetResponse(position, result, false);
   } finally {
     shape.markRead();

@@ -288,8 +288,8 @@ export class ReplicationConsumer {
         await registry.rotateRelation(relation.oid, 'table truncated');
     }
     const perShape = new Map<Shape, { change: RowChange; position: number }[]>();
-    // Subquery shapes whose subqueries read a table the transaction changed.
-    const touched = new Set<Shape>();
+    // Subquery shapes, with the transaction's changes of the tables their subqueries read.
+    const touched = new Map<Shape, RowChange[]>();
     transaction.changes.forEach((change, position) => {
       if (change.kind === 'truncate') return;
       for (const shape of registry.candidates(change)) {
@@ -297,9 +297,13 @@ export class ReplicationConsumer {
         if (!list) perShape.set(shape, (list = []));
         list.push({ change, position });
       }
-      for (const shape of registry.dependents(change.relation.oid)) touched.add(shape);
+      for (const shape of registry.dependents(change.relation.oid)) {
+        let list = touched.get(shape);
+        if (!list) touched.set(shape, (list = []));
+        list.push(change);
+      }
     });
-    const withResults = new Set(touched);
+    const withResults = new Set(touched.keys());
     for (const [shape, changes] of perShape) {
       if (shape.subqueries) withResults.add(shape);
       else if (shape.applyTransaction(transaction, changes)) this.#dirty.add(shape);
@@ -308,13 +312,8 @@ export class ReplicationConsumer {
     // nothing is acknowledged that a shape has not appended yet.
     for (const shape of withResults) {
       const changes = perShape.get(shape) ?? [];
-      if (
-        await registry.applyWithResults(shape, {
-          transaction,
-          changes,
-          touched: touched.has(shape),
-        })
-      ) {
+      const dependencyChanges = touched.get(shape) ?? [];
+      if (await registry.applyWithResults(shape, { transaction, changes, dependencyChanges })) {
         this.#dirty.add(shape);
       }
     }

@@ -210,6 +210,7 @@ export function taggedInsertMessage(
   context: MessageContext,
   row: Row,
   tagging: { rowTags: (row: Row) => { tags: string[]; active_conditions: boolean[] } },
+  extraHeaders: Pick<ChangeHeaders, 'snapshot_mark'> = {},
 ): string {
   return JSON.stringify({
     key: keyOf(context, row),
@@ -217,7 +218,15 @@ export function taggedInsertMessage(
     headers: {
       operation: 'insert',
       relation: [context.schema, context.table],
+      ...extraHeaders,
       ...tagging.rowTags(row),
     },
   } satisfies WireChangeMessage);
+}
+
+/** A row from values read in `columns` order (COPY's). */
+export function rowOf(columns: readonly string[], values: readonly (string | null)[]): Row {
+  const row: Row = {};
+  columns.forEach((column, i) => (row[column] = values[i] ?? null));
+  return row;
 }

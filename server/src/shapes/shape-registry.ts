@@ -829,8 +829,8 @@ export class ShapeRegistry {
   }
 
   /**
-   * A transaction for a subquery shape (ReplicationConsumer): `touched` when it changed a table
-   * one of the shape's subqueries reads. Work on one shape runs in order, after its snapshot.
+   * A transaction for a subquery shape (ReplicationConsumer), with its changes of the tables the
+   * shape's subqueries read. Work on one shape runs in order, after its snapshot.
    */
   applyWithResults(shape: Shape, deferred: DeferredTransaction): Promise<boolean> {
     return shape.serially(async () => {
@@ -844,7 +844,7 @@ export class ShapeRegistry {
   }
 
   async #applyWithResults(shape: Shape, deferred: DeferredTransaction): Promise<boolean> {
-    const { transaction, changes, touched } = deferred;
+    const { transaction, changes, dependencyChanges } = deferred;
     if (shape.holds(transaction)) return false;
     const state = shape.subqueries!;
     if (!state.hasResults) {
@@ -853,7 +853,8 @@ export class ShapeRegistry {
     }
     let refresh: ResultRefresh | undefined;
     const seen = shape.lastRefresh;
-    if (touched && !(seen && isVisibleTo(seen, transaction.xid, transaction.commitLsn))) {
+    const unseen = !(seen && isVisibleTo(seen, transaction.xid, transaction.commitLsn));
+    if (unseen && state.mayChangeResults(dependencyChanges)) {
       try {
         refresh = await this.#options.executor.primary((client) =>
           refreshResults(client, shape, transaction),

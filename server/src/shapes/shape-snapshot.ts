@@ -4,6 +4,7 @@ import { to as copyTo } from 'pg-copy-streams';
 import { filterSql, paramSettingName } from '../where/filter-sql.js';
 import { everyNode, type FilterSpec } from '../where/filter-spec.js';
 import {
+  rowOf,
   snapshotMessageBuilder,
   taggedInsertMessage,
   type MessageContext,
@@ -205,11 +206,7 @@ export async function* shapeRowBatches(
   const { tagging, context, select } = rows;
   const buildMessage = tagging
     ? (values: readonly (string | null)[]) =>
-        taggedInsertMessage(
-          context,
-          Object.fromEntries(select.map((column, i) => [column, values[i] ?? null])),
-          tagging,
-        )
+        taggedInsertMessage(context, rowOf(select, values), tagging)
     : snapshotMessageBuilder(context, select);
   for await (const batch of parseCopyTextBatches(client.query(copyTo(sql)))) {
     yield batch.map(buildMessage);

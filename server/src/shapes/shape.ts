@@ -40,11 +40,11 @@ export interface ShapeMetadata {
   subqueryResults?: StoredResults[];
 }
 
-/** A transaction for a subquery shape: its rows, and whether it changed a table a subquery reads. */
+/** A transaction for a subquery shape: its rows, and its changes of tables the subqueries read. */
 export interface DeferredTransaction {
   transaction: Transaction;
   changes: PositionedChange[];
-  touched: boolean;
+  dependencyChanges: RowChange[];
 }
 
 /** Subquery results as of one commit (0 for the snapshot), by subquery id. */

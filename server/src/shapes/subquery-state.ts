@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import type { Row } from '../pg/transaction.js';
+import type { Change, Row } from '../pg/transaction.js';
 import { quoteIdentifier, quoteTableIdentifier } from '../pg/table-identifier.js';
-import { compileNode, type SubqueryLookup } from '../where/filter-evaluator.js';
+import { compileFilter, compileNode, type SubqueryLookup } from '../where/filter-evaluator.js';
 import { topSubqueries, type FilterNode } from '../where/filter-spec.js';
 import { filterSql } from '../where/filter-sql.js';
 import { disjunctiveForm, type Literal } from '../where/disjunctive-form.js';
@@ -10,6 +10,7 @@ import type { SubqueryResult } from './subquery-result.js';
 import { type Tuple } from './subquery-result.js';
 
 type SubqueryNode = Extract<FilterNode, { op: 'subquery' }>;
+type RowChange = Exclude<Change, { kind: 'truncate' }>;
 
 /** A move-in or move-out pattern: rows whose tag holds `value` at `pos`. */
 export interface MovePattern {
@@ -49,6 +50,7 @@ export class SubqueryState {
   readonly #literals: Literal[];
   #results = new Map<number, SubqueryResult>();
   readonly #evaluators = new Map<FilterNode, (row: Row) => unknown>();
+  readonly #inner = new Map<SubqueryNode, ((row: Row) => boolean) | null>();
 
   constructor(
     readonly handle: string,
@@ -71,6 +73,45 @@ export class SubqueryState {
       }
       this.#evaluators.set(node, evaluate);
     }
+  }
+
+  /**
+   * Whether changes of the tables the subqueries read can change their results. A subquery
+   * without nested ones is judged in memory, by its own clause on the rows before and after: a
+   * row entering or leaving it, or changing the columns it selects. One with nested subqueries
+   * always may. Most changes of a table such shapes read (a user's name) change no result and
+   * cost no query.
+   */
+  mayChangeResults(changes: readonly RowChange[]): boolean {
+    return changes.some((change) =>
+      this.subqueries.some((node) => {
+        if (node.query.oid !== change.relation.oid) return false;
+        const inner = this.#innerMatch(node);
+        if (!inner) return true;
+        const tuple = (row: Row) => JSON.stringify(node.query.select.map((c) => row[c] ?? null));
+        if (change.kind === 'insert') return inner(change.newRow);
+        if (change.kind === 'delete') return inner(change.oldRow);
+        const before = change.oldRow ?? change.newRow;
+        const was = inner(before);
+        const is = inner(change.newRow);
+        return was !== is || (is && tuple(before) !== tuple(change.newRow));
+      }),
+    );
+  }
+
+  /** A subquery's own clause as a function of its table's rows, unless it nests others. */
+  #innerMatch(node: SubqueryNode): ((row: Row) => boolean) | undefined {
+    const cached = this.#inner.get(node);
+    if (cached !== undefined) return cached ?? undefined;
+    const filter = node.query.filter;
+    const match =
+      filter === undefined
+        ? () => true
+        : topSubqueries(filter).length > 0
+          ? null
+          : compileFilter(filter);
+    this.#inner.set(node, match);
+    return match ?? undefined;
   }
 
   /** Whether the results are known (read at creation, or resumed from the stored ones). */

@@ -12,7 +12,8 @@ import { everyNode, type FilterSpec } from '../where/filter-spec.js';
 import { orderBySql, parseOrderBy } from '../where/order-by.js';
 import { compileShapeFilter } from '../where/shape-filter.js';
 import type { WhereLimits } from '../where/where-limits.js';
-import { snapshotMessageBuilder } from './change-messages.js';
+import { rowOf, snapshotMessageBuilder, taggedInsertMessage } from './change-messages.js';
+import type { SubqueryState } from './subquery-state.js';
 import type { RecentCommit } from './recent-commits.js';
 import type { ShapeDefinition } from './shape-definition.js';
 import { planShape } from './shape-plan.js';
@@ -71,6 +72,7 @@ export class SubsetQueries {
     definition: ShapeDefinition,
     subset: SubsetSpec,
     minLsn: bigint | undefined,
+    tagging?: SubqueryState,
   ): Promise<SubsetResult> {
     const { maxRows, whereLimits, timeoutMs } = this.#options;
     if (subset.limit !== undefined && subset.limit > maxRows) {
@@ -112,7 +114,14 @@ export class SubsetQueries {
           const where = await filterSql(client, plan.filter, subsetFilter);
           const sql = `COPY (SELECT ${plan.select.map(quoteIdentifier).join(', ')} FROM ${quoteTableIdentifier(definition.table)}${where}${order} LIMIT ${limit}${subset.offset ? ` OFFSET ${subset.offset}` : ''}) TO STDOUT`;
           const mark = randomInt(0, 2 ** 31);
-          const build = snapshotMessageBuilder(plan.context, plan.select, { snapshot_mark: mark });
+          // A subquery shape's rows carry their tags, so that a later move-out removes them.
+          const build =
+            tagging?.hasResults === true
+              ? (values: readonly (string | null)[]) =>
+                  taggedInsertMessage(plan.context, rowOf(plan.select, values), tagging, {
+                    snapshot_mark: mark,
+                  })
+              : snapshotMessageBuilder(plan.context, plan.select, { snapshot_mark: mark });
           const rows: string[] = [];
           for await (const batch of parseCopyTextBatches(client.query(copyTo(sql)))) {
             for (const values of batch) rows.push(build(values));
