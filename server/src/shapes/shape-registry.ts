@@ -857,12 +857,14 @@ export class ShapeRegistry {
     if (unseen && state.mayChangeResults(dependencyChanges)) {
       try {
         refresh = await this.#options.executor.primary((client) =>
-          refreshResults(client, shape, transaction),
+          refreshResults(client, shape, transaction, this.#options.filteredSnapshotTimeoutMs),
         );
       } catch (error) {
-        // A subquery Postgres no longer accepts (a column or table of it changed): the shape
-        // starts over, and its clients get the reason when they ask for it again.
-        if (!problemCode(error)?.startsWith('42')) throw error;
+        // A subquery Postgres no longer accepts (a column or table of it changed), or one that
+        // now takes longer than a filtered snapshot may: the shape starts over, and its clients
+        // get the reason when they ask for it again. Anything else restarts the stream.
+        const code = problemCode(error);
+        if (!code?.startsWith('42') && code !== '57014') throw error;
         await this.#restart(shape, (error as Error).message);
         return false;
       }

@@ -20,11 +20,14 @@ export async function refreshResults(
   client: pg.PoolClient,
   shape: Shape,
   transaction: Transaction,
+  timeoutMs: number,
 ): Promise<ResultRefresh> {
   const state = shape.subqueries!;
   const filter = shape.metadata.filter!;
   const visibility = await beginSeeing(client, [transaction]);
   try {
+    // Replication waits for this: a clause too costly to re-read ends the shape, not the stream.
+    await client.query("SELECT set_config('statement_timeout', $1, true)", [String(timeoutMs)]);
     await bindFilter(client, filter);
     const results = await readResults(client, state, 'refreshing');
     const change = state.compare(results);
