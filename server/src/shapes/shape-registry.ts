@@ -476,6 +476,11 @@ export class ShapeRegistry {
     await this.resync();
   }
 
+  async #resumeResults(shape: Shape): Promise<void> {
+    const stored = parseMetadata(await this.#options.storage.readMetadata(shape.handle));
+    shape.resumeResults(stored?.subqueryResults ?? []);
+  }
+
   /**
    * Brings the shapes held in line with the storage: those removed there are forgotten, those
    * held are refreshed (their waiting requests woken), stored ones not held are opened.
@@ -494,8 +499,11 @@ export class ShapeRegistry {
     await Promise.all(
       [...stored].map(async (handle) => {
         const held = this.#byHandle.get(handle);
-        if (held) await this.refresh(held);
-        else if (this.#link) await this.#adopt(handle);
+        if (held) {
+          await this.refresh(held);
+          // About to write: a subquery shape resumes from the results its last writer stored.
+          if (!this.#link && held.subqueries) await this.#resumeResults(held);
+        } else if (this.#link) await this.#adopt(handle);
         else await this.#reopen(handle);
       }),
     );

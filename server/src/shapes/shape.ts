@@ -105,18 +105,21 @@ export class Shape {
     const root = metadata.filter?.root;
     this.subqueries =
       root && topSubqueries(root).length > 0 ? new SubqueryState(metadata.handle, root) : undefined;
-    if (this.subqueries && metadata.subqueryResults) this.#resumeResults(this.subqueries);
+    if (this.subqueries) this.resumeResults(metadata.subqueryResults ?? []);
   }
 
-  /** The newest stored results whose commit the log holds. */
-  #resumeResults(state: SubqueryState): void {
+  /**
+   * Takes the newest of stored subquery results whose commit the log holds: on opening the
+   * shape, and when this server takes over writing a shape another one wrote.
+   */
+  resumeResults(versions: StoredResults[]): void {
+    const state = this.subqueries!;
     const last = this.log.lastOffset?.tx ?? 0n;
-    const stored = (this.metadata.subqueryResults ?? [])
-      .filter((version) => BigInt(version.lsn) <= last)
-      .at(-1);
+    this.metadata.subqueryResults = versions;
+    const stored = versions.filter((version) => BigInt(version.lsn) <= last).at(-1);
     // None: a server that read this shape's metadata before its writer saved what its log holds
     // (ShapeRegistry starts such a shape over when it must extend it).
-    if (stored) state.setResults(resultsFrom(state, stored.results));
+    state.setResults(stored ? resultsFrom(state, stored.results) : new Map());
   }
 
   /** A subquery shape's transactions while its snapshot runs, handled once it is done. */

@@ -150,8 +150,9 @@ function checkComparable(outer: Typed, inner: Typed): void {
   const a = outer.type;
   const b = inner.type;
   const comparable =
-    (isInteger(a.scalar) && isInteger(b.scalar) && a.array === b.array) ||
-    (a.scalar === b.scalar && a.array === b.array && textEquality(a));
+    !a.array &&
+    !b.array &&
+    ((isInteger(a.scalar) && isInteger(b.scalar)) || (a.scalar === b.scalar && textEquality(a)));
   if (!comparable) {
     fail(
       `subquery column of type ${display(inner)} cannot be compared with column of type ${display(outer)}: use columns of the same integer, text, uuid, boolean or date type`,
