@@ -119,7 +119,9 @@ export class Shape {
     const stored = versions.filter((version) => BigInt(version.lsn) <= last).at(-1);
     // None: a server that read this shape's metadata before its writer saved what its log holds
     // (ShapeRegistry starts such a shape over when it must extend it).
-    state.setResults(stored ? resultsFrom(state, stored.results) : new Map());
+    state.setResults(
+      stored ? resultsFrom(state, stored.results) : new Map<number, SubqueryResult>(),
+    );
   }
 
   /** A subquery shape's transactions while its snapshot runs, handled once it is done. */
