@@ -9,7 +9,7 @@ export interface BenchConfig {
   runs: number;
   /** Multiplies every data size (BENCH_SCALE, default 1; 0.1 for a quick run). */
   scale: number;
-  /** Measures to run (BENCH_ONLY=snapshot,changes,latency,routing,startup,shapes,idle,scaleout; default all). */
+  /** Measures to run (BENCH_ONLY=snapshot,changes,latency,routing,startup,shapes,idle,scaleout,subquery; default all). */
   only: ReadonlySet<MeasureName>;
 }
 
@@ -22,6 +22,7 @@ export const MEASURES = [
   'shapes',
   'idle',
   'scaleout',
+  'subquery',
 ] as const;
 export type MeasureName = (typeof MEASURES)[number];
 

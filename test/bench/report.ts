@@ -6,6 +6,7 @@ import type { RoutingResult } from './routing-bench.js';
 import type { ScaleoutResult } from './scaleout-bench.js';
 import type { SnapshotResult } from './snapshot-bench.js';
 import type { StartupResult } from './startup-bench.js';
+import type { SubqueryBenchResult } from './subquery-bench.js';
 import {
   formatMs,
   formatRate,
@@ -26,6 +27,8 @@ export interface BenchResults {
   idle: IdleResult | undefined;
   /** Measure 8 (issue 17): fan-out with the clients split across 1, 2 and 3 servers. */
   scaleout: ScaleoutResult[] | undefined;
+  /** Measure 9: a change in a subquery's inner table. */
+  subquery?: SubqueryBenchResult | undefined;
 }
 
 interface Row {
@@ -215,6 +218,7 @@ function rows(results: BenchResults): { rows: Row[]; notes: string[] } {
     );
   }
   scaleoutRows(scaleout ?? [], out, notes);
+  if (results.subquery) subqueryRows(results.subquery, out, notes);
   return { rows: out, notes };
 }
 
@@ -246,6 +250,45 @@ function scaleoutRows(results: readonly ScaleoutResult[], out: Row[], notes: str
         `(writer ${formatMs(result.writerCpuPerEventMs ?? NaN)}); INSERT round trip (included) ${formatMs(result.insertRoundTripMs)}`,
     );
   }
+}
+
+/**
+ * Measure 9: a move's latency against a plain shape getting as many rows, and the time per inner
+ * change against the number of subquery shapes, against a plain shape's changes (same run).
+ */
+function subqueryRows(result: SubqueryBenchResult, out: Row[], notes: string[]): void {
+  for (const point of result.moves) {
+    const rows = `${point.rows.toLocaleString('en')} ${point.rows === 1 ? 'row' : 'rows'}`;
+    out.push({
+      measure: `subquery shape, 1 inner row change moves ${rows} in`,
+      sluice: `p50 ${formatMs(point.p50Ms)}, p99 ${formatMs(point.p99Ms)}`,
+      baseline: `plain shape, ${rows} inserted: p50 ${formatMs(point.plainP50Ms)}, p99 ${formatMs(point.plainP99Ms)}`,
+      ratio: `p50 ${formatRatio(point.p50Ms / point.plainP50Ms)}`,
+      target: '(figure)',
+      verdict: '—',
+    });
+  }
+  const { plain } = result;
+  for (const point of result.shapes) {
+    out.push({
+      measure: `subquery shapes reading one inner table: ${point.shapes}, one row moved`,
+      sluice: `p50 ${formatMs(point.p50Ms)}, p99 ${formatMs(point.p99Ms)}; ${formatMs(point.perChangeMs)} per change`,
+      baseline: `plain shape: p50 ${formatMs(plain.p50Ms)}, p99 ${formatMs(plain.p99Ms)}; ${formatMs(plain.perChangeMs)} per change`,
+      ratio: `per change ${formatRatio(point.perChangeMs / plain.perChangeMs)}`,
+      target: '(figure)',
+      verdict: '—',
+    });
+  }
+  notes.push(
+    `subquery: ${result.moves[0]?.samples ?? 0} samples per point; the refresh's two queries run directly in Postgres took ` +
+      result.moves
+        .map(
+          (point) =>
+            `${formatMs(point.postgresMs)} (${point.rows} ${point.rows === 1 ? 'row' : 'rows'})`,
+        )
+        .join(', ') +
+      `; time per change over bursts of ${result.burst} single-row commits; latencies at the follower of the last shape made`,
+  );
 }
 
 /** A fixed-width table for the terminal. */

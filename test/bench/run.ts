@@ -2,7 +2,7 @@
 // docs/performance.md. Not part of `npm test`; nothing here asserts a time. Environment:
 //   BENCH_RUNS=5                   runs per measure (the report shows medians)
 //   BENCH_SCALE=1                  data sizes (0.1 for a quick run)
-//   BENCH_ONLY=snapshot,changes,latency,routing,startup,shapes,idle,scaleout (scaleout: Redis)
+//   BENCH_ONLY=snapshot,changes,latency,routing,startup,shapes,idle,scaleout,subquery (scaleout: Redis)
 //   BENCH_FD_LIMIT=20000           the open-file limit (`ulimit -n`): the idle measure stays below it
 //   PG_RECVLOGICAL=/path           pg_recvlogical for the WAL baseline (else searched for)
 //   BENCH_LATENCY_CLIENT=raw|http  long-poll clients: minimal raw HTTP (default) or node:http
@@ -37,6 +37,7 @@ import { benchScaleout } from './scaleout-bench.js';
 import { describeMachine, renderMarkdown, renderTable, type BenchResults } from './report.js';
 import { benchSnapshot } from './snapshot-bench.js';
 import { benchStartup } from './startup-bench.js';
+import { benchSubquery } from './subquery-bench.js';
 
 /** Postgres settings for the bench cluster, on top of the harness's throwaway defaults. */
 const POSTGRES_SETTINGS = {
@@ -109,6 +110,7 @@ async function runMeasures(postgres: TestPostgres, config: BenchConfig): Promise
     scaleout: config.only.has('scaleout')
       ? await onRedis('8. Fan-out across instances', (url) => benchScaleout(postgres, config, url))
       : undefined,
+    subquery: config.only.has('subquery') ? await benchSubquery(postgres, config) : undefined,
   };
 }
 
