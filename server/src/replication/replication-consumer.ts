@@ -308,15 +308,18 @@ export class ReplicationConsumer {
       if (shape.subqueries) withResults.add(shape);
       else if (shape.applyTransaction(transaction, changes)) this.#dirty.add(shape);
     }
-    // Awaited in turn: what their subqueries now return is read before the stream goes on, so
-    // nothing is acknowledged that a shape has not appended yet.
-    for (const shape of withResults) {
-      const changes = perShape.get(shape) ?? [];
-      const dependencyChanges = touched.get(shape) ?? [];
-      if (await registry.applyWithResults(shape, { transaction, changes, dependencyChanges })) {
-        this.#dirty.add(shape);
-      }
-    }
+    // Awaited before the stream goes on, so nothing is acknowledged that a shape has not
+    // appended yet. Shapes are independent: their refreshes run side by side (each on a pooled
+    // connection), so a table many subquery shapes read costs about one refresh, not one each.
+    await Promise.all(
+      [...withResults].map(async (shape) => {
+        const changes = perShape.get(shape) ?? [];
+        const dependencyChanges = touched.get(shape) ?? [];
+        if (await registry.applyWithResults(shape, { transaction, changes, dependencyChanges })) {
+          this.#dirty.add(shape);
+        }
+      }),
+    );
     this.#received = transaction.endLsn;
     this.#unflushed++;
     // Backpressure: the stream waits (and Postgres buffers) rather than memory growing.
