@@ -96,3 +96,33 @@ test('logs that end at a transaction boundary or inside the snapshot are left al
   assert.equal(await cutTornTransaction(empty), false);
   await empty.close();
 });
+
+test('subquery shape transactions ending with a move-out or a move-in snapshot-end are kept', async () => {
+  const moveOut: LogEntry[] = [
+    { offset: at(100n, 0), json: '{"headers":{"event":"move-out","patterns":[],"txids":["5"]}}' },
+  ];
+  const moveIn: LogEntry[] = [
+    { offset: at(200n, 1), json: '{"headers":{"event":"move-in","patterns":[],"txids":["6"]}}' },
+    {
+      offset: at(200n, 2),
+      json: '{"key":"k2","value":{"id":"2"},"headers":{"operation":"insert"}}',
+    },
+    { offset: at(200n, 3), json: '{"headers":{"control":"snapshot-end","xmin":"7"}}' },
+  ];
+  for (const transactions of [[moveOut], [moveOut, moveIn]]) {
+    const dir = freshDir();
+    await writeLog(dir, transactions);
+    const log = await DiskShapeLog.open(dir, { chunkBytes: CHUNK_BYTES });
+    const entries = await walkEntries(log);
+    assert.equal(await cutTornTransaction(log), false);
+    assert.deepEqual(await walkEntries(log), entries);
+    await log.close();
+  }
+  // A move-in whose snapshot-end was lost is still cut.
+  const dir = freshDir();
+  await writeLog(dir, [moveOut, moveIn.slice(0, 2)]);
+  const log = await DiskShapeLog.open(dir, { chunkBytes: CHUNK_BYTES });
+  assert.equal(await cutTornTransaction(log), true);
+  assert.deepEqual(log.lastOffset, at(100n, 0));
+  await log.close();
+});
