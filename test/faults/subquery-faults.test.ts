@@ -218,51 +218,42 @@ async function killableServer(db: TestDatabase) {
 }
 
 describe('subquery shapes through faults keep their handles', () => {
-  test(
-    'kill -9 while both tables change, restart on the same storage and port',
-    {
-      todo:
-        'fails about 1 run in 6: after the kill -9 restarts, new followers reading the shape ' +
-        'from -1 miss a post whose author is active (the stored log lacks it); not seen in 5 ' +
-        'runs of the same workload without the kills; cause not found yet',
-    },
-    async () => {
-      const db = await blogDatabase();
-      const server = await killableServer(db);
-      const followers = new Followers(server.baseUrl);
-      const writer = new BlogWriter(db, 1);
-      try {
-        await followers.assertMatchPostgres(db);
-        const handles = followers.handles();
-        for (let round = 0; round < 2; round++) {
-          await sleep(1_500);
-          await server.kill();
-          await sleep(1_000); // writes, moves in and out included, go on while Sluice is down
-          await server.restart();
-        }
+  test('kill -9 while both tables change, restart on the same storage and port', async () => {
+    const db = await blogDatabase();
+    const server = await killableServer(db);
+    const followers = new Followers(server.baseUrl);
+    const writer = new BlogWriter(db, 1);
+    try {
+      await followers.assertMatchPostgres(db);
+      const handles = followers.handles();
+      for (let round = 0; round < 2; round++) {
         await sleep(1_500);
-        await writer.stop();
-        assert.ok(writer.committed > 50, `the workload ran (${writer.committed} commits)`);
-        // New followers first: they read the shapes' logs from the start, so a failure here is in
-        // what the server stored, one only below in what the followers were served on the way.
-        const fresh = new Followers(server.baseUrl);
-        try {
-          await fresh.assertMatchPostgres(db);
-          assert.deepEqual(fresh.handles(), followers.handles(), 'the same shapes');
-        } finally {
-          fresh.close();
-        }
-        await followers.assertMatchPostgres(db);
-        assert.deepEqual(followers.handles(), handles, 'the same shapes after the restarts');
-        assert.deepEqual(followers.official.errors, [], 'official client: no error');
-      } finally {
-        followers.close();
-        await writer.stop();
-        await server.close();
-        await db.drop();
+        await server.kill();
+        await sleep(1_000); // writes, moves in and out included, go on while Sluice is down
+        await server.restart();
       }
-    },
-  );
+      await sleep(1_500);
+      await writer.stop();
+      assert.ok(writer.committed > 50, `the workload ran (${writer.committed} commits)`);
+      // New followers first: they read the shapes' logs from the start, so a failure here is in
+      // what the server stored, one only below in what the followers were served on the way.
+      const fresh = new Followers(server.baseUrl);
+      try {
+        await fresh.assertMatchPostgres(db);
+        assert.deepEqual(fresh.handles(), followers.handles(), 'the same shapes');
+      } finally {
+        fresh.close();
+      }
+      await followers.assertMatchPostgres(db);
+      assert.deepEqual(followers.handles(), handles, 'the same shapes after the restarts');
+      assert.deepEqual(followers.official.errors, [], 'official client: no error');
+    } finally {
+      followers.close();
+      await writer.stop();
+      await server.close();
+      await db.drop();
+    }
+  });
 
   test('walsender terminated during inner-table writes', async () => {
     const db = await blogDatabase();
@@ -360,20 +351,11 @@ describe('subquery shapes through faults keep their handles', () => {
     });
   });
 
-  test(
-    'followers that went through fallback converge after it without refetch',
-    {
-      todo:
-        '@sluice/client: fallback rows carry no tags and must-refetch (fallback) clears the move ' +
-        'tags, so move-outs replayed from the resume position leave rows of the fallback answer ' +
-        'in place (client/SPEC.md "Back to live after fallback" does not cover move events)',
-    },
-    async () => {
-      await throughFallback(async (db, _baseUrl, followers) => {
-        await followers.assertMatchPostgres(db);
-      });
-    },
-  );
+  test('followers that went through fallback converge after it without refetch', async () => {
+    await throughFallback(async (db, _baseUrl, followers) => {
+      await followers.assertMatchPostgres(db);
+    });
+  });
 
   test('kill -9 after the results changed several times: the newest stored results are used', async () => {
     const db = await blogDatabase();

@@ -66,12 +66,14 @@ export function snapshotMessageBuilder(
 }
 
 /**
- * How a subquery shape's change messages are tagged (docs/protocol.md, "Subqueries"): each row's
- * tags, and offsets moved up by `firstOp` to leave room for a move-out event before them.
+ * How a subquery shape's change messages are tagged (docs/protocol.md §13): each row's tags, and
+ * offsets moved up by `firstOp` to leave room for a move-out event before them.
  */
 export interface EntryTagging {
   firstOp: number;
   tagsOf: (row: Row) => { tags: string[]; active_conditions: boolean[] };
+  /** Entries of the same transaction follow (a move-in): the last of those carries `last`. */
+  more: boolean;
 }
 
 /**
@@ -179,7 +181,7 @@ export function transactionEntries(
     }
   }
   const last = entries.at(-1);
-  if (last) last.message.headers.last = true;
+  if (last && !tagging?.more) last.message.headers.last = true;
   if (tagging) {
     for (const [message, { row, before }] of rows) {
       Object.assign(message.headers, tagging.tagsOf(row));

@@ -99,7 +99,10 @@ test('logs that end at a transaction boundary or inside the snapshot are left al
 
 test('subquery shape transactions ending with a move-out or a move-in snapshot-end are kept', async () => {
   const moveOut: LogEntry[] = [
-    { offset: at(100n, 0), json: '{"headers":{"event":"move-out","patterns":[],"txids":["5"]}}' },
+    {
+      offset: at(100n, 0),
+      json: '{"headers":{"event":"move-out","patterns":[],"txids":["5"],"last":true}}',
+    },
   ];
   const moveIn: LogEntry[] = [
     { offset: at(200n, 1), json: '{"headers":{"event":"move-in","patterns":[],"txids":["6"]}}' },
@@ -107,7 +110,7 @@ test('subquery shape transactions ending with a move-out or a move-in snapshot-e
       offset: at(200n, 2),
       json: '{"key":"k2","value":{"id":"2"},"headers":{"operation":"insert"}}',
     },
-    { offset: at(200n, 3), json: '{"headers":{"control":"snapshot-end","xmin":"7"}}' },
+    { offset: at(200n, 3), json: '{"headers":{"control":"snapshot-end","xmin":"7","last":true}}' },
   ];
   for (const transactions of [[moveOut], [moveOut, moveIn]]) {
     const dir = freshDir();
@@ -118,11 +121,20 @@ test('subquery shape transactions ending with a move-out or a move-in snapshot-e
     assert.deepEqual(await walkEntries(log), entries);
     await log.close();
   }
-  // A move-in whose snapshot-end was lost is still cut.
-  const dir = freshDir();
-  await writeLog(dir, [moveOut, moveIn.slice(0, 2)]);
-  const log = await DiskShapeLog.open(dir, { chunkBytes: CHUNK_BYTES });
-  assert.equal(await cutTornTransaction(log), true);
-  assert.deepEqual(log.lastOffset, at(100n, 0));
-  await log.close();
+  // A move-in whose snapshot-end was lost is still cut, and so is a move-out whose rows were
+  // lost after it (the transaction's last entry carries `last`, wherever it is).
+  const torn: LogEntry[] = [
+    { offset: at(300n, 0), json: moveOut[0]!.json.replace(',"last":true', '') },
+  ];
+  for (const transactions of [
+    [moveOut, moveIn.slice(0, 2)],
+    [moveOut, torn],
+  ]) {
+    const dir = freshDir();
+    await writeLog(dir, transactions);
+    const log = await DiskShapeLog.open(dir, { chunkBytes: CHUNK_BYTES });
+    assert.equal(await cutTornTransaction(log), true);
+    assert.deepEqual(log.lastOffset, at(100n, 0));
+    await log.close();
+  }
 });

@@ -19,19 +19,9 @@ export async function cutTornTransaction(log: ShapeLog): Promise<boolean> {
   return true;
 }
 
-/**
- * A subquery shape's transaction (Shape.appendWithResults) may end without a change carrying
- * `last`: with the `snapshot-end` of the rows it moved in, or with its move-out event when the
- * transaction has nothing else for the shape. Cutting those would drop a transaction the slot
- * was already told is stored, and the subquery results saved with it would then be resumed
- * from an older version. (A move-out followed by rows that a crash lost at a chunk seal right
- * after the event cannot be told apart from a lone move-out without a marker on the wire.)
- */
 function endsTransaction(json: string): boolean {
-  const { headers } = JSON.parse(json) as {
-    headers?: { last?: unknown; control?: unknown; event?: unknown };
-  };
-  return (
-    headers?.last === true || headers?.control === 'snapshot-end' || headers?.event === 'move-out'
-  );
+  // Every transaction's last entry for a shape carries it, a subquery shape's move events and
+  // move-in snapshot-end included (Shape.appendWithResults).
+  const message = JSON.parse(json) as { headers?: { last?: unknown } };
+  return message.headers?.last === true;
 }

@@ -4,10 +4,14 @@ import { CONTROL, type SnapshotEndMessage } from '@sluice/protocol';
 import type { QueryExecutor } from '../db/query-executor.js';
 import type { TablePolicy } from '../pg/table-policy.js';
 import type { SluiceMetrics } from '../status/sluice-metrics.js';
-import { definitionKey, type ShapeDefinition } from './shape-definition.js';
+import type pg from 'pg';
+import { definitionKey, tagSalt, type ShapeDefinition } from './shape-definition.js';
+import { topSubqueries, type FilterSpec } from '../where/filter-spec.js';
+import { readResults } from './read-subquery-results.js';
+import { SubqueryState } from './subquery-state.js';
 import type { WhereLimits } from '../where/where-limits.js';
 import { planShape, whereEvaluationError } from './shape-plan.js';
-import { shapeRowBatches } from './shape-snapshot.js';
+import { bindFilter, shapeRowBatches } from './shape-snapshot.js';
 import { SnapshotWatch } from './snapshot-watch.js';
 
 /** A shape's rows read straight from Postgres while replication is down (docs/protocol.md §7). */
@@ -226,6 +230,7 @@ export class FallbackQueries {
             select: plan.select,
             context: plan.context,
             filter: plan.filter,
+            tagging: await fallbackTagging(client, definition, plan.filter),
           };
           for await (const batch of shapeRowBatches(client, rows)) {
             if (batch.length > 0)
@@ -255,4 +260,21 @@ function parseSnapshot(text: string): Omit<SnapshotEndMessage['headers'], 'contr
   const [xmin, xmax, xip] = text.split(':');
   if (!xmin || !xmax || xip === undefined) throw new Error(`unexpected snapshot "${text}"`);
   return { xmin, xmax, xip_list: xip === '' ? [] : xip.split(',') };
+}
+
+/**
+ * A subquery shape's rows carry their tags in fallback mode too, from its subqueries' results
+ * in the same snapshot: a client that goes back to the live log afterwards keeps these rows,
+ * and the move-outs it then reads must find them (docs/protocol.md §13).
+ */
+async function fallbackTagging(
+  client: pg.ClientBase,
+  definition: ShapeDefinition,
+  filter: FilterSpec | undefined,
+): Promise<SubqueryState | undefined> {
+  if (!filter || topSubqueries(filter.root).length === 0) return undefined;
+  const tagging = new SubqueryState(tagSalt(definition), filter.root);
+  await bindFilter(client, filter);
+  tagging.setResults(await readResults(client, tagging, 'creating'));
+  return tagging;
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { canonicalWhere } from '../where/canonical-where.js';
 
 /** What identifies a shape (docs/protocol.md §3): same definition, same shape, same handle. */
@@ -25,4 +26,12 @@ export function definitionKey(definition: ShapeDefinition): string {
   const clause = canonical === undefined ? where : { canonical };
   const filter = where === undefined ? [] : [clause, params ?? []];
   return JSON.stringify([table.schema, table.name, columns ?? null, replica, log, ...filter]);
+}
+
+/**
+ * What a subquery shape's tags are salted with (docs/protocol.md §13.2): the same for every
+ * handle of one definition, so rows read for it in fallback mode tag as its log's rows do.
+ */
+export function tagSalt(definition: ShapeDefinition): string {
+  return createHash('sha256').update(definitionKey(definition)).digest('hex').slice(0, 16);
 }

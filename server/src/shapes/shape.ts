@@ -5,7 +5,6 @@ import {
   formatLogOffset,
   type LogOffset,
   type WireEventMessage,
-  type SnapshotEndMessage,
 } from '@sluice/protocol';
 import type { Change, Row, Transaction } from '../pg/transaction.js';
 import type { LogEntry, ShapeLog } from '../storage/shape-storage.js';
@@ -14,7 +13,7 @@ import { topSubqueries, type FilterSpec } from '../where/filter-spec.js';
 import { taggedInsertMessage, transactionEntries, type MessageContext } from './change-messages.js';
 import { SubqueryResult, type Tuple } from './subquery-result.js';
 import { SubqueryState, type MovePattern, type ResultChange } from './subquery-state.js';
-import type { ShapeDefinition } from './shape-definition.js';
+import { tagSalt, type ShapeDefinition } from './shape-definition.js';
 import { isVisibleTo, type TransactionVisibility } from '../pg/transaction-visibility.js';
 
 export type RowChange = Exclude<Change, { kind: 'truncate' }>;
@@ -104,7 +103,9 @@ export class Shape {
     if (metadata.filter) compileFilter(metadata.filter.root);
     const root = metadata.filter?.root;
     this.subqueries =
-      root && topSubqueries(root).length > 0 ? new SubqueryState(metadata.handle, root) : undefined;
+      root && topSubqueries(root).length > 0
+        ? new SubqueryState(tagSalt(metadata.definition), root)
+        : undefined;
     if (this.subqueries) this.resumeResults(metadata.subqueryResults ?? []);
   }
 
@@ -255,21 +256,36 @@ export class Shape {
     const tx = transaction.commitLsn;
     const txids = [transaction.xid];
     const entries: LogEntry[] = [];
-    const event = (op: number, event: 'move-in' | 'move-out', patterns: MovePattern[]) =>
+    const moveOut = refresh?.change.moveOut ?? [];
+    const moveIn = refresh?.change.moveIn ?? [];
+    // The transaction's last entry carries `last`, whichever it is: a restart cuts a transaction
+    // a crash left without it (cutTornTransaction), move-in rows and all.
+    const last = (isLast: boolean) => (isLast ? { last: true as const } : {});
+    const event = (
+      op: number,
+      event: 'move-in' | 'move-out',
+      patterns: MovePattern[],
+      isLast: boolean,
+    ) =>
       entries.push({
         offset: { tx, op },
-        json: JSON.stringify({ headers: { event, patterns, txids } } satisfies WireEventMessage),
+        json: JSON.stringify({
+          headers: { event, patterns, txids, ...last(isLast) },
+        } satisfies WireEventMessage),
       });
-    if (refresh && refresh.change.moveOut.length > 0) event(0, 'move-out', refresh.change.moveOut);
+    if (moveOut.length > 0) {
+      event(0, 'move-out', moveOut, changes.length === 0 && moveIn.length === 0);
+    }
     entries.push(
       ...transactionEntries(context, transaction, changes, {
         firstOp: 2,
         tagsOf: (row) => state.rowTags(row),
+        more: moveIn.length > 0,
       }),
     );
-    if (refresh && refresh.change.moveIn.length > 0) {
+    if (refresh && moveIn.length > 0) {
       let op = (entries.at(-1)?.offset.op ?? 0) + 1;
-      event(op++, 'move-in', refresh.change.moveIn);
+      event(op++, 'move-in', moveIn, false);
       for (const row of refresh.rows) {
         entries.push({ offset: { tx, op: op++ }, json: taggedInsertMessage(context, row, state) });
       }
@@ -277,8 +293,8 @@ export class Shape {
       entries.push({
         offset: { tx, op },
         json: JSON.stringify({
-          headers: { control: CONTROL.snapshotEnd, xmin, xmax, xip_list: xip },
-        } satisfies SnapshotEndMessage),
+          headers: { control: CONTROL.snapshotEnd, xmin, xmax, xip_list: xip, last: true },
+        }),
       });
     }
     if (entries.length === 0) return false;

@@ -52,8 +52,9 @@ export class SubqueryState {
   readonly #evaluators = new Map<FilterNode, (row: Row) => unknown>();
   readonly #inner = new Map<SubqueryNode, ((row: Row) => boolean) | null>();
 
+  /** `salt` makes tag values the shape's own (`tagSalt`). */
   constructor(
-    readonly handle: string,
+    readonly salt: string,
     root: FilterNode,
   ) {
     this.subqueries = topSubqueries(root);
@@ -174,8 +175,9 @@ export class SubqueryState {
   }
 
   /**
-   * The tag value of a tuple at a subquery literal, stable for the shape (Electric's form: an
-   * md5 of the handle and the value, each column named in a composite one).
+   * The tag value of a tuple at a subquery literal, stable for the shape (Electric's form, an md5
+   * of a per-shape salt and the value, each column named in a composite one; Electric salts with
+   * the handle, this salt is the definition's).
    */
   hash(node: SubqueryNode, tuple: Tuple): string {
     const text = (value: string | null) => (value === null ? 'NULL' : `v:${value}`);
@@ -183,7 +185,7 @@ export class SubqueryState {
       tuple.length === 1
         ? text(tuple[0]!)
         : tuple.map((value, i) => `${node.columns[i]!.name}:${text(value)}`).join('');
-    return createHash('md5').update(`${this.handle}${body}`).digest('hex');
+    return createHash('md5').update(`${this.salt}${body}`).digest('hex');
   }
 
   /**
