@@ -37,9 +37,19 @@ const USERS: SubqueryTable = {
   columns: table('users', { id: 'int4', active: 'bool', org: 'int4' }),
 };
 
+const ORGS: SubqueryTable = {
+  schema: 'public',
+  name: 'orgs',
+  oid: 43,
+  columns: table('orgs', { id: 'int4', active: 'bool' }),
+};
+
 async function stateOf(where: string): Promise<SubqueryState> {
   const tree = await parseWhereClause(where, DEFAULT_WHERE_LIMITS);
-  const tables = new Map([[JSON.stringify(['public', 'users']), USERS]]);
+  const tables = new Map([
+    [JSON.stringify(['public', 'users']), USERS],
+    [JSON.stringify(['public', 'orgs']), ORGS],
+  ]);
   const { root, constants } = compileWhere(tree, POSTS, [], tables);
   for (const constant of constants) constant.node.value = constant.text;
   return new SubqueryState('handle-1', root);
@@ -138,6 +148,15 @@ test('mayChangeResults: only changes that enter, leave or alter a subquery row c
     state.mayChangeResults([{ kind: 'insert', relation: elsewhere, newRow: user('3', 't') }]),
     false,
   );
+});
+
+test('mayChangeResults: a change of a table only a nested subquery reads always may', async () => {
+  const state = await stateOf(
+    'author IN (SELECT id FROM users WHERE org IN (SELECT id FROM orgs WHERE active))',
+  );
+  const relation = { oid: 43, schema: 'public', name: 'orgs' } as never;
+  const row: Row = { id: '1', active: 'f' };
+  assert.equal(state.mayChangeResults([{ kind: 'insert', relation, newRow: row }]), true);
 });
 
 test('subqueries only under AND, OR and NOT; at most 64 positions', async () => {

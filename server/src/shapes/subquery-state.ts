@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Change, Row } from '../pg/transaction.js';
 import { quoteIdentifier, quoteTableIdentifier } from '../pg/table-identifier.js';
 import { compileFilter, compileNode, type SubqueryLookup } from '../where/filter-evaluator.js';
-import { topSubqueries, type FilterNode } from '../where/filter-spec.js';
+import { everyNode, topSubqueries, type FilterNode } from '../where/filter-spec.js';
 import { filterSql } from '../where/filter-sql.js';
 import { disjunctiveForm, type Literal } from '../where/disjunctive-form.js';
 import { sqlTypeName } from '../where/pg-type.js';
@@ -86,7 +86,10 @@ export class SubqueryState {
   mayChangeResults(changes: readonly RowChange[]): boolean {
     return changes.some((change) =>
       this.subqueries.some((node) => {
-        if (node.query.oid !== change.relation.oid) return false;
+        if (node.query.oid !== change.relation.oid) {
+          // A table only a nested subquery reads: judged by Postgres, at the refresh.
+          return nestedTables(node).has(change.relation.oid);
+        }
         const inner = this.#innerMatch(node);
         if (!inner) return true;
         const tuple = (row: Row) => JSON.stringify(node.query.select.map((c) => row[c] ?? null));
@@ -231,6 +234,15 @@ export class SubqueryState {
     }
     return change;
   }
+}
+
+/** The tables the subqueries nested in this one read. */
+function nestedTables(node: SubqueryNode): Set<number> {
+  const filter = node.query.filter;
+  if (!filter) return new Set();
+  return new Set(
+    everyNode(filter).flatMap((inner) => (inner.op === 'subquery' ? [inner.query.oid] : [])),
+  );
 }
 
 /** The row's values of the subquery's outer columns. */
