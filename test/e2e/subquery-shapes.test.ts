@@ -92,6 +92,37 @@ describe('subquery shapes', () => {
     });
   });
 
+  test('bool columns in a subquery: rows match, move in and out (results as Postgres writes rows)', async () => {
+    // A subquery's bool read with ::text is 'true', a row's bool as replication and snapshots
+    // write it is 't': they must compare equal, or rows get tags no event ever moves.
+    const sql = `
+      CREATE TABLE users (id int PRIMARY KEY, active boolean NOT NULL);
+      CREATE TABLE posts (id int PRIMARY KEY, author int NOT NULL, published boolean NOT NULL);
+      INSERT INTO users SELECT i, i % 2 = 0 FROM generate_series(1, 6) i;
+      INSERT INTO posts SELECT i, 1 + i % 6, i % 3 = 0 FROM generate_series(1, 24) i;`;
+    await withSluice(sql, async ({ db, url }) => {
+      for (const where of [
+        '(author, published) IN (SELECT id, active FROM users)',
+        'published IN (SELECT active FROM users WHERE id = 2)',
+      ]) {
+        const follower = new SluiceFollower(url, { params: { table: 'posts', where } });
+        try {
+          const check = () =>
+            assertMatchesPostgres(db, { table: 'posts', where }, rowsOf(follower));
+          await check();
+          await db.query('UPDATE users SET active = NOT active WHERE id IN (1, 2)');
+          await check();
+          await db.query('UPDATE posts SET published = NOT published WHERE id IN (1, 2, 3)');
+          await check();
+          await db.query('UPDATE users SET active = NOT active WHERE id = 2');
+          await check();
+        } finally {
+          follower.close();
+        }
+      }
+    });
+  });
+
   test('the wire: tags on rows, move-out and move-in events', async () => {
     await withSluice(BLOG, async ({ db, url }) => {
       const where = 'author IN (SELECT id FROM users WHERE active)';

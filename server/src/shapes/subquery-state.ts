@@ -257,7 +257,15 @@ function tupleOf(node: SubqueryNode, row: Row): Tuple {
 export function subqueryResultSql(node: SubqueryNode): string {
   const { query } = node;
   const where = query.filter ? ` WHERE ${filterSql(query.filter)}` : '';
-  const columns = query.select.map((name) => `${quoteIdentifier(name)}::text`).join(', ');
+  // Each value as its type's output function writes it, as replication and snapshots deliver
+  // the rows compared with it: a cast to text differs for some types (bool gives 'true', not
+  // 't'). format's %s uses the output function but writes NULL as '', hence the CASE.
+  const columns = query.select
+    .map((name) => {
+      const column = quoteIdentifier(name);
+      return `CASE WHEN ${column} IS NULL THEN NULL ELSE format('%s', ${column}) END`;
+    })
+    .join(', ');
   return `SELECT ${columns} FROM ${quoteTableIdentifier(query.table)}${where}`;
 }
 
