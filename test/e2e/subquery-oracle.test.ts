@@ -201,129 +201,109 @@ interface Follower {
   errors: () => unknown[];
 }
 
-// Known server bug (see the todo below): a row whose subquery column changes, in the transaction
-// that moves its old value in or in one the move-in query's snapshot already sees, from that
-// value to one already in the result is never delivered: the move-in query reads it with its new
-// value, which is not among the moved-in tuples, and its change goes out as an update (its old
-// row judged by the new results) of a row the clients never received.
-const LOST_ROW_BUG =
-  'server bug: a row updated from a value moving in to a value already in is lost (shape.ts appendWithResults judges the old row by the new results; subquery-refresh.ts readMovedIn reads only rows holding a moved-in value)';
-
-test(
-  'a row moved from a value moving in to one already in, in the same transaction',
-  { todo: LOST_ROW_BUG },
-  async () => {
-    const sql = `
+test('a row moved from a value moving in to one already in, in the same transaction', async () => {
+  const sql = `
     CREATE TABLE users (id int PRIMARY KEY, org int NOT NULL);
     CREATE TABLE comments (id int PRIMARY KEY, author int NOT NULL, body text NOT NULL);
     INSERT INTO users VALUES (1, 1), (5, 2);
     INSERT INTO comments VALUES (24, 1, 'a'), (25, 5, 'b');`;
-    await withSluice(postgres, sql, async ({ db, url }) => {
-      const where = 'author IN (SELECT id FROM users WHERE org = 2)';
-      const follower = new SluiceFollower(url, { params: { table: 'comments', where } });
-      const rows = () => follower.rows as unknown as readonly Row[];
-      try {
-        await assertMatchesPostgres(db, { table: 'comments', where }, rows);
-        // One transaction: user 1 moves in, and comment 24 moves from user 1 to user 5.
-        await db.query(
-          'BEGIN; UPDATE users SET org = 2 WHERE id = 1; UPDATE comments SET author = 5 WHERE id = 24; COMMIT',
-        );
-        await assertMatchesPostgres(db, { table: 'comments', where }, rows, 5_000);
-        // Delivered by the stream, not by starting over.
-        assert.equal(follower.mustRefetches + follower.fallbackRefreshes, 0);
-      } finally {
-        follower.close();
-      }
-    });
-  },
-);
+  await withSluice(postgres, sql, async ({ db, url }) => {
+    const where = 'author IN (SELECT id FROM users WHERE org = 2)';
+    const follower = new SluiceFollower(url, { params: { table: 'comments', where } });
+    const rows = () => follower.rows as unknown as readonly Row[];
+    try {
+      await assertMatchesPostgres(db, { table: 'comments', where }, rows);
+      // One transaction: user 1 moves in, and comment 24 moves from user 1 to user 5.
+      await db.query(
+        'BEGIN; UPDATE users SET org = 2 WHERE id = 1; UPDATE comments SET author = 5 WHERE id = 24; COMMIT',
+      );
+      await assertMatchesPostgres(db, { table: 'comments', where }, rows, 5_000);
+      // Delivered by the stream, not by starting over.
+      assert.equal(follower.mustRefetches + follower.fallbackRefreshes, 0);
+    } finally {
+      follower.close();
+    }
+  });
+});
 
-test(
-  'subquery shapes equal Postgres after random bursts of transactions',
-  { todo: LOST_ROW_BUG },
-  async () => {
-    const seed = Number(process.env.SUBQUERY_SEED ?? Math.floor(Math.random() * 2 ** 31));
-    const workload = new Workload(seed);
-    await withSluice(postgres, SCHEMA, async ({ db, url }) => {
-      const sluiceFollowers: SluiceFollower[] = [];
-      const collections: TableCollectionHandle[] = [];
-      const followers: Follower[] = [];
-      try {
-        for (const shape of SHAPES) {
-          const params = { table: shape.table, where: shape.where, params: shape.params };
-          const follower = new SluiceFollower(url, { params });
-          sluiceFollowers.push(follower);
-          followers.push({
-            name: `@sluice/client ${shape.table} WHERE ${shape.where}`,
-            shape,
-            rows: () => follower.rows,
-            errors: () => follower.errors,
-          });
-          const handle = tableCollection(
-            url,
-            { ...shape, columns: COLUMNS[shape.table]! },
-            'eager',
-          );
-          collections.push(handle);
-          followers.push({
-            name: `TanStack DB ${shape.table} WHERE ${shape.where}`,
-            shape,
-            rows: handle.rows,
-            errors: () => handle.streamErrors,
-          });
-        }
-        const check = async (when: string) => {
-          for (const follower of followers) {
-            try {
-              await assertMatchesPostgres(
-                db,
-                { table: follower.shape.table, where: oracleWhere(follower.shape) },
-                follower.rows,
-              );
-              assert.deepEqual(follower.errors(), [], 'stream errors');
-            } catch (error) {
-              const message = error instanceof Error ? error.message : String(error);
-              throw new Error(
-                `SUBQUERY_SEED=${seed} ${when}, ${follower.name} (params ${JSON.stringify(follower.shape.params ?? [])}): ${message}`,
-                { cause: error },
-              );
-            }
-          }
-        };
-        // What each shape held in Postgres after each check: the workload must really move rows in
-        // and out of every shape, or the oracle proves little.
-        const seen = SHAPES.map(() => new Set<string>());
-        const record = async () => {
-          for (const [i, shape] of SHAPES.entries()) {
-            const rows = await postgresRows(db, { table: shape.table, where: oracleWhere(shape) });
-            seen[i]!.add(JSON.stringify(rows.map((row) => row.id)));
-          }
-        };
-        await check('after the initial snapshot');
-        await record();
-        for (let burst = 1; burst <= BURSTS; burst++) {
-          const transactions: Statement[][] = [];
-          for (let i = 0; i < TRANSACTIONS_PER_BURST; i++) {
-            const statements = workload.transaction();
-            transactions.push(statements);
-            await runTransaction(db.url, statements);
-          }
-          await check(
-            `after burst ${burst} (${transactions.map((t) => t.map(([sql, v]) => `${sql} ${JSON.stringify(v)}`).join('; ')).join(' | ')})`,
-          );
-          await record();
-        }
-        for (const [i, shape] of SHAPES.entries()) {
-          const results = [...seen[i]!];
-          assert.ok(
-            results.length >= 3 && !results.includes('[]'),
-            `SUBQUERY_SEED=${seed}: the workload hardly changed ${shape.table} WHERE ${shape.where}: ${results.join(' ')}`,
-          );
-        }
-      } finally {
-        for (const follower of sluiceFollowers) follower.close();
-        for (const handle of collections) await handle.collection.cleanup();
+test('subquery shapes equal Postgres after random bursts of transactions', async () => {
+  const seed = Number(process.env.SUBQUERY_SEED ?? Math.floor(Math.random() * 2 ** 31));
+  const workload = new Workload(seed);
+  await withSluice(postgres, SCHEMA, async ({ db, url }) => {
+    const sluiceFollowers: SluiceFollower[] = [];
+    const collections: TableCollectionHandle[] = [];
+    const followers: Follower[] = [];
+    try {
+      for (const shape of SHAPES) {
+        const params = { table: shape.table, where: shape.where, params: shape.params };
+        const follower = new SluiceFollower(url, { params });
+        sluiceFollowers.push(follower);
+        followers.push({
+          name: `@sluice/client ${shape.table} WHERE ${shape.where}`,
+          shape,
+          rows: () => follower.rows,
+          errors: () => follower.errors,
+        });
+        const handle = tableCollection(url, { ...shape, columns: COLUMNS[shape.table]! }, 'eager');
+        collections.push(handle);
+        followers.push({
+          name: `TanStack DB ${shape.table} WHERE ${shape.where}`,
+          shape,
+          rows: handle.rows,
+          errors: () => handle.streamErrors,
+        });
       }
-    });
-  },
-);
+      const check = async (when: string) => {
+        for (const follower of followers) {
+          try {
+            await assertMatchesPostgres(
+              db,
+              { table: follower.shape.table, where: oracleWhere(follower.shape) },
+              follower.rows,
+            );
+            assert.deepEqual(follower.errors(), [], 'stream errors');
+          } catch (error) {
+            const message = error instanceof Error ? error.message : String(error);
+            throw new Error(
+              `SUBQUERY_SEED=${seed} ${when}, ${follower.name} (params ${JSON.stringify(follower.shape.params ?? [])}): ${message}`,
+              { cause: error },
+            );
+          }
+        }
+      };
+      // What each shape held in Postgres after each check: the workload must really move rows in
+      // and out of every shape, or the oracle proves little.
+      const seen = SHAPES.map(() => new Set<string>());
+      const record = async () => {
+        for (const [i, shape] of SHAPES.entries()) {
+          const rows = await postgresRows(db, { table: shape.table, where: oracleWhere(shape) });
+          seen[i]!.add(JSON.stringify(rows.map((row) => row.id)));
+        }
+      };
+      await check('after the initial snapshot');
+      await record();
+      for (let burst = 1; burst <= BURSTS; burst++) {
+        const transactions: Statement[][] = [];
+        for (let i = 0; i < TRANSACTIONS_PER_BURST; i++) {
+          const statements = workload.transaction();
+          transactions.push(statements);
+          await runTransaction(db.url, statements);
+        }
+        await check(
+          `after burst ${burst} (${transactions.map((t) => t.map(([sql, v]) => `${sql} ${JSON.stringify(v)}`).join('; ')).join(' | ')})`,
+        );
+        await record();
+      }
+      for (const [i, shape] of SHAPES.entries()) {
+        const results = [...seen[i]!];
+        assert.ok(
+          results.length >= 3 && !results.includes('[]'),
+          `SUBQUERY_SEED=${seed}: the workload hardly changed ${shape.table} WHERE ${shape.where}: ${results.join(' ')}`,
+        );
+      }
+    } finally {
+      for (const follower of sluiceFollowers) follower.close();
+      for (const handle of collections) await handle.collection.cleanup();
+    }
+  });
+});

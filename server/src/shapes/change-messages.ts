@@ -65,12 +65,8 @@ export function snapshotMessageBuilder(
   };
 }
 
-/**
- * How a subquery shape's change messages are tagged (docs/protocol.md §13): each row's tags, and
- * offsets moved up by `firstOp` to leave room for a move-out event before them.
- */
+/** How a subquery shape's change messages are tagged (docs/protocol.md §13): each row's tags. */
 export interface EntryTagging {
-  firstOp: number;
   tagsOf: (row: Row) => { tags: string[]; active_conditions: boolean[] };
   /** Entries of the same transaction follow (a move-in): the last of those carries `last`. */
   more: boolean;
@@ -84,7 +80,7 @@ export interface EntryTagging {
 export function transactionEntries(
   context: MessageContext,
   transaction: { xid: number; commitLsn: bigint },
-  changes: { change: Exclude<Change, { kind: 'truncate' }>; position: number }[],
+  changes: { change: Exclude<Change, { kind: 'truncate' }>; position: number; upsert?: boolean }[],
   tagging?: EntryTagging,
 ): LogEntry[] {
   const entries: { offset: LogOffset; message: WireChangeMessage }[] = [];
@@ -110,8 +106,8 @@ export function transactionEntries(
   // 2). Without row identities two rows identical in every column stay indistinguishable here.
   const movedInto = new Map<string, string>();
 
-  for (const { change, position } of changes) {
-    const op = position * 2 + (tagging?.firstOp ?? 0);
+  for (const { change, position, upsert } of changes) {
+    const op = position * 2;
     switch (change.kind) {
       case 'insert':
         add(
@@ -147,6 +143,19 @@ export function transactionEntries(
               headers: headers('insert', op + 1),
             },
             change.newRow,
+          );
+          break;
+        }
+        if (upsert) {
+          add(
+            op,
+            {
+              key: newKey,
+              value: project(change.newRow, context.columns),
+              headers: headers('insert', op),
+            },
+            change.newRow,
+            oldRow,
           );
           break;
         }

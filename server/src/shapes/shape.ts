@@ -4,7 +4,6 @@ import {
   compareLogOffsets,
   formatLogOffset,
   type LogOffset,
-  type WireEventMessage,
 } from '@sluice/protocol';
 import type { Change, Row, Transaction } from '../pg/transaction.js';
 import type { LogEntry, ShapeLog } from '../storage/shape-storage.js';
@@ -12,7 +11,7 @@ import { compileFilter } from '../where/filter-evaluator.js';
 import { topSubqueries, type FilterSpec } from '../where/filter-spec.js';
 import { taggedInsertMessage, transactionEntries, type MessageContext } from './change-messages.js';
 import { SubqueryResult, type Tuple } from './subquery-result.js';
-import { SubqueryState, type MovePattern, type ResultChange } from './subquery-state.js';
+import { SubqueryState, type ResultChange } from './subquery-state.js';
 import { tagSalt, type ShapeDefinition } from './shape-definition.js';
 import { isVisibleTo, type TransactionVisibility } from '../pg/transaction-visibility.js';
 
@@ -61,7 +60,8 @@ export interface ResultRefresh {
   visibility: TransactionVisibility;
 }
 
-type PositionedChange = { change: RowChange; position: number };
+/** `upsert`: sent as a whole-row insert (filterChanges). */
+type PositionedChange = { change: RowChange; position: number; upsert?: boolean };
 
 /**
  * One shape: its durable log plus what is needed to append to it. Changes that arrive while the
@@ -92,6 +92,8 @@ export class Shape {
   #serial: Promise<unknown> = Promise.resolve();
   /** The snapshot of the last subquery refresh: transactions it saw need no other. */
   lastRefresh: TransactionVisibility | undefined;
+  /** The snapshot of the last refresh that moved rows in (appendWithResults). */
+  #movedInAt: TransactionVisibility | undefined;
 
   constructor(
     readonly metadata: ShapeMetadata,
@@ -217,7 +219,7 @@ export class Shape {
   applyTransaction(transaction: Transaction, all: PositionedChange[]): boolean {
     const { filter } = this.metadata;
     if (filter) this.#matches ??= compileFilter(filter.root);
-    const changes = this.#matches ? filterChanges(this.#matches, all) : all;
+    const changes = this.#matches ? filterChanges(this.#matches, this.#matches, all) : all;
     if (changes.length === 0) return false;
     if (!this.ready) {
       this.#pending.push({ transaction, changes });
@@ -250,8 +252,23 @@ export class Shape {
     refresh: ResultRefresh | undefined,
   ): boolean {
     const state = this.subqueries!;
-    if (refresh) this.recordResults(refresh.results, transaction.commitLsn);
-    const changes = filterChanges((row) => state.matches(row), all);
+    const before = state.currentResults;
+    if (refresh) {
+      this.recordResults(refresh.results, transaction.commitLsn);
+      if (refresh.change.moveIn.length > 0) this.#movedInAt = refresh.visibility;
+    }
+    // Moved-in rows were read in a snapshot that may see this transaction: clients may hold
+    // them as they are after it, or lack rows it updates within the shape, so those are sent
+    // whole (an insert; clients upsert).
+    const ahead = this.#movedInAt;
+    const upsert =
+      ahead !== undefined && isVisibleTo(ahead, transaction.xid, transaction.commitLsn);
+    const changes = filterChanges(
+      (row) => state.matchesUnder(before, row),
+      (row) => state.matches(row),
+      all,
+      upsert,
+    );
     const { context } = this.metadata;
     const tx = transaction.commitLsn;
     const txids = [transaction.xid];
@@ -259,43 +276,32 @@ export class Shape {
     const moveOut = refresh?.change.moveOut ?? [];
     const moveIn = refresh?.change.moveIn ?? [];
     // The transaction's last entry carries `last`, whichever it is: a restart cuts a transaction
-    // a crash left without it (cutTornTransaction), move-in rows and all.
-    const last = (isLast: boolean) => (isLast ? { last: true as const } : {});
-    const event = (
-      op: number,
-      event: 'move-in' | 'move-out',
-      patterns: MovePattern[],
-      isLast: boolean,
-    ) =>
-      entries.push({
-        offset: { tx, op },
-        json: JSON.stringify({
-          headers: { event, patterns, txids, ...last(isLast) },
-        } satisfies WireEventMessage),
-      });
-    if (moveOut.length > 0) {
-      event(0, 'move-out', moveOut, changes.length === 0 && moveIn.length === 0);
-    }
+    // a crash left without it (cutTornTransaction), moves and all.
     entries.push(
       ...transactionEntries(context, transaction, changes, {
-        firstOp: 2,
         tagsOf: (row) => state.rowTags(row),
-        more: moveIn.length > 0,
+        more: moveOut.length > 0 || moveIn.length > 0,
       }),
     );
+    let op = (entries.at(-1)?.offset.op ?? -1) + 1;
+    const add = (headers: Record<string, unknown>, isLast: boolean) =>
+      entries.push({
+        offset: { tx, op: op++ },
+        json: JSON.stringify({ headers: isLast ? { ...headers, last: true } : headers }),
+      });
+    // After the transaction's own rows, which were judged against the results before it too: a
+    // row it moved from a value leaving to one staying arrives as an update first, its tags
+    // changed, and the move-out then spares it.
+    if (moveOut.length > 0) {
+      add({ event: 'move-out', patterns: moveOut, txids }, moveIn.length === 0);
+    }
     if (refresh && moveIn.length > 0) {
-      let op = (entries.at(-1)?.offset.op ?? 0) + 1;
-      event(op++, 'move-in', moveIn, false);
+      add({ event: 'move-in', patterns: moveIn, txids }, false);
       for (const row of refresh.rows) {
         entries.push({ offset: { tx, op: op++ }, json: taggedInsertMessage(context, row, state) });
       }
       const { xmin, xmax, xip } = refresh.visibility;
-      entries.push({
-        offset: { tx, op },
-        json: JSON.stringify({
-          headers: { control: CONTROL.snapshotEnd, xmin, xmax, xip_list: xip, last: true },
-        }),
-      });
+      add({ control: CONTROL.snapshotEnd, xmin, xmax, xip_list: xip }, true);
     }
     if (entries.length === 0) return false;
     this.log.append(entries);
@@ -380,29 +386,34 @@ export class Shape {
 
 /**
  * This shape's view of a transaction's changes under its where clause: a row updated into the
- * shape arrives as an insert (of the whole row), one updated out of it as a delete.
+ * shape arrives as an insert (of the whole row), one updated out of it as a delete. `wasIn`
+ * judges rows as they were before the transaction, `isIn` as they are after it (they differ for
+ * a subquery shape whose results the transaction changed). `upsert`: clients may lack rows the
+ * shape holds, so a row updated within it is sent whole, as an insert.
  */
 function filterChanges(
-  matches: (row: Row) => boolean,
+  wasIn: (row: Row) => boolean,
+  isIn: (row: Row) => boolean,
   changes: PositionedChange[],
+  upsert = false,
 ): PositionedChange[] {
   const kept: PositionedChange[] = [];
   for (const { change, position } of changes) {
     switch (change.kind) {
       case 'insert':
-        if (matches(change.newRow)) kept.push({ change, position });
+        if (isIn(change.newRow)) kept.push({ change, position });
         break;
       case 'delete':
-        if (matches(change.oldRow)) kept.push({ change, position });
+        if (wasIn(change.oldRow)) kept.push({ change, position });
         break;
       case 'update': {
         const oldRow = change.oldRow ?? change.newRow;
-        const wasIn = matches(oldRow);
-        const isIn = matches(change.newRow);
-        if (wasIn && isIn) kept.push({ change, position });
-        else if (wasIn)
+        const was = wasIn(oldRow);
+        const is = isIn(change.newRow);
+        if (was && is) kept.push(upsert ? { change, position, upsert } : { change, position });
+        else if (was)
           kept.push({ change: { kind: 'delete', relation: change.relation, oldRow }, position });
-        else if (isIn) {
+        else if (is) {
           kept.push({
             change: { kind: 'insert', relation: change.relation, newRow: change.newRow },
             position,

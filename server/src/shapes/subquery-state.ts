@@ -127,6 +127,21 @@ export class SubqueryState {
     this.#results = results;
   }
 
+  get currentResults(): Map<number, SubqueryResult> {
+    return this.#results;
+  }
+
+  /** Whether the row was in the shape under other results (those before a transaction). */
+  matchesUnder(results: Map<number, SubqueryResult>, row: Row): boolean {
+    const current = this.#results;
+    this.#results = results;
+    try {
+      return this.matches(row);
+    } finally {
+      this.#results = current;
+    }
+  }
+
   #resultOf(node: SubqueryNode): SubqueryResult {
     const result = this.#results.get(node.id);
     if (!result) throw new Error(`subquery ${node.id} has no result yet`);
