@@ -297,7 +297,8 @@ test('subquery shapes equal Postgres after random bursts of transactions', async
       for (const [i, shape] of SHAPES.entries()) {
         const results = [...seen[i]!];
         assert.ok(
-          results.length >= 3 && !results.includes('[]'),
+          // At least three different row sets, two of them not empty (a shape may empty out).
+          results.length >= 3 && results.filter((rows) => rows !== '[]').length >= 2,
           `SUBQUERY_SEED=${seed}: the workload hardly changed ${shape.table} WHERE ${shape.where}: ${results.join(' ')}`,
         );
       }

@@ -189,19 +189,44 @@ export function transactionEntries(
       }
     }
   }
-  const last = entries.at(-1);
+  const tagged = tagging ? tagEntries(entries, rows, tagging) : entries;
+  const last = tagged.at(-1);
   if (last && !tagging?.more) last.message.headers.last = true;
-  if (tagging) {
-    for (const [message, { row, before }] of rows) {
-      Object.assign(message.headers, tagging.tagsOf(row));
-      if (before) {
-        const now = new Set(message.headers.tags);
-        const removed = tagging.tagsOf(before).tags.filter((tag) => !now.has(tag));
-        if (removed.length > 0) message.headers.removed_tags = removed;
-      }
-    }
-  }
-  return entries.map(({ offset, message }) => ({ offset, json: JSON.stringify(message) }));
+  return tagged.map(({ offset, message }) => ({ offset, json: JSON.stringify(message) }));
+}
+
+/**
+ * Adds each row's tags. An update whose tags changed says so in two messages, at its op and
+ * the next (free: only a key change uses it, and that is a delete and an insert): the first
+ * drops the old tags (`removed_tags`), the second adds the new ones. In one message TanStack DB
+ * adds the new tags before it drops the old ones, and so unindexes the slots they share: a
+ * later move-out of a value the row still has would miss it.
+ */
+function tagEntries(
+  entries: { offset: LogOffset; message: WireChangeMessage }[],
+  rows: Map<WireChangeMessage, { row: Row; before?: Row }>,
+  tagging: EntryTagging,
+): { offset: LogOffset; message: WireChangeMessage }[] {
+  return entries.flatMap((entry) => {
+    const { message, offset } = entry;
+    const shown = rows.get(message);
+    if (!shown) return [entry];
+    const tags = tagging.tagsOf(shown.row);
+    Object.assign(message.headers, tags);
+    if (!shown.before) return [entry];
+    const now = new Set(tags.tags);
+    const removed = tagging.tagsOf(shown.before).tags.filter((tag) => !now.has(tag));
+    if (removed.length === 0) return [entry];
+    const dropping: ChangeHeaders = { ...message.headers, removed_tags: removed };
+    delete dropping.tags;
+    return [
+      { offset, message: { ...message, headers: dropping } },
+      {
+        offset: { tx: offset.tx, op: offset.op + 1 },
+        message: { ...message, headers: { ...message.headers, op_position: offset.op + 1 } },
+      },
+    ];
+  });
 }
 
 function deleteMessage(
