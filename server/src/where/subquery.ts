@@ -10,27 +10,13 @@ import type { ColumnNode } from './filter-spec.js';
 import { isInteger, type PgType } from './pg-type.js';
 import { BOOL, display, type Typed } from './typed-expr.js';
 import type { WhereContext } from './where-context.js';
-import type { SyntaxNode } from './where-parser.js';
+import { OTHER_SELECT_PARTS, type SyntaxNode } from './where-parser.js';
 
 /** More subqueries than this in one clause are refused: each one is a query per change. */
 export const MAX_SUBQUERIES = 8;
 
 // SELECT parts a subquery may not have: it must be a plain projection of one table.
-const OTHER_SELECT_PARTS = [
-  'distinctClause',
-  'intoClause',
-  'groupClause',
-  'havingClause',
-  'windowClause',
-  'valuesLists',
-  'sortClause',
-  'limitOffset',
-  'limitCount',
-  'lockingClause',
-  'withClause',
-  'larg',
-  'rarg',
-];
+const OTHER_SUBQUERY_PARTS = OTHER_SELECT_PARTS.filter((part) => part !== 'fromClause');
 
 /** Types `… IN (SELECT …)`. */
 export function subquery(cx: WhereContext, node: SyntaxNode): Typed {
@@ -48,7 +34,7 @@ export function subquery(cx: WhereContext, node: SyntaxNode): Typed {
   const columns = outerColumns(cx, node.testexpr as SyntaxNode);
   const select = (node.subselect as SyntaxNode | undefined)?.SelectStmt as SyntaxNode | undefined;
   if (!select) fail('a subquery must be a SELECT');
-  const extra = OTHER_SELECT_PARTS.find((part) => select[part] !== undefined);
+  const extra = OTHER_SUBQUERY_PARTS.find((part) => select[part] !== undefined);
   if (extra !== undefined || select.op !== 'SETOP_NONE') {
     fail(
       'a subquery must be SELECT <columns> FROM <table> [WHERE …]: no DISTINCT, GROUP BY, ORDER BY, LIMIT, UNION, WITH or other clauses',

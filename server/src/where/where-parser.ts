@@ -10,7 +10,7 @@ const WRAPPER = 'SELECT 1 WHERE ';
 
 // Every clause a SELECT may carry besides its target list and WHERE: none may appear, so that
 // `true ORDER BY 1` or `true UNION SELECT …` cannot pass as a boolean expression.
-const OTHER_SELECT_PARTS = [
+export const OTHER_SELECT_PARTS = [
   'distinctClause',
   'intoClause',
   'fromClause',
