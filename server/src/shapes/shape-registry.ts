@@ -796,6 +796,9 @@ export class ShapeRegistry {
             await this.#applyWithResults(completing, deferred);
           }
         });
+        // A change its results could not take started it over at once: its requests get the
+        // refetch a deleted shape gives, and nothing is written for it any more.
+        if (shape.deleted) return shape;
         await shape.flush();
       } else {
         shape.completeSnapshot();

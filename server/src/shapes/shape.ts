@@ -194,6 +194,8 @@ export class Shape {
 
   /** `flush` for work already running serially. */
   async flushResultsAndLog(): Promise<void> {
+    // Deleted (started over) while this waited its turn: its folder is gone.
+    if (this.#deleted) return;
     const versions = this.metadata.subqueryResults ?? [];
     if (this.#unsavedResults) {
       this.#unsavedResults = false;
