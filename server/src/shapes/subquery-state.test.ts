@@ -11,7 +11,11 @@ import { SubqueryState } from './subquery-state.js';
 
 const TEXT_RULES = { codePointOrder: true, caseMapping: 'ascii' as const };
 
-function table(name: string, columns: Record<string, 'int4' | 'text' | 'bool'>): WhereTable {
+function table(
+  name: string,
+  columns: Record<string, 'int4' | 'text' | 'bool'>,
+  notNull = false,
+): WhereTable {
   const entries = Object.entries(columns).map(([column, scalar]): [string, WhereColumn] => [
     column,
     {
@@ -20,6 +24,7 @@ function table(name: string, columns: Record<string, 'int4' | 'text' | 'bool'>):
       typeName: scalar,
       varchar: false,
       generated: false,
+      notNull,
       text: TEXT_RULES,
       deterministic: true,
       collation: 'default',
@@ -44,13 +49,15 @@ const ORGS: SubqueryTable = {
   columns: table('orgs', { id: 'int4', active: 'bool' }),
 };
 
-async function stateOf(where: string): Promise<SubqueryState> {
+const POSTS_NOT_NULL = table('posts', { id: 'int4', author: 'int4', title: 'text' }, true);
+
+async function stateOf(where: string, posts = POSTS): Promise<SubqueryState> {
   const tree = await parseWhereClause(where, DEFAULT_WHERE_LIMITS);
   const tables = new Map([
     [JSON.stringify(['public', 'users']), USERS],
     [JSON.stringify(['public', 'orgs']), ORGS],
   ]);
-  const { root, constants } = compileWhere(tree, POSTS, [], tables);
+  const { root, constants } = compileWhere(tree, posts, [], tables);
   for (const constant of constants) constant.node.value = constant.text;
   return new SubqueryState('handle-1', root);
 }
@@ -120,8 +127,24 @@ test('compare under NOT IN: the other way round, and a restart where tags cannot
   assert.deepEqual(state.rowTags({ id: '1', author: '5', title: null }).active_conditions, [true]);
   // A NULL entering the result makes every NOT IN row NULL: no pattern says that.
   assert.match(state.compare(new Map([[0, result('1', '2', null)]])).restart ?? '', /NOT IN/);
-  // So does the result becoming empty (NULL NOT IN (empty) is true).
+  // So does the result becoming empty (NULL NOT IN (empty) is true)…
   assert.match(state.compare(new Map([[0, result()]])).restart ?? '', /NOT IN/);
+  // …unless the outer column is NOT NULL: then tags tell every move.
+  const notNull = await stateOf(
+    'author NOT IN (SELECT id FROM users WHERE active)',
+    POSTS_NOT_NULL,
+  );
+  notNull.setResults(new Map([[0, result('1')]]));
+  const emptied = notNull.compare(new Map([[0, result()]]));
+  assert.equal(emptied.restart, undefined);
+  assert.deepEqual(emptied.moveIn, [
+    { pos: 0, value: notNull.hash(notNull.subqueries[0]!, ['1']) },
+  ]);
+  // A composite NOT IN on NOT NULL columns moves by tags too.
+  const pairs = await stateOf('(id, author) NOT IN (SELECT id, org FROM users)', POSTS_NOT_NULL);
+  const pair = (...tuples: [string, string][]) => new SubqueryResult(2, tuples);
+  pairs.setResults(new Map([[0, pair(['1', '2'])]]));
+  assert.equal(pairs.compare(new Map([[0, pair(['1', '2'], ['3', '4'])]])).restart, undefined);
 });
 
 test('mayChangeResults: only changes that enter, leave or alter a subquery row cost a query', async () => {

@@ -228,13 +228,13 @@ export class SubqueryState {
       );
       const negated = positions.some((p) => p.negated);
       const changed = added.length > 0 || removed.length > 0 || !before.sameNullTuples(after);
-      if (
-        negated &&
-        changed &&
-        (!before.sameNullTuples(after) ||
-          (before.size === 0) !== (after.size === 0) ||
-          node.columns.length > 1)
-      ) {
+      // Outer NULLs: `NULL NOT IN (…)` turns from true to NULL when the result stops being
+      // empty, and a composite row with a NULL part from false to NULL when a tuple it could
+      // equal arrives; no tag names those rows. Columns declared NOT NULL have none.
+      const outerNullsMayFlip =
+        node.notNull !== true &&
+        (node.columns.length > 1 || (before.size === 0) !== (after.size === 0));
+      if (negated && changed && (!before.sameNullTuples(after) || outerNullsMayFlip)) {
         change.restart = 'a NOT IN subquery changed in a way tags cannot express';
         return change;
       }

@@ -88,7 +88,14 @@ export type FilterNode =
    * shape's subqueries in the order written, nested ones included; `columns` are the outer
    * columns, compared with the inner ones by their text (their types are the same).
    */
-  | { op: 'subquery'; id: number; columns: ColumnNode[]; query: SubqueryQuery };
+  | {
+      op: 'subquery';
+      id: number;
+      columns: ColumnNode[];
+      query: SubqueryQuery;
+      /** Every outer column is NOT NULL (under NOT IN, NULLs could flip many rows at once). */
+      notNull?: true;
+    };
 
 export type ColumnNode = Extract<FilterNode, { op: 'column' }>;
 

@@ -58,10 +58,14 @@ export function subquery(cx: WhereContext, node: SyntaxNode): Typed {
     : undefined;
   const id = cx.nextSubqueryId();
   if (id >= MAX_SUBQUERIES) fail(`at most ${MAX_SUBQUERIES} subqueries are allowed in a clause`);
+  const notNull = columns.every(
+    (column) => cx.table.columns.get((column.node as ColumnNode).name)?.notNull === true,
+  );
   return {
     node: {
       op: 'subquery',
       id,
+      ...(notNull ? { notNull: true as const } : {}),
       columns: columns.map((column) => column.node as ColumnNode),
       query: {
         table: { schema: inner.schema, name: inner.name },

@@ -16,6 +16,8 @@ export interface WhereColumn {
    */
   varchar: boolean;
   generated: boolean;
+  /** NOT NULL: a subquery under NOT IN on it never meets SQL's NULL cases (subquery.ts). */
+  notNull: boolean;
   /** For text columns: how the column's collation compares and maps case. */
   text: TextRules;
   /** Equality is byte equality (every collation except nondeterministic ICU ones). */
@@ -112,6 +114,7 @@ export async function loadWhereTable(
       typeName: column.formattedType,
       varchar: column.typname === 'varchar',
       generated: column.generated,
+      notNull: column.notNull,
       text: row ? rulesOf(row) : defaultText,
       deterministic: row?.deterministic ?? true,
       collation:
