@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { FilterSpec } from '../where/filter-spec.js';
+import { disjunctiveForm } from '../where/disjunctive-form.js';
 import { compileShapeFilter } from '../where/shape-filter.js';
 import type { WhereLimits } from '../where/where-limits.js';
 import type { MessageContext } from './change-messages.js';
@@ -50,6 +51,9 @@ export async function planShape(
     return inner;
   };
   const filter = await compileFilter(client, schema, definition, whereLimits, loadSubqueryTable);
+  // A clause with subqueries is also taken apart into disjunctive form (its tags): refused here,
+  // before anything is made for the shape, when that form is too large.
+  if (filter && dependencies.length > 0) disjunctiveForm(filter.root);
   return {
     dependencies,
     schema,

@@ -6,8 +6,7 @@ import { everyNode, topSubqueries, type FilterNode } from '../where/filter-spec.
 import { filterSql } from '../where/filter-sql.js';
 import { disjunctiveForm, type Literal } from '../where/disjunctive-form.js';
 import { sqlTypeName } from '../where/pg-type.js';
-import type { SubqueryResult } from './subquery-result.js';
-import { type Tuple } from './subquery-result.js';
+import type { SubqueryResult, Tuple } from './subquery-result.js';
 
 type SubqueryNode = Extract<FilterNode, { op: 'subquery' }>;
 type RowChange = Exclude<Change, { kind: 'truncate' }>;
@@ -18,7 +17,7 @@ export interface MovePattern {
   value: string;
 }
 
-/** The tag headers of one row (docs/protocol.md, "Subqueries"). */
+/** The tag headers of one row (docs/protocol.md §13.2). */
 export interface RowTags {
   tags: string[];
   active_conditions: boolean[];

@@ -13,7 +13,7 @@ export const MAX_POSITIONS = 64;
 /**
  * The clause as an OR of ANDs of literals (NOT pushed down to them by De Morgan's laws, which
  * hold in SQL's three-valued logic, as does distributing AND over OR). Subquery shapes tag each
- * row with one tag per disjunct, one slot per literal (docs/protocol.md, "Subqueries"). A
+ * row with one tag per disjunct, one slot per literal (docs/protocol.md §13.2). A
  * subquery must be a literal itself: under anything but AND, OR and NOT it is refused.
  */
 export function disjunctiveForm(root: FilterNode): Literal[][] {
