@@ -189,11 +189,10 @@ export class Shape {
    */
   flush(): Promise<void> {
     if (!this.subqueries) return this.log.flush();
-    return this.serially(() => this.flushResultsAndLog());
+    return this.serially(() => this.#flushResultsAndLog());
   }
 
-  /** `flush` for work already running serially. */
-  async flushResultsAndLog(): Promise<void> {
+  async #flushResultsAndLog(): Promise<void> {
     // Deleted (started over) while this waited its turn: its folder is gone.
     if (this.#deleted) return;
     const versions = this.metadata.subqueryResults ?? [];

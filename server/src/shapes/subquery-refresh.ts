@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { RAW_TEXT } from '../pg/raw-text.js';
 import type { Row, Transaction } from '../pg/transaction.js';
 import { quoteTableIdentifier } from '../pg/table-identifier.js';
 import { filterSql } from '../where/filter-sql.js';
@@ -6,9 +7,6 @@ import { beginSeeing, bindFilter } from './shape-snapshot.js';
 import type { ResultRefresh, Shape } from './shape.js';
 import { readResults } from './read-subquery-results.js';
 import { tupleCondition, type ResultChange } from './subquery-state.js';
-
-// Rows as Postgres' text output, as replication delivers them: the evaluator reads that.
-const RAW_TEXT = { getTypeParser: () => (value: string) => value };
 
 /**
  * A transaction changed a table the shape's subqueries read: reads their results again in a

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { RAW_TEXT } from '../pg/raw-text.js';
 import type { TableSchema } from '../pg/table-schema.js';
 import { compileNode } from './filter-evaluator.js';
 import type { FilterNode, FilterSpec } from './filter-spec.js';
@@ -51,8 +52,6 @@ export async function compileShapeFilter(
   checkPlanning(root);
   return { source: where, root };
 }
-
-const RAW_TEXT = { getTypeParser: () => (value: string) => value };
 
 /**
  * Has Postgres read every constant as its type and stores Postgres' own text output of it, so
