@@ -395,7 +395,8 @@ export const CONFIG_OPTIONS = {
   }),
   chunkBytes: option({
     env: 'SLUICE_CHUNK_BYTES',
-    description: 'Size at which a shape log chunk is closed; one response never crosses a chunk.',
+    description:
+      "Size at which a shape log chunk is closed; one response never crosses a chunk. A log's first chunks are smaller (64 kB, then four times more each) so that a large snapshot's first rows go out at once.",
     default: 10 * 1024 * 1024,
     parse: integer(1024),
   }),

@@ -11,6 +11,7 @@ import {
 import type { ParsedChunk } from './chunk-file.js';
 import type { ChunkCache } from './chunk-cache.js';
 import { firstChunkAfter } from './chunk-index.js';
+import { chunkLimit } from './chunk-limit.js';
 import type { ChunkDescriptor } from './chunk-index.js';
 import { describeChunk } from './tail-chunk.js';
 import type { TailChunk } from './tail-chunk.js';
@@ -164,7 +165,7 @@ export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeL
 
   /**
    * Buffers entries (one transaction, or one snapshot row). A chunk is sealed right after the
-   * entry that brings it to `chunkBytes`, so a transaction larger than that spans several chunks
+   * entry that brings it to its limit (`chunkLimit`: small first chunks, then `chunkBytes`), so a transaction larger than that spans several chunks
    * and no chunk exceeds the limit by more than one entry; `sealChunk` also seals the chunk that
    * holds the last entry. Offsets must increase; two entries may share a snapshot offset (tx 0)
    * only inside one chunk, so a chunk boundary never falls between equal offsets and a read
@@ -203,6 +204,8 @@ export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeL
     let previous = this.#lastOffset;
     let chunkBytes = open.entryBytes;
     let count = open.offsets.length;
+    let limit = chunkLimit(open.number, this.#chunkBytes);
+    let nextNumber = this.#nextNumber;
     return entries.map(({ offset, json }, i) => {
       if (!isValidOffset(offset)) throw new RangeError(`invalid log offset ${String(offset.op)}`);
       if (previous && !followsInChunk(offset, previous, count > 0)) {
@@ -216,8 +219,11 @@ export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeL
       const lineBytes = Buffer.byteLength(text);
       chunkBytes += lineBytes;
       count++;
-      const seal = chunkBytes >= this.#chunkBytes || (sealLast && i === entries.length - 1);
-      if (seal) chunkBytes = count = 0;
+      const seal = chunkBytes >= limit || (sealLast && i === entries.length - 1);
+      if (seal) {
+        chunkBytes = count = 0;
+        limit = chunkLimit(nextNumber++, this.#chunkBytes);
+      }
       previous = offset;
       return { text, bytes: lineBytes, seal };
     });

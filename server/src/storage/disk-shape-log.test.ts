@@ -194,3 +194,31 @@ test('200k small entries: a snapshot and changes, flushed per batch, read back w
   await check(reopened);
   await reopened.close();
 });
+
+test("a log's first chunks are sealed small and grow fourfold up to chunkBytes", async () => {
+  const dir = freshDir();
+  const chunkBytes = 1024 * 1024;
+  const log = await DiskShapeLog.create(dir, { chunkBytes });
+  // 2,500 transactions of one ~1 kB entry: 2.5 MB, past the first four limits.
+  for (let tx = 1; tx <= 2_500; tx++) log.append(txGroup(tx, 1, 'x'.repeat(1_000)));
+  await log.flush();
+  const files = await chunkFiles(dir);
+  const limits = [64 * 1024, 256 * 1024, chunkBytes, chunkBytes];
+  for (const [i, limit] of limits.entries()) {
+    const file = files[i]!;
+    assert.ok(file.sealed, `${file.name} sealed`);
+    const lastLineBytes = Buffer.byteLength(file.lines.at(-1)!) + 1;
+    assert.ok(file.entryBytes >= limit, `${file.name}: ${file.entryBytes} bytes, sealed early`);
+    assert.ok(file.entryBytes - lastLineBytes < limit, `${file.name}: sealed late`);
+  }
+  assert.equal(files.length, 5);
+  assert.equal(files[4]!.sealed, false);
+  // Reopened, it seals the open chunk at the same limit as before.
+  await log.close();
+  const reopened = await DiskShapeLog.open(dir, { chunkBytes });
+  assert.deepEqual(
+    (await walk(reopened)).map((r) => r.entries.length),
+    files.map((f) => f.lines.length),
+  );
+  await reopened.close();
+});
