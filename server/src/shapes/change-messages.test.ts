@@ -133,6 +133,8 @@ test('snapshot messages equal the JSON of the message object, for any text', () 
     ['1', '2', 'a', 'b', 'x'],
     [null, '7', '"quoted"\\back\nline\ttab', '😀 /slash//', null],
     ['', 'a/b', '\u0000\u001f\u2028', '{"j": [1, null]}', 'z'],
+    ['\\"/\n', '\ud800 lone', 'é', '42', '"'],
+    ['9', '\udfff', null, 'x', '\u007f\u0080'],
   ];
   for (const values of samples) {
     const row = Object.fromEntries(select.map((column, i) => [column, values[i] ?? null]));

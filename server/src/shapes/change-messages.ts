@@ -1,7 +1,7 @@
 import type { ChangeHeaders, LogOffset, Operation, WireChangeMessage } from '@sluice/protocol';
 import type { Change, Row } from '../pg/transaction.js';
 import type { LogEntry } from '../storage/shape-storage.js';
-import { buildRowKey, buildRowKeyWithPrefix, relationKeyPrefix } from './row-key.js';
+import { buildRowKey, escapeKeyValue, relationKeyPrefix } from './row-key.js';
 
 /** How one shape turns rows into wire messages (docs/protocol.md §4). */
 export interface MessageContext {
@@ -51,12 +51,13 @@ export function snapshotMessageBuilder(
     relation: [context.schema, context.table],
     ...extraHeaders,
   } satisfies ChangeHeaders);
+  // The key's JSON is written piece by piece: its prefix escaped once, then each part, with no
+  // key string made per row only to be escaped whole (its quotes always take JSON's slow path).
+  const keyHead = `{"key":${JSON.stringify(prefix).slice(0, -1)}`;
   return (values) => {
-    const key = buildRowKeyWithPrefix(
-      prefix,
-      keyIndexes.map((index) => values[index] ?? null),
-    );
-    let text = `{"key":${JSON.stringify(key)},"value":`;
+    let text = keyHead;
+    for (const index of keyIndexes) text += keyPartJson(values[index] ?? null);
+    text += '","value":';
     for (const { index, label } of valueParts) {
       const value = values[index];
       text += label + (value === null || value === undefined ? 'null' : JSON.stringify(value));
@@ -64,6 +65,19 @@ export function snapshotMessageBuilder(
     return `${text}${close},"headers":${headers}}`;
   };
 }
+
+/**
+ * One key part (`buildRowKey`'s `/"<value>"`, or `/_` for NULL) as it reads inside the
+ * key's JSON string.
+ */
+function keyPartJson(value: string | null): string {
+  if (value === null) return '/_';
+  const part = escapeKeyValue(value);
+  return `/\\"${NEEDS_ESCAPE.test(part) ? JSON.stringify(part).slice(1, -1) : part}\\"`;
+}
+
+/** What JSON.stringify escapes in a string: quotes, backslashes, controls, lone surrogates. */
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
 
 /** How a subquery shape's change messages are tagged (docs/protocol.md §13): each row's tags. */
 export interface EntryTagging {

@@ -38,20 +38,14 @@ export function buildRowKey(
   table: string,
   keyValues: readonly (string | null)[],
 ): string {
-  return buildRowKeyWithPrefix(relationKeyPrefix(schema, table), keyValues);
+  let key = relationKeyPrefix(schema, table);
+  for (const value of keyValues) key += value === null ? '/_' : `/"${escapeKeyValue(value)}"`;
+  return key;
 }
 
-/** As buildRowKey, with a prefix from relationKeyPrefix (the hot path of snapshots). */
-export function buildRowKeyWithPrefix(
-  prefix: string,
-  keyValues: readonly (string | null)[],
-): string {
-  let key = prefix;
-  for (const value of keyValues) {
-    if (value === null) key += '/_';
-    else key += value.includes('/') ? `/"${value.replaceAll('/', '//')}"` : `/"${value}"`;
-  }
-  return key;
+/** A non-NULL key value as it stands between its part's quotes: every `/` doubled. */
+export function escapeKeyValue(value: string): string {
+  return value.includes('/') ? value.replaceAll('/', '//') : value;
 }
 
 /**

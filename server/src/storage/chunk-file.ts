@@ -25,12 +25,16 @@ export function parseChunkFileName(name: string): number | undefined {
   return match?.[1] === undefined ? undefined : Number(match[1]);
 }
 
-export function formatEntryLine(offset: LogOffset, json: string): string {
-  return `${formatLogOffset(offset)} ${json}\n`;
+export function entryLineBytes(offset: LogOffset, json: string): number {
+  return lineBytes(formatLogOffset(offset), json);
 }
 
-export function entryLineBytes(offset: LogOffset, json: string): number {
-  return Buffer.byteLength(formatEntryLine(offset, json));
+/**
+ * The bytes of the line `<offsetText> <json>\n`, counted without building it: the offset's text
+ * is ASCII, and measuring the line would flatten a copy of every entry only to count it.
+ */
+export function lineBytes(offsetText: string, json: string): number {
+  return offsetText.length + 2 + Buffer.byteLength(json);
 }
 
 /** Offsets that would not survive a format/parse round trip are refused at append time. */

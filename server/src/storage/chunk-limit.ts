@@ -1,8 +1,11 @@
 /** The size at which a log's first chunk is sealed. */
-export const FIRST_CHUNK_BYTES = 64 * 1024;
+const FIRST_CHUNK_BYTES = 64 * 1024;
 
 /** Each chunk after the first may hold this many times more than the one before. */
 const GROWTH = 4;
+
+/** The limits of chunks 1 to 9 (asked for once per appended row); 4^8 × 64 kB is 4 GB. */
+const LIMITS = Array.from({ length: 9 }, (_, i) => FIRST_CHUNK_BYTES * GROWTH ** i);
 
 /**
  * The size at which chunk `number` (the first is 1) is sealed: 64 kB, then four times more per
@@ -13,7 +16,5 @@ const GROWTH = 4;
  * chunk's number only, so boundaries are the same for every reader, whenever it reads.
  */
 export function chunkLimit(number: number, chunkBytes: number): number {
-  const growths = Math.max(0, number - 1);
-  // 4^8 × 64 kB is 4 GB: past any chunkBytes, and no overflow for logs of millions of chunks.
-  return Math.min(chunkBytes, FIRST_CHUNK_BYTES * GROWTH ** Math.min(growths, 8));
+  return Math.min(chunkBytes, LIMITS[Math.min(Math.max(0, number - 1), LIMITS.length - 1)]!);
 }

@@ -4,7 +4,7 @@ import {
   SEAL_BYTES,
   firstIndexAfter,
   followsInChunk,
-  formatEntryLine,
+  lineBytes,
   isValidOffset,
   linesBytes,
 } from './chunk-file.js';
@@ -206,6 +206,8 @@ export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeL
     let count = open.offsets.length;
     let limit = chunkLimit(open.number, this.#chunkBytes);
     let nextNumber = this.#nextNumber;
+    let lastOffset: LogOffset | undefined;
+    let offsetText = '';
     return entries.map(({ offset, json }, i) => {
       if (!isValidOffset(offset)) throw new RangeError(`invalid log offset ${String(offset.op)}`);
       if (previous && !followsInChunk(offset, previous, count > 0)) {
@@ -215,9 +217,11 @@ export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeL
       if (json.length === 0 || json.includes('\n')) {
         throw new RangeError(`entry ${formatLogOffset(offset)}: JSON must be one non-empty line`);
       }
-      const text = formatEntryLine(offset, json);
-      const lineBytes = Buffer.byteLength(text);
-      chunkBytes += lineBytes;
+      // Snapshot rows share their offset: its text is made once per chunk, not per row.
+      if (offset !== lastOffset) [lastOffset, offsetText] = [offset, formatLogOffset(offset)];
+      const text = `${offsetText} ${json}\n`;
+      const bytes = lineBytes(offsetText, json);
+      chunkBytes += bytes;
       count++;
       const seal = chunkBytes >= limit || (sealLast && i === entries.length - 1);
       if (seal) {
@@ -225,7 +229,7 @@ export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeL
         limit = chunkLimit(nextNumber++, this.#chunkBytes);
       }
       previous = offset;
-      return { text, bytes: lineBytes, seal };
+      return { text, bytes, seal };
     });
   }
 
