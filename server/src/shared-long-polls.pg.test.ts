@@ -24,7 +24,7 @@ let baseUrl: string;
 
 /** What a response looked like to an `onResponse` hook and in its request log line. */
 interface Seen {
-  hook?: { status: number; contentType: unknown; contentLength: unknown; elapsed: number };
+  hook?: { status: number; elapsed: number };
   log?: { msg: string; status: number; responseTime: unknown };
 }
 /** By request URL (each test's requests differ in their URLs). */
@@ -71,8 +71,6 @@ before(async () => {
   app.addHook('onResponse', async (request, reply) => {
     seenOf(request.url).hook = {
       status: reply.statusCode,
-      contentType: reply.getHeader('content-type'),
-      contentLength: reply.getHeader('content-length'),
       elapsed: reply.elapsedTime,
     };
   });
@@ -178,7 +176,9 @@ test('a woken long-poll, sent past the reply pipeline, is hooked, logged and cou
   };
   // Sent by Fastify's own `send`: a catch-up read at the end.
   const catchUpUrl = shapeUrl({ offset, handle, marker: 'catch-up' });
-  await (await fetch(catchUpUrl)).arrayBuffer();
+  const catchUpResponse = await fetch(catchUpUrl);
+  await catchUpResponse.arrayBuffer();
+  const catchUpType = catchUpResponse.headers.get('content-type');
   // Sent on the shared, hijacked path: a held long-poll woken by a flush.
   const liveUrl = shapeUrl({ offset, handle, live: 'true', cursor: '', marker: 'live' });
   const live = fetch(liveUrl);
@@ -196,16 +196,13 @@ test('a woken long-poll, sent past the reply pipeline, is hooked, logged and cou
   while (!settled()) await new Promise((r) => setTimeout(r, 20));
   const catchUp = seen.get(path(catchUpUrl))!;
   const woken = seen.get(path(liveUrl))!;
-  assert.deepEqual(
-    { ...woken.hook, elapsed: undefined },
-    {
-      status: 200,
-      contentType: catchUp.hook!.contentType,
-      contentLength: String(body.length),
-      elapsed: undefined,
-    },
-  );
+  // The hooks see the status; the headers went to the wire in one `writeHead` (sendBuffer), the
+  // same type as Fastify's own `send` gives, and the body's length.
+  assert.equal(woken.hook!.status, 200);
+  assert.equal(catchUp.hook!.status, 200);
   assert.ok(woken.hook!.elapsed > 0);
+  assert.equal(response.headers.get('content-type'), catchUpType);
+  assert.equal(response.headers.get('content-length'), String(body.length));
   assert.deepEqual(
     { ...woken.log, responseTime: typeof woken.log!.responseTime },
     { msg: 'request completed', status: 200, responseTime: 'number' },
