@@ -37,10 +37,10 @@ const count = (svg: string, pattern: RegExp) => svg.match(pattern)?.length ?? 0;
 
 const full: ChartInput = {
   latency: [
-    { transport: 'long-poll', clients: 1_000, p50Ms: 12, p99Ms: 40 },
+    { transport: 'long-poll', clients: 1_000, p50Ms: 12, p99Ms: 40, floor: { p99Ms: 30 } },
     { transport: 'websocket', clients: 1_000, p50Ms: 6, p99Ms: 15 },
     { transport: 'long-poll', clients: 10_000, p50Ms: 90, p99Ms: 300 },
-    { transport: 'websocket', clients: 10_000, p50Ms: 30, p99Ms: 1_440 },
+    { transport: 'websocket', clients: 10_000, p50Ms: 30, p99Ms: 1_440, floor: { p99Ms: 500 } },
     { transport: 'long-poll', clients: 1, p50Ms: 2.5, p99Ms: 3 },
     { transport: 'websocket', clients: 1, p50Ms: 0.8, p99Ms: 2 },
   ],
@@ -59,8 +59,10 @@ test('the chart is well-formed SVG with one point per latency result and percent
   assertWellFormedSvg(svg);
   assert.equal(count(svg, /<circle class="point p99 /g), 6);
   assert.equal(count(svg, /<circle class="point p50 /g), 6);
-  assert.equal(count(svg, /<circle class="point [^"]*websocket"/g), 6);
-  assert.equal(count(svg, /<polyline /g), 4, 'a p50 and a p99 line per transport');
+  assert.equal(count(svg, /<circle class="point [^"]*websocket"/g), 7);
+  assert.equal(count(svg, /<circle class="point floor /g), 2);
+  assert.equal(count(svg, /<polyline /g), 6, 'a p50, a p99 and a floor line per transport');
+  assert.match(svg, /bare WebSocket fan-out, 10000 clients: p99 500\.0 ms/);
   assert.equal(count(svg, /<rect class="bar"/g), 3);
   // Two latency targets per transport, one target line per bar.
   assert.equal(count(svg, /<line class="target"/g), 4 + 3);

@@ -1,7 +1,8 @@
 /**
  * The bench's chart (docs/performance.svg), as hand-written SVG text: (a) commit → client latency
  * (p50 and p99) against the number of clients, one line per live transport, log-scale on both
- * axes, with the targets of docs/performance.md as marks; (b) the throughput ratios against their
+ * axes, with the p99 of the bare fan-out (the floor, measured with the same clients) dotted and
+ * the targets of docs/performance.md as marks; (b) the throughput ratios against their
  * baselines (snapshot ÷ COPY, changes ÷ pg_recvlogical) as bars, each with its target line.
  * A panel whose measures are absent from the results is left out; with neither, there is no chart.
  */
@@ -14,6 +15,8 @@ export interface ChartInput {
         clients: number;
         p50Ms: number;
         p99Ms: number;
+        /** The same clients against the bare fan-out (fan-out-floor-server.ts). */
+        floor?: { p99Ms: number } | undefined;
       }[]
     | undefined;
   snapshot?: { ratio: number } | undefined;
@@ -68,7 +71,11 @@ type LatencyPoint = NonNullable<ChartInput['latency']>[number];
 function latencyPanel(latency: readonly LatencyPoint[]): string {
   const { width, height, left, right, top, bottom } = PANEL;
   const clients = latency.map((point) => point.clients);
-  const values = latency.flatMap((point) => [point.p50Ms, point.p99Ms]);
+  const values = latency.flatMap((point) => [
+    point.p50Ms,
+    point.p99Ms,
+    ...(point.floor ? [point.floor.p99Ms] : []),
+  ]);
   const targets = Object.values(LATENCY_TARGETS_MS).flatMap((byClients) =>
     Object.values(byClients),
   );
@@ -93,6 +100,20 @@ function latencyPanel(latency: readonly LatencyPoint[]): string {
       .filter((point) => point.transport === transport)
       .sort((a, b) => a.clients - b.clients);
     if (points.length === 0) continue;
+    // The floor's p99: what a bare server needs on this machine for the same clients.
+    const floor = points.flatMap(({ clients, floor }) =>
+      floor ? [{ cx: x(clients), cy: y(floor.p99Ms), clients, ms: floor.p99Ms }] : [],
+    );
+    if (floor.length > 0) {
+      out.push(
+        `<polyline class="floor ${transport}" fill="none" stroke="${color}" stroke-width="1.5" stroke-dasharray="1 3" opacity="0.7" points="${floor.map(({ cx, cy }) => `${f(cx)},${f(cy)}`).join(' ')}"/>`,
+      );
+      for (const { cx, cy, clients, ms } of floor) {
+        out.push(
+          `<circle class="point floor ${transport}" cx="${f(cx)}" cy="${f(cy)}" r="2.5" fill="white" stroke="${color}"><title>${escape(`bare ${LABELS[transport]} fan-out, ${clients} clients: p99 ${ms.toFixed(1)} ms`)}</title></circle>`,
+        );
+      }
+    }
     for (const percentile of ['p99', 'p50'] as const) {
       const at = points.map((point) => ({
         cx: x(point.clients),
@@ -117,7 +138,7 @@ function latencyPanel(latency: readonly LatencyPoint[]): string {
         color: COLORS[transport],
         label: `${LABELS[transport]} p99 (solid), p50 (dashed)`,
       })),
-      { color: '#888', label: 'target p99 (bars)' },
+      { color: '#888', label: 'bare fan-out p99 (dotted), target p99 (bars)' },
     ]),
   );
   return out.join('\n');

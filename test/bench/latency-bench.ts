@@ -20,6 +20,7 @@ import {
   type LiveSetup,
   type LiveTransport,
 } from './live-clients.js';
+import { startFloorServer } from './floor-server.js';
 import type { LongPoller, LongPollerKind } from './long-pollers.js';
 import {
   cpuMs,
@@ -66,7 +67,15 @@ export interface LatencyResult {
   /** Median round trip of the INSERT (included in every sample). */
   insertRoundTripMs: number;
   client: LongPollerKind;
+  /**
+   * The same clients, pacing and runs against the floor (fan-out-floor-server.ts): the least a
+   * Node process needs on this machine to deliver a row to that many clients.
+   */
+  floor?: Measured;
 }
+
+/** What one target's runs measured. */
+type Measured = Omit<LatencyResult, 'floor'>;
 
 const TABLE = 'bench_live';
 
@@ -93,14 +102,7 @@ export async function benchLatency(
     const writer = new pg.Client({ connectionString: db.url });
     await writer.connect();
     try {
-      const setups: [LiveTransport, number][] = [
-        ['long-poll', many],
-        ['websocket', many],
-        ['long-poll', most],
-        ['websocket', most],
-        ['long-poll', 1],
-        ['websocket', 1],
-      ];
+      const setups = latencySetups(many, most);
       const results: LatencyResult[] = [];
       let nextId = 1;
       for (const [transport, clients] of setups) {
@@ -111,11 +113,20 @@ export async function benchLatency(
         try {
           await waitUntilHealthy(sluice.baseUrl);
           const setup = { transport, clients, events, runs: config.runs, firstId: nextId, kind };
-          results.push(await measure(sluice, writer, setup));
+          results.push(await measure(await sluiceTarget(sluice, writer), setup));
           nextId += (events + WARMUP_EVENTS) * config.runs;
         } finally {
           await sluice.stop();
           await removeStorage(sluice.storageDir);
+        }
+        // The floor, with the same clients, pacing and runs, right after (same machine state).
+        const floor = await startFloorServer(TABLE);
+        try {
+          const setup = { transport, clients, events, runs: config.runs, firstId: nextId, kind };
+          log(`${describeClients(transport, clients)}: the floor (bare node:http and ws)`);
+          results.at(-1)!.floor = await measure(floor, setup);
+        } finally {
+          await floor.stop();
         }
       }
       return results;
@@ -127,22 +138,73 @@ export async function benchLatency(
   }
 }
 
+/**
+ * The (transport, clients) pairs to measure: all six by default, or those BENCH_LATENCY_SETUPS
+ * names (for example `websocket:1000,long-poll:1000`, to profile one of them).
+ */
+function latencySetups(many: number, most: number): [LiveTransport, number][] {
+  const named = process.env.BENCH_LATENCY_SETUPS;
+  if (named === undefined || named === '') {
+    return [
+      ['long-poll', many],
+      ['websocket', many],
+      ['long-poll', most],
+      ['websocket', most],
+      ['long-poll', 1],
+      ['websocket', 1],
+    ];
+  }
+  return named.split(',').map((pair) => {
+    const [transport, count] = pair.trim().split(':');
+    const clients = Number(count);
+    if (
+      (transport !== 'long-poll' && transport !== 'websocket') ||
+      !Number.isInteger(clients) ||
+      clients < 1
+    ) {
+      throw new Error(`BENCH_LATENCY_SETUPS: "${pair}" is not <long-poll|websocket>:<clients>`);
+    }
+    return [transport, clients];
+  });
+}
+
 interface Setup extends LiveSetup {
   kind: LongPollerKind;
 }
 
+/** What the clients follow: Sluice, or the floor (fan-out-floor-server.ts). */
+interface Target {
+  baseUrl: string;
+  pid: number | undefined;
+  /** Where the clients start. */
+  handle: string;
+  offset: string;
+  /** Makes row `id` happen: an autocommit INSERT for Sluice, `POST /fire` for the floor. */
+  fire(id: number): Promise<void>;
+}
+
+async function sluiceTarget(sluice: BenchSluice, writer: pg.Client): Promise<Target> {
+  return {
+    baseUrl: sluice.baseUrl,
+    pid: sluice.pid,
+    // Where the clients start: the end of the shape's log.
+    ...(await catchUpToEnd(sluice.baseUrl, TABLE)),
+    async fire(id) {
+      await writer.query(`INSERT INTO ${TABLE} (id) VALUES ($1)`, [id]);
+    },
+  };
+}
+
 async function measure(
-  sluice: BenchSluice,
-  writer: pg.Client,
+  target: Target,
   { transport, clients, events, runs, firstId, kind }: Setup,
-): Promise<LatencyResult> {
-  // Where the clients start: the end of the shape's log.
-  const { handle, offset } = await catchUpToEnd(sluice.baseUrl, TABLE);
+): Promise<Measured> {
+  const { handle, offset } = target;
   await sleep(500);
-  const rssBeforeKb = await rssKb(sluice.pid);
+  const rssBeforeKb = await rssKb(target.pid);
 
   const agent = new http.Agent({ keepAlive: true, maxSockets: clients + 100 });
-  const spec = { transport, kind, baseUrl: sluice.baseUrl, table: TABLE, handle, offset, agent };
+  const spec = { transport, kind, baseUrl: target.baseUrl, table: TABLE, handle, offset, agent };
   const pollers: LongPoller[] = Array.from({ length: clients }, () => createLiveClient(spec));
   const label = describeClients(transport, clients);
   try {
@@ -150,7 +212,7 @@ async function measure(
     await forEachConcurrently(pollers, 50, (poller) => poller.start());
     // Every request parked (every subscription registered) on the server.
     await sleep(clients > 100 ? Math.max(2_000, clients / 2) : 300);
-    const rssIdleKb = await rssKb(sluice.pid);
+    const rssIdleKb = await rssKb(target.pid);
     // Below 100 clients the difference is lost in the noise of the heap's own growth.
     const idleKbPerClient =
       rssBeforeKb !== undefined && rssIdleKb !== undefined && clients >= 100
@@ -172,7 +234,7 @@ async function measure(
     const insertRoundTrips: number[] = [];
     for (let run = 1; run <= runs; run++) {
       const latencies: number[] = [];
-      const serverBefore = await cpuMs(sluice.pid);
+      const serverBefore = await cpuMs(target.pid);
       const clientBefore = ownCpuMs();
       for (let event = 0; event < WARMUP_EVENTS + events; event++) {
         const eventId = id++;
@@ -180,21 +242,21 @@ async function measure(
         // within its round trip, so this errs against Sluice by at most that round trip, never
         // for it (the writer's own callback can run after a client has already seen the row).
         const committedAt = performance.now();
-        await writer.query(`INSERT INTO ${TABLE} (id) VALUES ($1)`, [eventId]);
+        await target.fire(eventId);
         if (event >= WARMUP_EVENTS) insertRoundTrips.push(performance.now() - committedAt);
         await waitForEvent(pollers, eventId, committedAt + EVENT_TIMEOUT_MS);
         if (event >= WARMUP_EVENTS) {
           for (const poller of pollers) latencies.push(poller.received.get(eventId)! - committedAt);
         }
         if (run === 1 && event === WARMUP_EVENTS) {
-          const kb = await rssKb(sluice.pid);
+          const kb = await rssKb(target.pid);
           serverRssMb = kb === undefined ? undefined : Math.round(kb / 1024);
         }
         // Let every client's next long-poll reach the server before the next commit (WebSocket
         // subscribers need no such pause; they get the same pacing, to compare like with like).
         await sleep(clients > 100 ? Math.max(250, clients / 10) : 50);
       }
-      const serverAfter = await cpuMs(sluice.pid);
+      const serverAfter = await cpuMs(target.pid);
       const perEvent = (ms: number) => ms / (WARMUP_EVENTS + events);
       clientCpu.push(perEvent(ownCpuMs() - clientBefore));
       if (serverBefore !== undefined && serverAfter !== undefined) {

@@ -110,6 +110,7 @@ function rows(results: BenchResults): { rows: Row[]; notes: string[] } {
     const many = result.clients > 1;
     const websocket = result.transport === 'websocket';
     const who = websocket ? 'WebSocket subscriber' : 'long-poll client';
+    const floor = result.floor;
     // The targets (docs/performance.md) are stated for 1,000 and 10,000 clients.
     const limitMs = websocket
       ? { 1_000: 20, 10_000: 100 }[result.clients]
@@ -117,8 +118,10 @@ function rows(results: BenchResults): { rows: Row[]; notes: string[] } {
     out.push({
       measure: `commit → client, ${result.clients.toLocaleString('en')} ${who}${many ? 's' : ''}`,
       sluice: `p50 ${formatMs(result.p50Ms)}, p99 ${formatMs(result.p99Ms)}`,
-      baseline: '—',
-      ratio: '—',
+      baseline: floor
+        ? `bare node:http${websocket ? ' + ws' : ''} fan-out p50 ${formatMs(floor.p50Ms)}, p99 ${formatMs(floor.p99Ms)}`
+        : '—',
+      ratio: floor ? `p99 ${formatRatio(result.p99Ms / floor.p99Ms)}` : '—',
       target:
         limitMs === undefined
           ? '—'
@@ -146,7 +149,10 @@ function rows(results: BenchResults): { rows: Row[]; notes: string[] } {
       `latency, ${result.clients} ${who}(s): ${result.eventsPerRun} commits per run, ${result.samplesPerRun} samples per run, ` +
         `median of per-run max ${formatMs(result.maxMs)}; CPU per commit: server ${formatMs(result.serverCpuPerEventMs ?? NaN)}, ` +
         `clients (${websocket ? 'raw WebSocket' : result.client}) ${formatMs(result.clientCpuPerEventMs)}; INSERT round trip (included) ${formatMs(result.insertRoundTripMs)}; ` +
-        `server RSS while holding them ${result.serverRssMb ?? '?'} MB${idle}`,
+        `server RSS while holding them ${result.serverRssMb ?? '?'} MB${idle}` +
+        (floor
+          ? `; floor (fan-out-floor-server.ts): median of per-run max ${formatMs(floor.maxMs)}, server CPU per event ${formatMs(floor.serverCpuPerEventMs ?? NaN)}, clients ${formatMs(floor.clientCpuPerEventMs)}, POST round trip (included) ${formatMs(floor.insertRoundTripMs)}`
+          : ''),
     );
   }
   if (routing) {

@@ -6,6 +6,7 @@
 //   BENCH_FD_LIMIT=20000           the open-file limit (`ulimit -n`): the idle measure stays below it
 //   PG_RECVLOGICAL=/path           pg_recvlogical for the WAL baseline (else searched for)
 //   BENCH_LATENCY_CLIENT=raw|http  long-poll clients: minimal raw HTTP (default) or node:http
+//   BENCH_LATENCY_SETUPS=websocket:1000,long-poll:1000   only these latency setups (default: all six)
 //   BENCH_SLUICE_LOG_LEVEL=warn    the server's log level
 //   BENCH_SERVER_NODE_OPTIONS=…    NODE_OPTIONS for the server (see cpu-profile.mjs)
 // The run also draws a chart (test/bench/chart.ts): latency against clients, and the throughput
