@@ -165,8 +165,9 @@ export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeL
 
   /**
    * Buffers entries (one transaction, or one snapshot row). A chunk is sealed right after the
-   * entry that brings it to its limit (`chunkLimit`: small first chunks, then `chunkBytes`), so a transaction larger than that spans several chunks
-   * and no chunk exceeds the limit by more than one entry; `sealChunk` also seals the chunk that
+   * entry that brings it to its limit (`chunkLimit`: small first chunks, then `chunkBytes`), so
+   * a transaction larger than that spans several chunks and no chunk exceeds the limit by more
+   * than one entry; `sealChunk` also seals the chunk that
    * holds the last entry. Offsets must increase; two entries may share a snapshot offset (tx 0)
    * only inside one chunk, so a chunk boundary never falls between equal offsets and a read
    * after an offset never cuts a chunk. Throws, changing nothing, when the order is broken.
@@ -206,8 +207,6 @@ export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeL
     let count = open.offsets.length;
     let limit = chunkLimit(open.number, this.#chunkBytes);
     let nextNumber = this.#nextNumber;
-    let lastOffset: LogOffset | undefined;
-    let offsetText = '';
     return entries.map(({ offset, json }, i) => {
       if (!isValidOffset(offset)) throw new RangeError(`invalid log offset ${String(offset.op)}`);
       if (previous && !followsInChunk(offset, previous, count > 0)) {
@@ -217,8 +216,7 @@ export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeL
       if (json.length === 0 || json.includes('\n')) {
         throw new RangeError(`entry ${formatLogOffset(offset)}: JSON must be one non-empty line`);
       }
-      // Snapshot rows share their offset: its text is made once per chunk, not per row.
-      if (offset !== lastOffset) [lastOffset, offsetText] = [offset, formatLogOffset(offset)];
+      const offsetText = formatLogOffset(offset);
       const text = `${offsetText} ${json}\n`;
       const bytes = lineBytes(offsetText, json);
       chunkBytes += bytes;

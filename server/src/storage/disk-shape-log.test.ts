@@ -213,7 +213,7 @@ test("a log's first chunks are sealed small and grow fourfold up to chunkBytes",
   }
   assert.equal(files.length, 5);
   assert.equal(files[4]!.sealed, false);
-  // Reopened, it seals the open chunk at the same limit as before.
+  // Reopened, it serves the same chunks.
   await log.close();
   const reopened = await DiskShapeLog.open(dir, { chunkBytes });
   assert.deepEqual(
