@@ -106,13 +106,13 @@ export async function benchLatency(
       const results: LatencyResult[] = [];
       let nextId = 1;
       for (const [transport, clients] of setups) {
+        const setup = { transport, clients, events, runs: config.runs, firstId: nextId, kind };
         // A server of its own per setup: its memory before the clients is a clean baseline.
         const sluice = await startBenchSluice(db, {
           env: liveLimitsEnv(clients),
         });
         try {
           await waitUntilHealthy(sluice.baseUrl);
-          const setup = { transport, clients, events, runs: config.runs, firstId: nextId, kind };
           results.push(await measure(await sluiceTarget(sluice, writer), setup));
           nextId += (events + WARMUP_EVENTS) * config.runs;
         } finally {
@@ -122,8 +122,8 @@ export async function benchLatency(
         // The floor, with the same clients, pacing and runs, right after (same machine state).
         const floor = await startFloorServer(TABLE);
         try {
-          const setup = { transport, clients, events, runs: config.runs, firstId: nextId, kind };
           log(`${describeClients(transport, clients)}: the floor (bare node:http and ws)`);
+          // Fresh clients and no table: the same row ids as Sluice's runs do.
           results.at(-1)!.floor = await measure(floor, setup);
         } finally {
           await floor.stop();
