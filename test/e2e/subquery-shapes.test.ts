@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Row } from '@electric-sql/client';
+import { PATHS } from '@sluice/protocol';
 import { startPostgres, type TestPostgres } from '@sluice/harness';
 import {
   assertMatchesPostgres,
@@ -140,6 +141,54 @@ describe('subquery shapes', () => {
       const event = messages.find((m) => m.headers.event === 'move-out')!;
       assert.ok(event, JSON.stringify(messages));
       assert.equal((event.headers.patterns as unknown[]).length, 1);
+    });
+  });
+
+  test('shapes created while their inner table keeps changing are kept, not started over', async () => {
+    // A creation's last metadata write and a flush that saves new results (issued by the
+    // replication stream for the same shape) once ran side by side: both wrote the metadata's
+    // temporary file, one rename failed, the creation deleted the shape and the stream's flush
+    // then met a closed log (replication restarted, clients were sent to refetch).
+    await withSluice(BLOG, async ({ db, sluice, url }) => {
+      const followed: { where: string; handle: string; offset: string }[] = [];
+      let writing = true;
+      const writer = (async () => {
+        for (let i = 0; writing; i++) {
+          await db.query('UPDATE users SET active = NOT active WHERE id = $1', [1 + (i % 10)]);
+        }
+      })();
+      try {
+        // Four creations at a time, each followed to the end of its log as a client does.
+        const follow = async (n: number) => {
+          const where = `author IN (SELECT id FROM users WHERE active) AND id > ${n}`;
+          let response = await get(url, { table: 'posts', where, offset: '-1' });
+          assert.equal(response.status, 200, response.text);
+          const handle = response.headers.get('electric-handle')!;
+          while (response.headers.get('electric-up-to-date') === null) {
+            const offset = response.headers.get('electric-offset')!;
+            response = await get(url, { table: 'posts', where, handle, offset });
+            assert.equal(response.status, 200, `${where}: ${response.text}`);
+          }
+          followed.push({ where, handle, offset: response.headers.get('electric-offset')! });
+        };
+        for (let n = 0; n < 80; n += 4) {
+          await Promise.all([n, n + 1, n + 2, n + 3].map(follow));
+        }
+      } finally {
+        writing = false;
+        await writer;
+      }
+      // Every shape is still there under the handle its client has: none was deleted.
+      for (const { where, handle, offset } of followed) {
+        const response = await get(url, { table: 'posts', where, handle, offset });
+        assert.equal(response.status, 200, `${where}: ${response.text}`);
+      }
+      // The stream never stopped for a failed write: it would have gone to fallback meanwhile.
+      const metrics = await (await fetch(`${sluice.baseUrl}${PATHS.metrics}`)).text();
+      assert.doesNotMatch(
+        metrics,
+        /sluice_state_transitions_total\{[^}]*to="fallback"[^}]*\} [1-9]/,
+      );
     });
   });
 

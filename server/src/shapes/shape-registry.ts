@@ -804,7 +804,7 @@ export class ShapeRegistry {
         shape.completeSnapshot();
         await shape.log.flush();
       }
-      await storage.writeMetadata(handle, JSON.stringify(metadata));
+      await shape.saveMetadata();
       shape.notify();
       this.#options.log.info({ shape: shape.describe() }, 'shape created');
       return shape;

@@ -192,6 +192,19 @@ export class Shape {
     return this.serially(() => this.#flushResultsAndLog());
   }
 
+  /**
+   * Writes the shape's metadata whole (its creation's last step). A subquery shape's flushes
+   * write it too, with new results, so this takes its turn among them (`serially`): two writes
+   * of one metadata file at once collide on its temporary file, and the loser's error deleted
+   * the shape it was creating.
+   */
+  saveMetadata(): Promise<void> {
+    const save = async () => {
+      if (!this.#deleted) await this.writeMetadata(JSON.stringify(this.metadata));
+    };
+    return this.subqueries ? this.serially(save) : save();
+  }
+
   async #flushResultsAndLog(): Promise<void> {
     // Deleted (started over) while this waited its turn: its folder is gone.
     if (this.#deleted) return;
