@@ -150,3 +150,99 @@ test('snapshot messages equal the JSON of the message object, for any text', () 
     assert.equal(build(values), expected);
   }
 });
+
+test('replicated messages equal the JSON of the message object, for any text and change', () => {
+  const columns = ['id', 'na"me', 'üñï', 'v'];
+  const relationOf: RelationInfo = { ...relation, schema: 's/x', name: 't.y' };
+  const texts = ['"quoted"\\back\nline', '😀 /slash//', '\u0000\u001f\u2028', '\ud800 lone', ''];
+  const rowAt = (i: number, id = String(i)): Row => ({
+    id,
+    'na"me': texts[i % texts.length]!,
+    üñï: i % 3 === 0 ? null : texts[(i + 1) % texts.length]!,
+    v: `/${i}/`,
+  });
+  const changes = [
+    { change: { kind: 'insert' as const, relation: relationOf, newRow: rowAt(1) }, position: 0 },
+    { change: update(rowAt(2), { ...rowAt(2), v: 'changed' }), position: 1 },
+    { change: update(rowAt(3), rowAt(4, 'moved/key')), position: 2 },
+    { change: { kind: 'delete' as const, relation: relationOf, oldRow: rowAt(5) }, position: 3 },
+    { change: update(rowAt(6), { ...rowAt(6), 'na"me': 'whole' }), position: 4, upsert: true },
+  ];
+  for (const replica of ['default', 'full'] as const) {
+    const ctx: MessageContext = {
+      schema: 's/x',
+      table: 't.y',
+      columns,
+      keyColumns: ['üñï', 'id'],
+      replica,
+    };
+    const keyOf = (r: Row) =>
+      buildRowKey(
+        ctx.schema,
+        ctx.table,
+        ctx.keyColumns.map((c) => r[c] ?? null),
+      );
+    const valueOf = (r: Row, cols: string[]) =>
+      Object.fromEntries(cols.map((c) => [c, r[c] ?? null]));
+    const headers = (operation: string, op: number) => ({
+      operation,
+      relation: [ctx.schema, ctx.table],
+      lsn: '100',
+      op_position: op,
+      txids: [7],
+    });
+    const keyCols = replica === 'full' ? columns : ['id', 'üñï'];
+    const before2 = rowAt(2);
+    const after2 = { ...before2, v: 'changed' };
+    const update2 =
+      replica === 'full'
+        ? { value: valueOf(after2, columns), old_value: { v: '/2/' } }
+        : { value: valueOf(after2, ['id', 'üñï', 'v']) };
+    const expected = [
+      { key: keyOf(rowAt(1)), value: valueOf(rowAt(1), columns), headers: headers('insert', 0) },
+      { key: keyOf(after2), ...update2, headers: headers('update', 2) },
+      { key: keyOf(rowAt(3)), value: valueOf(rowAt(3), keyCols), headers: headers('delete', 4) },
+      {
+        key: keyOf(rowAt(4, 'moved/key')),
+        value: valueOf(rowAt(4, 'moved/key'), columns),
+        headers: headers('insert', 5),
+      },
+      { key: keyOf(rowAt(5)), value: valueOf(rowAt(5), keyCols), headers: headers('delete', 6) },
+      {
+        // The row's key (NULL in üñï) stays: sent whole, as an insert.
+        key: keyOf(rowAt(6)),
+        value: valueOf({ ...rowAt(6), 'na"me': 'whole' }, columns),
+        headers: { ...headers('insert', 8), last: true },
+      },
+    ];
+    const entries = transactionEntries(ctx, { xid: 7, commitLsn: 100n }, changes);
+    assert.deepEqual(
+      entries.map((e) => e.json),
+      expected.map((m) => JSON.stringify(m)),
+      replica,
+    );
+  }
+});
+
+test('a replica=full update without a key change carries old_value between value and headers', () => {
+  const ctx: MessageContext = { ...context, replica: 'full' };
+  const [entry] = transactionEntries(ctx, { xid: 3, commitLsn: 9n }, [
+    { change: update(row(1, 'a"b'), row(1, 'c\\d')), position: 2 },
+  ]);
+  assert.equal(
+    entry?.json,
+    JSON.stringify({
+      key: key(1),
+      value: { id: '1', v: 'c\\d' },
+      old_value: { v: 'a"b' },
+      headers: {
+        operation: 'update',
+        relation: ['public', 't'],
+        lsn: '9',
+        op_position: 4,
+        txids: [3],
+        last: true,
+      },
+    }),
+  );
+});

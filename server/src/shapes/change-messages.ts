@@ -14,7 +14,7 @@ export interface MessageContext {
   replica: 'default' | 'full';
 }
 
-function project(row: Row, columns: string[]): Record<string, string | null> {
+function project(row: Row, columns: readonly string[]): Record<string, string | null> {
   const value: Record<string, string | null> = {};
   for (const column of columns) value[column] = row[column] ?? null;
   return value;
@@ -39,7 +39,6 @@ export function snapshotMessageBuilder(
   selectColumns: readonly string[],
   extraHeaders: Pick<ChangeHeaders, 'snapshot_mark'> = {},
 ): (values: readonly (string | null)[]) => string {
-  const prefix = relationKeyPrefix(context.schema, context.table);
   const keyIndexes = context.keyColumns.map((column) => selectColumns.indexOf(column));
   const valueParts = context.columns.map((column, i) => ({
     index: selectColumns.indexOf(column),
@@ -51,9 +50,7 @@ export function snapshotMessageBuilder(
     relation: [context.schema, context.table],
     ...extraHeaders,
   } satisfies ChangeHeaders);
-  // The key's JSON is written piece by piece: its prefix escaped once, then each part, with no
-  // key string made per row only to be escaped whole (its quotes always take JSON's slow path).
-  const keyHead = `{"key":${JSON.stringify(prefix).slice(0, -1)}`;
+  const keyHead = keyJsonHead(context);
   return (values) => {
     let text = keyHead;
     for (const index of keyIndexes) text += keyPartJson(values[index] ?? null);
@@ -64,6 +61,15 @@ export function snapshotMessageBuilder(
     }
     return `${text}${close},"headers":${headers}}`;
   };
+}
+
+/**
+ * `{"key":"<prefix>` of a shape's messages. The key's JSON is written piece by piece: its prefix
+ * escaped once, then each part (`keyPartJson`) and the closing quote, with no key string made per
+ * row only to be escaped whole (its quotes always take JSON's slow path).
+ */
+function keyJsonHead(context: MessageContext): string {
+  return `{"key":${JSON.stringify(relationKeyPrefix(context.schema, context.table)).slice(0, -1)}`;
 }
 
 /**
@@ -87,6 +93,20 @@ export interface EntryTagging {
 }
 
 /**
+ * One message of a transaction before it is written: the row it shows (its key and `value` come
+ * from it), the columns of `value`, and for an update the row before it.
+ */
+interface Draft {
+  op: number;
+  operation: Operation;
+  row: Row;
+  columns: readonly string[];
+  before?: Row;
+  /** For a `replica=full` update: the columns it changed, whose old values go in `old_value`. */
+  oldValueColumns?: readonly string[];
+}
+
+/**
  * The log entries of one transaction for one shape. `changes` are this shape's changes, each with
  * its position in the whole transaction, so offsets are the same on every replay. An update that
  * changes the key becomes a delete of the old key and an insert of the new one.
@@ -97,21 +117,26 @@ export function transactionEntries(
   changes: { change: Exclude<Change, { kind: 'truncate' }>; position: number; upsert?: boolean }[],
   tagging?: EntryTagging,
 ): LogEntry[] {
-  const entries: { offset: LogOffset; message: WireChangeMessage }[] = [];
+  const drafts = changeDrafts(context, changes);
+  if (tagging) return taggedEntries(context, transaction, drafts, tagging);
+  // The hot path of replication: written straight to JSON, with no message object per change.
+  const { write } = compiled(context);
   const lsn = transaction.commitLsn.toString();
-  const headers = (operation: Operation, op: number): ChangeHeaders => ({
-    operation,
-    relation: [context.schema, context.table],
-    lsn,
-    op_position: op,
-    txids: [transaction.xid],
-  });
-  // The row each message shows, and for an update the row before, for its tags.
-  const rows = new Map<WireChangeMessage, { row: Row; before?: Row }>();
-  const add = (op: number, message: WireChangeMessage, row?: Row, before?: Row) => {
-    entries.push({ offset: { tx: transaction.commitLsn, op }, message });
-    if (row) rows.set(message, { row, before });
-  };
+  return drafts.map((draft, i) => ({
+    offset: { tx: transaction.commitLsn, op: draft.op },
+    json: write(draft, lsn, transaction.xid, i === drafts.length - 1),
+  }));
+}
+
+/** A transaction's changes as this shape's messages (see `transactionEntries`). */
+function changeDrafts(
+  context: MessageContext,
+  changes: { change: Exclude<Change, { kind: 'truncate' }>; position: number; upsert?: boolean }[],
+): Draft[] {
+  const drafts: Draft[] = [];
+  const { deleteColumns } = compiled(context);
+  const remove = (op: number, row: Row) =>
+    drafts.push({ op, operation: 'delete', row, columns: deleteColumns });
 
   // Rows that a key-changing update moved into a key during this transaction, by key. With
   // deferred key constraints two rows can swap keys (2→3, 3→2): the second update's "delete 3"
@@ -124,19 +149,11 @@ export function transactionEntries(
     const op = position * 2;
     switch (change.kind) {
       case 'insert':
-        add(
-          op,
-          {
-            key: keyOf(context, change.newRow),
-            value: project(change.newRow, context.columns),
-            headers: headers('insert', op),
-          },
-          change.newRow,
-        );
+        drafts.push({ op, operation: 'insert', row: change.newRow, columns: context.columns });
         break;
       case 'delete':
-        movedInto.delete(keyOf(context, change.oldRow));
-        add(op, deleteMessage(context, change.oldRow, headers('delete', op)), change.oldRow);
+        if (movedInto.size > 0) movedInto.delete(keyOf(context, change.oldRow));
+        remove(op, change.oldRow);
         break;
       case 'update': {
         const oldRow = change.oldRow ?? change.newRow;
@@ -145,67 +162,133 @@ export function transactionEntries(
         if (oldKey !== newKey) {
           const movedIn = movedInto.get(oldKey);
           movedInto.delete(oldKey);
-          if (movedIn === undefined || movedIn === JSON.stringify(oldRow)) {
-            add(op, deleteMessage(context, oldRow, headers('delete', op)), oldRow);
-          }
+          if (movedIn === undefined || movedIn === JSON.stringify(oldRow)) remove(op, oldRow);
           movedInto.set(newKey, JSON.stringify(change.newRow));
-          add(
-            op + 1,
-            {
-              key: newKey,
-              value: project(change.newRow, context.columns),
-              headers: headers('insert', op + 1),
-            },
-            change.newRow,
-          );
+          drafts.push({
+            op: op + 1,
+            operation: 'insert',
+            row: change.newRow,
+            columns: context.columns,
+          });
           break;
         }
+        const row = change.newRow;
         if (upsert) {
-          add(
-            op,
-            {
-              key: newKey,
-              value: project(change.newRow, context.columns),
-              headers: headers('insert', op),
-            },
-            change.newRow,
-            oldRow,
-          );
+          drafts.push({ op, operation: 'insert', row, columns: context.columns, before: oldRow });
           break;
         }
-        const changed = context.columns.filter(
-          (c) => (oldRow[c] ?? null) !== (change.newRow[c] ?? null),
+        const changed = context.columns.filter((c) => (oldRow[c] ?? null) !== (row[c] ?? null));
+        drafts.push(
+          context.replica === 'full'
+            ? {
+                op,
+                operation: 'update',
+                row,
+                columns: context.columns,
+                before: oldRow,
+                oldValueColumns: changed,
+              }
+            : {
+                op,
+                operation: 'update',
+                row,
+                columns: context.columns.filter(
+                  (c) => context.keyColumns.includes(c) || changed.includes(c),
+                ),
+                before: oldRow,
+              },
         );
-        if (context.replica === 'full') {
-          add(
-            op,
-            {
-              key: newKey,
-              value: project(change.newRow, context.columns),
-              old_value: project(oldRow, changed),
-              headers: headers('update', op),
-            },
-            change.newRow,
-            oldRow,
-          );
-        } else {
-          const columns = context.columns.filter(
-            (c) => context.keyColumns.includes(c) || changed.includes(c),
-          );
-          add(
-            op,
-            { key: newKey, value: project(change.newRow, columns), headers: headers('update', op) },
-            change.newRow,
-            oldRow,
-          );
-        }
         break;
       }
     }
   }
-  const tagged = tagging ? tagEntries(entries, rows, tagging) : entries;
+  return drafts;
+}
+
+interface CompiledContext {
+  write: ReturnType<typeof compileMessageWriter>;
+  /** What a delete's `value` holds: the key columns, or every column with `replica=full`. */
+  deleteColumns: readonly string[];
+}
+
+/** What a shape's messages are made with, once per context (a shape keeps its context). */
+const compiledContexts = new WeakMap<MessageContext, CompiledContext>();
+
+function compiled(context: MessageContext): CompiledContext {
+  let result = compiledContexts.get(context);
+  if (!result) {
+    const deleteColumns =
+      context.replica === 'full'
+        ? context.columns
+        : context.columns.filter((c) => context.keyColumns.includes(c));
+    result = { write: compileMessageWriter(context), deleteColumns };
+    compiledContexts.set(context, result);
+  }
+  return result;
+}
+
+/**
+ * Writes a draft as the JSON that `JSON.stringify` makes of its message object (key, value,
+ * old_value, headers: operation, relation, lsn, op_position, txids, last), with the fixed parts
+ * escaped once per shape.
+ */
+function compileMessageWriter(
+  context: MessageContext,
+): (draft: Draft, lsn: string, xid: number, last: boolean) => string {
+  const keyHead = keyJsonHead(context);
+  const labels = new Map(context.columns.map((column) => [column, `${JSON.stringify(column)}:`]));
+  const relation = `,"relation":${JSON.stringify([context.schema, context.table])}`;
+  const objectOf = (row: Row, columns: readonly string[]): string => {
+    let text = '';
+    let separator = '{';
+    for (const column of columns) {
+      const value = row[column];
+      text += separator + labels.get(column)!;
+      text += value === null || value === undefined ? 'null' : JSON.stringify(value);
+      separator = ',';
+    }
+    return text === '' ? '{}' : `${text}}`;
+  };
+  return (draft, lsn, xid, last) => {
+    let text = keyHead;
+    for (const column of context.keyColumns) text += keyPartJson(draft.row[column] ?? null);
+    text += `","value":${objectOf(draft.row, draft.columns)}`;
+    if (draft.oldValueColumns)
+      text += `,"old_value":${objectOf(draft.before!, draft.oldValueColumns)}`;
+    text += `,"headers":{"operation":"${draft.operation}"${relation},"lsn":"${lsn}"`;
+    text += `,"op_position":${draft.op},"txids":[${xid}]`;
+    return `${text}${last ? ',"last":true' : ''}}}`;
+  };
+}
+
+/** The object path, for a subquery shape: each message gets its row's tags before it is written. */
+function taggedEntries(
+  context: MessageContext,
+  transaction: { xid: number; commitLsn: bigint },
+  drafts: Draft[],
+  tagging: EntryTagging,
+): LogEntry[] {
+  const lsn = transaction.commitLsn.toString();
+  const rows = new Map<WireChangeMessage, { row: Row; before?: Row }>();
+  const entries = drafts.map((draft) => {
+    const message: WireChangeMessage = {
+      key: keyOf(context, draft.row),
+      value: project(draft.row, draft.columns),
+      ...(draft.oldValueColumns && { old_value: project(draft.before!, draft.oldValueColumns) }),
+      headers: {
+        operation: draft.operation,
+        relation: [context.schema, context.table],
+        lsn,
+        op_position: draft.op,
+        txids: [transaction.xid],
+      },
+    };
+    rows.set(message, { row: draft.row, before: draft.before });
+    return { offset: { tx: transaction.commitLsn, op: draft.op }, message };
+  });
+  const tagged = tagEntries(entries, rows, tagging);
   const last = tagged.at(-1);
-  if (last && !tagging?.more) last.message.headers.last = true;
+  if (last && !tagging.more) last.message.headers.last = true;
   return tagged.map(({ offset, message }) => ({ offset, json: JSON.stringify(message) }));
 }
 
@@ -241,18 +324,6 @@ function tagEntries(
       },
     ];
   });
-}
-
-function deleteMessage(
-  context: MessageContext,
-  oldRow: Row,
-  headers: ChangeHeaders,
-): WireChangeMessage {
-  const columns =
-    context.replica === 'full'
-      ? context.columns
-      : context.columns.filter((c) => context.keyColumns.includes(c));
-  return { key: keyOf(context, oldRow), value: project(oldRow, columns), headers };
 }
 
 /** An insert with its tags: a row of a subquery shape's snapshot, or one a move-in brought. */
