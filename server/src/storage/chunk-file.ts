@@ -1,8 +1,9 @@
 import { open, rename } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { compareLogOffsets, formatLogOffset, parseLogOffset } from '@sluice/protocol';
+import { compareLogOffsets, parseLogOffset } from '@sluice/protocol';
 import type { LogOffset } from '@sluice/protocol';
+import { ChunkLines } from './chunk-lines.js';
 
 /**
  * On-disk format of one chunk: `chunk-000001.log`, one entry per line, `<offset> <json>\n`.
@@ -25,10 +26,6 @@ export function parseChunkFileName(name: string): number | undefined {
   return match?.[1] === undefined ? undefined : Number(match[1]);
 }
 
-export function entryLineBytes(offset: LogOffset, json: string): number {
-  return lineBytes(formatLogOffset(offset), json);
-}
-
 /**
  * The bytes of the line `<offsetText> <json>\n`, counted without building it: the offset's text
  * is ASCII, and measuring the line would flatten a copy of every entry only to count it.
@@ -46,10 +43,13 @@ export function isValidOffset(offset: LogOffset): boolean {
   );
 }
 
-/** Parallel arrays rather than objects per entry: one chunk can hold hundreds of thousands. */
+/**
+ * A chunk's entries: their offsets, and their lines as bytes. Not an object per entry: one chunk
+ * can hold hundreds of thousands.
+ */
 export interface ParsedChunk {
   offsets: LogOffset[];
-  jsons: string[];
+  lines: ChunkLines;
 }
 
 export interface ScannedChunk extends ParsedChunk {
@@ -70,34 +70,37 @@ export interface ScannedChunk extends ParsedChunk {
 export function scanChunk(bytes: Buffer, after: LogOffset | undefined): ScannedChunk {
   // 0x0a never occurs inside a multi-byte UTF-8 sequence, so this also cuts torn characters.
   const completeBytes = bytes.lastIndexOf(0x0a) + 1;
-  const text = bytes.toString('utf8', 0, completeBytes);
   const offsets: LogOffset[] = [];
-  const jsons: string[] = [];
+  const starts: number[] = [];
   let previous = after;
   let sealed = false;
   let position = 0;
-  while (position < text.length) {
+  while (position < completeBytes) {
     if (sealed) break; // nothing may follow the seal line
-    const newline = text.indexOf('\n', position);
-    if (text.startsWith(SEAL_LINE, position)) {
+    const newline = bytes.indexOf(0x0a, position);
+    if (
+      newline + 1 - position === SEAL_BYTES &&
+      bytes.toString('latin1', position, newline + 1) === SEAL_LINE
+    ) {
       sealed = true;
       position = newline + 1;
       continue;
     }
-    const space = text.indexOf(' ', position);
+    const space = bytes.indexOf(0x20, position);
     if (space <= position || space >= newline) break;
-    const offset = parseLogOffset(text.slice(position, space));
+    const offset = parseLogOffset(bytes.toString('latin1', position, space));
     if (!offset || (previous && !followsInChunk(offset, previous, offsets.length > 0))) break;
     if (newline === space + 1) break; // empty JSON text
     offsets.push(offset);
-    jsons.push(text.slice(space + 1, newline));
+    starts.push(position, space + 1);
     previous = offset;
     position = newline + 1;
   }
-  const corrupt = position < text.length;
-  const validBytes = corrupt ? Buffer.byteLength(text.slice(0, position)) : completeBytes;
+  const corrupt = position < completeBytes;
+  const validBytes = corrupt ? position : completeBytes;
   const entryBytes = validBytes - (sealed ? SEAL_BYTES : 0);
-  return { offsets, jsons, validBytes, entryBytes, sealed, corrupt };
+  const lines = ChunkLines.over(bytes, entryBytes, starts);
+  return { offsets, lines, validBytes, entryBytes, sealed, corrupt };
 }
 
 /**
@@ -129,13 +132,6 @@ export function firstIndexAfter(
   return low;
 }
 
-/** Bytes of the first `count` entry lines of a chunk. */
-export function linesBytes(chunk: ParsedChunk, count: number): number {
-  let bytes = 0;
-  for (let i = 0; i < count; i++) bytes += entryLineBytes(chunk.offsets[i]!, chunk.jsons[i]!);
-  return bytes;
-}
-
 /** Cuts a chunk file to `length` bytes, appending the seal line when asked, durably. */
 export async function cutFile(file: string, length: number, seal: boolean): Promise<void> {
   const handle = await open(file, 'r+');
@@ -159,6 +155,18 @@ export async function writeAll(
     const at = position === undefined ? null : position + written;
     const { bytesWritten } = await handle.write(buffer, written, buffer.length - written, at);
     written += bytesWritten;
+  }
+}
+
+/**
+ * Appends `buffers` in one `writev` (no copy to join them), finishing with plain writes when
+ * the system wrote less.
+ */
+export async function writeAllOf(handle: FileHandle, buffers: Buffer[]): Promise<void> {
+  let { bytesWritten } = await handle.writev(buffers);
+  for (const buffer of buffers) {
+    if (bytesWritten < buffer.length) await writeAll(handle, buffer.subarray(bytesWritten));
+    bytesWritten = Math.max(0, bytesWritten - buffer.length);
   }
 }
 

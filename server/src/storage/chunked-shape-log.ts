@@ -6,10 +6,10 @@ import {
   followsInChunk,
   lineBytes,
   isValidOffset,
-  linesBytes,
 } from './chunk-file.js';
 import type { ParsedChunk } from './chunk-file.js';
 import type { ChunkCache } from './chunk-cache.js';
+import { ChunkLines } from './chunk-lines.js';
 import { firstChunkAfter } from './chunk-index.js';
 import { chunkLimit } from './chunk-limit.js';
 import type { ChunkDescriptor } from './chunk-index.js';
@@ -22,13 +22,6 @@ export interface PendingChunk<Chunk extends TailChunk> {
   chunk: Chunk;
   count: number;
   sealed: boolean;
-}
-
-/** One entry's line as append() will stage it, and whether its chunk is sealed after it. */
-interface PlannedLine {
-  text: string;
-  bytes: number;
-  seal: boolean;
 }
 
 /**
@@ -80,9 +73,6 @@ export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeL
 
   /** A new, empty tail chunk with the backend's persistence state. */
   protected abstract newChunk(number: number): Chunk;
-
-  /** Stages an appended entry's line (`<offset> <json>\n`) for the next flush. */
-  protected abstract stageLine(chunk: Chunk, line: string): void;
 
   /** Stages the seal of a chunk sealed in memory for the next flush. */
   protected abstract stageSeal(chunk: Chunk): void;
@@ -176,58 +166,64 @@ export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeL
   append(entries: readonly LogEntry[], options?: { sealChunk?: boolean }): number {
     this.#assertUsable();
     if (this.#truncations > 0) throw new Error('append() during truncateAfter()');
-    const lines = this.#plan(entries, options?.sealChunk === true);
+    const sealLast = options?.sealChunk === true;
+    this.#check(entries, sealLast);
     let chunk = this.#tail.at(-1)!;
+    let limit = chunkLimit(chunk.number, this.#chunkBytes);
     let sealed = 0;
     entries.forEach(({ offset, json }, i) => {
-      const { text, bytes, seal } = lines[i]!;
       chunk.offsets.push(offset);
-      chunk.jsons.push(json);
-      this.stageLine(chunk, text);
-      chunk.entryBytes += bytes;
+      chunk.entryBytes += chunk.lines.append(formatLogOffset(offset), json);
       this.#lastOffset = offset;
-      if (seal) {
+      if (chunk.entryBytes >= limit || (sealLast && i === entries.length - 1)) {
         this.#sealTail(chunk);
         chunk = this.#tail.at(-1)!;
+        limit = chunkLimit(chunk.number, this.#chunkBytes);
         sealed++;
       }
     });
-    if (entries.length === 0 && options?.sealChunk && chunk.offsets.length > 0) {
+    if (entries.length === 0 && sealLast && chunk.offsets.length > 0) {
       this.#sealTail(chunk);
       sealed++;
     }
     return sealed;
   }
 
-  /** Checks `entries` against the log and decides after which of them a chunk is sealed. */
-  #plan(entries: readonly LogEntry[], sealLast: boolean): PlannedLine[] {
+  /**
+   * Checks `entries` against the log before any is appended. Two equal offsets (snapshot rows)
+   * may not have a chunk boundary between them, so when a call holds such neighbours, where its
+   * chunks will be sealed is worked out first from the lines' sizes; otherwise no entry needs
+   * measuring here (append counts the bytes as it writes them).
+   */
+  #check(entries: readonly LogEntry[], sealLast: boolean): void {
     const open = this.#tail.at(-1)!;
+    const sealsMatter = entries.some(
+      (entry, i) => i > 0 && compareLogOffsets(entry.offset, entries[i - 1]!.offset) === 0,
+    );
     let previous = this.#lastOffset;
+    let inChunk = open.offsets.length > 0;
     let chunkBytes = open.entryBytes;
-    let count = open.offsets.length;
     let limit = chunkLimit(open.number, this.#chunkBytes);
     let nextNumber = this.#nextNumber;
-    return entries.map(({ offset, json }, i) => {
+    entries.forEach(({ offset, json }, i) => {
       if (!isValidOffset(offset)) throw new RangeError(`invalid log offset ${String(offset.op)}`);
-      if (previous && !followsInChunk(offset, previous, count > 0)) {
+      if (previous && !followsInChunk(offset, previous, inChunk)) {
         const [at, last] = [formatLogOffset(offset), formatLogOffset(previous)];
         throw new RangeError(`offset ${at} is not after ${last}`);
       }
       if (json.length === 0 || json.includes('\n')) {
         throw new RangeError(`entry ${formatLogOffset(offset)}: JSON must be one non-empty line`);
       }
-      const offsetText = formatLogOffset(offset);
-      const text = `${offsetText} ${json}\n`;
-      const bytes = lineBytes(offsetText, json);
-      chunkBytes += bytes;
-      count++;
-      const seal = chunkBytes >= limit || (sealLast && i === entries.length - 1);
-      if (seal) {
-        chunkBytes = count = 0;
-        limit = chunkLimit(nextNumber++, this.#chunkBytes);
+      inChunk = true;
+      if (sealsMatter) {
+        chunkBytes += lineBytes(formatLogOffset(offset), json);
+        if (chunkBytes >= limit || (sealLast && i === entries.length - 1)) {
+          chunkBytes = 0;
+          inChunk = false;
+          limit = chunkLimit(nextNumber++, this.#chunkBytes);
+        }
       }
       previous = offset;
-      return { text, bytes, seal };
     });
   }
 
@@ -267,16 +263,16 @@ export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeL
     if (descriptor) {
       const chunk = await this.#loadSealed(descriptor);
       const start = from ? firstIndexAfter(chunk.offsets, chunk.offsets.length, from) : 0;
-      return this.#result(chunk.jsons.slice(start), descriptor.last);
+      return this.#result(chunk.lines, start, chunk.offsets.length, descriptor.last);
     }
     for (const chunk of this.#tail) {
       const last = chunk.offsets[chunk.durableCount - 1];
       if (last === undefined) break; // durability only grows from the front
       if (from && compareLogOffsets(last, from) <= 0) continue;
       const start = from ? firstIndexAfter(chunk.offsets, chunk.durableCount, from) : 0;
-      return this.#result(chunk.jsons.slice(start, chunk.durableCount), last);
+      return this.#result(chunk.lines, start, chunk.durableCount, last);
     }
-    return { entries: [], lastOffset: undefined, reachedEnd: true };
+    return this.#result(ChunkLines.empty(), 0, 0, undefined);
   }
 
   /** The last durable entry, read from its chunk (recovery looks at how the log ends). */
@@ -284,12 +280,12 @@ export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeL
     this.#assertUsable();
     for (const chunk of [...this.#tail].reverse()) {
       const index = chunk.durableCount - 1;
-      if (index >= 0) return { offset: chunk.offsets[index]!, json: chunk.jsons[index]! };
+      if (index >= 0) return { offset: chunk.offsets[index]!, json: chunk.lines.json(index) };
     }
     const descriptor = this.#sealed.at(-1);
     if (!descriptor) return undefined;
     const chunk = await this.#loadSealed(descriptor);
-    return { offset: chunk.offsets.at(-1)!, json: chunk.jsons.at(-1)! };
+    return { offset: chunk.offsets.at(-1)!, json: chunk.lines.json(chunk.offsets.length - 1) };
   }
 
   /**
@@ -370,13 +366,21 @@ export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeL
     return result;
   }
 
-  #result(entries: string[], last: LogOffset): ReadResult {
+  /**
+   * Entries `from` to `to` of `lines`, decoded only when asked for (`entries`). `jsonArray` is
+   * not enumerable: a result compares equal to another by what it holds, not by its functions.
+   */
+  #result(lines: ChunkLines, from: number, to: number, last: LogOffset | undefined): ReadResult {
     const durable = this.#durableOffset;
-    return {
-      entries,
+    const result = {
+      get entries() {
+        return lines.jsons(from, to);
+      },
       lastOffset: last,
-      reachedEnd: durable === undefined || compareLogOffsets(durable, last) <= 0,
+      reachedEnd: !last || !durable || compareLogOffsets(durable, last) <= 0,
     };
+    const jsonArray = (extra: readonly string[]) => lines.jsonArray(from, to, extra);
+    return Object.defineProperty(result, 'jsonArray', { value: jsonArray }) as ReadResult;
   }
 
   /** Persists every staged entry and seal; only then does the new state become visible. */
@@ -399,7 +403,8 @@ export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeL
     // Sealed chunks are at the front of the tail, in order: move them to the index, keeping
     // their parsed entries cached since readers at the tail are about to ask for them.
     for (const chunk of this.#tail.splice(0, newlySealed.length)) {
-      const parsed = Promise.resolve({ offsets: chunk.offsets, jsons: chunk.jsons });
+      chunk.lines.compact();
+      const parsed = Promise.resolve({ offsets: chunk.offsets, lines: chunk.lines });
       this.#cache.set(this.location, chunk.number, parsed, chunk.entryBytes + SEAL_BYTES);
     }
     this.#sealed.push(...newlySealed);
@@ -425,9 +430,10 @@ export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeL
     if (!cut) {
       const kept = after ? firstIndexAfter(openChunk.offsets, openChunk.offsets.length, after) : 0;
       if (kept === openChunk.offsets.length) return;
-      const bytes = linesBytes(openChunk, kept);
+      const bytes = openChunk.lines.bytesOf(kept);
       await this.cutOpenChunk(openChunk, kept, bytes);
-      openChunk.offsets.length = openChunk.jsons.length = openChunk.durableCount = kept;
+      openChunk.offsets.length = openChunk.durableCount = kept;
+      openChunk.lines.truncate(kept);
       openChunk.entryBytes = bytes;
     } else {
       const chunk = await this.#loadSealed(cut);

@@ -1,7 +1,7 @@
 import { mkdir, open, readFile, readdir, rm } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { SEAL_LINE, chunkFileName, scanChunk, syncDirectory, writeAll } from './chunk-file.js';
+import { SEAL_LINE, chunkFileName, scanChunk, syncDirectory, writeAllOf } from './chunk-file.js';
 import type { ParsedChunk } from './chunk-file.js';
 import { ChunkCache } from './chunk-cache.js';
 import { ShapeLogCorruptError, writeIndex } from './chunk-index.js';
@@ -16,6 +16,8 @@ import { cutSealedChunks } from './truncate-log.js';
 
 export { ShapeLogCorruptError } from './chunk-index.js';
 
+const SEAL_BUFFER = Buffer.from(SEAL_LINE);
+
 export interface DiskShapeLogOptions {
   /** A chunk is sealed at the end of the append() that makes it reach this many bytes. */
   chunkBytes: number;
@@ -27,15 +29,15 @@ export interface DiskShapeLogOptions {
 }
 
 export interface DiskTailChunk extends TailChunk {
-  /** Lines appended but not yet written (the seal line included), one string per line. */
-  pending: string[];
+  /** Bytes of its lines in the file: those after them are appended but not yet written. */
+  writtenBytes: number;
   /** The file exists and its directory entry was synced. */
   onDisk: boolean;
   handle: FileHandle | undefined;
 }
 
 function newDiskChunk(number: number): DiskTailChunk {
-  return { ...newTailChunk(number), pending: [], onDisk: false, handle: undefined };
+  return { ...newTailChunk(number), writtenBytes: 0, onDisk: false, handle: undefined };
 }
 
 /** Checked before anything touches the disk (the base class checks again, too late for that). */
@@ -54,7 +56,12 @@ export class DiskShapeLog extends ChunkedShapeLog<DiskTailChunk> {
     const { active } = recovered;
     let nextNumber = recovered.nextNumber;
     const openChunk = active
-      ? { ...newDiskChunk(active.number), ...active, durableCount: active.offsets.length }
+      ? {
+          ...newDiskChunk(active.number),
+          ...active,
+          durableCount: active.offsets.length,
+          writtenBytes: active.entryBytes,
+        }
       : newDiskChunk(nextNumber++);
     openChunk.onDisk = active !== undefined;
     // A sealed chunk ends at most one entry past chunkBytes; 3 leaves room for large entries.
@@ -83,13 +90,8 @@ export class DiskShapeLog extends ChunkedShapeLog<DiskTailChunk> {
     return newDiskChunk(number);
   }
 
-  protected stageLine(chunk: DiskTailChunk, line: string): void {
-    chunk.pending.push(line);
-  }
-
-  protected stageSeal(chunk: DiskTailChunk): void {
-    chunk.pending.push(SEAL_LINE);
-  }
+  /** Nothing to stage: a flush writes a sealed chunk's seal line after its last lines. */
+  protected stageSeal(): void {}
 
   /**
    * One write plus fdatasync per dirty chunk file, in chunk order (so a later chunk never has
@@ -99,15 +101,18 @@ export class DiskShapeLog extends ChunkedShapeLog<DiskTailChunk> {
     pending: readonly PendingChunk<DiskTailChunk>[],
     newlySealed: readonly ChunkDescriptor[],
   ): Promise<void> {
-    const work = pending.map(({ chunk, sealed }) => {
-      const buffer = Buffer.from(chunk.pending.join(''));
-      chunk.pending = [];
-      return { chunk, buffer, sealed };
+    // The lines to write are taken now, before anything is awaited: appends meanwhile come after.
+    const work = pending.map(({ chunk, count, sealed }) => {
+      const end = chunk.lines.bytesOf(count);
+      const lines = chunk.lines.slice(chunk.writtenBytes, end);
+      chunk.writtenBytes = end;
+      // The seal line goes in the same write as the chunk's last lines.
+      return { chunk, buffers: sealed ? [lines, SEAL_BUFFER] : [lines], sealed };
     });
-    for (const { chunk, buffer, sealed } of work) {
+    for (const { chunk, buffers, sealed } of work) {
       chunk.handle ??= await this.#openChunkFile(chunk.number);
       const handle = chunk.handle;
-      await writeAll(handle, buffer);
+      await writeAllOf(handle, buffers);
       await handle.datasync();
       // The chunk that follows a sealed one is created now, empty, so the directory sync
       // this flush does anyway covers it: otherwise the first change after a snapshot costs
@@ -143,7 +148,7 @@ export class DiskShapeLog extends ChunkedShapeLog<DiskTailChunk> {
     if (scan.corrupt || !scan.sealed || scan.offsets.length !== descriptor.count) {
       throw new ShapeLogCorruptError(this.location, `${chunkFileName(descriptor.number)} changed`);
     }
-    return { offsets: scan.offsets, jsons: scan.jsons };
+    return { offsets: scan.offsets, lines: scan.lines };
   }
 
   protected async cutOpenChunk(chunk: DiskTailChunk, kept: number, bytes: number): Promise<void> {
@@ -151,6 +156,7 @@ export class DiskShapeLog extends ChunkedShapeLog<DiskTailChunk> {
     chunk.handle ??= await this.#openChunkFile(chunk.number);
     await chunk.handle.truncate(bytes);
     await chunk.handle.datasync();
+    chunk.writtenBytes = bytes;
   }
 
   /** Unindexes the cut chunks first, then deletes files newest first (see cutSealedChunks). */

@@ -10,13 +10,15 @@ import {
   syncDirectory,
 } from './chunk-file.js';
 import type { ScannedChunk } from './chunk-file.js';
+import type { ChunkLines } from './chunk-lines.js';
 import { INDEX_FILE, ShapeLogCorruptError, readIndex, writeIndex } from './chunk-index.js';
 import type { ChunkDescriptor } from './chunk-index.js';
 
 export interface RecoveredLog {
   sealed: ChunkDescriptor[];
   /** The unsealed last chunk, when one with entries survived. */
-  active: { number: number; offsets: LogOffset[]; jsons: string[]; entryBytes: number } | undefined;
+  active:
+    { number: number; offsets: LogOffset[]; lines: ChunkLines; entryBytes: number } | undefined;
   nextNumber: number;
 }
 
@@ -102,7 +104,7 @@ export async function recoverLog(dir: string): Promise<RecoveredLog> {
       ? {
           number: last.number,
           offsets: last.scan.offsets,
-          jsons: last.scan.jsons,
+          lines: last.scan.lines,
           entryBytes: last.scan.entryBytes,
         }
       : undefined;

@@ -1,7 +1,8 @@
 import { compareLogOffsets, formatLogOffset, parseLogOffset } from '@sluice/protocol';
 import type { LogOffset } from '@sluice/protocol';
 import type { ChainableCommander } from 'ioredis';
-import { SEAL_BYTES, entryLineBytes, followsInChunk, linesBytes } from './chunk-file.js';
+import { SEAL_BYTES, followsInChunk } from './chunk-file.js';
+import { ChunkLines } from './chunk-lines.js';
 import type { ParsedChunk } from './chunk-file.js';
 import type { ChunkCache } from './chunk-cache.js';
 import { ShapeLogCorruptError } from './chunk-index.js';
@@ -27,13 +28,11 @@ export interface RedisShapeLogOptions {
   chunkCache: ChunkCache;
 }
 
-export interface RedisTailChunk extends TailChunk {
-  /** The entries as stored: `<offset> <json>`. */
-  readonly stored: string[];
-}
+/** Each entry is stored as its line without the newline, `<offset> <json>`: a list item. */
+export type RedisTailChunk = TailChunk;
 
 function newRedisChunk(number: number): RedisTailChunk {
-  return { ...newTailChunk(number), stored: [] };
+  return newTailChunk(number);
 }
 
 interface StoredDescriptor {
@@ -69,10 +68,15 @@ async function execAll(multi: ChainableCommander): Promise<void> {
   if (!results || failed) throw failed?.[0] ?? new Error('MULTI was discarded');
 }
 
-function parseStoredEntry(text: string): { offset: LogOffset; json: string } | undefined {
+function parseStoredEntry(
+  text: string,
+): { offset: LogOffset; offsetText: string; json: string } | undefined {
   const space = text.indexOf(' ');
-  const offset = space > 0 ? parseLogOffset(text.slice(0, space)) : undefined;
-  return offset && space < text.length - 1 ? { offset, json: text.slice(space + 1) } : undefined;
+  const offsetText = text.slice(0, Math.max(space, 0));
+  const offset = space > 0 ? parseLogOffset(offsetText) : undefined;
+  return offset && space < text.length - 1
+    ? { offset, offsetText, json: text.slice(space + 1) }
+    : undefined;
 }
 
 function formatDescriptor(chunk: ChunkDescriptor): string {
@@ -134,9 +138,7 @@ function addStoredEntries(
       );
     }
     chunk.offsets.push(entry.offset);
-    chunk.jsons.push(entry.json);
-    chunk.stored.push(text);
-    chunk.entryBytes += entryLineBytes(entry.offset, entry.json);
+    chunk.entryBytes += chunk.lines.append(entry.offsetText, entry.json);
     previous = entry.offset;
   }
   chunk.durableCount = chunk.offsets.length;
@@ -187,11 +189,6 @@ export class RedisShapeLog extends ChunkedShapeLog<RedisTailChunk> {
     return newRedisChunk(number);
   }
 
-  /** Stored without the line's newline: each entry is a list item of its own. */
-  protected stageLine(chunk: RedisTailChunk, line: string): void {
-    chunk.stored.push(line.slice(0, -1));
-  }
-
   /** Nothing to stage: the flush sends a sealed chunk's descriptor with its last entries. */
   protected stageSeal(): void {}
 
@@ -201,7 +198,8 @@ export class RedisShapeLog extends ChunkedShapeLog<RedisTailChunk> {
     const args: (string | number)[] = [this.#epoch(), pending.length];
     for (const { chunk, count, sealed } of pending) {
       keys.push(this.#keys.chunk(chunk.number));
-      const sent = chunk.stored.slice(chunk.durableCount, count);
+      const sent: string[] = [];
+      for (let i = chunk.durableCount; i < count; i++) sent.push(chunk.lines.lineText(i));
       const descriptor = sealed ? formatDescriptor(describeChunk(chunk)) : '';
       args.push(chunk.number, chunk.durableCount, sent.length, descriptor, ...sent);
     }
@@ -222,13 +220,14 @@ export class RedisShapeLog extends ChunkedShapeLog<RedisTailChunk> {
   protected async loadChunk(descriptor: ChunkDescriptor): Promise<ParsedChunk> {
     const key = this.#keys.chunk(descriptor.number);
     const stored = await this.#connection.run((redis) => redis.lrange(key, 0, -1));
-    const chunk: ParsedChunk = { offsets: [], jsons: [] };
+    const chunk: ParsedChunk = { offsets: [], lines: ChunkLines.empty() };
     for (const text of stored) {
       const entry = parseStoredEntry(text);
       if (!entry) break;
       chunk.offsets.push(entry.offset);
-      chunk.jsons.push(entry.json);
+      chunk.lines.append(entry.offsetText, entry.json);
     }
+    chunk.lines.compact();
     if (chunk.offsets.length !== descriptor.count || stored.length !== descriptor.count) {
       throw new ShapeLogCorruptError(this.location, `chunk ${descriptor.number} changed`);
     }
@@ -239,7 +238,6 @@ export class RedisShapeLog extends ChunkedShapeLog<RedisTailChunk> {
   protected async cutOpenChunk(chunk: RedisTailChunk, kept: number): Promise<void> {
     const key = this.#keys.chunk(chunk.number);
     await this.#connection.run((redis) => execAll(keepFirst(redis.multi(), key, kept)));
-    chunk.stored.length = kept;
   }
 
   protected async cutSealedChunks(
@@ -257,7 +255,7 @@ export class RedisShapeLog extends ChunkedShapeLog<RedisTailChunk> {
     let shortened: ChunkDescriptor | undefined;
     if (kept > 0) {
       const [first, last] = [chunk.offsets[0]!, chunk.offsets[kept - 1]!];
-      const bytes = linesBytes(chunk, kept) + SEAL_BYTES;
+      const bytes = chunk.lines.bytesOf(kept) + SEAL_BYTES;
       shortened = { number: cut.number, first, last, count: kept, bytes };
     }
     await this.#connection.run((redis) => {

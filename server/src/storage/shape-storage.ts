@@ -8,8 +8,16 @@ export interface LogEntry {
 }
 
 export interface ReadResult {
-  /** JSON texts of the entries strictly after `after`, up to the end of one chunk. */
-  entries: string[];
+  /**
+   * JSON texts of the entries strictly after `after`, up to the end of one chunk (decoded from
+   * the log's bytes each time this is read).
+   */
+  readonly entries: string[];
+  /**
+   * `[<entries>,<extra>…]` as UTF-8 bytes: the entries' bytes copied as the log holds them, then
+   * `extra`, JSON texts of the response's own (its up-to-date message).
+   */
+  jsonArray(extra: readonly string[]): Buffer;
   /** Offset of the last returned entry, undefined when none was returned. */
   lastOffset: LogOffset | undefined;
   /** Nothing durable exists after the last returned entry (or after `after` if none). */

@@ -1,5 +1,6 @@
 import type { LogOffset } from '@sluice/protocol';
 import { SEAL_BYTES } from './chunk-file.js';
+import { ChunkLines } from './chunk-lines.js';
 import type { ChunkDescriptor } from './chunk-index.js';
 
 /**
@@ -9,7 +10,8 @@ import type { ChunkDescriptor } from './chunk-index.js';
 export interface TailChunk {
   readonly number: number;
   readonly offsets: LogOffset[];
-  readonly jsons: string[];
+  /** The entries' lines, as stored and served. */
+  readonly lines: ChunkLines;
   /**
    * Bytes of the entry lines, the seal line excluded: what `chunkBytes` is compared with, the
    * same for every backend so that all seal alike.
@@ -22,7 +24,14 @@ export interface TailChunk {
 }
 
 export function newTailChunk(number: number): TailChunk {
-  return { number, offsets: [], jsons: [], entryBytes: 0, sealed: false, durableCount: 0 };
+  return {
+    number,
+    offsets: [],
+    lines: ChunkLines.empty(),
+    entryBytes: 0,
+    sealed: false,
+    durableCount: 0,
+  };
 }
 
 /** The index entry of a sealed tail chunk. */

@@ -1,6 +1,6 @@
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import { SEAL_BYTES, chunkFileName, cutFile, linesBytes, syncDirectory } from './chunk-file.js';
+import { SEAL_BYTES, chunkFileName, cutFile, syncDirectory } from './chunk-file.js';
 import type { ParsedChunk } from './chunk-file.js';
 import { writeIndex } from './chunk-index.js';
 import type { ChunkDescriptor } from './chunk-index.js';
@@ -33,7 +33,7 @@ export async function cutSealedChunks(
   if (kept === 0) {
     await rm(file);
   } else {
-    const bytes = linesBytes(cutChunk, kept);
+    const bytes = cutChunk.lines.bytesOf(kept);
     await cutFile(file, bytes, true);
     const [first, last] = [cutChunk.offsets[0]!, cutChunk.offsets[kept - 1]!];
     remaining.push({ number: cut.number, first, last, count: kept, bytes: bytes + SEAL_BYTES });
