@@ -57,7 +57,7 @@ export function snapshotMessageBuilder(
     text += '","value":';
     for (const { index, label } of valueParts) {
       const value = values[index];
-      text += label + (value === null || value === undefined ? 'null' : JSON.stringify(value));
+      text += label + (value === null || value === undefined ? 'null' : jsonString(value));
     }
     return `${text}${close},"headers":${headers}}`;
   };
@@ -84,6 +84,14 @@ function keyPartJson(value: string | null): string {
 
 /** What JSON.stringify escapes in a string: quotes, backslashes, controls, lone surrogates. */
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
+
+/**
+ * `JSON.stringify(value)` for a string, without its call when nothing needs escaping (most
+ * values): about a quarter of building a row's message.
+ */
+function jsonString(value: string): string {
+  return NEEDS_ESCAPE.test(value) ? JSON.stringify(value) : `"${value}"`;
+}
 
 /** How a subquery shape's change messages are tagged (docs/protocol.md §13): each row's tags. */
 export interface EntryTagging {
@@ -244,7 +252,7 @@ function compileMessageWriter(
     for (const column of columns) {
       const value = row[column];
       text += separator + labels.get(column)!;
-      text += value === null || value === undefined ? 'null' : JSON.stringify(value);
+      text += value === null || value === undefined ? 'null' : jsonString(value);
       separator = ',';
     }
     return text === '' ? '{}' : `${text}}`;

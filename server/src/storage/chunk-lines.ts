@@ -51,7 +51,9 @@ export class ChunkLines {
     // bytes actually written count.
     this.#reserve(offsetText.length + 2 + 3 * json.length);
     const bytes = this.#bytes;
-    let at = start + bytes.write(offsetText, start, 'latin1');
+    let at = start;
+    // A few ASCII characters: stored one by one, cheaper than an encoding call for so few.
+    for (let i = 0; i < offsetText.length; i++) bytes[at++] = offsetText.charCodeAt(i);
     bytes[at++] = 0x20;
     const jsonStart = at;
     at += bytes.write(json, at, 'utf8');
