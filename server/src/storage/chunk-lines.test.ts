@@ -3,12 +3,15 @@ import { test } from 'node:test';
 import { ChunkLines } from './chunk-lines.js';
 import { scanChunk } from './chunk-file.js';
 
+/** Where the chunk would be sealed: small, so that its buffer is sized for bulk early. */
+const LIMIT = 4_096;
+
 const texts = ['{"a":1}', '{"s":"é😀\\n\\"q\\""}', '{"lone":"\ud800"}', '{}'];
 
 test('appended lines are the chunk file format, and each JSON text reads back', () => {
   const lines = ChunkLines.empty();
   let bytes = 0;
-  texts.forEach((json, i) => (bytes += lines.append(`5_${i}`, json)));
+  texts.forEach((json, i) => (bytes += lines.append(`5_${i}`, json, LIMIT)));
   const file = texts.map((json, i) => `5_${i} ${json}\n`).join('');
   assert.equal(bytes, Buffer.byteLength(file));
   assert.equal(lines.bytesOf(), bytes);
@@ -21,7 +24,7 @@ test('appended lines are the chunk file format, and each JSON text reads back', 
 
 test('jsonArray copies a range of entries, then the extra texts, into one JSON array', () => {
   const lines = ChunkLines.empty();
-  texts.forEach((json, i) => lines.append(`1_${i}`, json));
+  texts.forEach((json, i) => lines.append(`1_${i}`, json, LIMIT));
   const upToDate = '{"headers":{"control":"up-to-date"}}';
   assert.equal(lines.jsonArray(1, 3, []).toString(), `[${texts[1]},{"lone":"\ufffd"}]`);
   assert.equal(lines.jsonArray(0, 1, [upToDate]).toString(), `[${texts[0]},${upToDate}]`);
@@ -32,15 +35,15 @@ test('jsonArray copies a range of entries, then the extra texts, into one JSON a
 
 test('views stay valid while the buffer grows; truncate and compact keep what remains', () => {
   const lines = ChunkLines.empty();
-  lines.append('1_0', '{"first":true}');
+  lines.append('1_0', '{"first":true}', LIMIT);
   const view = lines.slice(0, lines.bytesOf());
   const before = view.toString();
   for (let i = 1; i < 1_000; i++)
-    lines.append(`1_${i}`, `{"n":${i},"pad":"${'x'.repeat(i % 50)}"}`);
+    lines.append(`1_${i}`, `{"n":${i},"pad":"${'x'.repeat(i % 50)}"}`, LIMIT);
   assert.equal(view.toString(), before, 'a view taken before growth reads what it read');
   lines.truncate(3);
   assert.equal(lines.count, 3);
-  lines.append('2_0', '{"after":"cut"}');
+  lines.append('2_0', '{"after":"cut"}', LIMIT);
   lines.compact();
   assert.deepEqual(lines.jsons(0, 4), [
     '{"first":true}',

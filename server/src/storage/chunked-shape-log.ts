@@ -173,7 +173,7 @@ export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeL
     let sealed = 0;
     entries.forEach(({ offset, json }, i) => {
       chunk.offsets.push(offset);
-      chunk.entryBytes += chunk.lines.append(formatLogOffset(offset), json);
+      chunk.entryBytes += chunk.lines.append(formatLogOffset(offset), json, limit);
       this.#lastOffset = offset;
       if (chunk.entryBytes >= limit || (sealLast && i === entries.length - 1)) {
         this.#sealTail(chunk);
