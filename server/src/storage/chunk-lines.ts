@@ -125,7 +125,7 @@ export class ChunkLines {
    */
   compact(): void {
     if (this.#bytes.length > this.#length + (this.#length >> 3)) {
-      this.#bytes = Buffer.from(this.#bytes.subarray(0, this.#length));
+      this.#bytes = this.#copy(this.#length);
     }
   }
 
@@ -142,9 +142,18 @@ export class ChunkLines {
     const needed = this.#length + more;
     if (needed <= this.#bytes.length) return;
     const bulk = needed > limit >> 3 ? limit + (limit >> 6) : 0;
-    const grown = Buffer.allocUnsafe(Math.max(needed, 2 * this.#bytes.length, 256, bulk));
-    this.#bytes.copy(grown, 0, 0, this.#length);
-    this.#bytes = grown;
+    this.#bytes = this.#copy(Math.max(needed, 2 * this.#bytes.length, 256, bulk));
+  }
+
+  /**
+   * The lines in a buffer of `size` bytes of their own: never a slice of Node's shared 8 kB pool,
+   * which a small chunk kept for long (a sealed one in the cache, an idle shape's) would keep
+   * whole, with whatever garbage shares it. That made each of 10,000 idle shapes cost 11 kB.
+   */
+  #copy(size: number): Buffer {
+    const bytes = Buffer.allocUnsafeSlow(size);
+    this.#bytes.copy(bytes, 0, 0, this.#length);
+    return bytes;
   }
 }
 

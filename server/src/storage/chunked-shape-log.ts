@@ -74,13 +74,10 @@ export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeL
   /** A new, empty tail chunk with the backend's persistence state. */
   protected abstract newChunk(number: number): Chunk;
 
-  /** Stages the seal of a chunk sealed in memory for the next flush. */
-  protected abstract stageSeal(chunk: Chunk): void;
-
   /**
    * Makes the `pending` chunks durable, in order, and the `newlySealed` ones' descriptors part of
-   * the index, before returning. Called with nothing awaited since `pending` was taken, so what
-   * it stages synchronously is exactly that.
+   * the index, before returning: each chunk's entries up to its `count` (its lines, read from
+   * `chunk.lines` before anything is awaited: appends meanwhile come after them) and its seal.
    */
   protected abstract persist(
     pending: readonly PendingChunk<Chunk>[],
@@ -230,7 +227,6 @@ export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeL
   /** Seals the open chunk in memory (the next flush persists the seal). */
   #sealTail(chunk: Chunk): void {
     chunk.sealed = true;
-    this.stageSeal(chunk);
     this.#tail.push(this.newChunk(this.#nextNumber++));
   }
 
@@ -383,7 +379,7 @@ export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeL
     return Object.defineProperty(result, 'jsonArray', { value: jsonArray }) as ReadResult;
   }
 
-  /** Persists every staged entry and seal; only then does the new state become visible. */
+  /** Persists every appended entry and seal; only then does the new state become visible. */
   async #writePending(): Promise<void> {
     if (this.#failure !== undefined) throw this.#failedError();
     const pending = this.#tail

@@ -90,9 +90,6 @@ export class DiskShapeLog extends ChunkedShapeLog<DiskTailChunk> {
     return newDiskChunk(number);
   }
 
-  /** Nothing to stage: a flush writes a sealed chunk's seal line after its last lines. */
-  protected stageSeal(): void {}
-
   /**
    * One write plus fdatasync per dirty chunk file, in chunk order (so a later chunk never has
    * bytes on disk before an earlier one is complete), then the index if chunks were sealed.

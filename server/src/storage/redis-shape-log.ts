@@ -189,9 +189,6 @@ export class RedisShapeLog extends ChunkedShapeLog<RedisTailChunk> {
     return newRedisChunk(number);
   }
 
-  /** Nothing to stage: the flush sends a sealed chunk's descriptor with its last entries. */
-  protected stageSeal(): void {}
-
   /** One script call writes every pending entry and seal. */
   protected async persist(pending: readonly PendingChunk<RedisTailChunk>[]): Promise<void> {
     const keys = [this.#keys.log, this.#keys.sealed];
