@@ -49,11 +49,19 @@ export async function waitForEntries(
     return compareLogOffsets(offset, shape.endOffset) <= 0 ? 'ready' : 'out-of-bounds';
   }
   if (!live) return 'ready';
-  if (longPoll.closing.aborted) return 'closing';
-  await shape.waitForChange(longPoll.timeoutMs);
-  if (shape.deleted) return 'deleted';
-  if (longPoll.closing.aborted) return 'closing';
-  return shape.hasEntriesAfter(offset) ? 'ready' : 'timed-out';
+  // A wake with nothing new for this offset (a shape's creation ending after its first chunk
+  // was served, a reader's refresh that found nothing) waits on: answered then, it would be an
+  // empty answer the client must ask again for, before the long-poll's time.
+  const deadline = Date.now() + longPoll.timeoutMs;
+  for (;;) {
+    if (longPoll.closing.aborted) return 'closing';
+    const left = deadline - Date.now();
+    if (left <= 0) return 'timed-out';
+    await shape.waitForChange(left);
+    if (shape.deleted) return 'deleted';
+    if (longPoll.closing.aborted) return 'closing';
+    if (shape.hasEntriesAfter(offset)) return 'ready';
+  }
 }
 
 /**
