@@ -55,8 +55,6 @@ export interface ParsedChunk {
 export interface ScannedChunk extends ParsedChunk {
   /** Bytes from the start of the file that hold complete, valid lines (torn tail excluded). */
   validBytes: number;
-  /** Bytes of the entry lines only (the seal line excluded). */
-  entryBytes: number;
   sealed: boolean;
   /** True when something other than a torn last line was invalid (bad line, order, zeros). */
   corrupt: boolean;
@@ -98,9 +96,9 @@ export function scanChunk(bytes: Buffer, after: LogOffset | undefined): ScannedC
   }
   const corrupt = position < completeBytes;
   const validBytes = corrupt ? position : completeBytes;
-  const entryBytes = validBytes - (sealed ? SEAL_BYTES : 0);
-  const lines = ChunkLines.over(bytes, entryBytes, starts);
-  return { offsets, lines, validBytes, entryBytes, sealed, corrupt };
+  // The entry lines end where the seal line, if any, begins.
+  const lines = ChunkLines.over(bytes, validBytes - (sealed ? SEAL_BYTES : 0), starts);
+  return { offsets, lines, validBytes, sealed, corrupt };
 }
 
 /**

@@ -42,11 +42,11 @@ export class ChunkLines {
   }
 
   /**
-   * Appends `<offsetText> <json>\n`; returns the line's bytes. `offsetText` is ASCII; `json` must
-   * hold no newline (the caller checks: a line is one entry). `limit`: the bytes at which the
-   * chunk will be sealed, to size its buffer.
+   * Appends `<offsetText> <json>\n`. `offsetText` is ASCII; `json` must hold no newline (the
+   * caller checks: a line is one entry). `limit`: the bytes at which the chunk will be sealed,
+   * to size its buffer (0 when they are only read back, not appended: the buffer just doubles).
    */
-  append(offsetText: string, json: string, limit: number): number {
+  append(offsetText: string, json: string, limit: number): void {
     const start = this.#length;
     // A UTF-16 code unit takes at most 3 bytes in UTF-8: room for the worst case, then the
     // bytes actually written count.
@@ -61,7 +61,6 @@ export class ChunkLines {
     bytes[at++] = 0x0a;
     this.#starts.push(start, jsonStart);
     this.#length = at;
-    return at - start;
   }
 
   /** Keeps the first `count` entries. */

@@ -146,7 +146,8 @@ export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeL
   get sizeBytes(): number {
     let total = 0;
     for (const chunk of this.#sealed) total += chunk.bytes;
-    for (const chunk of this.#tail) total += chunk.entryBytes + (chunk.sealed ? SEAL_BYTES : 0);
+    for (const chunk of this.#tail)
+      total += chunk.lines.bytesOf() + (chunk.sealed ? SEAL_BYTES : 0);
     return total;
   }
 
@@ -170,9 +171,9 @@ export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeL
     let sealed = 0;
     entries.forEach(({ offset, json }, i) => {
       chunk.offsets.push(offset);
-      chunk.entryBytes += chunk.lines.append(formatLogOffset(offset), json, limit);
+      chunk.lines.append(formatLogOffset(offset), json, limit);
       this.#lastOffset = offset;
-      if (chunk.entryBytes >= limit || (sealLast && i === entries.length - 1)) {
+      if (chunk.lines.bytesOf() >= limit || (sealLast && i === entries.length - 1)) {
         this.#sealTail(chunk);
         chunk = this.#tail.at(-1)!;
         limit = chunkLimit(chunk.number, this.#chunkBytes);
@@ -199,7 +200,7 @@ export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeL
     );
     let previous = this.#lastOffset;
     let inChunk = open.offsets.length > 0;
-    let chunkBytes = open.entryBytes;
+    let chunkBytes = open.lines.bytesOf();
     let limit = chunkLimit(open.number, this.#chunkBytes);
     let nextNumber = this.#nextNumber;
     entries.forEach(({ offset, json }, i) => {
@@ -401,7 +402,7 @@ export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeL
     for (const chunk of this.#tail.splice(0, newlySealed.length)) {
       chunk.lines.compact();
       const parsed = Promise.resolve({ offsets: chunk.offsets, lines: chunk.lines });
-      this.#cache.set(this.location, chunk.number, parsed, chunk.entryBytes + SEAL_BYTES);
+      this.#cache.set(this.location, chunk.number, parsed, chunk.lines.bytesOf() + SEAL_BYTES);
     }
     this.#sealed.push(...newlySealed);
     const lastWritten = pending.at(-1)!;
@@ -430,7 +431,6 @@ export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeL
       await this.cutOpenChunk(openChunk, kept, bytes);
       openChunk.offsets.length = openChunk.durableCount = kept;
       openChunk.lines.truncate(kept);
-      openChunk.entryBytes = bytes;
     } else {
       const chunk = await this.#loadSealed(cut);
       const kept = after ? firstIndexAfter(chunk.offsets, chunk.offsets.length, after) : 0;

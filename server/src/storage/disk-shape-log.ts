@@ -60,7 +60,7 @@ export class DiskShapeLog extends ChunkedShapeLog<DiskTailChunk> {
           ...newDiskChunk(active.number),
           ...active,
           durableCount: active.offsets.length,
-          writtenBytes: active.entryBytes,
+          writtenBytes: active.lines.bytesOf(),
         }
       : newDiskChunk(nextNumber++);
     openChunk.onDisk = active !== undefined;

@@ -17,8 +17,7 @@ import type { ChunkDescriptor } from './chunk-index.js';
 export interface RecoveredLog {
   sealed: ChunkDescriptor[];
   /** The unsealed last chunk, when one with entries survived. */
-  active:
-    { number: number; offsets: LogOffset[]; lines: ChunkLines; entryBytes: number } | undefined;
+  active: { number: number; offsets: LogOffset[]; lines: ChunkLines } | undefined;
   nextNumber: number;
 }
 
@@ -92,7 +91,7 @@ export async function recoverLog(dir: string): Promise<RecoveredLog> {
       first: scan.offsets[0]!,
       last: scan.offsets.at(-1)!,
       count: scan.offsets.length,
-      bytes: scan.entryBytes + SEAL_BYTES,
+      bytes: scan.lines.bytesOf() + SEAL_BYTES,
     });
   }
   if (removedFiles) await syncDirectory(dir);
@@ -101,12 +100,7 @@ export async function recoverLog(dir: string): Promise<RecoveredLog> {
   const last = survivors.at(-1);
   const active =
     last && !last.scan.sealed
-      ? {
-          number: last.number,
-          offsets: last.scan.offsets,
-          lines: last.scan.lines,
-          entryBytes: last.scan.entryBytes,
-        }
+      ? { number: last.number, offsets: last.scan.offsets, lines: last.scan.lines }
       : undefined;
   return { sealed, active, nextNumber: (numbers.at(-1) ?? 0) + 1 };
 }

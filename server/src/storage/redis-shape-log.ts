@@ -138,7 +138,7 @@ function addStoredEntries(
       );
     }
     chunk.offsets.push(entry.offset);
-    chunk.entryBytes += chunk.lines.append(entry.offsetText, entry.json, 0);
+    chunk.lines.append(entry.offsetText, entry.json, 0);
     previous = entry.offset;
   }
   chunk.durableCount = chunk.offsets.length;

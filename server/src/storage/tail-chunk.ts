@@ -10,13 +10,11 @@ import type { ChunkDescriptor } from './chunk-index.js';
 export interface TailChunk {
   readonly number: number;
   readonly offsets: LogOffset[];
-  /** The entries' lines, as stored and served. */
-  readonly lines: ChunkLines;
   /**
-   * Bytes of the entry lines, the seal line excluded: what `chunkBytes` is compared with, the
-   * same for every backend so that all seal alike.
+   * The entries' lines, as stored and served. Their bytes (`bytesOf()`, the seal line excluded)
+   * are what `chunkBytes` is compared with, the same for every backend so that all seal alike.
    */
-  entryBytes: number;
+  readonly lines: ChunkLines;
   /** Sealed in memory at the end of an append(); durable once a flush persists the seal. */
   sealed: boolean;
   /** Entries made durable; only these are visible to read(). */
@@ -28,7 +26,6 @@ export function newTailChunk(number: number): TailChunk {
     number,
     offsets: [],
     lines: ChunkLines.empty(),
-    entryBytes: 0,
     sealed: false,
     durableCount: 0,
   };
@@ -41,6 +38,6 @@ export function describeChunk(chunk: TailChunk): ChunkDescriptor {
     first: chunk.offsets[0]!,
     last: chunk.offsets.at(-1)!,
     count: chunk.offsets.length,
-    bytes: chunk.entryBytes + SEAL_BYTES,
+    bytes: chunk.lines.bytesOf() + SEAL_BYTES,
   };
 }
