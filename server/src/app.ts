@@ -1,4 +1,5 @@
 import { setMaxListeners } from 'node:events';
+import http from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -9,10 +10,13 @@ import type { Config } from './config/config-options.js';
 import { registerErrorHandler } from './http/error-handler.js';
 import { registerHealthRoute } from './http/health-route.js';
 import { LOG_SERIALIZERS } from './http/log-serializers.js';
+import { LongPollPark } from './http/long-poll-park.js';
 import { registerMetricsRoute } from './http/metrics-route.js';
 import { registerNotFoundHandler } from './http/not-found-handler.js';
 import { RequestMetrics } from './http/request-metrics.js';
 import { SecretCheck } from './http/secret-check.js';
+import { parseQueryString } from './http/query-string.js';
+import { ShapeAdmission } from './http/shape-admission.js';
 import { registerShapeRoute } from './http/shape-route.js';
 import type { ShapeAnswerContext } from './http/shape-answer-context.js';
 import { registerStatusRoute } from './http/status-route.js';
@@ -69,6 +73,17 @@ const EXPOSED_HEADERS = [
   HEADERS.snapshot,
   HEADERS.retryAfter,
   HEADERS.etag,
+].join(', ');
+/**
+ * What `@fastify/cors` (configured below with the same values) adds to a `GET`, for the requests
+ * answered before Fastify (`LongPollPark`). One string for every response: a list would be joined
+ * anew for each (and kept by each held long-poll until it is answered).
+ */
+const CORS_HEADERS = [
+  'access-control-allow-origin',
+  '*',
+  'access-control-expose-headers',
+  EXPOSED_HEADERS,
 ];
 
 /**
@@ -84,20 +99,33 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
     maxNodes: config.whereMaxNodes,
     maxDepth: config.whereMaxDepth,
   };
+  // Set once the shape route's context exists (`LongPollPark`); until then every request goes to
+  // Fastify.
+  let takeHeld = (_req: http.IncomingMessage, _res: http.ServerResponse): boolean => false;
   const app = Fastify({
     // Request URLs are logged with `secret` redacted.
     logger: { level: config.logLevel, serializers: LOG_SERIALIZERS },
     forceCloseConnections: true,
-    // No connection is held open indefinitely (docs/security.md): the request must arrive in
-    // time (headers included; only subset POSTs have bodies, of SLUICE_SUBSET_MAX_BODY_BYTES at
-    // most), a quiet connection is closed, and so is an idle keep-alive one.
-    requestTimeout: config.requestTimeoutMs,
-    connectionTimeout: config.connectionTimeoutMs,
-    keepAliveTimeout: config.keepAliveTimeoutMs,
-    http: {
-      headersTimeout: config.requestTimeoutMs,
-      requestTimeout: config.requestTimeoutMs,
-      connectionsCheckingInterval: CONNECTIONS_CHECK_MS,
+    routerOptions: { querystringParser: parseQueryString },
+    // Live long-polls that must wait are parked before Fastify routes them (`LongPollPark`).
+    serverFactory: (handler) => {
+      const server = http.createServer(
+        {
+          // No connection is held open indefinitely (docs/security.md): the request must arrive
+          // in time (headers included; only subset POSTs have bodies, of
+          // SLUICE_SUBSET_MAX_BODY_BYTES at most), a quiet connection is closed, and so is an
+          // idle keep-alive one.
+          headersTimeout: config.requestTimeoutMs,
+          requestTimeout: config.requestTimeoutMs,
+          keepAliveTimeout: config.keepAliveTimeoutMs,
+          connectionsCheckingInterval: CONNECTIONS_CHECK_MS,
+        },
+        (req, res) => {
+          if (!takeHeld(req, res)) handler(req, res);
+        },
+      );
+      server.setTimeout(config.connectionTimeoutMs);
+      return server;
     },
   });
   const storage = await openShapeStorage({
@@ -130,9 +158,7 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
   await app.register(cors, {
     origin: '*',
     methods: ['GET', 'POST', 'DELETE', 'OPTIONS'],
-    // One string for every response: a list would be joined anew for each (and kept by each held
-    // long-poll until it is answered).
-    exposedHeaders: EXPOSED_HEADERS.join(', '),
+    exposedHeaders: EXPOSED_HEADERS,
     maxAge: 86_400,
   });
   const executor: QueryExecutor = new QueryExecutor({
@@ -277,20 +303,33 @@ export async function buildApp(config: AppConfig): Promise<FastifyInstance> {
       fallbackMaxAgeS: config.fallbackMaxAgeS,
     },
   };
+  const admission = new ShapeAdmission({
+    maxConcurrentInitial: config.maxConcurrentInitial,
+    maxConcurrentLive: config.maxConcurrentLive,
+    maxLivePerClient: config.maxLivePerClient,
+    clientAddressHeader: config.clientAddressHeader,
+  });
   registerShapeRoute(
     app,
     shapeContext,
     {
       secret: config.secret,
       enableDelete: config.enableShapeDelete,
-      maxConcurrentInitial: config.maxConcurrentInitial,
-      maxConcurrentLive: config.maxConcurrentLive,
-      maxLivePerClient: config.maxLivePerClient,
-      clientAddressHeader: config.clientAddressHeader,
+      admission,
       subsetMaxBodyBytes: config.subsetMaxBodyBytes,
     },
     requestMetrics,
   );
+  const park = new LongPollPark({
+    context: shapeContext,
+    admission,
+    metrics: requestMetrics,
+    secret: config.secret === undefined ? undefined : new SecretCheck(config.secret),
+    baseHeaders: CORS_HEADERS,
+    log: app.log,
+    onUnreachable: () => probe.probeNow(),
+  });
+  takeHeld = (req, res) => park.take(req, res);
   registerWsTransport(
     app,
     shapeContext,

@@ -1,6 +1,6 @@
 // Held long-polls of one shape woken by one flush share one answer (http/shared-live-answer.ts):
-// one log read, byte-identical bodies, the same headers; sent past Fastify's reply pipeline, they
-// are still hooked, logged and counted like any response. In-process, so that the log's reads,
+// one log read, byte-identical bodies, the same headers. Held long-polls are parked before Fastify
+// routes them (http/long-poll-park.ts), yet answered, logged and counted like any response. In-process, so that the log's reads,
 // the hooks and the log lines can be seen; over real HTTP against a real Postgres and replication.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -51,6 +51,25 @@ function recordRequestLog(reply: FastifyReply): void {
   }) as typeof log.info;
 }
 
+/** Records the line a parked long-poll logs when it is answered (`LongPollPark`, on the app's log). */
+function recordParkedLog(app: FastifyInstance): void {
+  const log = app.log;
+  const info: (...args: unknown[]) => void = log.info.bind(log);
+  log.info = ((
+    object: { req?: { url: string }; res?: { statusCode: number }; responseTime?: unknown },
+    msg: string,
+  ) => {
+    if (object.req && object.res) {
+      seenOf(object.req.url).log = {
+        msg,
+        status: object.res.statusCode,
+        responseTime: object.responseTime,
+      };
+    }
+    info(object, msg);
+  }) as typeof log.info;
+}
+
 before(async () => {
   postgres = await startPostgres();
   db = await postgres.createDatabase();
@@ -68,6 +87,7 @@ before(async () => {
     longPollTimeoutMs: 60_000,
   });
   app.addHook('onRequest', async (_request, reply) => recordRequestLog(reply));
+  recordParkedLog(app);
   app.addHook('onResponse', async (request, reply) => {
     seenOf(request.url).hook = {
       status: reply.statusCode,
@@ -167,53 +187,65 @@ test('held long-polls woken by one flush share one log read, one body and the sa
   }
 });
 
-test('a woken long-poll, sent past the reply pipeline, is hooked, logged and counted like any response', async () => {
+test('a held long-poll is parked before Fastify, then answered as the route answers, logged and counted', async () => {
   const { handle, offset } = await shapeEnd();
-  const labels = (kind: string) => ['route="/v1/shape"', 'status="200"', `kind="${kind}"`];
+  const labels = (status: string) => ['route="/v1/shape"', `status="${status}"`, 'kind="live"'];
   const before = {
-    live: await counted('sluice_http_requests_total', labels('live')),
-    timed: await counted('sluice_http_request_duration_seconds_count', labels('live')),
+    live: await counted('sluice_http_requests_total', labels('200')),
+    timed: await counted('sluice_http_request_duration_seconds_count', labels('200')),
+    gone: await counted('sluice_http_requests_total', labels('499')),
+    held: await heldLongPolls(),
   };
-  // Sent by Fastify's own `send`: a catch-up read at the end.
-  const catchUpUrl = shapeUrl({ offset, handle, marker: 'catch-up' });
-  const catchUpResponse = await fetch(catchUpUrl);
-  await catchUpResponse.arrayBuffer();
-  const catchUpType = catchUpResponse.headers.get('content-type');
-  // Sent on the shared, hijacked path: a held long-poll woken by a flush.
-  const liveUrl = shapeUrl({ offset, handle, live: 'true', cursor: '', marker: 'live' });
-  const live = fetch(liveUrl);
-  while ((await heldLongPolls()) < 1) await new Promise((r) => setTimeout(r, 20));
+  const headers = { origin: 'https://app.example' };
+  // Held, then woken by a flush.
+  const parkedUrl = shapeUrl({ offset, handle, live: 'true', cursor: '', marker: 'parked' });
+  const parked = fetch(parkedUrl, { headers });
+  // Held, then its client goes away.
+  const abandoning = new AbortController();
+  const abandonedUrl = shapeUrl({ offset, handle, live: 'true', cursor: '', marker: 'gone' });
+  const abandoned = fetch(abandonedUrl, { signal: abandoning.signal }).catch(() => 'aborted');
+  while ((await heldLongPolls()) < before.held + 2) await new Promise((r) => setTimeout(r, 20));
+  abandoning.abort();
+  assert.equal(await abandoned, 'aborted');
+  while ((await heldLongPolls()) > before.held + 1) await new Promise((r) => setTimeout(r, 20));
   await db.query(`INSERT INTO items VALUES (3, 'third')`);
-  const response = await live;
+  const response = await parked;
   const body = Buffer.from(await response.arrayBuffer());
   assert.equal(response.status, 200);
   assert.match(body.toString(), /third/);
+  // The same request once the change is there: answered at once, by the route.
+  const routedUrl = shapeUrl({ offset, handle, live: 'true', cursor: '', marker: 'routed' });
+  const routed = await fetch(routedUrl, { headers });
+  const routedBody = Buffer.from(await routed.arrayBuffer());
 
   const path = (url: string) => url.slice(baseUrl.length);
-  // The hook and the log line run as the response ends, after the client may have read it.
-  const settled = () =>
-    [catchUpUrl, liveUrl].every((url) => seen.get(path(url))?.hook && seen.get(path(url))?.log);
-  while (!settled()) await new Promise((r) => setTimeout(r, 20));
-  const catchUp = seen.get(path(catchUpUrl))!;
-  const woken = seen.get(path(liveUrl))!;
-  // The hooks see the status; the headers went to the wire in one `writeHead` (sendBuffer), the
-  // same type as Fastify's own `send` gives, and the body's length.
-  assert.equal(woken.hook!.status, 200);
-  assert.equal(catchUp.hook!.status, 200);
-  assert.ok(woken.hook!.elapsed > 0);
-  assert.equal(response.headers.get('content-type'), catchUpType);
+  while (!seen.get(path(routedUrl))?.hook || !seen.get(path(parkedUrl))?.log) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  // Fastify never saw the held ones: no hook ran for them.
+  assert.equal(seen.get(path(parkedUrl))?.hook, undefined);
+  assert.equal(seen.get(path(abandonedUrl))?.hook, undefined);
+  // The same answer, headers and all (the cursor is each request's own; the date is the clock's).
+  assert.ok(body.equals(routedBody));
+  const headersOf = (r: Response) =>
+    [...r.headers].filter(([name]) => name !== 'date' && name !== 'electric-cursor');
+  assert.deepEqual(headersOf(response), headersOf(routed));
+  assert.ok(response.headers.get('electric-cursor'));
+  assert.equal(response.headers.get('access-control-allow-origin'), '*');
   assert.equal(response.headers.get('content-length'), String(body.length));
   assert.deepEqual(
-    { ...woken.log, responseTime: typeof woken.log!.responseTime },
+    {
+      ...seen.get(path(parkedUrl))!.log,
+      responseTime: typeof seen.get(path(parkedUrl))!.log!.responseTime,
+    },
     { msg: 'request completed', status: 200, responseTime: 'number' },
   );
-  assert.deepEqual(
-    { ...catchUp.log, responseTime: typeof catchUp.log!.responseTime },
-    { msg: 'request completed', status: 200, responseTime: 'number' },
-  );
-  assert.equal(await counted('sluice_http_requests_total', labels('live')), before.live + 1);
+  // Counted as every request is: the held one, the routed one, and the one whose client went.
+  assert.equal(await counted('sluice_http_requests_total', labels('200')), before.live + 2);
   assert.equal(
-    await counted('sluice_http_request_duration_seconds_count', labels('live')),
-    before.timed + 1,
+    await counted('sluice_http_request_duration_seconds_count', labels('200')),
+    before.timed + 2,
   );
+  assert.equal(await counted('sluice_http_requests_total', labels('499')), before.gone + 1);
+  assert.equal(await heldLongPolls(), before.held);
 });

@@ -5,6 +5,7 @@ import {
   compareLogOffsets,
   formatLogOffset,
   type LogOffset,
+  type RequestOffset,
 } from '@sluice/protocol';
 import { SluiceError, requestInvalid, shuttingDown } from '../errors/sluice-error.js';
 import { newFallbackHandle } from '../shapes/fallback-queries.js';
@@ -28,6 +29,12 @@ const OUT_OF_BOUNDS_GRACE_MS = 1_000;
  * chunk, the snapshot's end, deletion and shutdown wake it anyway.
  */
 const SNAPSHOT_WAIT_MS = 1_000;
+
+/** What an answer from the log needs of its request: a held long-poll keeps no more. */
+export type LogRead<Offset extends RequestOffset> = Pick<
+  ShapeRequest,
+  'offsetText' | 'live' | 'cursor'
+> & { offset: Offset };
 
 export type Wait = 'ready' | 'timed-out' | 'out-of-bounds' | 'deleted' | 'closing';
 
@@ -119,49 +126,65 @@ export async function logAnswer(
     }
     if (wait === 'closing') throw shuttingDown();
   }
-  let read: ReadResult | undefined;
-  let timedOut = false;
+  if (offset === 'now') return answerFrom(shape, parsed, context, undefined, false, facts(context));
+  if (offset === 'before-all') return readAnswer(shape, { ...parsed, offset }, context, false);
+  const wait = await waitForEntries(shape, offset, live, context.longPoll);
+  return answerAfterWait(shape, { ...parsed, offset }, context, wait);
+}
 
-  if (offset !== 'now') {
-    if (offset !== 'before-all') {
-      const wait = await waitForEntries(shape, offset, live, context.longPoll);
-      if (wait === 'out-of-bounds') throw requestInvalid({ [PARAMS.offset]: ['out of bounds'] });
-      if (wait === 'deleted') return refetchDeleted(shape, context);
-      if (wait === 'closing') throw shuttingDown();
-      timedOut = wait === 'timed-out';
-      if (live && !timedOut) {
-        const key = {
-          offsetText: parsed.offsetText,
-          durable: shape.log.durableOffset,
-          lastSeenLsn: context.replication.lastSeenLsn(),
-          degraded: isDegraded(context.status),
-        };
-        const shared = await readOr(shape, context, () =>
-          sharedLiveAnswer(shape, key, async () => {
-            const read = await shape.log.read(offset);
-            // Built from the facts of its key, so that it is what every request sharing it is owed.
-            const answer = answerFrom(shape, parsed, context, read, false, key);
-            return { headers: answer.headers, body: answer.body };
-          }),
-        );
-        if ('status' in shared) return shared;
-        // Spread: the cursor keeps its place among the headers, as in every other answer.
-        const cursor = nextLiveCursor(context.longPoll.timeoutMs, parsed.cursor);
-        return {
-          status: 200,
-          headers: { ...shared.headers, [HEADERS.cursor]: cursor },
-          body: shared.body,
-        };
-      }
-    }
-    const result = await readOr(shape, context, () => shape.log.read(offset));
-    if ('status' in result) return result;
-    read = result;
-  }
-  return answerFrom(shape, parsed, context, read, timedOut, {
-    lastSeenLsn: context.replication.lastSeenLsn(),
-    degraded: isDegraded(context.status),
-  });
+/**
+ * The answer to a request for `offset` once `waitForEntries` has ended its wait as `wait`: its
+ * refusal, its refetch, or what the log holds after `offset`.
+ */
+export async function answerAfterWait(
+  shape: Shape,
+  parsed: LogRead<LogOffset>,
+  context: ShapeAnswerContext,
+  wait: Wait,
+): Promise<ShapeAnswer> {
+  if (wait === 'out-of-bounds') throw requestInvalid({ [PARAMS.offset]: ['out of bounds'] });
+  if (wait === 'deleted') return refetchDeleted(shape, context);
+  if (wait === 'closing') throw shuttingDown();
+  const timedOut = wait === 'timed-out';
+  if (!parsed.live || timedOut) return readAnswer(shape, parsed, context, timedOut);
+  const key = {
+    offsetText: parsed.offsetText,
+    durable: shape.log.durableOffset,
+    ...facts(context),
+  };
+  const shared = await readOr(shape, context, () =>
+    sharedLiveAnswer(shape, key, async () => {
+      const read = await shape.log.read(parsed.offset);
+      // Built from the facts of its key, so that it is what every request sharing it is owed.
+      const answer = answerFrom(shape, parsed, context, read, false, key);
+      return { headers: answer.headers, body: answer.body };
+    }),
+  );
+  if ('status' in shared) return shared;
+  // Spread: the cursor keeps its place among the headers, as in every other answer.
+  const cursor = nextLiveCursor(context.longPoll.timeoutMs, parsed.cursor);
+  return {
+    status: 200,
+    headers: { ...shared.headers, [HEADERS.cursor]: cursor },
+    body: shared.body,
+  };
+}
+
+/** The answer from what the log holds after the request's offset, read now. */
+async function readAnswer(
+  shape: Shape,
+  parsed: LogRead<LogOffset | 'before-all'>,
+  context: ShapeAnswerContext,
+  timedOut: boolean,
+): Promise<ShapeAnswer> {
+  const read = await readOr(shape, context, () => shape.log.read(parsed.offset));
+  if ('status' in read) return read;
+  return answerFrom(shape, parsed, context, read, timedOut, facts(context));
+}
+
+/** What an answer says of replication, read when answering. */
+function facts(context: ShapeAnswerContext): { lastSeenLsn: bigint; degraded: boolean } {
+  return { lastSeenLsn: context.replication.lastSeenLsn(), degraded: isDegraded(context.status) };
 }
 
 /**
@@ -188,7 +211,7 @@ async function readOr<T>(
  */
 function answerFrom(
   shape: Shape,
-  parsed: ShapeRequest,
+  parsed: LogRead<RequestOffset>,
   context: ShapeAnswerContext,
   read: ReadResult | undefined,
   timedOut: boolean,

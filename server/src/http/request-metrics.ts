@@ -1,4 +1,5 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { ServerResponse } from 'node:http';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { RequestKind, SluiceMetrics } from '../status/sluice-metrics.js';
 
 /** Methods counted by name; anything else Node's parser accepts is `OTHER`. */
@@ -24,19 +25,12 @@ export class RequestMetrics {
   /** Adds the hook; before the routes, so that every route gets it. */
   register(app: FastifyInstance): void {
     app.addHook('onRequest', (request, reply, done) => {
-      const start = process.hrtime.bigint();
+      const start = performance.now();
       // `on`, not `once`: a response closes once, and `once` would add a wrapper and its state to
       // every request (a held long-poll keeps them for as long as it is held).
       reply.raw.on('close', () => {
-        const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-        const labels = {
-          route: request.routeOptions.url ?? UNMATCHED_ROUTE,
-          method: METHODS.has(request.method) ? request.method : 'OTHER',
-          status: String(reply.raw.writableFinished ? reply.raw.statusCode : CLIENT_CLOSED),
-          kind: this.#kinds.get(request) ?? 'other',
-        };
-        this.#metrics.httpRequests.inc(labels);
-        this.#metrics.httpDuration.observe(labels, seconds);
+        const route = request.routeOptions.url ?? UNMATCHED_ROUTE;
+        this.count(reply.raw, start, route, request.method, this.#kinds.get(request) ?? 'other');
       });
       done();
     });
@@ -47,21 +41,40 @@ export class RequestMetrics {
   }
 
   /**
+   * Counts and times a request whose response `res` has closed, since `start`
+   * (`performance.now()`); for requests answered outside the routes (`LongPollPark`) too.
+   */
+  count(res: ServerResponse, start: number, route: string, method: string, kind: RequestKind) {
+    const labels = {
+      route,
+      method: METHODS.has(method) ? method : 'OTHER',
+      status: String(res.writableFinished ? res.statusCode : CLIENT_CLOSED),
+      kind,
+    };
+    this.#metrics.httpRequests.inc(labels);
+    this.#metrics.httpDuration.observe(labels, (performance.now() - start) / 1000);
+  }
+
+  /**
    * Counts a live request as held until it is answered or its client goes away, whichever comes
    * first (a timeout, a wake-up and shutdown all answer it); returns the way out, which the
-   * route calls once its answer is decided.
+   * caller calls once its answer is decided.
    */
-  holdLongPoll(reply: FastifyReply): () => void {
-    const gauge = this.#metrics.longPollsHeld;
-    gauge.inc();
+  holdLongPoll(res: ServerResponse): () => void {
+    this.countHeld(1);
     let held = true;
     const release = () => {
       if (!held) return;
       held = false;
-      gauge.dec();
-      reply.raw.removeListener('close', release);
+      this.countHeld(-1);
+      res.removeListener('close', release);
     };
-    reply.raw.on('close', release);
+    res.on('close', release);
     return release;
+  }
+
+  /** One more or one fewer held live request (`sluice_http_long_polls_held`). */
+  countHeld(change: 1 | -1): void {
+    this.#metrics.longPollsHeld.inc(change);
   }
 }

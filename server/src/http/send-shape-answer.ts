@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { HEADERS } from '@sluice/protocol';
 import type { FastifyReply } from 'fastify';
@@ -24,23 +25,40 @@ export function sendShapeAnswer(reply: FastifyReply, answer: ShapeAnswer): Fasti
  * A shared body goes out with one `writeHead` and one `end` on the raw response, as Fastify's
  * `send` would write it, without its reply pipeline (onSend hooks, payload checks and copies): a
  * flush answers every held long-poll of a shape at once, and none of them needs that work. The
- * headers are those `send` would write: the reply's own (CORS), then the answer's, the type and
- * the length, handed to `writeHead` as one flat list: set one by one, each would be validated and
- * stored only to be read back, which cost a fan-out to 1,000 long-polls several milliseconds.
- * Nothing after the answer reads the response's headers (the hooks that log and count requests
- * look at its status only).
+ * headers are those `send` would write: the reply's own (CORS), then the answer's. Nothing after
+ * the answer reads the response's headers (the hooks that log and count requests look at its
+ * status only).
  */
 function sendBuffer(reply: FastifyReply, answer: ShapeAnswer, body: Buffer): FastifyReply {
   reply.hijack();
-  const headers: string[] = [];
+  const base: string[] = [];
   for (const [name, value] of Object.entries(reply.getHeaders())) {
     if (value === undefined) continue;
-    if (Array.isArray(value)) for (const item of value) headers.push(name, item);
-    else headers.push(name, String(value));
+    if (Array.isArray(value)) for (const item of value) base.push(name, item);
+    else base.push(name, String(value));
   }
-  for (const name in answer.headers) headers.push(name, answer.headers[name]!);
-  headers.push('content-type', JSON_TYPE, 'content-length', String(body.length));
-  reply.raw.writeHead(answer.status, headers);
-  reply.raw.end(body);
+  writeAnswer(reply.raw, answer.status, base, answer.headers, body);
   return reply;
+}
+
+/**
+ * Writes a whole response on the raw `res`: the `base` headers (name, value, …), then `headers`,
+ * then a JSON body's type and length. They are handed to `writeHead` as one flat list: set one by
+ * one, each would be validated and stored only to be read back, which cost a fan-out to 1,000
+ * long-polls several milliseconds. No body: none is written (a 304).
+ */
+export function writeAnswer(
+  res: ServerResponse,
+  status: number,
+  base: readonly string[],
+  headers: Readonly<Record<string, string>>,
+  body: Buffer | string | undefined,
+): void {
+  const list = [...base];
+  for (const name in headers) list.push(name, headers[name]!);
+  if (body !== undefined) {
+    list.push('content-type', JSON_TYPE, 'content-length', String(Buffer.byteLength(body)));
+  }
+  res.writeHead(status, list);
+  res.end(body);
 }

@@ -10,6 +10,8 @@ export interface ReplicationProgress {
   lastSeenLsn(): bigint;
   /** False until replication has told whether stored shape logs continue the stream. */
   continuityChecked(timeoutMs: number): Promise<boolean>;
+  /** Whether `continuityChecked` would resolve true at once. */
+  continuityKnown(): boolean;
 }
 
 /** How live requests are held. */

@@ -9,7 +9,7 @@ import type { SseStream } from './sse-stream.js';
  * alone, then from its answer once there is one (a refusal keeps the request's kind).
  */
 export function shapeRequestKind(
-  parsed: ShapeRequest,
+  parsed: Pick<ShapeRequest, 'live' | 'sse' | 'offset'>,
   answer?: ShapeAnswer | SseStream,
 ): RequestKind {
   if (answer && 'status' in answer && answer.status === 409) return 'must-refetch';

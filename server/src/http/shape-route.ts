@@ -1,13 +1,11 @@
 import { PARAMS, PATHS } from '@sluice/protocol';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { SluiceError, requestInvalid, subsetInvalid } from '../errors/sluice-error.js';
+import { requestInvalid, subsetInvalid } from '../errors/sluice-error.js';
 import type { Shape } from '../shapes/shape.js';
-import { AdmissionGate } from './admission-gate.js';
 import { answerShapeRequest } from './answer-shape-request.js';
-import { clientAddress } from './client-address.js';
 import { NO_STORE_HEADERS } from './cache-policy.js';
-import { PerClientGate } from './per-client-gate.js';
 import type { RequestMetrics } from './request-metrics.js';
+import type { ShapeAdmission } from './shape-admission.js';
 import { SecretCheck } from './secret-check.js';
 import { sendShapeAnswer } from './send-shape-answer.js';
 import { sendSseStream } from './send-sse-stream.js';
@@ -15,12 +13,7 @@ import { isDegraded, type ShapeAnswerContext } from './shape-answer-context.js';
 import { shapeRequestKind } from './shape-request-kind.js';
 import { answerSseRequest } from './sse-answer.js';
 import { isSseStream } from './sse-stream.js';
-import {
-  isValidationErrors,
-  parseShapeRequest,
-  type ShapeRequest,
-  type ValidationErrors,
-} from './shape-request.js';
+import { isValidationErrors, parseShapeRequest, type ValidationErrors } from './shape-request.js';
 import { subsetAnswer } from './subset-answer.js';
 import {
   isSubsetQuery,
@@ -34,12 +27,8 @@ export interface ShapeRouteAccess {
   /** When set, every request must carry it (`SecretCheck`). */
   secret: string | undefined;
   enableDelete: boolean;
-  maxConcurrentInitial: number;
-  maxConcurrentLive: number;
-  /** Held live requests of one client address (`clientAddress`). */
-  maxLivePerClient: number;
-  /** The header a trusted proxy puts the client's address in; unset: the connection's. */
-  clientAddressHeader: string | undefined;
+  /** The gates shape requests count against, shared with `LongPollPark`. */
+  admission: ShapeAdmission;
   /** Largest `POST /v1/shape` body (a subset), in bytes: beyond it, a 413. */
   subsetMaxBodyBytes: number;
 }
@@ -56,41 +45,10 @@ export function registerShapeRoute(
   access: ShapeRouteAccess,
   metrics: RequestMetrics,
 ): void {
+  const { admission } = access;
   const secret = access.secret === undefined ? undefined : new SecretCheck(access.secret);
   const authorised = (request: FastifyRequest, reply: FastifyReply): boolean =>
     secret === undefined || secret.authorise(request, reply);
-
-  const initialGate = new AdmissionGate(access.maxConcurrentInitial);
-  const liveGate = new AdmissionGate(access.maxConcurrentLive);
-  const liveGatePerClient = new PerClientGate(access.maxLivePerClient);
-
-  /** Enters the gates the request counts against (503 when one is full); returns the way out. */
-  const admit = (request: FastifyRequest, parsed: ShapeRequest): (() => void) => {
-    // One client's live requests count against its own cap before the shared one.
-    const client = parsed.live ? clientAddress(request, access.clientAddressHeader) : undefined;
-    if (client !== undefined && !liveGatePerClient.tryEnter(client)) {
-      const message = `Too many concurrent live requests from this client (limit ${liveGatePerClient.limit}); retry shortly`;
-      throw new SluiceError('SLUICE_ERR_OVERLOADED_PER_CLIENT', message);
-    }
-    const leaveClient = () => {
-      if (client !== undefined) liveGatePerClient.leave(client);
-    };
-    // In fallback, initial requests are limited by distinct queries (FallbackQueries): those
-    // that join a running query cost the database nothing and are not turned away.
-    const initial =
-      parsed.offset === 'before-all' && !isDegraded(context.status) ? initialGate : undefined;
-    const gate = initial ?? (parsed.live ? liveGate : undefined);
-    if (gate && !gate.tryEnter()) {
-      leaveClient();
-      const kind = gate === initialGate ? 'initial' : 'live';
-      const message = `Too many concurrent ${kind} requests (limit ${gate.limit}); retry shortly`;
-      throw new SluiceError('SLUICE_ERR_OVERLOADED', message);
-    }
-    return () => {
-      gate?.leave();
-      leaveClient();
-    };
-  };
 
   /**
    * A subset snapshot (docs/protocol.md §3.10): one query each, so every one counts against the
@@ -112,16 +70,13 @@ export function registerShapeRoute(
       throw requestInvalid(shapeErrors);
     }
     metrics.setKind(request, 'subset');
-    if (!initialGate.tryEnter()) {
-      const message = `Too many concurrent initial requests (limit ${initialGate.limit}); retry shortly`;
-      throw new SluiceError('SLUICE_ERR_OVERLOADED', message);
-    }
+    const leave = admission.enter(request, { initial: true, live: false });
     try {
       const answer = await subsetAnswer(parsed, subsetParse.subset, context);
       if (answer.status === 409) metrics.setKind(request, shapeRequestKind(parsed, answer));
       return sendShapeAnswer(reply, answer);
     } finally {
-      initialGate.leave();
+      leave();
     }
   };
 
@@ -146,8 +101,9 @@ export function registerShapeRoute(
     const parsed = parseShapeRequest(request.query);
     if (isValidationErrors(parsed)) throw requestInvalid(parsed);
     metrics.setKind(request, shapeRequestKind(parsed));
-    const leave = admit(request, parsed);
-    const release = parsed.live ? metrics.holdLongPoll(reply) : undefined;
+    const initial = parsed.offset === 'before-all' && !isDegraded(context.status);
+    const leave = admission.enter(request, { initial, live: parsed.live });
+    const release = parsed.live ? metrics.holdLongPoll(reply.raw) : undefined;
     let left = false;
     const done = () => {
       if (left) return;

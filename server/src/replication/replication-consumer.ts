@@ -94,6 +94,10 @@ export class ReplicationConsumer {
     ]);
   }
 
+  continuityKnown(): boolean {
+    return this.#continuityChecked;
+  }
+
   /** Commits handed to shapes in the last seconds (a new shape's snapshot must see them). */
   recentCommits(): RecentCommit[] {
     return this.#recent.list();

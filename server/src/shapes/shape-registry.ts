@@ -159,6 +159,11 @@ export class ShapeRegistry {
     }
   }
 
+  /** While stored shapes are being reopened: until then none can be found (`find` refuses). */
+  get loading(): boolean {
+    return this.#loading;
+  }
+
   /** Resolves once every stored shape is reopened (at once if `load` was never called). */
   get loaded(): Promise<void> {
     return this.#loaded;
