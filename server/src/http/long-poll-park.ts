@@ -38,6 +38,8 @@ interface Parked {
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
   readonly parsed: HeldRequest;
+  /** Its group among the shape's parked requests (`ShapeWaiters.byAnswer`). */
+  readonly answerKey: string;
   /** `Date.now()` when it times out. */
   readonly deadline: number;
   /** `performance.now()` when it arrived (`sluice_http_request_duration_seconds`). */
@@ -49,8 +51,11 @@ interface Parked {
 
 /** The long-polls held on one shape. */
 interface ShapeWaiters {
-  /** By the `offset` they asked for: a flush answers a whole group with one shared answer. */
-  readonly byOffset: Map<string, Set<Parked>>;
+  /**
+   * By the `offset` and `cursor` they sent, which is all their answer depends on: a flush
+   * answers a whole group with one answer, written to each in one pass.
+   */
+  readonly byAnswer: Map<string, Set<Parked>>;
   /** In order of arrival, which is the order of their deadlines (one timeout for all). */
   readonly byDeadline: Set<Parked>;
 }
@@ -88,6 +93,7 @@ export class LongPollPark {
       req,
       res,
       parsed,
+      answerKey: `${parsed.offsetText} ${parsed.cursor ?? ''}`,
       deadline: Date.now() + this.#options.context.longPoll.timeoutMs,
       start: performance.now(),
       kind: 'live',
@@ -96,11 +102,11 @@ export class LongPollPark {
     let waiters = this.#shapes.get(shape);
     const watched = waiters !== undefined;
     if (waiters === undefined) {
-      waiters = { byOffset: new Map(), byDeadline: new Set() };
+      waiters = { byAnswer: new Map(), byDeadline: new Set() };
       this.#shapes.set(shape, waiters);
     }
-    let group = waiters.byOffset.get(parsed.offsetText);
-    if (group === undefined) waiters.byOffset.set(parsed.offsetText, (group = new Set()));
+    let group = waiters.byAnswer.get(parked.answerKey);
+    if (group === undefined) waiters.byAnswer.set(parked.answerKey, (group = new Set()));
     group.add(parked);
     waiters.byDeadline.add(parked);
     if (!watched) void this.#watch(shape, waiters);
@@ -146,7 +152,7 @@ export class LongPollPark {
    * shutdown answer them all.
    */
   async #watch(shape: Shape, waiters: ShapeWaiters): Promise<void> {
-    const { byOffset, byDeadline } = waiters;
+    const { byAnswer, byDeadline } = waiters;
     try {
       for (;;) {
         const first = byDeadline.values().next();
@@ -154,19 +160,19 @@ export class LongPollPark {
         await shape.waitForChange(first.value.deadline - Date.now());
         const closing = this.#options.context.longPoll.closing.aborted;
         if (shape.deleted || closing) {
-          for (const parked of byDeadline)
-            this.#wake(shape, waiters, parked, shape.deleted ? 'deleted' : 'closing');
+          // One answer for all: the same refetch, or the same refusal.
+          this.#wake(shape, waiters, [...byDeadline], shape.deleted ? 'deleted' : 'closing');
           continue;
         }
-        for (const group of byOffset.values()) {
+        for (const group of byAnswer.values()) {
           const { offset } = group.values().next().value!.parsed;
-          if (!shape.hasEntriesAfter(offset)) continue;
-          for (const parked of group) this.#wake(shape, waiters, parked, 'ready');
+          if (shape.hasEntriesAfter(offset)) this.#wake(shape, waiters, [...group], 'ready');
         }
+        // Each its own answer: a timed-out answer has an etag of its own.
         const now = Date.now();
         for (const parked of byDeadline) {
           if (parked.deadline > now) break;
-          this.#wake(shape, waiters, parked, 'timed-out');
+          this.#wake(shape, waiters, [parked], 'timed-out');
         }
       }
     } finally {
@@ -174,42 +180,43 @@ export class LongPollPark {
     }
   }
 
-  #wake(shape: Shape, waiters: ShapeWaiters, parked: Parked, wait: Wait): void {
-    this.#unpark(waiters, parked);
-    this.#answer(shape, parked, wait).catch((error: unknown) => {
-      // Only writing can fail here (the answer's own failures are answered): end the exchange.
-      this.#options.log.error({ err: error }, 'answering a held long-poll failed');
-      this.#leave(parked);
-      parked.res.destroy();
+  /** Takes `woken` off the shape and answers them alike, once their wait ended as `wait`. */
+  #wake(shape: Shape, waiters: ShapeWaiters, woken: Parked[], wait: Wait): void {
+    for (const parked of woken) this.#unpark(waiters, parked);
+    this.#answer(shape, woken, wait).catch((error: unknown) => {
+      this.#options.log.error({ err: error }, 'answering held long-polls failed');
+      for (const parked of woken) {
+        this.#leave(parked);
+        parked.res.destroy();
+      }
     });
   }
 
   /** Takes a request off its shape; false if it was not there (already answered). */
   #unpark(waiters: ShapeWaiters, parked: Parked): boolean {
     if (!waiters.byDeadline.delete(parked)) return false;
-    const group = waiters.byOffset.get(parked.parsed.offsetText);
+    const group = waiters.byAnswer.get(parked.answerKey);
     group?.delete(parked);
-    if (group?.size === 0) waiters.byOffset.delete(parked.parsed.offsetText);
+    if (group?.size === 0) waiters.byAnswer.delete(parked.answerKey);
     return true;
   }
 
-  /** Answers a woken request as the route would have, once its wait ended as `wait`. */
-  async #answer(shape: Shape, parked: Parked, wait: Wait): Promise<void> {
-    const { req, res, parsed } = parked;
-    const { context, log, onUnreachable, baseHeaders } = this.#options;
+  /**
+   * Answers woken requests that are owed the same answer (same offset and cursor, or the same
+   * refetch or refusal) as the route would have: built once, then written to each.
+   */
+  async #answer(shape: Shape, woken: Parked[], wait: Wait): Promise<void> {
+    const { context, log, onUnreachable } = this.#options;
+    const { parsed } = woken[0]!;
     let status: number;
     let headers: Record<string, string>;
-    let body: Buffer | string | undefined;
+    let body: Buffer | string;
+    let kind: RequestKind = 'live';
     try {
       const answer = await answerAfterWait(shape, parsed, context, wait);
-      parked.kind = shapeRequestKind({ ...parsed, sse: false }, answer);
+      kind = shapeRequestKind({ ...parsed, sse: false }, answer);
       ({ status, headers } = answer);
       body = bodyOf(answer);
-      const etag = headers[HEADERS.etag];
-      if (etag !== undefined && req.headers[HEADERS.ifNoneMatch] === etag) {
-        status = 304;
-        body = undefined;
-      }
     } catch (error) {
       const answer = errorAnswer(error as Error, log, onUnreachable);
       ({ status, headers } = answer);
@@ -218,13 +225,38 @@ export class LongPollPark {
       // A held long-poll reads the shape until it ends: the idle time counts from then.
       shape.markRead();
     }
-    this.#leave(parked);
-    // Its client may have gone meanwhile.
+    const etag = headers[HEADERS.etag];
+    for (const parked of woken) {
+      parked.kind = kind;
+      this.#leave(parked);
+      // A client that holds this very answer gets a 304 (sendShapeAnswer's rule).
+      const notModified = etag !== undefined && parked.req.headers[HEADERS.ifNoneMatch] === etag;
+      this.#send(parked, notModified ? 304 : status, headers, notModified ? undefined : body);
+    }
+  }
+
+  /** Writes one answer, unless its client has gone; logged as Fastify logs the requests it routes. */
+  #send(
+    parked: Parked,
+    status: number,
+    headers: Record<string, string>,
+    body: Buffer | string | undefined,
+  ): void {
+    const { req, res, start } = parked;
+    const { log, baseHeaders } = this.#options;
     if (res.destroyed) return;
-    writeAnswer(res, status, baseHeaders, headers, body);
-    // As Fastify logs the requests it routes (a no-op above `info`).
-    const responseTime = performance.now() - parked.start;
-    log.info({ req: loggedRequest(req), res, responseTime }, 'request completed');
+    try {
+      writeAnswer(res, status, baseHeaders, headers, body);
+    } catch (error) {
+      log.error({ err: error }, 'answering a held long-poll failed');
+      res.destroy();
+      return;
+    }
+    // A no-op above `info`.
+    log.info(
+      { req: loggedRequest(req), res, responseTime: performance.now() - start },
+      'request completed',
+    );
   }
 
   #leave(parked: Parked): void {
