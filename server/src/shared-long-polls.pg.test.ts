@@ -187,6 +187,26 @@ test('held long-polls woken by one flush share one log read, one body and the sa
   }
 });
 
+test('held long-polls at one offset with different cursors share the body, each with a cursor past its own', async () => {
+  const { handle, offset } = await shapeEnd();
+  const before = await heldLongPolls();
+  // A cursor ahead of the current window: its answer must jump past it, not repeat the window's.
+  const ahead = '999999999';
+  const cursors = ['', '', ahead];
+  const held = cursors.map((cursor) => fetch(shapeUrl({ offset, handle, live: 'true', cursor })));
+  while ((await heldLongPolls()) < before + cursors.length) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  await db.query(`INSERT INTO items VALUES (4, 'fourth')`);
+  const responses = await Promise.all(held);
+  const bodies = await Promise.all(responses.map(async (r) => await r.text()));
+  assert.ok(bodies.every((body) => body === bodies[0] && body.includes('fourth')));
+  const [plain, alike, jumped] = responses.map((r) => Number(r.headers.get('electric-cursor')));
+  assert.equal(plain, alike);
+  assert.ok(plain! < Number(ahead), `the window's cursor ${plain}`);
+  assert.ok(jumped! > Number(ahead), `the cursor past ${ahead}: ${jumped}`);
+});
+
 test('a held long-poll is parked before Fastify, then answered as the route answers, logged and counted', async () => {
   const { handle, offset } = await shapeEnd();
   const labels = (status: string) => ['route="/v1/shape"', `status="${status}"`, 'kind="live"'];
