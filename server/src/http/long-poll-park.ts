@@ -8,7 +8,7 @@ import { answerAfterWait, type LogRead, type Wait } from './log-answer.js';
 import { parseQueryString } from './query-string.js';
 import type { RequestMetrics } from './request-metrics.js';
 import type { SecretCheck } from './secret-check.js';
-import { writeAnswer } from './send-shape-answer.js';
+import { isNotModified, writeAnswer } from './send-shape-answer.js';
 import type { ShapeAdmission } from './shape-admission.js';
 import type { ShapeAnswer } from './shape-answer.js';
 import { isDegraded, type ShapeAnswerContext } from './shape-answer-context.js';
@@ -61,15 +61,15 @@ interface ShapeWaiters {
 }
 
 /**
- * Live long-polls that must wait, taken before Fastify routes them (docs/architecture.md,
- * "Held long-polls"). A request that would be held (valid, authorised, admitted, for a ready
- * shape with nothing after its offset) is parked as a small record on its shape; every other
- * request, including each this one cannot decide at once, goes on to the route. Held there, a
- * request would keep Fastify's request, reply and logger, the route's suspended async frames and
- * promises and a timer of its own for as long as it waits (about 4 kB, docs/performance.md
- * measure 7). A shape's parked requests are woken together by one wait on the shape, and
- * answered as the route would: by `answerAfterWait`, whose answer every request at the same
- * offset shares, or by `errorAnswer`.
+ * Live long-polls that must wait, taken before Fastify routes them (docs/architecture.md, "HTTP",
+ * held long-polls). A request that would be held (valid, authorised, admitted, for a ready shape
+ * with nothing after its offset) is parked as a small record on its shape; every other request,
+ * including each this one cannot decide at once, goes on to the route. Held there, a request
+ * would keep Fastify's request, reply and logger, the route's suspended async frames and promises
+ * and a timer of its own for as long as it waits (about 4 kB, docs/performance.md measure 7). A
+ * shape's parked requests are woken together by one wait on the shape (the route's
+ * `waitForEntries` decides the same things for one request), and answered as the route would:
+ * by `answerAfterWait`, built once for every request owed the same answer, or by `errorAnswer`.
  */
 export class LongPollPark {
   readonly #options: LongPollParkOptions;
@@ -127,6 +127,9 @@ export class LongPollPark {
     if (req.method !== 'GET' || url === undefined || !url.startsWith(PATHS.shape)) return;
     // The path alone, then its query: `/v1/shapes?…` is not the shape route.
     if (url.charCodeAt(PATHS.shape.length) !== 0x3f /* ? */) return;
+    // Initial and catch-up reads are not parsed twice: no `live` anywhere, no live request (one
+    // that spells it percent-encoded is left to the route, which holds it as before).
+    if (!url.includes(PARAMS.live)) return;
     const query = parseQueryString(url.slice(PATHS.shape.length + 1));
     const { secret, context } = this.#options;
     if (secret && !secret.carries(query[PARAMS.secret], req.headers[HEADERS.authorization])) return;
@@ -225,12 +228,10 @@ export class LongPollPark {
       // A held long-poll reads the shape until it ends: the idle time counts from then.
       shape.markRead();
     }
-    const etag = headers[HEADERS.etag];
     for (const parked of woken) {
       parked.kind = kind;
       this.#leave(parked);
-      // A client that holds this very answer gets a 304 (sendShapeAnswer's rule).
-      const notModified = etag !== undefined && parked.req.headers[HEADERS.ifNoneMatch] === etag;
+      const notModified = isNotModified(headers, parked.req.headers);
       this.#send(parked, notModified ? 304 : status, headers, notModified ? undefined : body);
     }
   }

@@ -1,4 +1,4 @@
-import type { ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { HEADERS } from '@sluice/protocol';
 import type { FastifyReply } from 'fastify';
@@ -12,13 +12,24 @@ const JSON_TYPE = 'application/json; charset=utf-8';
  * 304 with the same headers and no body: caches keep the answer they hold, still current.
  */
 export function sendShapeAnswer(reply: FastifyReply, answer: ShapeAnswer): FastifyReply {
-  const etag = answer.headers[HEADERS.etag];
-  const notModified = etag !== undefined && reply.request.headers[HEADERS.ifNoneMatch] === etag;
+  const notModified = isNotModified(answer.headers, reply.request.headers);
   if (Buffer.isBuffer(answer.body) && !notModified) return sendBuffer(reply, answer, answer.body);
   void reply.headers(answer.headers);
   if (notModified) return reply.code(304).send();
   const body = typeof answer.body === 'string' ? answer.body : Readable.from(answer.body);
   return reply.code(answer.status).type('application/json').send(body);
+}
+
+/**
+ * Whether a request's `if-none-match` names the etag of the answer it is owed: then it gets a 304
+ * with the answer's headers and no body.
+ */
+export function isNotModified(
+  answerHeaders: Readonly<Record<string, string>>,
+  requestHeaders: IncomingHttpHeaders,
+): boolean {
+  const etag = answerHeaders[HEADERS.etag];
+  return etag !== undefined && requestHeaders[HEADERS.ifNoneMatch] === etag;
 }
 
 /**
