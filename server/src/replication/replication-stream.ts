@@ -275,7 +275,8 @@ export class ReplicationStream {
           const safe = this.#handlers.onKeepalive(item.lsn);
           if (safe > this.#acknowledged) this.acknowledge(safe);
         } else {
-          await this.#assembler.add(item);
+          const handled = this.#assembler.add(item);
+          if (handled) await handled;
         }
         if (this.#queue.length <= QUEUE_LOW_WATER) this.#socket()?.resume();
         this.#heardAt = Date.now();

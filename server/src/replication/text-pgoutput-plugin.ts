@@ -1,21 +1,23 @@
 import type { EventEmitter } from 'node:events';
 import type { Client } from 'pg';
 import { PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
-
-const keepText = (text: unknown) => text;
+import { isRowMessage, readRowMessage } from './pgoutput-rows.js';
 
 /**
  * pgoutput with values kept as Postgres text. The library converts each value with
  * node-postgres type parsers (timestamps lose microseconds, jsonb becomes an object, int8 a
- * number); the wire needs the exact text output. The parser caches every Relation message and
- * reads later tuples with that relation's per-column `parser`, so replacing those parsers with
- * the identity as the Relation message passes through keeps every value byte-exact.
+ * number); the wire needs the exact text output. So rows (Insert, Update, Delete) are read by
+ * `readRowMessage`, which keeps every value byte-exact, with the Relation messages this plugin
+ * has passed on; every other message is the library's.
  *
  * `prepare` runs on the replication connection before START_REPLICATION: the advisory lock,
  * publication and slot setup happen on the very connection that will stream
  * (docs/architecture.md invariant 4), so the lock is released exactly when that stream dies.
  */
 export class TextPgoutputPlugin extends PgoutputPlugin {
+  /** The Relation messages received, by OID: a row message names its relation's. */
+  readonly #relations = new Map<number, Pgoutput.MessageRelation>();
+
   constructor(
     publicationName: string,
     private readonly prepare: (client: Client) => Promise<void>,
@@ -25,10 +27,9 @@ export class TextPgoutputPlugin extends PgoutputPlugin {
   }
 
   override parse(buffer: Buffer): Pgoutput.Message {
+    if (isRowMessage(buffer)) return readRowMessage(buffer, this.#relations);
     const message = super.parse(buffer);
-    if (message.tag === 'relation') {
-      for (const column of message.columns) column.parser = keepText;
-    }
+    if (message.tag === 'relation') this.#relations.set(message.relationOid, message);
     return message;
   }
 

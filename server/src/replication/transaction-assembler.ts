@@ -22,8 +22,13 @@ export class TransactionAssembler {
     this.#handlers = handlers;
   }
 
-  /** Takes the next message in stream order; settles once the handlers are done with it. */
-  async add(message: Pgoutput.Message): Promise<void> {
+  /**
+   * Takes the next message in stream order. A relation or a commit goes to the handlers: the
+   * promise returned settles once they are done with it, and the next message must wait for
+   * it. Other messages are only collected and return nothing to wait for (a promise per changed
+   * row was a measurable share of replication's time). A message out of place throws.
+   */
+  add(message: Pgoutput.Message): Promise<void> | undefined {
     switch (message.tag) {
       case 'begin':
         this.#pending = {
@@ -33,8 +38,7 @@ export class TransactionAssembler {
         };
         return;
       case 'relation':
-        await this.#handlers.onRelation(toRelation(message));
-        return;
+        return this.#handlers.onRelation(toRelation(message));
       case 'insert':
         this.#push({ kind: 'insert', relation: toRelation(message.relation), newRow: message.new });
         return;
@@ -59,13 +63,12 @@ export class TransactionAssembler {
         const pending = this.#pending;
         this.#pending = undefined;
         if (!pending) throw new ReplicationError('commit without begin', undefined);
-        await this.#handlers.onTransaction({
+        return this.#handlers.onTransaction({
           xid: pending.xid,
           commitLsn: lsnToBigInt(message.commitLsn ?? '0/0'),
           endLsn: lsnToBigInt(message.commitEndLsn ?? '0/0'),
           changes: pending.changes,
         });
-        return;
       }
       default:
         return; // origin, type and logical messages carry nothing a shape needs

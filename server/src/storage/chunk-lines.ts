@@ -8,13 +8,21 @@
  * a sync's garbage collection time (docs/performance.md, "Where the time goes").
  */
 export class ChunkLines {
-  #bytes: Buffer;
+  /**
+   * The buffers the lines are in, in order; a line never spans two. A chunk grows by adding a
+   * buffer, never by copying into a larger one: with a thousand shapes each growing its tail,
+   * copies (and the fresh memory each larger buffer touches) were a fifth of replication's time.
+   */
+  #segments: Buffer[];
+  /** Where each segment's first byte is in the chunk; the segments hold the chunk contiguously. */
+  #segmentStarts: number[];
   #length: number;
   /** Each entry's line start, then its JSON's start: two numbers per entry. */
   readonly #starts: number[];
 
   private constructor(bytes: Buffer, length: number, starts: number[]) {
-    this.#bytes = bytes;
+    this.#segments = [bytes];
+    this.#segmentStarts = [0];
     this.#length = length;
     this.#starts = starts;
   }
@@ -43,24 +51,23 @@ export class ChunkLines {
 
   /**
    * Appends `<offsetText> <json>\n`. `offsetText` is ASCII; `json` must hold no newline (the
-   * caller checks: a line is one entry). `limit`: the bytes at which the chunk will be sealed,
-   * to size its buffer (0 when they are only read back, not appended: the buffer just doubles).
+   * caller checks: a line is one entry).
    */
-  append(offsetText: string, json: string, limit: number): void {
+  append(offsetText: string, json: string): void {
     const start = this.#length;
     // A UTF-16 code unit takes at most 3 bytes in UTF-8: room for the worst case, then the
     // bytes actually written count.
-    this.#reserve(offsetText.length + 2 + 3 * json.length, limit);
-    const bytes = this.#bytes;
-    let at = start;
+    const bytes = this.#room(offsetText.length + 2 + 3 * json.length);
+    const base = this.#segmentStarts.at(-1)!;
+    let at = start - base;
     // A few ASCII characters: stored one by one, cheaper than an encoding call for so few.
     for (let i = 0; i < offsetText.length; i++) bytes[at++] = offsetText.charCodeAt(i);
     bytes[at++] = 0x20;
-    const jsonStart = at;
+    const jsonStart = base + at;
     at += bytes.write(json, at, 'utf8');
     bytes[at++] = 0x0a;
     this.#starts.push(start, jsonStart);
-    this.#length = at;
+    this.#length = base + at;
   }
 
   /** Keeps the first `count` entries. */
@@ -68,11 +75,14 @@ export class ChunkLines {
     if (count >= this.count) return;
     this.#length = this.#starts[2 * count]!;
     this.#starts.length = 2 * count;
+    // Segments wholly after the cut go; the one holding it takes the next appends.
+    const keep = Math.max(1, this.#segmentOf(this.#length) + 1);
+    this.#segments.length = this.#segmentStarts.length = keep;
   }
 
   /** Entry `index`'s JSON text. */
   json(index: number): string {
-    return this.#bytes.toString('utf8', this.#starts[2 * index + 1], this.#lineEnd(index) - 1);
+    return this.#text(this.#starts[2 * index + 1]!, this.#lineEnd(index) - 1);
   }
 
   /** The JSON texts of entries `from` to `to` (exclusive). */
@@ -84,15 +94,24 @@ export class ChunkLines {
 
   /** Entry `index`'s line without its newline (`<offset> <json>`). */
   lineText(index: number): string {
-    return this.#bytes.toString('utf8', this.#starts[2 * index], this.#lineEnd(index) - 1);
+    return this.#text(this.#starts[2 * index]!, this.#lineEnd(index) - 1);
   }
 
   /**
-   * The lines' bytes from byte `from` to byte `to`, as stored: a view, not a copy (appends never
-   * change bytes already written, and a larger buffer is a new one).
+   * The lines' bytes from byte `from` to byte `to`, as stored: views, not copies (appends never
+   * change bytes already written), one per segment they cross.
    */
-  slice(from: number, to: number): Buffer {
-    return this.#bytes.subarray(from, to);
+  slice(from: number, to: number): Buffer[] {
+    const views: Buffer[] = [];
+    for (let s = this.#segmentOf(from); s < this.#segments.length; s++) {
+      const start = this.#segmentStarts[s]!;
+      if (start >= to) break;
+      const end = Math.min(to, this.#segmentEnd(s));
+      if (end > Math.max(from, start)) {
+        views.push(this.#segments[s]!.subarray(Math.max(from, start) - start, end - start));
+      }
+    }
+    return views;
   }
 
   /**
@@ -106,9 +125,13 @@ export class ChunkLines {
     const body = Buffer.allocUnsafe(size);
     let at = 0;
     body[at++] = 0x5b; // [
+    let s = this.#segmentOf(from < to ? this.#starts[2 * from]! : 0);
     for (let i = from; i < to; i++) {
       if (i > from) body[at++] = 0x2c; // ,
-      at += this.#bytes.copy(body, at, this.#starts[2 * i + 1], this.#lineEnd(i) - 1);
+      const jsonStart = this.#starts[2 * i + 1]!;
+      while (jsonStart >= this.#segmentEnd(s)) s++;
+      const base = this.#segmentStarts[s]!;
+      at += this.#segments[s]!.copy(body, at, jsonStart - base, this.#lineEnd(i) - 1 - base);
     }
     for (const text of extra) {
       if (at > 1) body[at++] = 0x2c;
@@ -118,13 +141,15 @@ export class ChunkLines {
     return body;
   }
 
-  /**
-   * Drops the room kept for appends (a sealed chunk takes no more): a chunk grown by doubling may
-   * hold up to twice its bytes.
-   */
+  /** Drops the room kept for appends in the last segment (a sealed chunk takes no more). */
   compact(): void {
-    if (this.#bytes.length > this.#length + (this.#length >> 3)) {
-      this.#bytes = this.#copy(this.#length);
+    const last = this.#segments.length - 1;
+    const used = this.#length - this.#segmentStarts[last]!;
+    const segment = this.#segments[last]!;
+    if (segment.length > used + (used >> 3)) {
+      const exact = Buffer.allocUnsafeSlow(used);
+      segment.copy(exact, 0, 0, used);
+      this.#segments[last] = exact;
     }
   }
 
@@ -132,28 +157,56 @@ export class ChunkLines {
     return index + 1 < this.count ? this.#starts[2 * index + 2]! : this.#length;
   }
 
-  /**
-   * Room for `more` bytes. The buffer doubles, but a chunk already an eighth of its `limit` is
-   * being filled in bulk (a snapshot, a large transaction): it gets its whole limit at once, so
-   * its bytes are copied once or twice rather than at every doubling and again by `compact`.
-   */
-  #reserve(more: number, limit: number): void {
-    const needed = this.#length + more;
-    if (needed <= this.#bytes.length) return;
-    const bulk = needed > limit >> 3 ? limit + (limit >> 6) : 0;
-    this.#bytes = this.#copy(Math.max(needed, 2 * this.#bytes.length, 256, bulk));
+  /** Where segment `s`'s bytes end in the chunk (the last one's: where the lines end). */
+  #segmentEnd(s: number): number {
+    return s + 1 < this.#segments.length ? this.#segmentStarts[s + 1]! : this.#length;
+  }
+
+  /** The segment holding byte `position` (the last one for the end). */
+  #segmentOf(position: number): number {
+    let low = 0;
+    let high = this.#segmentStarts.length - 1;
+    while (low < high) {
+      const middle = (low + high + 1) >>> 1;
+      if (this.#segmentStarts[middle]! <= position) low = middle;
+      else high = middle - 1;
+    }
+    return low;
+  }
+
+  /** Bytes `from` to `to` of one line, decoded. */
+  #text(from: number, to: number): string {
+    const s = this.#segmentOf(from);
+    const base = this.#segmentStarts[s]!;
+    return this.#segments[s]!.toString('utf8', from - base, to - base);
   }
 
   /**
-   * The lines in a buffer of `size` bytes of their own: never a slice of Node's shared 8 kB pool,
-   * which a small chunk kept for long (a sealed one in the cache, an idle shape's) would keep
-   * whole, with whatever garbage shares it. That made each of 10,000 idle shapes cost 11 kB.
+   * The last segment, with room for `more` bytes: a new one when it has not. Segments double
+   * from 256 bytes up to 64 kB (a line larger than that gets one of its own). Each is a buffer
+   * of its own, never a slice of Node's shared 8 kB pool, which a small chunk kept for long (a
+   * sealed one in the cache, an idle shape's) would keep whole, with whatever garbage shares
+   * it: that made each of 10,000 idle shapes cost 11 kB.
    */
-  #copy(size: number): Buffer {
-    const bytes = Buffer.allocUnsafeSlow(size);
-    this.#bytes.copy(bytes, 0, 0, this.#length);
-    return bytes;
+  #room(more: number): Buffer {
+    const last = this.#segments.length - 1;
+    const segment = this.#segments[last]!;
+    const used = this.#length - this.#segmentStarts[last]!;
+    if (used + more <= segment.length) return segment;
+    const size = Math.max(more, Math.min(MAX_SEGMENT_BYTES, Math.max(256, 2 * segment.length)));
+    const next = Buffer.allocUnsafeSlow(size);
+    if (used === 0) {
+      // An empty last segment (a new chunk's, or one left by a cut) is replaced.
+      this.#segments[last] = next;
+    } else {
+      this.#segments.push(next);
+      this.#segmentStarts.push(this.#length);
+    }
+    return next;
   }
 }
+
+/** Segments grow to this size; a chunk of 10 MB is then some 160 of them. */
+const MAX_SEGMENT_BYTES = 64 * 1024;
 
 const EMPTY = Buffer.alloc(0);

@@ -118,6 +118,17 @@ export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeL
     open: Chunk,
   ): Promise<{ sealed: ChunkDescriptor[]; open: Chunk }>;
 
+  /**
+   * Runs before a cut, outside the log's queue, once everything appended is persisted: a backend
+   * whose storage could write cut bytes back later (the disk's journal) makes sure it cannot.
+   */
+  protected async prepareCut(): Promise<void> {}
+
+  /** Runs `operation` in the log's queue: after the flushes, cuts and closing queued before it. */
+  protected exclusive<T>(operation: () => Promise<T>): Promise<T> {
+    return this.#enqueue(operation);
+  }
+
   /** Releases what the log holds open, on close() and destroy(). */
   protected abstract release(): Promise<void>;
 
@@ -171,7 +182,7 @@ export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeL
     let sealed = 0;
     entries.forEach(({ offset, json }, i) => {
       chunk.offsets.push(offset);
-      chunk.lines.append(formatLogOffset(offset), json, limit);
+      chunk.lines.append(formatLogOffset(offset), json);
       this.#lastOffset = offset;
       if (chunk.lines.bytesOf() >= limit || (sealLast && i === entries.length - 1)) {
         this.#sealTail(chunk);
@@ -293,10 +304,10 @@ export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeL
     this.#assertUsable();
     this.#truncations++;
     try {
-      await this.#enqueue(async () => {
-        await this.#writePending();
-        await this.#cut(offset === 'before-all' ? undefined : offset);
-      });
+      // No append can come between these (appends are refused meanwhile).
+      await this.#enqueue(() => this.#writePending());
+      await this.prepareCut();
+      await this.#enqueue(() => this.#cut(offset === 'before-all' ? undefined : offset));
     } catch (error) {
       this.#failure ??= error; // a cut that stopped part way leaves memory and storage apart
       throw error;

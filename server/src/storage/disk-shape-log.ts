@@ -10,6 +10,7 @@ import { ChunkedShapeLog } from './chunked-shape-log.js';
 import type { PendingChunk } from './chunked-shape-log.js';
 import { recoverLog } from './recover-log.js';
 import type { RecoveredLog } from './recover-log.js';
+import type { JournalClient, ShapeJournal } from './shape-journal.js';
 import { newTailChunk } from './tail-chunk.js';
 import type { TailChunk } from './tail-chunk.js';
 import { cutSealedChunks } from './truncate-log.js';
@@ -26,18 +27,32 @@ export interface DiskShapeLogOptions {
    * (bounded in bytes across all shapes). Default: a cache of the log's own, of two chunks.
    */
   chunkCache?: ChunkCache;
+  /**
+   * The storage's journal, shared by its logs: a flush that seals nothing records the new lines
+   * there (one sync for every log flushed at once) and the chunk file gets them at a
+   * checkpoint. Without one, each flush writes and syncs the chunk files itself.
+   */
+  journal?: ShapeJournal;
 }
 
 export interface DiskTailChunk extends TailChunk {
   /** Bytes of its lines in the file: those after them are appended but not yet written. */
   writtenBytes: number;
+  /** Bytes of its lines the journal made durable: the file may hold fewer until a checkpoint. */
+  journaledBytes: number;
   /** The file exists and its directory entry was synced. */
   onDisk: boolean;
   handle: FileHandle | undefined;
 }
 
 function newDiskChunk(number: number): DiskTailChunk {
-  return { ...newTailChunk(number), writtenBytes: 0, onDisk: false, handle: undefined };
+  return {
+    ...newTailChunk(number),
+    writtenBytes: 0,
+    journaledBytes: 0,
+    onDisk: false,
+    handle: undefined,
+  };
 }
 
 /** Checked before anything touches the disk (the base class checks again, too late for that). */
@@ -51,7 +66,11 @@ function checkOptions(options: DiskShapeLogOptions): void {
  * through a cache (shared by all logs); the open chunk is kept in memory for long-pollers at the
  * tail. The in-memory log is `ChunkedShapeLog`'s; this class writes and cuts the files.
  */
-export class DiskShapeLog extends ChunkedShapeLog<DiskTailChunk> {
+export class DiskShapeLog extends ChunkedShapeLog<DiskTailChunk> implements JournalClient {
+  readonly #journal: ShapeJournal | undefined;
+  /** The folder's name, which is how the journal names the log (the shape's handle). */
+  readonly #name: string;
+
   private constructor(dir: string, options: DiskShapeLogOptions, recovered: RecoveredLog) {
     const { active } = recovered;
     let nextNumber = recovered.nextNumber;
@@ -61,6 +80,7 @@ export class DiskShapeLog extends ChunkedShapeLog<DiskTailChunk> {
           ...active,
           durableCount: active.offsets.length,
           writtenBytes: active.lines.bytesOf(),
+          journaledBytes: active.lines.bytesOf(),
         }
       : newDiskChunk(nextNumber++);
     openChunk.onDisk = active !== undefined;
@@ -68,6 +88,8 @@ export class DiskShapeLog extends ChunkedShapeLog<DiskTailChunk> {
     const chunkCache = options.chunkCache ?? new ChunkCache(3 * options.chunkBytes);
     const { chunkBytes } = options;
     super(dir, { chunkBytes, chunkCache }, recovered.sealed, openChunk, nextNumber);
+    this.#journal = options.journal;
+    this.#name = path.basename(dir);
   }
 
   /** Starts an empty log; `dir` must not exist or be empty. */
@@ -91,20 +113,27 @@ export class DiskShapeLog extends ChunkedShapeLog<DiskTailChunk> {
   }
 
   /**
-   * One write plus fdatasync per dirty chunk file, in chunk order (so a later chunk never has
-   * bytes on disk before an earlier one is complete), then the index if chunks were sealed.
+   * With a journal, when no chunk is sealed and every file exists: one journal record per dirty
+   * chunk. Otherwise one write plus fdatasync per dirty chunk file, in chunk order (so a later
+   * chunk never has bytes on disk before an earlier one is complete; a seal takes every line the
+   * journal held too), then the index if chunks were sealed.
    */
   protected async persist(
     pending: readonly PendingChunk<DiskTailChunk>[],
     newlySealed: readonly ChunkDescriptor[],
   ): Promise<void> {
+    const journal = this.#journal;
+    if (journal && pending.every(({ chunk, sealed }) => chunk.onDisk && !sealed)) {
+      await Promise.all(pending.map((item) => this.#journalLines(journal, item)));
+      return;
+    }
     // The lines to write are taken now, before anything is awaited: appends meanwhile come after.
     const work = pending.map(({ chunk, count, sealed }) => {
       const end = chunk.lines.bytesOf(count);
       const lines = chunk.lines.slice(chunk.writtenBytes, end);
       chunk.writtenBytes = end;
       // The seal line goes in the same write as the chunk's last lines.
-      return { chunk, buffers: sealed ? [lines, SEAL_BUFFER] : [lines], sealed };
+      return { chunk, buffers: sealed ? [...lines, SEAL_BUFFER] : lines, sealed };
     });
     for (const { chunk, buffers, sealed } of work) {
       chunk.handle ??= await this.#openChunkFile(chunk.number);
@@ -131,6 +160,38 @@ export class DiskShapeLog extends ChunkedShapeLog<DiskTailChunk> {
       await writeIndex(this.location, [...this.sealedChunks, ...newlySealed]);
   }
 
+  /** Records a chunk's new lines in the journal; its file gets them at the next checkpoint. */
+  #journalLines(
+    journal: ShapeJournal,
+    { chunk, count }: PendingChunk<DiskTailChunk>,
+  ): Promise<void> {
+    const end = chunk.lines.bytesOf(count);
+    const from = Math.max(chunk.writtenBytes, chunk.journaledBytes);
+    if (end <= from) return Promise.resolve();
+    chunk.journaledBytes = end;
+    return journal.record(this, this.#name, chunk.number, from, chunk.lines.slice(from, end));
+  }
+
+  /** Writes the lines the journal holds of this log into its chunk files, and syncs them. */
+  checkpoint(): Promise<void> {
+    return this.exclusive(() => this.#writeJournaled());
+  }
+
+  async #writeJournaled(): Promise<void> {
+    for (const chunk of this.tailChunks) {
+      if (chunk.journaledBytes <= chunk.writtenBytes) continue;
+      chunk.handle ??= await this.#openChunkFile(chunk.number);
+      await writeAllOf(chunk.handle, chunk.lines.slice(chunk.writtenBytes, chunk.journaledBytes));
+      await chunk.handle.datasync();
+      chunk.writtenBytes = chunk.journaledBytes;
+    }
+  }
+
+  /** Every line the journal holds of this log goes to its files first: none can come back. */
+  protected override async prepareCut(): Promise<void> {
+    await this.#journal?.checkpoint();
+  }
+
   /** The open chunk right after `chunk` when it holds nothing and has no file yet. */
   #emptyOpenChunkAfter(chunk: DiskTailChunk): DiskTailChunk | undefined {
     const tail = this.tailChunks;
@@ -153,7 +214,7 @@ export class DiskShapeLog extends ChunkedShapeLog<DiskTailChunk> {
     chunk.handle ??= await this.#openChunkFile(chunk.number);
     await chunk.handle.truncate(bytes);
     await chunk.handle.datasync();
-    chunk.writtenBytes = bytes;
+    chunk.writtenBytes = chunk.journaledBytes = bytes;
   }
 
   /** Unindexes the cut chunks first, then deletes files newest first (see cutSealedChunks). */
@@ -174,16 +235,21 @@ export class DiskShapeLog extends ChunkedShapeLog<DiskTailChunk> {
     );
   }
 
-  /** Closes the tail's open files. */
+  /** Writes what the journal holds into the files (a closed log owes it nothing), closes them. */
   protected async release(): Promise<void> {
-    for (const chunk of this.tailChunks) {
-      const { handle } = chunk;
-      chunk.handle = undefined;
-      await handle?.close();
+    try {
+      await this.#writeJournaled();
+    } finally {
+      for (const chunk of this.tailChunks) {
+        const { handle } = chunk;
+        chunk.handle = undefined;
+        await handle?.close();
+      }
     }
   }
 
   protected async erase(): Promise<void> {
+    await this.#journal?.forget(this.#name);
     await rm(this.location, { recursive: true, force: true });
   }
 

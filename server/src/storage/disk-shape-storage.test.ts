@@ -36,7 +36,7 @@ test('disk storage keeps the layout of earlier versions: shapes/<handle>/, shape
     await log.close();
     await storage.writeRecord('continuity', '{"systemId":"7","timeline":1}');
     assert.equal(log.location, path.join(storageDir, 'shapes', 'abc-1'));
-    assert.deepEqual((await readdir(storageDir)).sort(), ['continuity.json', 'shapes']);
+    assert.deepEqual((await readdir(storageDir)).sort(), ['continuity.json', 'journal', 'shapes']);
     const shapeDir = path.join(storageDir, 'shapes', 'abc-1');
     assert.deepEqual((await readdir(shapeDir)).sort(), [
       'chunk-000001.log',

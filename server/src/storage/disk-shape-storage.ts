@@ -3,6 +3,8 @@ import path from 'node:path';
 import { writeFileAtomically } from './chunk-file.js';
 import type { ChunkCache } from './chunk-cache.js';
 import { DiskShapeLog } from './disk-shape-log.js';
+import type { DiskShapeLogOptions } from './disk-shape-log.js';
+import { ShapeJournal } from './shape-journal.js';
 import type { ShapeLog, ShapeStorage, StorageHealth } from './shape-storage.js';
 
 export interface DiskShapeStorageOptions {
@@ -14,14 +16,24 @@ export interface DiskShapeStorageOptions {
 }
 
 const SHAPES_DIR = 'shapes';
+const JOURNAL_DIR = 'journal';
+/**
+ * A journal segment is checkpointed (every log writes and syncs what it journaled, then the
+ * segment is deleted) once it holds this much, or is this old: what a restart after a crash
+ * writes back is bounded by it, and each checkpoint costs a sync per log written since.
+ */
+const JOURNAL_SEGMENT_BYTES = 64 * 1024 * 1024;
+const JOURNAL_CHECKPOINT_MS = 30_000;
 const METADATA_FILE = 'shape.json';
 const HEALTH: StorageHealth = { backend: 'disk', state: 'up', breaker: 'closed' };
 
 /**
  * The default storage: each shape in its own folder of the local disk, its metadata in
  * `shape.json` beside its log's chunk files (the layout of every earlier version, so their
- * stored shapes reopen). A failing disk fails the operation; there is nothing to reconnect to,
- * so the health is constant.
+ * stored shapes reopen), and one journal (`journal/`) that makes a flush round of many logs
+ * durable with one sync (ShapeJournal). The journal is opened, and what a crash left in it
+ * written back, before any shape is listed or opened. A failing disk fails the operation;
+ * there is nothing to reconnect to, so the health is constant.
  */
 export class DiskShapeStorage implements ShapeStorage {
   readonly backend = 'disk';
@@ -32,6 +44,7 @@ export class DiskShapeStorage implements ShapeStorage {
   async claimWriter(): Promise<void> {}
   readonly #options: DiskShapeStorageOptions;
   readonly #shapesDir: string;
+  #journal: Promise<ShapeJournal> | undefined;
 
   constructor(options: DiskShapeStorageOptions) {
     this.#options = options;
@@ -44,6 +57,7 @@ export class DiskShapeStorage implements ShapeStorage {
    */
   async listShapes(): Promise<string[]> {
     await mkdir(this.#shapesDir, { recursive: true });
+    await this.#openJournal();
     return readdir(this.#shapesDir);
   }
 
@@ -55,16 +69,18 @@ export class DiskShapeStorage implements ShapeStorage {
     return writeFileAtomically(path.join(this.#shapeDir(handle), METADATA_FILE), json);
   }
 
-  createLog(handle: string): Promise<ShapeLog> {
-    return DiskShapeLog.create(this.#shapeDir(handle), this.#logOptions());
+  async createLog(handle: string): Promise<ShapeLog> {
+    return DiskShapeLog.create(this.#shapeDir(handle), await this.#logOptions());
   }
 
-  openLog(handle: string): Promise<ShapeLog> {
-    return DiskShapeLog.open(this.#shapeDir(handle), this.#logOptions());
+  async openLog(handle: string): Promise<ShapeLog> {
+    return DiskShapeLog.open(this.#shapeDir(handle), await this.#logOptions());
   }
 
-  removeShape(handle: string): Promise<void> {
-    return rm(this.#shapeDir(handle), { recursive: true, force: true });
+  /** The journal forgets the shape first: a later shape in its folder never gets its lines. */
+  async removeShape(handle: string): Promise<void> {
+    await (await this.#openJournal()).forget(handle);
+    await rm(this.#shapeDir(handle), { recursive: true, force: true });
   }
 
   readRecord(name: string): Promise<string | undefined> {
@@ -84,8 +100,10 @@ export class DiskShapeStorage implements ShapeStorage {
   /** The disk's health never changes: a failing disk fails each operation instead. */
   onHealthChange(): void {}
 
-  /** Logs are closed by their owner; the disk holds nothing open otherwise. */
-  async close(): Promise<void> {}
+  /** Logs are closed by their owner first; the journal then has nothing left to keep. */
+  async close(): Promise<void> {
+    await (await this.#journal)?.close();
+  }
 
   #shapeDir(handle: string): string {
     return path.join(this.#shapesDir, handle);
@@ -95,9 +113,23 @@ export class DiskShapeStorage implements ShapeStorage {
     return path.join(this.#options.storageDir, `${name}.json`);
   }
 
-  #logOptions(): { chunkBytes: number; chunkCache: ChunkCache } {
+  async #logOptions(): Promise<DiskShapeLogOptions> {
     const { chunkBytes, chunkCache } = this.#options;
-    return { chunkBytes, chunkCache };
+    return { chunkBytes, chunkCache, journal: await this.#openJournal() };
+  }
+
+  /** Opened once; a failure is not kept (the next call tries again). */
+  #openJournal(): Promise<ShapeJournal> {
+    const options = { segmentBytes: JOURNAL_SEGMENT_BYTES, checkpointMs: JOURNAL_CHECKPOINT_MS };
+    this.#journal ??= ShapeJournal.open(
+      path.join(this.#options.storageDir, JOURNAL_DIR),
+      this.#shapesDir,
+      options,
+    ).catch((error: unknown) => {
+      this.#journal = undefined;
+      throw error;
+    });
+    return this.#journal;
   }
 }
 

@@ -138,7 +138,7 @@ function addStoredEntries(
       );
     }
     chunk.offsets.push(entry.offset);
-    chunk.lines.append(entry.offsetText, entry.json, 0);
+    chunk.lines.append(entry.offsetText, entry.json);
     previous = entry.offset;
   }
   chunk.durableCount = chunk.offsets.length;
@@ -222,7 +222,7 @@ export class RedisShapeLog extends ChunkedShapeLog<RedisTailChunk> {
       const entry = parseStoredEntry(text);
       if (!entry) break;
       chunk.offsets.push(entry.offset);
-      chunk.lines.append(entry.offsetText, entry.json, 0);
+      chunk.lines.append(entry.offsetText, entry.json);
     }
     chunk.lines.compact();
     if (chunk.offsets.length !== descriptor.count || stored.length !== descriptor.count) {
