@@ -88,6 +88,11 @@ before(async () => {
   });
   app.addHook('onRequest', async (_request, reply) => recordRequestLog(reply));
   recordParkedLog(app);
+  const error: (...args: unknown[]) => void = app.log.error.bind(app.log);
+  app.log.error = ((object: unknown, msg?: string) => {
+    errors.push(msg ?? String(object));
+    error(object, msg);
+  }) as typeof app.log.error;
   app.addHook('onResponse', async (request, reply) => {
     seenOf(request.url).hook = {
       status: reply.statusCode,
@@ -102,8 +107,13 @@ before(async () => {
   }
 });
 
+/** What the app logged at `error` (none is expected, shutdown included). */
+const errors: string[] = [];
+
 after(async () => {
   await app.close();
+  // Closing ends every parked wait; one whose requests all left has nobody to answer.
+  assert.deepEqual(errors, []);
   await rm(storageDir, { recursive: true, force: true });
   await db.drop();
   await postgres.stop();
@@ -268,4 +278,18 @@ test('a held long-poll is parked before Fastify, then answered as the route answ
   );
   assert.equal(await counted('sluice_http_requests_total', labels('499')), before.gone + 1);
   assert.equal(await heldLongPolls(), before.held);
+});
+
+test('a parked wait whose requests all left stays until shutdown, which answers nobody', async () => {
+  const { handle, offset } = await shapeEnd();
+  const held = await heldLongPolls();
+  const leaving = new AbortController();
+  const url = shapeUrl({ offset, handle, live: 'true', cursor: '', marker: 'left' });
+  const left = fetch(url, { signal: leaving.signal }).catch(() => 'aborted');
+  while ((await heldLongPolls()) < held + 1) await new Promise((r) => setTimeout(r, 20));
+  leaving.abort();
+  assert.equal(await left, 'aborted');
+  while ((await heldLongPolls()) > held) await new Promise((r) => setTimeout(r, 20));
+  // The shape's wait goes on (until a change, its deadline or shutdown): `after` closes the app
+  // and checks that nothing went wrong answering an empty group.
 });

@@ -185,6 +185,8 @@ export class LongPollPark {
 
   /** Takes `woken` off the shape and answers them alike, once their wait ended as `wait`. */
   #wake(shape: Shape, waiters: ShapeWaiters, woken: Parked[], wait: Wait): void {
+    // Requests can leave during the wait (their clients went away): none may be left.
+    if (woken.length === 0) return;
     for (const parked of woken) this.#unpark(waiters, parked);
     this.#answer(shape, woken, wait).catch((error: unknown) => {
       this.#options.log.error({ err: error }, 'answering held long-polls failed');

@@ -13,13 +13,15 @@ const int32 = (n: number) => {
 const cString = (text: string) => Buffer.concat([Buffer.from(text), Buffer.from([0])]);
 const letter = (text: string) => Buffer.from(text, 'latin1');
 
-type Value = string | null | 'unchanged';
+/** An unchanged TOASTed value ('u'), which carries no bytes. */
+const UNCHANGED = Symbol('unchanged');
+type Value = string | null | typeof UNCHANGED;
 function tupleData(values: Value[]): Buffer {
   return Buffer.concat([
     int16(values.length),
     ...values.map((value) => {
       if (value === null) return letter('n');
-      if (value === 'unchanged') return letter('u');
+      if (value === UNCHANGED) return letter('u');
       const bytes = Buffer.from(value);
       return Buffer.concat([letter('t'), int32(bytes.length), bytes]);
     }),
@@ -77,7 +79,7 @@ test('inserts, updates and deletes are read with every value as the text Postgre
     letter('O'),
     tupleData(['1', null, 'long text']),
     letter('N'),
-    tupleData(['2', 'q', 'unchanged']),
+    tupleData(['2', 'q', UNCHANGED]),
   ]);
   assert.deepEqual(readRowMessage(update, known), {
     tag: 'update',
@@ -93,7 +95,7 @@ test('inserts, updates and deletes are read with every value as the text Postgre
     letter('K'),
     tupleData(['1', null, null]),
     letter('N'),
-    tupleData(['3', null, 'unchanged']),
+    tupleData(['3', null, UNCHANGED]),
   ]);
   const keyOnly = Object.assign(Object.create(null) as Record<string, unknown>, { id: '1' });
   assert.deepEqual(readRowMessage(keyUpdate, known), {
