@@ -89,10 +89,10 @@ before(async () => {
   app.addHook('onRequest', async (_request, reply) => recordRequestLog(reply));
   recordParkedLog(app);
   const error: (...args: unknown[]) => void = app.log.error.bind(app.log);
-  app.log.error = ((object: unknown, msg?: string) => {
+  app.log.error = (object: unknown, msg?: string) => {
     errors.push(msg ?? String(object));
     error(object, msg);
-  }) as typeof app.log.error;
+  };
   app.addHook('onResponse', async (request, reply) => {
     seenOf(request.url).hook = {
       status: reply.statusCode,
