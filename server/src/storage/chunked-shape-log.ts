@@ -124,9 +124,26 @@ export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeL
    */
   protected async prepareCut(): Promise<void> {}
 
-  /** Runs `operation` in the log's queue: after the flushes, cuts and closing queued before it. */
+  /**
+   * Runs `operation` in the log's queue: after the flushes, cuts and closing queued before it.
+   * It writes storage, so its failure fails the log (memory and storage may disagree: only
+   * reopening can go on); on a failed log it does not run.
+   */
   protected exclusive<T>(operation: () => Promise<T>): Promise<T> {
-    return this.#enqueue(operation);
+    return this.#enqueue(async () => {
+      if (this.#failure !== undefined) throw this.#failedError();
+      try {
+        return await operation();
+      } catch (error) {
+        this.#failure ??= error;
+        throw error;
+      }
+    });
+  }
+
+  /** A write failed: the log is unusable until it is reopened. */
+  protected get failed(): boolean {
+    return this.#failure !== undefined;
   }
 
   /** Releases what the log holds open, on close() and destroy(). */

@@ -70,6 +70,8 @@ export class DiskShapeLog extends ChunkedShapeLog<DiskTailChunk> implements Jour
   readonly #journal: ShapeJournal | undefined;
   /** The folder's name, which is how the journal names the log (the shape's handle). */
   readonly #name: string;
+  /** Deleted (`destroy`): the journal forgot it, and it owes its files nothing. */
+  #erased = false;
 
   private constructor(dir: string, options: DiskShapeLogOptions, recovered: RecoveredLog) {
     const { active } = recovered;
@@ -172,8 +174,12 @@ export class DiskShapeLog extends ChunkedShapeLog<DiskTailChunk> implements Jour
     return journal.record(this, this.#name, chunk.number, from, chunk.lines.slice(from, end));
   }
 
-  /** Writes the lines the journal holds of this log into its chunk files, and syncs them. */
+  /**
+   * Writes the lines the journal holds of this log into its chunk files, and syncs them. A
+   * failure fails the log, and the journal keeps the lines for the next start to write back.
+   */
   checkpoint(): Promise<void> {
+    if (this.#erased) return Promise.resolve();
     return this.exclusive(() => this.#writeJournaled());
   }
 
@@ -235,10 +241,14 @@ export class DiskShapeLog extends ChunkedShapeLog<DiskTailChunk> implements Jour
     );
   }
 
-  /** Writes what the journal holds into the files (a closed log owes it nothing), closes them. */
+  /**
+   * Writes what the journal holds into the files (a closed log owes it nothing), closes them. A
+   * failed log's files are not written: what they hold after the failure is unknown, and the
+   * journal keeps those lines for the next start.
+   */
   protected async release(): Promise<void> {
     try {
-      await this.#writeJournaled();
+      if (!this.failed) await this.#writeJournaled();
     } finally {
       for (const chunk of this.tailChunks) {
         const { handle } = chunk;
@@ -249,6 +259,7 @@ export class DiskShapeLog extends ChunkedShapeLog<DiskTailChunk> implements Jour
   }
 
   protected async erase(): Promise<void> {
+    this.#erased = true;
     await this.#journal?.forget(this.#name);
     await rm(this.location, { recursive: true, force: true });
   }

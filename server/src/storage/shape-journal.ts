@@ -55,7 +55,6 @@ interface Queued {
  */
 export class ShapeJournal {
   readonly #dir: string;
-  readonly #shapesDir: string;
   readonly #options: ShapeJournalOptions;
   #segment: Segment;
   /** Segments rotated out whose checkpoint has not finished. */
@@ -68,14 +67,8 @@ export class ShapeJournal {
   readonly #timer: NodeJS.Timeout;
   #closed = false;
 
-  private constructor(
-    dir: string,
-    shapesDir: string,
-    options: ShapeJournalOptions,
-    segment: Segment,
-  ) {
+  private constructor(dir: string, options: ShapeJournalOptions, segment: Segment) {
     this.#dir = dir;
-    this.#shapesDir = shapesDir;
     this.#options = options;
     this.#segment = segment;
     this.#timer = setInterval(() => {
@@ -103,7 +96,7 @@ export class ShapeJournal {
     await replay(files, shapesDir);
     for (const file of files) await rm(file, { force: true });
     const segment = await startSegment(dir, (numbers.at(-1) ?? 0) + 1);
-    return new ShapeJournal(dir, shapesDir, options, segment);
+    return new ShapeJournal(dir, options, segment);
   }
 
   /**
@@ -147,20 +140,27 @@ export class ShapeJournal {
     return this.#checkpointing;
   }
 
-  /** Checkpoints (the logs are closed by then: their files hold everything) and stops. */
+  /**
+   * Checkpoints (the logs are closed by then: their files hold everything) and stops. Segments a
+   * checkpoint could not retire (a log failed to write its files) are kept for the next start to
+   * write back.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     clearInterval(this.#timer);
-    await this.checkpoint();
+    const retired = await this.checkpoint().then(
+      () => true,
+      () => false,
+    );
     this.#closed = true;
     await this.#onIo(async () => {
-      const segment = this.#segment;
-      await segment.handle?.close();
-      segment.handle = undefined;
-      // Records written after the checkpoint (none, when every log was closed first) are kept
-      // for the next start to write back.
-      if (segment.bytes > 0) return;
-      await rm(segment.file, { force: true });
+      for (const segment of [...this.#retired, this.#segment]) {
+        await segment.handle?.close();
+        segment.handle = undefined;
+      }
+      // Records written after the checkpoint (none, when every log was closed first) are kept too.
+      if (!retired || this.#segment.bytes > 0) return;
+      await rm(this.#segment.file, { force: true });
       await syncDirectory(this.#dir);
     });
   }
