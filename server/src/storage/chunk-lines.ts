@@ -11,7 +11,7 @@ export class ChunkLines {
   /**
    * The buffers the lines are in, in order; a line never spans two. A chunk grows by adding a
    * buffer, never by copying into a larger one: with a thousand shapes each growing its tail,
-   * copies (and the fresh memory each larger buffer touches) were a fifth of replication's time.
+   * copies (and the fresh memory each larger buffer touches) were an eighth of replication's time.
    */
   #segments: Buffer[];
   /** Where each segment's first byte is in the chunk; the segments hold the chunk contiguously. */
