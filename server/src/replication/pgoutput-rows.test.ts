@@ -12,6 +12,9 @@ const int32 = (n: number) => {
 };
 const cString = (text: string) => Buffer.concat([Buffer.from(text), Buffer.from([0])]);
 const letter = (text: string) => Buffer.from(text, 'latin1');
+/** A row message of relation 4242: its tag, then its parts (submessage letters, tuples). */
+const rowMessage = (tag: string, ...parts: Buffer[]) =>
+  Buffer.concat([letter(tag), int32(4242), ...parts]);
 
 /** An unchanged TOASTed value ('u'), which carries no bytes. */
 const UNCHANGED = Symbol('unchanged');
@@ -60,12 +63,7 @@ test('inserts, updates and deletes are read with every value as the text Postgre
   const relation = known.get(4242)!;
   // A leading U+FEFF is part of the value (a TextDecoder would drop it).
   const note = '\ufeffé 😀 2026-12-04 12:00:00.123456+00';
-  const insert = Buffer.concat([
-    letter('I'),
-    int32(4242),
-    letter('N'),
-    tupleData(['1', 'p', note]),
-  ]);
+  const insert = rowMessage('I', letter('N'), tupleData(['1', 'p', note]));
   assert.equal(isRowMessage(insert), true);
   assert.deepEqual(readRowMessage(insert, known), {
     tag: 'insert',
@@ -73,14 +71,13 @@ test('inserts, updates and deletes are read with every value as the text Postgre
     new: row('1', 'p', note),
   });
 
-  const update = Buffer.concat([
-    letter('U'),
-    int32(4242),
+  const update = rowMessage(
+    'U',
     letter('O'),
     tupleData(['1', null, 'long text']),
     letter('N'),
     tupleData(['2', 'q', UNCHANGED]),
-  ]);
+  );
   assert.deepEqual(readRowMessage(update, known), {
     tag: 'update',
     relation,
@@ -89,14 +86,13 @@ test('inserts, updates and deletes are read with every value as the text Postgre
     // An unchanged TOASTed value is the old row's.
     new: row('2', 'q', 'long text'),
   });
-  const keyUpdate = Buffer.concat([
-    letter('U'),
-    int32(4242),
+  const keyUpdate = rowMessage(
+    'U',
     letter('K'),
     tupleData(['1', null, null]),
     letter('N'),
     tupleData(['3', null, UNCHANGED]),
-  ]);
+  );
   const keyOnly = Object.assign(Object.create(null) as Record<string, unknown>, { id: '1' });
   assert.deepEqual(readRowMessage(keyUpdate, known), {
     tag: 'update',
@@ -105,12 +101,7 @@ test('inserts, updates and deletes are read with every value as the text Postgre
     old: null,
     new: row('3', null, undefined),
   });
-  const plainUpdate = Buffer.concat([
-    letter('U'),
-    int32(4242),
-    letter('N'),
-    tupleData(['4', 'r', 's']),
-  ]);
+  const plainUpdate = rowMessage('U', letter('N'), tupleData(['4', 'r', 's']));
   assert.deepEqual(readRowMessage(plainUpdate, known), {
     tag: 'update',
     relation,
@@ -119,24 +110,14 @@ test('inserts, updates and deletes are read with every value as the text Postgre
     new: row('4', 'r', 's'),
   });
 
-  const fullDelete = Buffer.concat([
-    letter('D'),
-    int32(4242),
-    letter('O'),
-    tupleData(['4', 'r', 's']),
-  ]);
+  const fullDelete = rowMessage('D', letter('O'), tupleData(['4', 'r', 's']));
   assert.deepEqual(readRowMessage(fullDelete, known), {
     tag: 'delete',
     relation,
     key: null,
     old: row('4', 'r', 's'),
   });
-  const keyDelete = Buffer.concat([
-    letter('D'),
-    int32(4242),
-    letter('K'),
-    tupleData(['4', null, null]),
-  ]);
+  const keyDelete = rowMessage('D', letter('K'), tupleData(['4', null, null]));
   assert.deepEqual(readRowMessage(keyDelete, known), {
     tag: 'delete',
     relation,
@@ -148,7 +129,7 @@ test('inserts, updates and deletes are read with every value as the text Postgre
 
 test('a malformed row message is refused with what was wrong, never read past its end', () => {
   const known = relations();
-  const insert = Buffer.concat([letter('I'), int32(4242), letter('N'), tupleData(['1', 'p', 'n'])]);
+  const insert = rowMessage('I', letter('N'), tupleData(['1', 'p', 'n']));
   for (let cut = 1; cut < insert.length; cut++) {
     assert.throws(() => readRowMessage(insert.subarray(0, cut), known), /pgoutput/);
   }
@@ -156,29 +137,12 @@ test('a malformed row message is refused with what was wrong, never read past it
     () => readRowMessage(Buffer.concat([letter('I'), int32(7), letter('N'), tupleData([])]), known),
     /relation 7, never described/,
   );
-  const tooMany = Buffer.concat([
-    letter('I'),
-    int32(4242),
-    letter('N'),
-    tupleData(['1', '2', '3', '4']),
-  ]);
+  const tooMany = rowMessage('I', letter('N'), tupleData(['1', '2', '3', '4']));
   assert.throws(() => readRowMessage(tooMany, known), /4 values for 3 columns/);
-  const badKind = Buffer.concat([letter('I'), int32(4242), letter('N'), int16(1), letter('x')]);
+  const badKind = rowMessage('I', letter('N'), int16(1), letter('x'));
   assert.throws(() => readRowMessage(badKind, known), /unknown value kind/);
-  const negative = Buffer.concat([
-    letter('I'),
-    int32(4242),
-    letter('N'),
-    int16(1),
-    letter('t'),
-    int32(-5),
-  ]);
+  const negative = rowMessage('I', letter('N'), int16(1), letter('t'), int32(-5));
   assert.throws(() => readRowMessage(negative, known), /negative length/);
-  const badPart = Buffer.concat([
-    letter('D'),
-    int32(4242),
-    letter('N'),
-    tupleData(['1', '2', '3']),
-  ]);
+  const badPart = rowMessage('D', letter('N'), tupleData(['1', '2', '3']));
   assert.throws(() => readRowMessage(badPart, known), /expected 'O'/);
 });

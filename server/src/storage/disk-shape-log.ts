@@ -70,7 +70,7 @@ export class DiskShapeLog extends ChunkedShapeLog<DiskTailChunk> implements Jour
   readonly #journal: ShapeJournal | undefined;
   /** The folder's name, which is how the journal names the log (the shape's handle). */
   readonly #name: string;
-  /** Deleted (`destroy`): the journal forgot it, and it owes its files nothing. */
+  /** Being deleted (`destroy`): it owes its files and the journal's checkpoints nothing. */
   #erased = false;
 
   private constructor(dir: string, options: DiskShapeLogOptions, recovered: RecoveredLog) {
@@ -241,14 +241,20 @@ export class DiskShapeLog extends ChunkedShapeLog<DiskTailChunk> implements Jour
     );
   }
 
+  /** Deleting: nothing journaled is written to files about to go (erase forgets it). */
+  override destroy(): Promise<void> {
+    this.#erased = true;
+    return super.destroy();
+  }
+
   /**
    * Writes what the journal holds into the files (a closed log owes it nothing), closes them. A
    * failed log's files are not written: what they hold after the failure is unknown, and the
-   * journal keeps those lines for the next start.
+   * journal keeps those lines for the next start. A log being deleted writes nothing.
    */
   protected async release(): Promise<void> {
     try {
-      if (!this.failed) await this.#writeJournaled();
+      if (!this.failed && !this.#erased) await this.#writeJournaled();
     } finally {
       for (const chunk of this.tailChunks) {
         const { handle } = chunk;
@@ -259,7 +265,6 @@ export class DiskShapeLog extends ChunkedShapeLog<DiskTailChunk> implements Jour
   }
 
   protected async erase(): Promise<void> {
-    this.#erased = true;
     await this.#journal?.forget(this.#name);
     await rm(this.location, { recursive: true, force: true });
   }

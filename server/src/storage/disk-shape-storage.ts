@@ -19,8 +19,9 @@ const SHAPES_DIR = 'shapes';
 const JOURNAL_DIR = 'journal';
 /**
  * A journal segment is checkpointed (every log writes and syncs what it journaled, then the
- * segment is deleted) once it holds this much, or is this old: what a restart after a crash
- * writes back is bounded by it, and each checkpoint costs a sync per log written since.
+ * segment is deleted) once it holds this much, and this often while it holds records: what a
+ * restart after a crash writes back is bounded by it, and each checkpoint costs a sync per log
+ * written since.
  */
 const JOURNAL_SEGMENT_BYTES = 64 * 1024 * 1024;
 const JOURNAL_CHECKPOINT_MS = 30_000;

@@ -4,7 +4,9 @@ import path from 'node:path';
 import { after, test } from 'node:test';
 import { ChunkCache } from './chunk-cache.js';
 import { chunkFiles, makeRoot } from './disk-shape-log-testing.js';
+import { DiskShapeLog } from './disk-shape-log.js';
 import { DiskShapeStorage } from './disk-shape-storage.js';
+import { ShapeJournal } from './shape-journal.js';
 import type { ShapeLog } from './shape-storage.js';
 import { at, txGroup, walkEntries } from './shape-log-testing.js';
 
@@ -38,6 +40,16 @@ async function startedLog(storage: DiskShapeStorage, handle: string): Promise<Sh
   log.append(txGroup(1, 2, handle));
   await log.flush();
   return log;
+}
+
+/** The entries of `handle`'s log as a server restarted after a crash now would read them. */
+async function afterCrash(storageDir: string, handle: string): Promise<string[]> {
+  const log = await diskStorage(await crashCopy(storageDir)).openLog(handle);
+  try {
+    return await walkEntries(log);
+  } finally {
+    await log.close();
+  }
 }
 
 const chunkLines = async (storageDir: string, handle: string) =>
@@ -116,13 +128,10 @@ test('a removed shape is forgotten: a new shape in its folder never gets its jou
   await old.destroy();
   await storage.removeShape('shape-a');
   const anew = await startedLog(storage, 'shape-a');
-  const crashed = await crashCopy(storageDir);
-  const reopened = await diskStorage(crashed).openLog('shape-a');
   assert.deepEqual(
-    await walkEntries(reopened),
+    await afterCrash(storageDir, 'shape-a'),
     txGroup(1, 2, 'shape-a').map((e) => e.json),
   );
-  await reopened.close();
   await anew.close();
   await storage.close();
 });
@@ -136,17 +145,65 @@ test('a cut is never undone by the journal: cut lines are not written back after
   // Keeps 2_0: the two lines after it were journaled, and must stay cut.
   await log.truncateAfter(at(2, 0));
   const kept = [...txGroup(1, 2, 'shape-a'), ...txGroup(2, 1, 'cut')].map((e) => e.json);
-  const cut = await diskStorage(await crashCopy(storageDir)).openLog('shape-a');
-  assert.deepEqual(await walkEntries(cut), kept);
-  await cut.close();
+  assert.deepEqual(await afterCrash(storageDir, 'shape-a'), kept);
 
   log.append(txGroup(3, 1, 'y'));
   await log.flush();
-  const reopened = await diskStorage(await crashCopy(storageDir)).openLog('shape-a');
   const expected = [...kept, ...txGroup(3, 1, 'y').map((e) => e.json)];
-  assert.deepEqual(await walkEntries(reopened), expected);
+  assert.deepEqual(await afterCrash(storageDir, 'shape-a'), expected);
   assert.deepEqual(await walkEntries(log), expected);
-  await reopened.close();
+  await log.close();
+  await storage.close();
+});
+
+test('a full segment is checkpointed by itself: the chunk files get the lines, the segment goes', async () => {
+  const root = freshDir();
+  const shapesDir = path.join(root, 'shapes');
+  const journalDir = path.join(root, 'journal');
+  // Every write fills a segment of one byte: each is checkpointed once written.
+  const journal = await ShapeJournal.open(journalDir, shapesDir, {
+    segmentBytes: 1,
+    checkpointMs: 60_000,
+  });
+  const dir = path.join(shapesDir, 'shape-a');
+  const log = await DiskShapeLog.create(dir, { chunkBytes: 100_000, journal });
+  log.append(txGroup(1, 2, 'first'));
+  await log.flush(); // creates the chunk file: its own write and sync
+  log.append(txGroup(2, 3, 'journaled'));
+  await log.flush();
+  const expected = [...txGroup(1, 2, 'first'), ...txGroup(2, 3, 'journaled')].map((e) => e.json);
+  const filed = async () => (await chunkFiles(dir)).flatMap((file) => file.jsons);
+  for (let tries = 0; (await filed()).length < expected.length; tries++) {
+    assert.ok(tries < 200, 'the checkpoint wrote the lines into the chunk file');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  assert.deepEqual(await filed(), expected);
+  await journal.checkpoint();
+  const left = (await readdir(journalDir)).filter((name) => name.endsWith('.log'));
+  assert.equal(left.length, 1, 'only the new, empty segment is left');
+  await log.close();
+  await journal.close();
+  assert.deepEqual(await readdir(journalDir), []);
+});
+
+test('a seal writes the lines the journal held before it, in order, into the sealed chunk', async () => {
+  const storageDir = freshDir();
+  const storage = diskStorage(storageDir);
+  const log = await startedLog(storage, 'shape-a');
+  log.append(txGroup(2, 3, 'journaled'));
+  await log.flush();
+  // The first chunk is sealed at 64 kB: this transaction fills it, on the chunk files' own path.
+  log.append(txGroup(3, 40, 'y'.repeat(2_000)));
+  await log.flush();
+  const expected = [
+    ...txGroup(1, 2, 'shape-a'),
+    ...txGroup(2, 3, 'journaled'),
+    ...txGroup(3, 40, 'y'.repeat(2_000)),
+  ].map((e) => e.json);
+  const [sealed] = await chunkFiles(path.join(storageDir, 'shapes', 'shape-a'));
+  assert.equal(sealed?.sealed, true);
+  assert.deepEqual(sealed.jsons, expected.slice(0, sealed.jsons.length));
+  assert.deepEqual(await afterCrash(storageDir, 'shape-a'), expected);
   await log.close();
   await storage.close();
 });
