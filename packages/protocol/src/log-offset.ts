@@ -33,7 +33,23 @@ export function parseRequestOffset(text: string): RequestOffset | undefined {
 }
 
 export function formatLogOffset(offset: LogOffset): string {
-  return `${offset.tx}_${offset.op === Infinity ? 'inf' : offset.op}`;
+  return `${formatTx(offset.tx)}_${offset.op === Infinity ? 'inf' : offset.op}`;
+}
+
+let lastTx = -1n;
+let lastTxText = '';
+
+/**
+ * A tx (commit LSN) as decimal text. Offsets come in runs of one tx (a transaction's changes,
+ * shape after shape, or a snapshot's rows), so the last one converted is nearly always the one
+ * asked for: one BigInt conversion per run, not one per entry.
+ */
+export function formatTx(tx: bigint): string {
+  if (tx !== lastTx) {
+    lastTxText = tx.toString();
+    lastTx = tx;
+  }
+  return lastTxText;
 }
 
 /** Negative, zero or positive like a comparator: tx first, then op. */

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
-import { isRowMessage, readRowMessage } from './pgoutput-rows.js';
+import { emptyRow, isRowMessage, readRowMessage } from './pgoutput-rows.js';
 
 // Messages built byte by byte as PostgreSQL's "Logical Replication Message Formats" gives them.
 const int16 = (n: number) => Buffer.from([(n >> 8) & 0xff, n & 0xff]);
@@ -52,7 +52,7 @@ function relations(): Map<number, Pgoutput.MessageRelation> {
 }
 
 const row = (id: string, proto: string | null, note: unknown) => {
-  const value = Object.create(null) as Record<string, unknown>;
+  const value = emptyRow();
   Object.assign(value, { id, note });
   Object.defineProperty(value, '__proto__', { value: proto, enumerable: true, writable: true });
   return value;
@@ -70,6 +70,10 @@ test('inserts, updates and deletes are read with every value as the text Postgre
     relation,
     new: row('1', 'p', note),
   });
+  // Nothing inherited reads as a column: a missing `constructor` is absent, not Object's.
+  const { new: inserted } = readRowMessage(insert, known) as Pgoutput.MessageInsert;
+  assert.equal('constructor' in inserted, false);
+  assert.equal('toString' in inserted, false);
 
   const update = rowMessage(
     'U',
@@ -93,7 +97,7 @@ test('inserts, updates and deletes are read with every value as the text Postgre
     letter('N'),
     tupleData(['3', null, UNCHANGED]),
   );
-  const keyOnly = Object.assign(Object.create(null) as Record<string, unknown>, { id: '1' });
+  const keyOnly = Object.assign(emptyRow(), { id: '1' });
   assert.deepEqual(readRowMessage(keyUpdate, known), {
     tag: 'update',
     relation,
@@ -121,7 +125,7 @@ test('inserts, updates and deletes are read with every value as the text Postgre
   assert.deepEqual(readRowMessage(keyDelete, known), {
     tag: 'delete',
     relation,
-    key: Object.assign(Object.create(null) as Record<string, unknown>, { id: '4' }),
+    key: Object.assign(emptyRow(), { id: '4' }),
     old: null,
   });
   assert.equal(isRowMessage(relationMessage), false);

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import type { RelationInfo, Row } from '../pg/transaction.js';
 import {
   snapshotMessageBuilder,
+  messageWriter,
   transactionEntries,
   type MessageContext,
 } from './change-messages.js';
@@ -52,7 +53,7 @@ const key = (id: number) => `"public"."t"/"${id}"`;
 const run = (changes: ReturnType<typeof update>[], start: [number, string][]) =>
   materialise(
     transactionEntries(
-      context,
+      messageWriter(context),
       { xid: 1, commitLsn: 100n },
       changes.map((change, position) => ({ change, position })),
     ),
@@ -85,7 +86,7 @@ test('a row moved twice leaves only its last key', () => {
 });
 
 test('a key change is a delete of the old key and an insert of the new one, with op positions', () => {
-  const entries = transactionEntries(context, { xid: 7, commitLsn: 100n }, [
+  const entries = transactionEntries(messageWriter(context), { xid: 7, commitLsn: 100n }, [
     { change: update(row(1, 'a'), row(5, 'a')), position: 3 },
   ]);
   const messages = entries.map((e) => JSON.parse(e.json) as { headers: Record<string, unknown> });
@@ -107,14 +108,16 @@ test('a key change is a delete of the old key and an insert of the new one, with
 test('replica=default updates carry the key and changed columns; full carries old_value', () => {
   const change = { change: update({ id: '1', v: 'a' }, { id: '1', v: 'b' }), position: 0 };
   const [plain] = transactionEntries(
-    { ...context, columns: ['id', 'v'] },
+    messageWriter({ ...context, columns: ['id', 'v'] }),
     { xid: 1, commitLsn: 1n },
     [change],
   );
   assert.deepEqual((JSON.parse(plain!.json) as { value: unknown }).value, { id: '1', v: 'b' });
-  const [full] = transactionEntries({ ...context, replica: 'full' }, { xid: 1, commitLsn: 1n }, [
-    change,
-  ]);
+  const [full] = transactionEntries(
+    messageWriter({ ...context, replica: 'full' }),
+    { xid: 1, commitLsn: 1n },
+    [change],
+  );
   assert.deepEqual((JSON.parse(full!.json) as { old_value: unknown }).old_value, { v: 'a' });
 });
 
@@ -215,7 +218,7 @@ test('replicated messages equal the JSON of the message object, for any text and
         headers: { ...headers('insert', 8), last: true },
       },
     ];
-    const entries = transactionEntries(ctx, { xid: 7, commitLsn: 100n }, changes);
+    const entries = transactionEntries(messageWriter(ctx), { xid: 7, commitLsn: 100n }, changes);
     assert.deepEqual(
       entries.map((e) => e.json),
       expected.map((m) => JSON.stringify(m)),
@@ -226,7 +229,7 @@ test('replicated messages equal the JSON of the message object, for any text and
 
 test('a replica=full update without a key change carries old_value between value and headers', () => {
   const ctx: MessageContext = { ...context, replica: 'full' };
-  const [entry] = transactionEntries(ctx, { xid: 3, commitLsn: 9n }, [
+  const [entry] = transactionEntries(messageWriter(ctx), { xid: 3, commitLsn: 9n }, [
     { change: update(row(1, 'a"b'), row(1, 'c\\d')), position: 2 },
   ]);
   assert.equal(

@@ -1,3 +1,4 @@
+import { formatTx } from '@sluice/protocol';
 import type { ChangeHeaders, LogOffset, Operation, WireChangeMessage } from '@sluice/protocol';
 import type { Change, Row } from '../pg/transaction.js';
 import type { LogEntry } from '../storage/shape-storage.js';
@@ -120,29 +121,35 @@ interface Draft {
  * changes the key becomes a delete of the old key and an insert of the new one.
  */
 export function transactionEntries(
-  context: MessageContext,
+  writer: MessageWriter,
   transaction: { xid: number; commitLsn: bigint },
   changes: { change: Exclude<Change, { kind: 'truncate' }>; position: number; upsert?: boolean }[],
   tagging?: EntryTagging,
 ): LogEntry[] {
-  const drafts = changeDrafts(context, changes);
+  const { context, write, deleteColumns } = writer;
+  const drafts = changeDrafts(context, deleteColumns, changes);
   if (tagging) return taggedEntries(context, transaction, drafts, tagging);
   // The hot path of replication: written straight to JSON, with no message object per change.
-  const { write } = compiled(context);
-  const lsn = transaction.commitLsn.toString();
-  return drafts.map((draft, i) => ({
-    offset: { tx: transaction.commitLsn, op: draft.op },
-    json: write(draft, lsn, transaction.xid, i === drafts.length - 1),
-  }));
+  const tx = transaction.commitLsn;
+  const lsn = formatTx(tx);
+  const entries: LogEntry[] = new Array<LogEntry>(drafts.length);
+  for (let i = 0; i < drafts.length; i++) {
+    const draft = drafts[i]!;
+    entries[i] = {
+      offset: { tx, op: draft.op },
+      json: write(draft, lsn, transaction.xid, i === drafts.length - 1),
+    };
+  }
+  return entries;
 }
 
 /** A transaction's changes as this shape's messages (see `transactionEntries`). */
 function changeDrafts(
   context: MessageContext,
+  deleteColumns: readonly string[],
   changes: { change: Exclude<Change, { kind: 'truncate' }>; position: number; upsert?: boolean }[],
 ): Draft[] {
   const drafts: Draft[] = [];
-  const { deleteColumns } = compiled(context);
   const remove = (op: number, row: Row) =>
     drafts.push({ op, operation: 'delete', row, columns: deleteColumns });
 
@@ -151,7 +158,7 @@ function changeDrafts(
   // would remove the row just moved to 3, since clients hold one row per key, so it is left out
   // when the row leaving 3 is not the one that moved in (a row moved twice, 1→2→3, does leave
   // 2). Without row identities two rows identical in every column stay indistinguishable here.
-  const movedInto = new Map<string, string>();
+  let movedInto: Map<string, string> | undefined;
 
   for (const { change, position, upsert } of changes) {
     const op = position * 2;
@@ -160,7 +167,7 @@ function changeDrafts(
         drafts.push({ op, operation: 'insert', row: change.newRow, columns: context.columns });
         break;
       case 'delete':
-        if (movedInto.size > 0) movedInto.delete(keyOf(context, change.oldRow));
+        movedInto?.delete(keyOf(context, change.oldRow));
         remove(op, change.oldRow);
         break;
       case 'update': {
@@ -168,6 +175,7 @@ function changeDrafts(
         const oldKey = keyOf(context, oldRow);
         const newKey = keyOf(context, change.newRow);
         if (oldKey !== newKey) {
+          movedInto ??= new Map();
           const movedIn = movedInto.get(oldKey);
           movedInto.delete(oldKey);
           if (movedIn === undefined || movedIn === JSON.stringify(oldRow)) remove(op, oldRow);
@@ -213,26 +221,23 @@ function changeDrafts(
   return drafts;
 }
 
-interface CompiledContext {
+/**
+ * What a shape's change messages are made with, compiled once per shape from its context
+ * (the shape keeps it: looking it up per transaction cost as much as writing a message).
+ */
+export interface MessageWriter {
+  context: MessageContext;
   write: ReturnType<typeof compileMessageWriter>;
   /** What a delete's `value` holds: the key columns, or every column with `replica=full`. */
   deleteColumns: readonly string[];
 }
 
-/** What a shape's messages are made with, once per context (a shape keeps its context). */
-const compiledContexts = new WeakMap<MessageContext, CompiledContext>();
-
-function compiled(context: MessageContext): CompiledContext {
-  let result = compiledContexts.get(context);
-  if (!result) {
-    const deleteColumns =
-      context.replica === 'full'
-        ? context.columns
-        : context.columns.filter((c) => context.keyColumns.includes(c));
-    result = { write: compileMessageWriter(context), deleteColumns };
-    compiledContexts.set(context, result);
-  }
-  return result;
+export function messageWriter(context: MessageContext): MessageWriter {
+  const deleteColumns =
+    context.replica === 'full'
+      ? context.columns
+      : context.columns.filter((c) => context.keyColumns.includes(c));
+  return { context, write: compileMessageWriter(context), deleteColumns };
 }
 
 /**

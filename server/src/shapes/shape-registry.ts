@@ -61,6 +61,8 @@ const LIST_RETRY_MIN_MS = 200;
 const LIST_RETRY_MAX_MS = 5_000;
 /** Stored shapes reopened at once at start: enough to overlap their file reads, few descriptors. */
 const REOPEN_CONCURRENCY = 16;
+/** What `dependents` gives for the usual table, which no subquery reads: asked once per change. */
+const NO_SHAPES: readonly Shape[] = [];
 
 /**
  * Every shape the server holds, indexed by handle, by definition and by table. Creating a shape
@@ -841,7 +843,7 @@ export class ShapeRegistry {
 
   /** Subquery shapes whose subqueries read the table. */
   dependents(relationOid: number): Iterable<Shape> {
-    return this.#byDependency.get(relationOid) ?? [];
+    return this.#byDependency.get(relationOid) ?? NO_SHAPES;
   }
 
   /**

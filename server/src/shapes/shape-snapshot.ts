@@ -73,12 +73,7 @@ export async function takeSnapshot(
         tagging: shape.subqueries,
       };
       for await (const batch of shapeRowBatches(client, rows)) {
-        let sealed = 0;
-        for (const json of batch) {
-          // One row per append: a row's offset names its chunk, known only once the previous
-          // row's append said whether it sealed one.
-          sealed += shape.log.append([{ offset: { tx: 0n, op: chunk + sealed }, json }]);
-        }
+        const sealed = shape.log.appendSnapshotRows(chunk, batch);
         chunk += sealed;
         if (sealed > 0) {
           // The open chunk is in memory whatever happens: flushing only at seals bounds memory

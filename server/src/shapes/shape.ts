@@ -9,7 +9,13 @@ import type { Change, Row, Transaction } from '../pg/transaction.js';
 import type { LogEntry, ShapeLog } from '../storage/shape-storage.js';
 import { compileFilter } from '../where/filter-evaluator.js';
 import { topSubqueries, type FilterSpec } from '../where/filter-spec.js';
-import { taggedInsertMessage, transactionEntries, type MessageContext } from './change-messages.js';
+import {
+  messageWriter,
+  taggedInsertMessage,
+  transactionEntries,
+  type MessageContext,
+  type MessageWriter,
+} from './change-messages.js';
 import { SubqueryResult, type Tuple } from './subquery-result.js';
 import { SubqueryState, type ResultChange } from './subquery-state.js';
 import { tagSalt, type ShapeDefinition } from './shape-definition.js';
@@ -74,6 +80,8 @@ export class Shape {
    * change (the router finds equality-filtered shapes by value), and need no evaluator in memory.
    */
   #matches: ((row: Row) => boolean) | undefined;
+  /** How its change messages are written, compiled on first use (for the same reason). */
+  #writer: MessageWriter | undefined;
   readonly #waiters = new Set<() => void>();
   #deleted = false;
   /**
@@ -292,7 +300,7 @@ export class Shape {
     // The transaction's last entry carries `last`, whichever it is: a restart cuts a transaction
     // a crash left without it (cutTornTransaction), moves and all.
     entries.push(
-      ...transactionEntries(context, transaction, changes, {
+      ...transactionEntries(this.#messageWriter(), transaction, changes, {
         tagsOf: (row) => state.rowTags(row),
         more: moveOut.length > 0 || moveIn.length > 0,
       }),
@@ -325,10 +333,14 @@ export class Shape {
   /** Appends changes already filtered by the where clause. */
   #append(transaction: Transaction, changes: PositionedChange[]): boolean {
     if (this.holds(transaction)) return false;
-    const entries = transactionEntries(this.metadata.context, transaction, changes);
+    const entries = transactionEntries(this.#messageWriter(), transaction, changes);
     if (entries.length === 0) return false;
     this.log.append(entries);
     return true;
+  }
+
+  #messageWriter(): MessageWriter {
+    return (this.#writer ??= messageWriter(this.metadata.context));
   }
 
   /** The snapshot is durable: replay what arrived meanwhile. Returns whether anything was appended. */

@@ -193,56 +193,90 @@ export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeL
     this.#assertUsable();
     if (this.#truncations > 0) throw new Error('append() during truncateAfter()');
     const sealLast = options?.sealChunk === true;
-    this.#check(entries, sealLast);
-    let chunk = this.#tail.at(-1)!;
-    let limit = chunkLimit(chunk.number, this.#chunkBytes);
+    // Each entry's offset as text, made once: checked, then written. Plain loops: this runs once
+    // per shape a transaction touches, so its set-up costs as much as its entries.
+    const texts = this.#check(entries, sealLast);
     let sealed = 0;
-    entries.forEach(({ offset, json }, i) => {
-      chunk.offsets.push(offset);
-      chunk.lines.append(formatLogOffset(offset), json);
-      this.#lastOffset = offset;
-      if (chunk.lines.bytesOf() >= limit || (sealLast && i === entries.length - 1)) {
-        this.#sealTail(chunk);
-        chunk = this.#tail.at(-1)!;
-        limit = chunkLimit(chunk.number, this.#chunkBytes);
-        sealed++;
-      }
-    });
-    if (entries.length === 0 && sealLast && chunk.offsets.length > 0) {
-      this.#sealTail(chunk);
+    for (let i = 0; i < entries.length; i++) {
+      const { offset, json } = entries[i]!;
+      if (this.#push(offset, texts[i]!, json, sealLast && i === entries.length - 1)) sealed++;
+    }
+    const open = this.#tail.at(-1)!;
+    if (entries.length === 0 && sealLast && open.offsets.length > 0) {
+      this.#sealTail(open);
       sealed++;
     }
     return sealed;
   }
 
   /**
-   * Checks `entries` against the log before any is appended. Two equal offsets (snapshot rows)
-   * may not have a chunk boundary between them, so when a call holds such neighbours, where its
-   * chunks will be sealed is worked out first from the lines' sizes; otherwise no entry needs
-   * measuring here (append counts the bytes as it writes them).
+   * Appends snapshot rows: each at `0_c`, where c is `op` for the first row and grows by one at
+   * every seal (every row of snapshot chunk c is at `0_c`). Appending them one by one with those
+   * offsets does the same; this takes a whole batch in one call, with one offset per chunk.
+   * Throws, changing nothing, when `0_op` may not follow the log's last entry or a row is not
+   * one non-empty line. Returns how many chunks it sealed.
    */
-  #check(entries: readonly LogEntry[], sealLast: boolean): void {
+  appendSnapshotRows(op: number, jsons: readonly string[]): number {
+    this.#assertUsable();
+    if (this.#truncations > 0) throw new Error('append() during truncateAfter()');
+    let offset: LogOffset = { tx: 0n, op };
+    let text = formatLogOffset(offset);
+    if (!isValidOffset(offset)) throw new RangeError(`invalid log offset ${text}`);
+    const previous = this.#lastOffset;
+    if (previous && !followsInChunk(offset, previous, this.#tail.at(-1)!.offsets.length > 0)) {
+      throw new RangeError(`offset ${text} is not after ${formatLogOffset(previous)}`);
+    }
+    for (const json of jsons) checkLine(text, json);
+    let sealed = 0;
+    for (const json of jsons) {
+      if (!this.#push(offset, text, json, false)) continue;
+      sealed++;
+      offset = { tx: 0n, op: offset.op + 1 };
+      text = formatLogOffset(offset);
+    }
+    return sealed;
+  }
+
+  /** Adds a line to the open chunk and seals it when full, or when `seal`; true if it sealed. */
+  #push(offset: LogOffset, text: string, json: string, seal: boolean): boolean {
+    const chunk = this.#tail.at(-1)!;
+    chunk.offsets.push(offset);
+    chunk.lines.append(text, json);
+    this.#lastOffset = offset;
+    if (!seal && chunk.lines.bytesOf() < chunkLimit(chunk.number, this.#chunkBytes)) return false;
+    this.#sealTail(chunk);
+    return true;
+  }
+
+  /**
+   * Checks `entries` against the log before any is appended, and returns their offsets as text.
+   * Two equal offsets (snapshot rows) may not have a chunk boundary between them, so when a call
+   * holds such neighbours, where its chunks will be sealed is worked out first from the lines'
+   * sizes; otherwise no entry needs measuring here (append counts the bytes as it writes them).
+   */
+  #check(entries: readonly LogEntry[], sealLast: boolean): string[] {
     const open = this.#tail.at(-1)!;
-    const sealsMatter = entries.some(
-      (entry, i) => i > 0 && compareLogOffsets(entry.offset, entries[i - 1]!.offset) === 0,
-    );
+    let sealsMatter = false;
+    for (let i = 1; i < entries.length && !sealsMatter; i++) {
+      sealsMatter = compareLogOffsets(entries[i]!.offset, entries[i - 1]!.offset) === 0;
+    }
     let previous = this.#lastOffset;
     let inChunk = open.offsets.length > 0;
     let chunkBytes = open.lines.bytesOf();
     let limit = chunkLimit(open.number, this.#chunkBytes);
     let nextNumber = this.#nextNumber;
-    entries.forEach(({ offset, json }, i) => {
+    const texts = new Array<string>(entries.length);
+    for (let i = 0; i < entries.length; i++) {
+      const { offset, json } = entries[i]!;
       if (!isValidOffset(offset)) throw new RangeError(`invalid log offset ${String(offset.op)}`);
+      const text = formatLogOffset(offset);
       if (previous && !followsInChunk(offset, previous, inChunk)) {
-        const [at, last] = [formatLogOffset(offset), formatLogOffset(previous)];
-        throw new RangeError(`offset ${at} is not after ${last}`);
+        throw new RangeError(`offset ${text} is not after ${formatLogOffset(previous)}`);
       }
-      if (json.length === 0 || json.includes('\n')) {
-        throw new RangeError(`entry ${formatLogOffset(offset)}: JSON must be one non-empty line`);
-      }
+      checkLine(text, json);
       inChunk = true;
       if (sealsMatter) {
-        chunkBytes += lineBytes(formatLogOffset(offset), json);
+        chunkBytes += lineBytes(text, json);
         if (chunkBytes >= limit || (sealLast && i === entries.length - 1)) {
           chunkBytes = 0;
           inChunk = false;
@@ -250,7 +284,9 @@ export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeL
         }
       }
       previous = offset;
-    });
+      texts[i] = text;
+    }
+    return texts;
   }
 
   /** Seals the open chunk in memory (the next flush persists the seal). */
@@ -468,5 +504,12 @@ export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeL
     }
     const tailLast = this.#tail.at(-1)!.offsets.at(-1);
     this.#lastOffset = this.#durableOffset = tailLast ?? this.#sealed.at(-1)?.last;
+  }
+}
+
+/** An entry is one line of the chunk: its JSON may be neither empty nor hold a newline. */
+function checkLine(offsetText: string, json: string): void {
+  if (json.length === 0 || json.includes('\n')) {
+    throw new RangeError(`entry ${offsetText}: JSON must be one non-empty line`);
   }
 }

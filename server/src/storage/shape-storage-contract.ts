@@ -275,6 +275,40 @@ export function describeShapeStorageContract(
       });
     });
 
+    test('appendSnapshotRows cuts and numbers chunks as appending its rows one by one does', async () => {
+      await withStorage(async (storage) => {
+        const rows = Array.from({ length: 30 }, (_, i) => entry(0, 0, 'r'.repeat(i % 7)).json);
+        // Each row at the op of its chunk, learned from the append before it.
+        const single = await storage.createLog('shape-single');
+        let op = 0;
+        for (const json of rows) op += single.append([{ offset: at(0, op), json }]);
+        const batched = await storage.createLog('shape-batched');
+        const sealed = batched.appendSnapshotRows(0, rows.slice(0, 12));
+        assert.equal(batched.appendSnapshotRows(sealed, rows.slice(12)) + sealed, op);
+        assert.ok(op >= 3, `${op} chunks sealed`);
+        assert.deepEqual(batched.lastOffset, single.lastOffset);
+        assert.equal(batched.sizeBytes, single.sizeBytes);
+        await single.flush();
+        await batched.flush();
+        const responses = (log: ShapeLog) =>
+          walk(log).then((all) => all.map((r) => [r.lastOffset, r.entries]));
+        assert.deepEqual(await responses(batched), await responses(single));
+
+        // Refused whole: a row that is not one line, an op behind the log's.
+        const size = batched.sizeBytes;
+        assert.throws(
+          () => batched.appendSnapshotRows(op, [rows[0]!, '{"a":\n1}']),
+          /one non-empty line/,
+        );
+        assert.throws(() => batched.appendSnapshotRows(op, [rows[0]!, '']), /one non-empty line/);
+        assert.throws(() => batched.appendSnapshotRows(op - 1, [rows[0]!]), /is not after/);
+        assert.equal(batched.sizeBytes, size);
+        assert.deepEqual(batched.lastOffset, single.lastOffset);
+        await single.close();
+        await batched.close();
+      });
+    });
+
     test('a transaction larger than a chunk spans chunks, each sealed after the entry that fills it', async () => {
       await withStorage(async (storage) => {
         const log = await storage.createLog('shape-a');

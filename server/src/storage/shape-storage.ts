@@ -47,6 +47,11 @@ export interface ShapeLog {
    * Throws, changing nothing, when the order is broken. Returns how many chunks it sealed.
    */
   append(entries: readonly LogEntry[], options?: { sealChunk?: boolean }): number;
+  /**
+   * Appends snapshot rows as `append` would one by one, the first at `0_op` and each after a
+   * seal at the next op (snapshot chunk c holds `0_c`). Returns how many chunks it sealed.
+   */
+  appendSnapshotRows(op: number, jsons: readonly string[]): number;
   /** Makes everything appended before the call durable and visible. */
   flush(): Promise<void>;
   /** Whether a sealed, durable chunk holds entries after `after`. */
