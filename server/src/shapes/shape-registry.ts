@@ -9,6 +9,7 @@ import { isLogMismatch, type ShapeLog, type ShapeStorage } from '../storage/shap
 import { definitionKey, type ShapeDefinition } from './shape-definition.js';
 import { ShapeRouter } from './shape-router.js';
 import { takeSnapshot } from './shape-snapshot.js';
+import { RowEncoder } from './row-encoder.js';
 import { cutTornTransaction } from './cut-torn-transaction.js';
 import {
   Shape,
@@ -76,6 +77,8 @@ export class ShapeRegistry {
   /** Subquery shapes by the tables their subqueries read. */
   readonly #byDependency = new Map<number, Set<Shape>>();
   readonly #router = new ShapeRouter();
+  /** Encodes snapshots' rows on a thread of its own (started by the first snapshot). */
+  readonly #encoder = new RowEncoder();
   /** Metadata parts that a table's shapes have alike, held once per table (see #share). */
   readonly #shared = new Map<number, Map<string, unknown>>();
   readonly #creating = new Map<string, Creation>();
@@ -728,6 +731,7 @@ export class ShapeRegistry {
       shape.notify();
       await shape.log.close();
     }
+    await this.#encoder.close();
   }
 
   async #create(definition: ShapeDefinition, registered: (shape: Shape) => void): Promise<Shape> {
@@ -792,6 +796,7 @@ export class ShapeRegistry {
             plan.select,
             delivered,
             this.#options.filteredSnapshotTimeoutMs,
+            this.#encoder,
           ),
         { minLsn: flushedLsn, rerunnable: false },
       );

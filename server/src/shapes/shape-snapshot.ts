@@ -1,6 +1,6 @@
 import { CONTROL, lsnToBigInt, type SnapshotEndMessage } from '@sluice/protocol';
 import type pg from 'pg';
-import { to as copyTo } from 'pg-copy-streams';
+import { to as copyTo, type CopyToStreamQuery } from 'pg-copy-streams';
 import { filterSql, paramSettingName } from '../where/filter-sql.js';
 import { everyNode, type FilterSpec } from '../where/filter-spec.js';
 import {
@@ -15,6 +15,8 @@ import { parseCopyTextBatches } from '../pg/copy-text-parser.js';
 import type { Shape } from './shape.js';
 import { isVisibleTo, type TransactionVisibility } from '../pg/transaction-visibility.js';
 import type { RecentCommit } from './recent-commits.js';
+import type { RowEncoder } from './row-encoder.js';
+import { encodeRows, type EncodedRows } from '../storage/encoded-rows.js';
 import { shapeInvalid, SluiceError } from '../errors/sluice-error.js';
 import { problemCode } from '../pg/describe-problem.js';
 import {
@@ -41,6 +43,7 @@ export async function takeSnapshot(
   selectColumns: string[],
   delivered: readonly RecentCommit[],
   filteredTimeoutMs: number,
+  encoder: RowEncoder,
 ): Promise<TransactionVisibility> {
   const { definition, context } = shape.metadata;
   const visibility = await beginSeeing(client, delivered);
@@ -72,7 +75,7 @@ export async function takeSnapshot(
         filter: shape.metadata.filter,
         tagging: shape.subqueries,
       };
-      for await (const batch of shapeRowBatches(client, rows)) {
+      for await (const batch of encodedShapeRows(client, rows, encoder)) {
         const sealed = shape.log.appendSnapshotRows(chunk, batch);
         chunk += sealed;
         if (sealed > 0) {
@@ -196,16 +199,38 @@ export async function* shapeRowBatches(
   client: pg.ClientBase,
   rows: ShapeRows,
 ): AsyncGenerator<string[]> {
-  const where = rows.filter ? ` WHERE ${await bindFilter(client, rows.filter)}` : '';
-  const sql = `COPY (SELECT ${rows.select.map(quoteIdentifier).join(', ')} FROM ${quoteTableIdentifier(rows.table)}${where}) TO STDOUT`;
+  const copy = await copyShapeRows(client, rows);
   const { tagging, context, select } = rows;
   const buildMessage = tagging
     ? (values: readonly (string | null)[]) =>
         taggedInsertMessage(context, rowOf(select, values), tagging)
     : snapshotMessageBuilder(context, select);
-  for await (const batch of parseCopyTextBatches(client.query(copyTo(sql)))) {
+  for await (const batch of parseCopyTextBatches(copy)) {
     yield batch.map(buildMessage);
   }
+}
+
+/**
+ * The shape's rows as a snapshot appends them: encoded on the row encoder's thread, or, for a
+ * subquery shape (whose tags need its subquery state), here.
+ */
+async function* encodedShapeRows(
+  client: pg.ClientBase,
+  rows: ShapeRows,
+  encoder: RowEncoder,
+): AsyncGenerator<EncodedRows> {
+  if (rows.tagging) {
+    for await (const batch of shapeRowBatches(client, rows)) yield encodeRows(batch);
+    return;
+  }
+  yield* encoder.encode(await copyShapeRows(client, rows), rows.context, rows.select);
+}
+
+/** The COPY TEXT stream of the shape's rows, its where clause bound. */
+async function copyShapeRows(client: pg.ClientBase, rows: ShapeRows): Promise<CopyToStreamQuery> {
+  const where = rows.filter ? ` WHERE ${await bindFilter(client, rows.filter)}` : '';
+  const sql = `COPY (SELECT ${rows.select.map(quoteIdentifier).join(', ')} FROM ${quoteTableIdentifier(rows.table)}${where}) TO STDOUT`;
+  return client.query(copyTo(sql));
 }
 
 /**

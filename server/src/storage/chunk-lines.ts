@@ -54,20 +54,38 @@ export class ChunkLines {
    * caller checks: a line is one entry).
    */
   append(offsetText: string, json: string): void {
-    const start = this.#length;
     // A UTF-16 code unit takes at most 3 bytes in UTF-8: room for the worst case, then the
     // bytes actually written count.
-    const bytes = this.#room(offsetText.length + 2 + 3 * json.length);
+    const { bytes, at } = this.#openLine(offsetText, 3 * json.length);
+    this.#closeLine(bytes, at + bytes.write(json, at, 'utf8'));
+  }
+
+  /** Appends `<offsetText> <json>\n` where the JSON is `source`'s bytes `from` to `to` (UTF-8). */
+  appendBytes(offsetText: string, source: Buffer, from: number, to: number): void {
+    const { bytes, at } = this.#openLine(offsetText, to - from);
+    this.#closeLine(bytes, at + source.copy(bytes, at, from, to));
+  }
+
+  /**
+   * Starts a line with room for `jsonBytes` of JSON: writes `<offsetText> ` and records where the
+   * line and its JSON start. Returns the segment and the position in it where the JSON goes.
+   */
+  #openLine(offsetText: string, jsonBytes: number): { bytes: Buffer; at: number } {
+    const start = this.#length;
+    const bytes = this.#room(offsetText.length + 2 + jsonBytes);
     const base = this.#segmentStarts.at(-1)!;
     let at = start - base;
     // A few ASCII characters: stored one by one, cheaper than an encoding call for so few.
     for (let i = 0; i < offsetText.length; i++) bytes[at++] = offsetText.charCodeAt(i);
     bytes[at++] = 0x20;
-    const jsonStart = base + at;
-    at += bytes.write(json, at, 'utf8');
-    bytes[at++] = 0x0a;
-    this.#starts.push(start, jsonStart);
-    this.#length = base + at;
+    this.#starts.push(start, base + at);
+    return { bytes, at };
+  }
+
+  /** Ends the line whose JSON ends at `end` of the last segment `bytes`. */
+  #closeLine(bytes: Buffer, end: number): void {
+    bytes[end] = 0x0a;
+    this.#length = this.#segmentStarts.at(-1)! + end + 1;
   }
 
   /** Keeps the first `count` entries. */

@@ -15,6 +15,7 @@ import { chunkLimit } from './chunk-limit.js';
 import type { ChunkDescriptor } from './chunk-index.js';
 import { describeChunk } from './tail-chunk.js';
 import type { TailChunk } from './tail-chunk.js';
+import type { EncodedRows } from './encoded-rows.js';
 import type { LogEntry, ReadResult, ShapeLog } from './shape-storage.js';
 
 /** A tail chunk a flush persists: its entries up to `count`, and its seal when `sealed`. */
@@ -212,11 +213,11 @@ export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeL
   /**
    * Appends snapshot rows: each at `0_c`, where c is `op` for the first row and grows by one at
    * every seal (every row of snapshot chunk c is at `0_c`). Appending them one by one with those
-   * offsets does the same; this takes a whole batch in one call, with one offset per chunk.
-   * Throws, changing nothing, when `0_op` may not follow the log's last entry or a row is not
-   * one non-empty line. Returns how many chunks it sealed.
+   * offsets does the same; this takes a whole batch in one call, with one offset per chunk, and
+   * copies each row's bytes as they are. Throws, changing nothing, when `0_op` may not follow the
+   * log's last entry or a row is not one non-empty line. Returns how many chunks it sealed.
    */
-  appendSnapshotRows(op: number, jsons: readonly string[]): number {
+  appendSnapshotRows(op: number, rows: EncodedRows): number {
     this.#assertUsable();
     if (this.#truncations > 0) throw new Error('append() during truncateAfter()');
     let offset: LogOffset = { tx: 0n, op };
@@ -226,10 +227,23 @@ export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeL
     if (previous && !followsInChunk(offset, previous, this.#tail.at(-1)!.offsets.length > 0)) {
       throw new RangeError(`offset ${text} is not after ${formatLogOffset(previous)}`);
     }
-    for (const json of jsons) checkLine(text, json);
+    const { bytes, ends } = rows;
+    const newline = bytes.indexOf(0x0a);
+    if (newline !== -1 && newline < (ends.at(-1) ?? 0)) {
+      throw new RangeError(`entry ${text}: JSON must be one non-empty line`);
+    }
+    for (let i = 0; i < ends.length; i++) {
+      if (ends[i]! <= (i === 0 ? 0 : ends[i - 1]!)) {
+        throw new RangeError(`entry ${text}: JSON must be one non-empty line`);
+      }
+    }
     let sealed = 0;
-    for (const json of jsons) {
-      if (!this.#push(offset, text, json, false)) continue;
+    let from = 0;
+    for (const to of ends) {
+      const chunk = this.#tail.at(-1)!;
+      chunk.lines.appendBytes(text, bytes, from, to);
+      from = to;
+      if (!this.#added(chunk, offset, false)) continue;
       sealed++;
       offset = { tx: 0n, op: offset.op + 1 };
       text = formatLogOffset(offset);
@@ -237,11 +251,19 @@ export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeL
     return sealed;
   }
 
-  /** Adds a line to the open chunk and seals it when full, or when `seal`; true if it sealed. */
+  /** Adds a line to the open chunk (see `#added`); true if it sealed the chunk. */
   #push(offset: LogOffset, text: string, json: string, seal: boolean): boolean {
     const chunk = this.#tail.at(-1)!;
-    chunk.offsets.push(offset);
     chunk.lines.append(text, json);
+    return this.#added(chunk, offset, seal);
+  }
+
+  /**
+   * Takes note of the line just added to the open chunk `chunk` at `offset`, and seals the chunk
+   * when that line filled it, or when `seal`. Returns whether it sealed the chunk.
+   */
+  #added(chunk: Chunk, offset: LogOffset, seal: boolean): boolean {
+    chunk.offsets.push(offset);
     this.#lastOffset = offset;
     if (!seal && chunk.lines.bytesOf() < chunkLimit(chunk.number, this.#chunkBytes)) return false;
     this.#sealTail(chunk);

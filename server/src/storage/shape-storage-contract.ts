@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { SNAPSHOT_END } from '@sluice/protocol';
 import type { LogOffset } from '@sluice/protocol';
+import { encodeRows } from './encoded-rows.js';
 import type { LogEntry, ShapeLog, ShapeStorage } from './shape-storage.js';
 import { at, entry, txGroup, walk, walkEntries } from './shape-log-testing.js';
 
@@ -277,14 +278,14 @@ export function describeShapeStorageContract(
 
     test('appendSnapshotRows cuts and numbers chunks as appending its rows one by one does', async () => {
       await withStorage(async (storage) => {
-        const rows = Array.from({ length: 30 }, (_, i) => entry(0, 0, 'r'.repeat(i % 7)).json);
+        const rows = Array.from({ length: 30 }, (_, i) => entry(0, 0, 'é😀'.repeat(i % 4)).json);
         // Each row at the op of its chunk, learned from the append before it.
         const single = await storage.createLog('shape-single');
         let op = 0;
         for (const json of rows) op += single.append([{ offset: at(0, op), json }]);
         const batched = await storage.createLog('shape-batched');
-        const sealed = batched.appendSnapshotRows(0, rows.slice(0, 12));
-        assert.equal(batched.appendSnapshotRows(sealed, rows.slice(12)) + sealed, op);
+        const sealed = batched.appendSnapshotRows(0, encodeRows(rows.slice(0, 12)));
+        assert.equal(batched.appendSnapshotRows(sealed, encodeRows(rows.slice(12))) + sealed, op);
         assert.ok(op >= 3, `${op} chunks sealed`);
         assert.deepEqual(batched.lastOffset, single.lastOffset);
         assert.equal(batched.sizeBytes, single.sizeBytes);
@@ -297,11 +298,17 @@ export function describeShapeStorageContract(
         // Refused whole: a row that is not one line, an op behind the log's.
         const size = batched.sizeBytes;
         assert.throws(
-          () => batched.appendSnapshotRows(op, [rows[0]!, '{"a":\n1}']),
+          () => batched.appendSnapshotRows(op, encodeRows([rows[0]!, '{"a":\n1}'])),
           /one non-empty line/,
         );
-        assert.throws(() => batched.appendSnapshotRows(op, [rows[0]!, '']), /one non-empty line/);
-        assert.throws(() => batched.appendSnapshotRows(op - 1, [rows[0]!]), /is not after/);
+        assert.throws(
+          () => batched.appendSnapshotRows(op, encodeRows([rows[0]!, ''])),
+          /one non-empty line/,
+        );
+        assert.throws(
+          () => batched.appendSnapshotRows(op - 1, encodeRows([rows[0]!])),
+          /is not after/,
+        );
         assert.equal(batched.sizeBytes, size);
         assert.deepEqual(batched.lastOffset, single.lastOffset);
         await single.close();

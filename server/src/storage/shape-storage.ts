@@ -1,4 +1,5 @@
 import type { LogOffset } from '@sluice/protocol';
+import type { EncodedRows } from './encoded-rows.js';
 
 /** One entry of a shape log. */
 export interface LogEntry {
@@ -48,10 +49,11 @@ export interface ShapeLog {
    */
   append(entries: readonly LogEntry[], options?: { sealChunk?: boolean }): number;
   /**
-   * Appends snapshot rows as `append` would one by one, the first at `0_op` and each after a
-   * seal at the next op (snapshot chunk c holds `0_c`). Returns how many chunks it sealed.
+   * Appends snapshot rows (their JSON as UTF-8) as `append` would one by one, the first at `0_op`
+   * and each after a seal at the next op (snapshot chunk c holds `0_c`). Returns how many chunks
+   * it sealed.
    */
-  appendSnapshotRows(op: number, jsons: readonly string[]): number;
+  appendSnapshotRows(op: number, rows: EncodedRows): number;
   /** Makes everything appended before the call durable and visible. */
   flush(): Promise<void>;
   /** Whether a sealed, durable chunk holds entries after `after`. */
