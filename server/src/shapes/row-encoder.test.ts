@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { Readable } from 'node:stream';
+import { promisify } from 'node:util';
 import { after, test } from 'node:test';
 import { encodeRows, type EncodedRows } from '../storage/encoded-rows.js';
 import { snapshotMessageBuilder, type MessageContext } from './change-messages.js';
@@ -9,6 +11,7 @@ import { RowEncoder } from './row-encoder.js';
 // `snapshotMessageBuilder` makes of each COPY row, encoded as UTF-8, in order, however the COPY
 // stream is cut into chunks.
 
+const execFileAsync = promisify(execFile);
 const encoder = new RowEncoder();
 after(() => encoder.close());
 
@@ -111,4 +114,40 @@ test('closing fails a snapshot being encoded, and the encoder then refuses new o
   }
   await assert.rejects(collectFrom(closing, stalled()), /stopped/);
   await assert.rejects(collectFrom(closing, chunks(copyBytes, [100])), /closed/);
+});
+
+test('the thread ends once idle, and the next snapshot starts another', async () => {
+  const idle = new RowEncoder({ idleMs: 50 });
+  assert.equal(idle.threadRunning, false);
+  const once = () => collectFrom(idle, chunks(copyBytes, [4096]));
+  assert.equal(texts(await once()).length, rows.length);
+  assert.equal(idle.threadRunning, true);
+  for (let tries = 0; idle.threadRunning; tries++) {
+    assert.ok(tries < 200, 'the idle thread ended');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  assert.equal(texts(await once()).length, rows.length);
+  await idle.close();
+  assert.equal(idle.threadRunning, false);
+});
+
+test('an idle thread does not keep the process alive; one with a job does', async () => {
+  // A process that encodes one batch and never closes its encoder, whose thread would idle for
+  // a minute: it ends on its own once the batch is back, and it got the batch first.
+  const script = `
+    const { RowEncoder } = await import(${JSON.stringify(new URL('./row-encoder.ts', import.meta.url).href)});
+    const { Readable } = await import('node:stream');
+    const encoder = new RowEncoder({ idleMs: 60_000 });
+    const context = { schema: 'public', table: 't', columns: ['id'], keyColumns: ['id'], replica: 'default' };
+    for await (const batch of encoder.encode(Readable.from([Buffer.from('1\\n')]), context, ['id'])) {
+      console.log(batch.ends.length);
+    }`;
+  const started = performance.now();
+  const { stdout } = await execFileAsync(
+    process.execPath,
+    [...process.execArgv, '--input-type=module', '--eval', script],
+    { timeout: 30_000 },
+  );
+  assert.equal(stdout.trim(), '1');
+  assert.ok(performance.now() - started < 30_000);
 });

@@ -20,7 +20,7 @@ export type EncoderReply =
 /** COPY chunks a job may have at the thread before it waits for their rows: bounds memory. */
 const MAX_IN_FLIGHT = 4;
 /** The thread ends after this long without a job: it holds 10 to 40 MB (its heap) while it lives. */
-const IDLE_MS = 10_000;
+const DEFAULT_IDLE_MS = 10_000;
 
 interface Owed {
   resolve(rows: EncodedRows): void;
@@ -47,6 +47,16 @@ export class RowEncoder {
   readonly #jobs = new Map<number, Job>();
   #idleTimer: NodeJS.Timeout | undefined;
   #closed = false;
+  readonly #idleMs: number;
+
+  constructor(options: { idleMs?: number } = {}) {
+    this.#idleMs = options.idleMs ?? DEFAULT_IDLE_MS;
+  }
+
+  /** Whether its thread is running (between a snapshot and the idle time after the last). */
+  get threadRunning(): boolean {
+    return this.#worker !== undefined;
+  }
 
   /**
    * The rows of a COPY TEXT stream of `select` (in that order) as `context`'s snapshot insert
@@ -81,10 +91,10 @@ export class RowEncoder {
         // A copy of its own, handed over whole: the stream may reuse the chunk's memory.
         const bytes = new Uint8Array(chunk).buffer;
         ask({ type: 'copy', job: id, bytes }, [bytes]);
-        while (waiting.length >= MAX_IN_FLIGHT) yield await waiting.shift()!;
+        while (waiting.length >= MAX_IN_FLIGHT) yield* rowsOf(await waiting.shift()!);
       }
       ask({ type: 'end', job: id });
-      while (waiting.length > 0) yield await waiting.shift()!;
+      while (waiting.length > 0) yield* rowsOf(await waiting.shift()!);
       ended = true;
     } finally {
       this.#jobs.delete(id);
@@ -101,12 +111,14 @@ export class RowEncoder {
     await this.#stop();
   }
 
+  /** The thread, started if need be; it keeps the process alive while it has a job. */
   #start(): Worker {
     clearTimeout(this.#idleTimer);
-    if (this.#worker) return this.#worker;
+    if (this.#worker) {
+      this.#worker.ref();
+      return this.#worker;
+    }
     const worker = startThread();
-    // An idle thread does not keep the process alive; a snapshot's connection does meanwhile.
-    worker.unref();
     worker.on('message', (reply: EncoderReply) => this.#replied(reply));
     worker.on('error', (error) => this.#lost(worker, error));
     worker.on('exit', (code) => {
@@ -144,8 +156,10 @@ export class RowEncoder {
 
   #idleLater(): void {
     if (this.#jobs.size > 0 || !this.#worker) return;
+    // Idle, it does not keep the process alive (nor does the timer that ends it).
+    this.#worker.unref();
     clearTimeout(this.#idleTimer);
-    this.#idleTimer = setTimeout(() => void this.#stop(), IDLE_MS);
+    this.#idleTimer = setTimeout(() => void this.#stop(), this.#idleMs);
     this.#idleTimer.unref();
   }
 
@@ -156,6 +170,11 @@ export class RowEncoder {
     this.#lost(worker, new Error('the row encoder was stopped'));
     await worker.terminate();
   }
+}
+
+/** A batch, unless it has no rows (a chunk holding no whole row, or the end). */
+function rowsOf(batch: EncodedRows): EncodedRows[] {
+  return batch.ends.length > 0 ? [batch] : [];
 }
 
 /**

@@ -1,4 +1,4 @@
-import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileAtomically } from './chunk-file.js';
 import type { ChunkCache } from './chunk-cache.js';
@@ -78,10 +78,16 @@ export class DiskShapeStorage implements ShapeStorage {
     return DiskShapeLog.open(this.#shapeDir(handle), await this.#logOptions());
   }
 
-  /** The journal forgets the shape first: a later shape in its folder never gets its lines. */
+  /**
+   * The journal forgets the shape first: a later shape in its folder never gets its lines. A
+   * folder already gone was removed by its log (`destroy`), which had the journal forget it: a
+   * second `forget` would cost another journal write and sync for nothing.
+   */
   async removeShape(handle: string): Promise<void> {
+    const dir = this.#shapeDir(handle);
+    if (!(await isPresent(dir))) return;
     await (await this.#openJournal()).forget(handle);
-    await rm(this.#shapeDir(handle), { recursive: true, force: true });
+    await rm(dir, { recursive: true, force: true });
   }
 
   readRecord(name: string): Promise<string | undefined> {
@@ -131,6 +137,16 @@ export class DiskShapeStorage implements ShapeStorage {
       throw error;
     });
     return this.#journal;
+  }
+}
+
+async function isPresent(file: string): Promise<boolean> {
+  try {
+    await stat(file);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw error;
   }
 }
 

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { appendFile, cp, readdir, rm } from 'node:fs/promises';
+import { appendFile, cp, readFile, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { ChunkCache } from './chunk-cache.js';
@@ -40,6 +40,13 @@ async function startedLog(storage: DiskShapeStorage, handle: string): Promise<Sh
   log.append(txGroup(1, 2, handle));
   await log.flush();
   return log;
+}
+
+/** A fresh disk storage with one started log, `shape-a`. */
+async function startedStorage() {
+  const storageDir = freshDir();
+  const storage = diskStorage(storageDir);
+  return { storageDir, storage, log: await startedLog(storage, 'shape-a') };
 }
 
 /** The entries of `handle`'s log as a server restarted after a crash now would read them. */
@@ -100,9 +107,7 @@ test('flushed lines are durable in the journal before their chunk files; a resta
 });
 
 test('a torn last record (a crash during its write) is left out, what came before it is kept', async () => {
-  const storageDir = freshDir();
-  const storage = diskStorage(storageDir);
-  const log = await startedLog(storage, 'shape-a');
+  const { storageDir, storage, log } = await startedStorage();
   log.append(txGroup(2, 2, 'kept'));
   await log.flush();
   const crashed = await crashCopy(storageDir);
@@ -120,13 +125,21 @@ test('a torn last record (a crash during its write) is left out, what came befor
 });
 
 test('a removed shape is forgotten: a new shape in its folder never gets its journaled lines', async () => {
-  const storageDir = freshDir();
-  const storage = diskStorage(storageDir);
-  const old = await startedLog(storage, 'shape-a');
+  const { storageDir, storage, log: old } = await startedStorage();
   old.append(txGroup(2, 6, 'x'.repeat(200)));
   await old.flush();
   await old.destroy();
   await storage.removeShape('shape-a');
+  // The log forgot itself as it was destroyed: removing the shape after it writes no second
+  // record (each costs a journal write and sync).
+  const [segment] = await segments(storageDir);
+  const journaled = await readFile(path.join(storageDir, 'journal', segment!));
+  const forget = Buffer.from([2, 0, 'shape-a'.length, ...Buffer.from('shape-a')]);
+  let forgets = 0;
+  for (let at = journaled.indexOf(forget); at !== -1; at = journaled.indexOf(forget, at + 1)) {
+    forgets++;
+  }
+  assert.equal(forgets, 1);
   const anew = await startedLog(storage, 'shape-a');
   assert.deepEqual(
     await afterCrash(storageDir, 'shape-a'),
@@ -137,9 +150,7 @@ test('a removed shape is forgotten: a new shape in its folder never gets its jou
 });
 
 test('a cut is never undone by the journal: cut lines are not written back after a crash', async () => {
-  const storageDir = freshDir();
-  const storage = diskStorage(storageDir);
-  const log = await startedLog(storage, 'shape-a');
+  const { storageDir, storage, log } = await startedStorage();
   log.append(txGroup(2, 3, 'cut'));
   await log.flush();
   // Keeps 2_0: the two lines after it were journaled, and must stay cut.
@@ -187,9 +198,7 @@ test('a full segment is checkpointed by itself: the chunk files get the lines, t
 });
 
 test('a seal writes the lines the journal held before it, in order, into the sealed chunk', async () => {
-  const storageDir = freshDir();
-  const storage = diskStorage(storageDir);
-  const log = await startedLog(storage, 'shape-a');
+  const { storageDir, storage, log } = await startedStorage();
   log.append(txGroup(2, 3, 'journaled'));
   await log.flush();
   // The first chunk is sealed at 64 kB: this transaction fills it, on the chunk files' own path.
