@@ -203,12 +203,23 @@ export async function startRedisSentinel(
     for (const server of started.reverse()) await server.destroy();
   };
   try {
-    const master = await startRedis();
+    const master = await startRedis({ args: ['--repl-diskless-sync-delay', '0'] });
     started.push(master);
     const replica = options.replica
       ? await startRedis({ args: ['--replicaof', '127.0.0.1', String(master.port)] })
       : undefined;
-    if (replica) started.push(replica);
+    if (replica) {
+      started.push(replica);
+      // A failover needs a replica that has synced (the master starts its diskless sync at
+      // once: `--repl-diskless-sync-delay 0`).
+      await waitForReply(
+        redisCli(),
+        replica.port,
+        ['info', 'replication'],
+        'master_link_status:up',
+        Date.now() + 15_000,
+      );
+    }
     const sentinel = await startRedis({
       args: ['--sentinel'],
       configFile: async (dir) => {
@@ -246,9 +257,7 @@ export interface TestRedisCluster {
 
 /** A Redis Cluster of `masters` nodes (at least 3, no replicas), every slot assigned and ok. */
 export async function startRedisCluster(masters = 3): Promise<TestRedisCluster> {
-  const binary = findRedisServer();
-  if (!binary) throw new Error(`no redis-server found: ${REDIS_INSTALL_HINT}`);
-  const cli = join(binary, '..', 'redis-cli');
+  const cli = redisCli();
   const nodes: TestRedis[] = [];
   const destroy = async () => {
     await Promise.all(nodes.map((node) => node.destroy()));
@@ -266,18 +275,38 @@ export async function startRedisCluster(masters = 3): Promise<TestRedisCluster> 
     // `create` returns once slots are assigned; every node must also see the others' slots.
     const deadline = Date.now() + 15_000;
     for (const node of nodes) {
-      for (;;) {
-        const info = await run(cli, ['-p', String(node.port), 'cluster', 'info']);
-        if (info.includes('cluster_state:ok')) break;
-        if (Date.now() > deadline) throw new Error(`cluster not ok in 15 s: ${info}`);
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
+      await waitForReply(cli, node.port, ['cluster', 'info'], 'cluster_state:ok', deadline);
     }
   } catch (error) {
     await destroy();
     throw error;
   }
   return { nodes, url: nodes[0]!.url, destroy };
+}
+
+/** redis-cli, next to the redis-server the tests use. */
+function redisCli(): string {
+  const binary = findRedisServer();
+  if (!binary) throw new Error(`no redis-server found: ${REDIS_INSTALL_HINT}`);
+  return join(binary, '..', 'redis-cli');
+}
+
+/** Asks the server at `port` until its reply contains `wanted`; throws at `deadline`. */
+async function waitForReply(
+  cli: string,
+  port: number,
+  command: string[],
+  wanted: string,
+  deadline: number,
+): Promise<void> {
+  for (;;) {
+    const reply = await run(cli, ['-p', String(port), ...command]);
+    if (reply.includes(wanted)) return;
+    if (Date.now() > deadline) {
+      throw new Error(`${command.join(' ')} on port ${port}: no ${wanted} in time: ${reply}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }
 
 function run(file: string, args: string[]): Promise<string> {

@@ -133,7 +133,13 @@ if (skip) {
         await log.flush();
         // Replication is asynchronous: the failover must not start before the replica has it.
         assert.equal(await oldMaster.wait(1, 5_000), 1);
-        await asker.call('SENTINEL', 'FAILOVER', group.name);
+        // The Sentinel refuses (NOGOODSLAVE) until it has read the replica's own INFO.
+        await waitFor('the failover started', 15_000, () =>
+          asker.call('SENTINEL', 'FAILOVER', group.name).then(
+            () => true,
+            () => false,
+          ),
+        );
         await waitFor('the replica promoted', 15_000, async () => {
           const [, port] = (await asker.call(
             'SENTINEL',
