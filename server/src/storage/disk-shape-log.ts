@@ -18,6 +18,12 @@ import { cutSealedChunks } from './truncate-log.js';
 export { ShapeLogCorruptError } from './chunk-index.js';
 
 const SEAL_BUFFER = Buffer.from(SEAL_LINE);
+/**
+ * A flush adding more than this to a log writes its chunk files itself: through the journal
+ * those bytes would be written twice, which costs more than the sync it saves (a large
+ * snapshot's chunks). Below it, many logs flushed at once share the journal's one sync.
+ */
+const JOURNALED_FLUSH_BYTES = 1024 * 1024;
 
 export interface DiskShapeLogOptions {
   /** A chunk is sealed at the end of the append() that makes it reach this many bytes. */
@@ -28,9 +34,10 @@ export interface DiskShapeLogOptions {
    */
   chunkCache?: ChunkCache;
   /**
-   * The storage's journal, shared by its logs: a flush that seals nothing records the new lines
-   * there (one sync for every log flushed at once) and the chunk file gets them at a
-   * checkpoint. Without one, each flush writes and syncs the chunk files itself.
+   * The storage's journal, shared by its logs: a flush of up to `JOURNALED_FLUSH_BYTES` records
+   * its new lines and seals there (one sync for every log flushed at once), and the chunk files
+   * (and the index) get them at a checkpoint. Without one, each flush writes and syncs the
+   * chunk files itself.
    */
   journal?: ShapeJournal;
 }
@@ -64,7 +71,8 @@ function checkOptions(options: DiskShapeLogOptions): void {
  * The disk backend's `ShapeLog`: one shape's chunked log in its own directory, one file per
  * chunk plus the index of sealed chunks (docs/protocol.md §3). Sealed chunks are read from disk
  * through a cache (shared by all logs); the open chunk is kept in memory for long-pollers at the
- * tail. The in-memory log is `ChunkedShapeLog`'s; this class writes and cuts the files.
+ * tail, and so is a chunk sealed through the journal until a checkpoint completes its file. The
+ * in-memory log is `ChunkedShapeLog`'s; this class writes and cuts the files.
  */
 export class DiskShapeLog extends ChunkedShapeLog<DiskTailChunk> implements JournalClient {
   readonly #journal: ShapeJournal | undefined;
@@ -72,6 +80,11 @@ export class DiskShapeLog extends ChunkedShapeLog<DiskTailChunk> implements Jour
   readonly #name: string;
   /** Being deleted (`destroy`): it owes its files and the journal's checkpoints nothing. */
   #erased = false;
+  /**
+   * Chunks sealed through the journal, in order, whose files the next checkpoint completes (and
+   * then indexes). Until then reads of them are served from here, not from their files.
+   */
+  #unwritten: DiskTailChunk[] = [];
 
   private constructor(dir: string, options: DiskShapeLogOptions, recovered: RecoveredLog) {
     const { active } = recovered;
@@ -115,20 +128,23 @@ export class DiskShapeLog extends ChunkedShapeLog<DiskTailChunk> implements Jour
   }
 
   /**
-   * With a journal, when no chunk is sealed and every file exists: one journal record per dirty
-   * chunk. Otherwise one write plus fdatasync per dirty chunk file, in chunk order (so a later
-   * chunk never has bytes on disk before an earlier one is complete; a seal takes every line the
-   * journal held too), then the index if chunks were sealed.
+   * With a journal, when the flush is small: one journal record per dirty chunk, seals included.
+   * Otherwise what the journal holds goes to the files first, then one write plus fdatasync per
+   * dirty chunk file, in chunk order (so a later chunk never has bytes on disk before an earlier
+   * one is complete; a seal takes every line the journal held too), then the index if chunks
+   * were sealed.
    */
   protected async persist(
     pending: readonly PendingChunk<DiskTailChunk>[],
     newlySealed: readonly ChunkDescriptor[],
   ): Promise<void> {
     const journal = this.#journal;
-    if (journal && pending.every(({ chunk, sealed }) => chunk.onDisk && !sealed)) {
+    if (journal && flushBytes(pending) <= JOURNALED_FLUSH_BYTES) {
       await Promise.all(pending.map((item) => this.#journalLines(journal, item)));
+      for (const { chunk, sealed } of pending) if (sealed) this.#unwritten.push(chunk);
       return;
     }
+    await this.#writeJournaled();
     // The lines to write are taken now, before anything is awaited: appends meanwhile come after.
     const work = pending.map(({ chunk, count, sealed }) => {
       const end = chunk.lines.bytesOf(count);
@@ -162,16 +178,21 @@ export class DiskShapeLog extends ChunkedShapeLog<DiskTailChunk> implements Jour
       await writeIndex(this.location, [...this.sealedChunks, ...newlySealed]);
   }
 
-  /** Records a chunk's new lines in the journal; its file gets them at the next checkpoint. */
+  /**
+   * Records a chunk's new lines, and its seal, in the journal; its file gets them at the next
+   * checkpoint.
+   */
   #journalLines(
     journal: ShapeJournal,
-    { chunk, count }: PendingChunk<DiskTailChunk>,
+    { chunk, count, sealed }: PendingChunk<DiskTailChunk>,
   ): Promise<void> {
     const end = chunk.lines.bytesOf(count);
     const from = Math.max(chunk.writtenBytes, chunk.journaledBytes);
-    if (end <= from) return Promise.resolve();
+    if (end <= from && !sealed) return Promise.resolve();
     chunk.journaledBytes = end;
-    return journal.record(this, this.#name, chunk.number, from, chunk.lines.slice(from, end));
+    const lines = chunk.lines.slice(from, end);
+    const bytes = sealed ? [...lines, SEAL_BUFFER] : lines;
+    return journal.record(this, this.#name, chunk.number, from, bytes);
   }
 
   /**
@@ -183,14 +204,46 @@ export class DiskShapeLog extends ChunkedShapeLog<DiskTailChunk> implements Jour
     return this.exclusive(() => this.#writeJournaled());
   }
 
+  /**
+   * Completes the chunks sealed through the journal, in order, then writes the open chunks'
+   * journaled lines: each file synced before the next gets anything, the files made here
+   * synced into the folder, then the index names the completed chunks (as a flush that seals
+   * orders it; recoverLog relies on that order).
+   */
   async #writeJournaled(): Promise<void> {
+    const completed = this.#unwritten;
+    let made = false;
+    for (const chunk of completed) {
+      made = (await this.#writeFromJournal(chunk, chunk.lines.bytesOf(), true)) || made;
+    }
     for (const chunk of this.tailChunks) {
       if (chunk.journaledBytes <= chunk.writtenBytes) continue;
-      chunk.handle ??= await this.#openChunkFile(chunk.number);
-      await writeAllOf(chunk.handle, chunk.lines.slice(chunk.writtenBytes, chunk.journaledBytes));
-      await chunk.handle.datasync();
-      chunk.writtenBytes = chunk.journaledBytes;
+      made = (await this.#writeFromJournal(chunk, chunk.journaledBytes, false)) || made;
     }
+    if (made) await syncDirectory(this.location);
+    if (completed.length === 0) return;
+    await writeIndex(this.location, this.sealedChunks);
+    this.#unwritten = [];
+  }
+
+  /**
+   * Writes a chunk's lines from what its file holds up to `end` (and its seal), syncs and, when
+   * sealed, closes it. Returns whether the file was made here (its folder needs a sync).
+   */
+  async #writeFromJournal(chunk: DiskTailChunk, end: number, seal: boolean): Promise<boolean> {
+    const made = !chunk.onDisk;
+    chunk.handle ??= await this.#openChunkFile(chunk.number);
+    const lines = chunk.lines.slice(chunk.writtenBytes, end);
+    await writeAllOf(chunk.handle, seal ? [...lines, SEAL_BUFFER] : lines);
+    await chunk.handle.datasync();
+    chunk.writtenBytes = end;
+    chunk.onDisk = true;
+    if (seal) {
+      const { handle } = chunk;
+      chunk.handle = undefined;
+      await handle.close();
+    }
+    return made;
   }
 
   /** Every line the journal holds of this log goes to its files first: none can come back. */
@@ -207,6 +260,8 @@ export class DiskShapeLog extends ChunkedShapeLog<DiskTailChunk> implements Jour
   }
 
   protected async loadChunk(descriptor: ChunkDescriptor): Promise<ParsedChunk> {
+    const unwritten = this.#unwritten.find((chunk) => chunk.number === descriptor.number);
+    if (unwritten) return { offsets: unwritten.offsets, lines: unwritten.lines };
     const bytes = await readFile(path.join(this.location, chunkFileName(descriptor.number)));
     const scan = scanChunk(bytes, undefined);
     if (scan.corrupt || !scan.sealed || scan.offsets.length !== descriptor.count) {
@@ -272,4 +327,14 @@ export class DiskShapeLog extends ChunkedShapeLog<DiskTailChunk> implements Jour
   #openChunkFile(number: number): Promise<FileHandle> {
     return open(path.join(this.location, chunkFileName(number)), 'a');
   }
+}
+
+/** The bytes a flush of `pending` adds to the log's files: new lines, and seal lines. */
+function flushBytes(pending: readonly PendingChunk<DiskTailChunk>[]): number {
+  let total = 0;
+  for (const { chunk, count, sealed } of pending) {
+    const from = Math.max(chunk.writtenBytes, chunk.journaledBytes);
+    total += Math.max(0, chunk.lines.bytesOf(count) - from) + (sealed ? SEAL_BUFFER.length : 0);
+  }
+  return total;
 }

@@ -34,7 +34,7 @@ async function crashCopy(storageDir: string): Promise<string> {
   return copy;
 }
 
-/** A log whose chunk file exists: its first flush creates it, later ones go to the journal. */
+/** A log with two entries, flushed (through the journal: its chunk file does not exist yet). */
 async function startedLog(storage: DiskShapeStorage, handle: string): Promise<ShapeLog> {
   const log = await storage.createLog(handle);
   log.append(txGroup(1, 2, handle));
@@ -78,10 +78,8 @@ test('flushed lines are durable in the journal before their chunk files; a resta
   for (const [i, log] of logs.entries()) assert.deepEqual(await walkEntries(log), expected[i]);
 
   const crashed = await crashCopy(storageDir);
-  // The second flush went to the journal only: the chunk files hold the first one's lines.
-  for (const [i, handle] of handles.entries()) {
-    assert.deepEqual(await chunkLines(crashed, handle), expected[i]!.slice(0, 2));
-  }
+  // Both flushes went to the journal only: no chunk file was made yet.
+  for (const handle of handles) assert.deepEqual(await chunkLines(crashed, handle), []);
   assert.equal((await segments(crashed)).length, 1);
 
   const restarted = diskStorage(crashed);
@@ -197,22 +195,132 @@ test('a full segment is checkpointed by itself: the chunk files get the lines, t
   assert.deepEqual(await readdir(journalDir), []);
 });
 
-test('a seal writes the lines the journal held before it, in order, into the sealed chunk', async () => {
+test('a large flush goes to the chunk files, after the lines the journal held before it, in order', async () => {
   const { storageDir, storage, log } = await startedStorage();
   log.append(txGroup(2, 3, 'journaled'));
   await log.flush();
-  // The first chunk is sealed at 64 kB: this transaction fills it, on the chunk files' own path.
-  log.append(txGroup(3, 40, 'y'.repeat(2_000)));
+  // More than a journaled flush may hold (1 MiB): written to the files directly, sealing chunks
+  // (64 kB, then 100 kB) on the way.
+  log.append(txGroup(3, 600, 'y'.repeat(2_000)));
   await log.flush();
   const expected = [
     ...txGroup(1, 2, 'shape-a'),
     ...txGroup(2, 3, 'journaled'),
-    ...txGroup(3, 40, 'y'.repeat(2_000)),
+    ...txGroup(3, 600, 'y'.repeat(2_000)),
   ].map((e) => e.json);
-  const [sealed] = await chunkFiles(path.join(storageDir, 'shapes', 'shape-a'));
-  assert.equal(sealed?.sealed, true);
-  assert.deepEqual(sealed.jsons, expected.slice(0, sealed.jsons.length));
+  const files = await chunkFiles(path.join(storageDir, 'shapes', 'shape-a'));
+  assert.deepEqual(
+    files.map((file) => file.sealed),
+    files.map((_, i) => i < files.length - 1),
+  );
+  assert.ok(files.length > 10);
+  assert.deepEqual(
+    files.flatMap((file) => file.jsons),
+    expected,
+  );
   assert.deepEqual(await afterCrash(storageDir, 'shape-a'), expected);
   await log.close();
   await storage.close();
+});
+
+/**
+ * A log on a journal of its own, laid out as the disk storage lays them out (so `afterCrash`
+ * reopens it), with a checkpoint only when the test asks for one.
+ */
+async function journaledLog(chunkCache?: ChunkCache) {
+  const storageDir = freshDir();
+  const journal = await ShapeJournal.open(
+    path.join(storageDir, 'journal'),
+    path.join(storageDir, 'shapes'),
+    { segmentBytes: 1 << 30, checkpointMs: 3_600_000 },
+  );
+  const dir = path.join(storageDir, 'shapes', 'shape-a');
+  const log = await DiskShapeLog.create(dir, { chunkBytes: 100_000, journal, chunkCache });
+  return { storageDir, dir, journal, log };
+}
+
+test('seals go through the journal: the files, the next chunk and the index follow at the checkpoint', async () => {
+  const { storageDir, dir, journal, log } = await journaledLog();
+  log.append(txGroup(1, 2, 'shape-a'));
+  // Fills the first chunk (64 kB) and seals it, then a transaction into the second.
+  log.append(txGroup(2, 40, 'y'.repeat(2_000)));
+  log.append(txGroup(3, 2, 'after'));
+  await log.flush();
+  const expected = [
+    ...txGroup(1, 2, 'shape-a'),
+    ...txGroup(2, 40, 'y'.repeat(2_000)),
+    ...txGroup(3, 2, 'after'),
+  ].map((e) => e.json);
+  assert.deepEqual(await walkEntries(log), expected);
+  // Durable in the journal only: no chunk file yet, the index names no chunk.
+  assert.deepEqual(await chunkFiles(dir), []);
+  const indexed = async () => {
+    const index = JSON.parse(await readFile(path.join(dir, 'chunks.json'), 'utf8')) as {
+      chunks: { number: number }[];
+    };
+    return index.chunks.map((chunk) => chunk.number);
+  };
+  assert.deepEqual(await indexed(), []);
+  // A crash now: the journal makes both chunk files, the first one sealed, and reopening
+  // indexes it.
+  assert.deepEqual(await afterCrash(storageDir, 'shape-a'), expected);
+
+  await journal.checkpoint();
+  const files = await chunkFiles(dir);
+  assert.deepEqual(
+    files.map((file) => [file.name, file.sealed]),
+    [
+      ['chunk-000001.log', true],
+      ['chunk-000002.log', false],
+    ],
+  );
+  assert.deepEqual(
+    files.flatMap((file) => file.jsons),
+    expected,
+  );
+  assert.deepEqual(await indexed(), [1]);
+  assert.deepEqual(await afterCrash(storageDir, 'shape-a'), expected);
+  await log.close();
+  await journal.close();
+});
+
+test('a cut inside a chunk sealed through the journal completes it first and is never undone', async () => {
+  const { storageDir, journal, log } = await journaledLog();
+  log.append(txGroup(1, 40, 'z'.repeat(2_000)));
+  log.append(txGroup(2, 2, 'open'));
+  await log.flush();
+  // Keeps the first 20 entries (ops 0 to 38) of the sealed chunk.
+  await log.truncateAfter(at(1, 38));
+  const kept = txGroup(1, 20, 'z'.repeat(2_000)).map((e) => e.json);
+  assert.deepEqual(await walkEntries(log), kept);
+  assert.deepEqual(await afterCrash(storageDir, 'shape-a'), kept);
+  log.append(txGroup(3, 1, 'next'));
+  await log.flush();
+  const expected = [...kept, ...txGroup(3, 1, 'next').map((e) => e.json)];
+  assert.deepEqual(await afterCrash(storageDir, 'shape-a'), expected);
+  await log.close();
+  await journal.close();
+});
+
+test('a chunk sealed through the journal is read from memory until its file is complete', async () => {
+  // A cache of nothing: every read of a sealed chunk asks the log for it.
+  const { dir, journal, log } = await journaledLog(new ChunkCache(0));
+  log.append(txGroup(1, 40, 'z'.repeat(2_000)));
+  log.append(txGroup(2, 1, 'open'));
+  await log.flush();
+  const expected = [...txGroup(1, 40, 'z'.repeat(2_000)), ...txGroup(2, 1, 'open')];
+  assert.deepEqual(
+    await walkEntries(log),
+    expected.map((e) => e.json),
+  );
+  assert.deepEqual(await chunkFiles(dir), []);
+  await journal.checkpoint();
+  // Read from its file now.
+  assert.equal((await chunkFiles(dir))[0]?.sealed, true);
+  assert.deepEqual(
+    await walkEntries(log),
+    expected.map((e) => e.json),
+  );
+  await log.close();
+  await journal.close();
 });

@@ -44,8 +44,9 @@ interface Queued {
  * that makes the new lines of every shape log durable with one `write` and one `fdatasync` per
  * flush round, however many shapes the round touched, where each log's own file would cost a
  * `write` and an `fdatasync` each. A record says "these bytes belong at this position of this
- * chunk file"; the chunk files get them later, at a checkpoint (each log writes and syncs what
- * it journaled), and the journal segment is then deleted. After a crash, `open` writes every
+ * chunk file" (seal lines included; the file need not exist yet); the chunk files get them
+ * later, at a checkpoint (each log writes and syncs what it journaled, and indexes what it
+ * sealed), and the journal segment is then deleted. After a crash, `open` writes every
  * record back where it belongs, in order, before any log is opened: a chunk file then holds
  * every acknowledged line, as it would had it been synced itself.
  *
@@ -271,10 +272,11 @@ interface WriteRecord {
 }
 
 /**
- * Writes the records of `files` (segments, oldest first) back into the chunk files, in order,
- * and syncs those files. A segment is read up to its first record that is torn or fails its
- * checksum (a crash during its last write: that record was never acknowledged). A record for a
- * shape whose folder or chunk file is gone is skipped.
+ * Writes the records of `files` (segments, oldest first) back into the chunk files, in order
+ * (a chunk's file is complete and synced before the next chunk's gets anything), and syncs
+ * those files. A segment is read up to its first record that is torn or fails its checksum (a
+ * crash during its last write: that record was never acknowledged). A record for a shape whose
+ * folder is gone is skipped.
  */
 async function replay(files: string[], shapesDir: string): Promise<void> {
   const byFile = new Map<string, WriteRecord[]>();
@@ -291,11 +293,9 @@ async function replay(files: string[], shapesDir: string): Promise<void> {
       list.push(record);
     }
   }
+  const created = new Set<string>();
   for (const [target, records] of byFile) {
-    const handle = await open(target, 'r+').catch((error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') return undefined;
-      throw error;
-    });
+    const handle = await openForReplay(target, created);
     if (!handle) continue;
     try {
       for (const record of records) await writeAll(handle, record.bytes, record.position);
@@ -304,6 +304,29 @@ async function replay(files: string[], shapesDir: string): Promise<void> {
       await handle.close();
     }
   }
+  // The segments are deleted next: the files made here must be durably there first.
+  for (const dir of created) await syncDirectory(dir);
+}
+
+/**
+ * The chunk file a record goes to, made when it is missing: a log journals the chunks it seals
+ * and the one after before their files exist (the checkpoint makes them). Undefined when the
+ * shape's folder is gone (removed without a forget reaching the journal: nothing to restore).
+ */
+async function openForReplay(
+  target: string,
+  created: Set<string>,
+): Promise<FileHandle | undefined> {
+  const missing = (error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return undefined;
+    throw error;
+  };
+  const existing = await open(target, 'r+').catch(missing);
+  if (existing) return existing;
+  // Not 'a': positional writes to a file opened for appending go to its end on Linux.
+  const made = await open(target, 'wx').catch(missing);
+  if (made) created.add(path.dirname(target));
+  return made;
 }
 
 function* readRecords(bytes: Buffer): Generator<WriteRecord | { forget: string }> {
