@@ -302,6 +302,36 @@ test('a cut inside a chunk sealed through the journal completes it first and is 
   await journal.close();
 });
 
+test('a checkpoint writes a few logs at a time, every one of them', async () => {
+  const storageDir = freshDir();
+  const journal = await ShapeJournal.open(
+    path.join(storageDir, 'journal'),
+    path.join(storageDir, 'shapes'),
+    { segmentBytes: 1 << 30, checkpointMs: 3_600_000 },
+  );
+  let running = 0;
+  let most = 0;
+  const written: number[] = [];
+  const clients = Array.from({ length: 100 }, (_, i) => ({
+    async checkpoint() {
+      most = Math.max(most, ++running);
+      await new Promise((resolve) => setTimeout(resolve, 2));
+      running--;
+      written.push(i);
+    },
+  }));
+  await Promise.all(
+    clients.map((client, i) => journal.record(client, `shape-${i}`, 1, 0, [Buffer.from('x\n')])),
+  );
+  await journal.checkpoint();
+  assert.deepEqual(
+    written.sort((a, b) => a - b),
+    clients.map((_, i) => i),
+  );
+  assert.ok(most > 1 && most <= 16, `${most} logs written at once`);
+  await journal.close();
+});
+
 test('a chunk sealed through the journal is read from memory until its file is complete', async () => {
   // A cache of nothing: every read of a sealed chunk asks the log for it.
   const { dir, journal, log } = await journaledLog(new ChunkCache(0));
