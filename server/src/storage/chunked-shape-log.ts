@@ -484,13 +484,17 @@ export abstract class ChunkedShapeLog<Chunk extends TailChunk> implements ShapeL
     }
     for (const { chunk, count } of pending) chunk.durableCount = count;
     // Sealed chunks are at the front of the tail, in order: move them to the index, keeping
-    // their parsed entries cached since readers at the tail are about to ask for them.
-    for (const chunk of this.#tail.splice(0, newlySealed.length)) {
+    // their parsed entries cached since readers at the tail are about to ask for them. Arrays
+    // are copied rather than spliced or pushed into: a copy keeps no room for more items, which
+    // thousands of idle shapes would each hold (ChunkLines.compact).
+    const sealedTail = this.#tail.slice(0, newlySealed.length);
+    if (sealedTail.length > 0) this.#tail = this.#tail.slice(sealedTail.length);
+    for (const chunk of sealedTail) {
       chunk.lines.compact();
-      const parsed = Promise.resolve({ offsets: chunk.offsets, lines: chunk.lines });
+      const parsed = Promise.resolve({ offsets: chunk.offsets.slice(), lines: chunk.lines });
       this.#cache.set(this.location, chunk.number, parsed, chunk.lines.bytesOf() + SEAL_BYTES);
     }
-    this.#sealed.push(...newlySealed);
+    if (newlySealed.length > 0) this.#sealed = [...this.#sealed, ...newlySealed];
     const lastWritten = pending.at(-1)!;
     this.#durableOffset = lastWritten.chunk.offsets[lastWritten.count - 1] ?? this.#durableOffset;
   }

@@ -141,7 +141,9 @@ export class DiskShapeLog extends ChunkedShapeLog<DiskTailChunk> implements Jour
     const journal = this.#journal;
     if (journal && flushBytes(pending) <= JOURNALED_FLUSH_BYTES) {
       await Promise.all(pending.map((item) => this.#journalLines(journal, item)));
-      for (const { chunk, sealed } of pending) if (sealed) this.#unwritten.push(chunk);
+      const sealed = pending.filter((item) => item.sealed).map((item) => item.chunk);
+      // A new array, not a push: one grown keeps room for more (ChunkLines.compact).
+      if (sealed.length > 0) this.#unwritten = [...this.#unwritten, ...sealed];
       return;
     }
     await this.#writeJournaled();
