@@ -214,15 +214,19 @@ export class DiskShapeLog extends ChunkedShapeLog<DiskTailChunk> implements Jour
    */
   async #writeJournaled(): Promise<void> {
     const completed = this.#unwritten;
-    let made = false;
+    const written: DiskTailChunk[] = [];
     for (const chunk of completed) {
-      made = (await this.#writeFromJournal(chunk, chunk.lines.bytesOf(), true)) || made;
+      await this.#writeFromJournal(chunk, chunk.lines.bytesOf(), true);
+      written.push(chunk);
     }
     for (const chunk of this.tailChunks) {
       if (chunk.journaledBytes <= chunk.writtenBytes) continue;
-      made = (await this.#writeFromJournal(chunk, chunk.journaledBytes, false)) || made;
+      await this.#writeFromJournal(chunk, chunk.journaledBytes, false);
+      written.push(chunk);
     }
-    if (made) await syncDirectory(this.location);
+    const made = written.filter((chunk) => !chunk.onDisk);
+    if (made.length > 0) await syncDirectory(this.location);
+    for (const chunk of made) chunk.onDisk = true;
     if (completed.length === 0) return;
     await writeIndex(this.location, this.sealedChunks);
     this.#unwritten = [];
@@ -230,22 +234,19 @@ export class DiskShapeLog extends ChunkedShapeLog<DiskTailChunk> implements Jour
 
   /**
    * Writes a chunk's lines from what its file holds up to `end` (and its seal), syncs and, when
-   * sealed, closes it. Returns whether the file was made here (its folder needs a sync).
+   * sealed, closes it; the file is made if need be (its folder then needs a sync).
    */
-  async #writeFromJournal(chunk: DiskTailChunk, end: number, seal: boolean): Promise<boolean> {
-    const made = !chunk.onDisk;
+  async #writeFromJournal(chunk: DiskTailChunk, end: number, seal: boolean): Promise<void> {
     chunk.handle ??= await this.#openChunkFile(chunk.number);
     const lines = chunk.lines.slice(chunk.writtenBytes, end);
     await writeAllOf(chunk.handle, seal ? [...lines, SEAL_BUFFER] : lines);
     await chunk.handle.datasync();
     chunk.writtenBytes = end;
-    chunk.onDisk = true;
     if (seal) {
       const { handle } = chunk;
       chunk.handle = undefined;
       await handle.close();
     }
-    return made;
   }
 
   /** Every line the journal holds of this log goes to its files first: none can come back. */
