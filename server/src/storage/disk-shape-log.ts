@@ -146,7 +146,9 @@ export class DiskShapeLog extends ChunkedShapeLog<DiskTailChunk> implements Jour
       if (sealed.length > 0) this.#unwritten = [...this.#unwritten, ...sealed];
       return;
     }
-    await this.#writeJournaled();
+    // Chunks sealed through the journal are completed first; the open chunks' journaled lines
+    // go in this flush's own writes, which start where each file ends.
+    await this.#writeJournaled(false);
     // The lines to write are taken now, before anything is awaited: appends meanwhile come after.
     const work = pending.map(({ chunk, count, sealed }) => {
       const end = chunk.lines.bytesOf(count);
@@ -207,19 +209,19 @@ export class DiskShapeLog extends ChunkedShapeLog<DiskTailChunk> implements Jour
   }
 
   /**
-   * Completes the chunks sealed through the journal, in order, then writes the open chunks'
-   * journaled lines: each file synced before the next gets anything, the files made here
-   * synced into the folder, then the index names the completed chunks (as a flush that seals
-   * orders it; recoverLog relies on that order).
+   * Completes the chunks sealed through the journal, in order, then (with `openChunks`) writes
+   * the open chunks' journaled lines: each file synced before the next gets anything, the files
+   * made here synced into the folder, then the index names the completed chunks (as a flush
+   * that seals orders it; recoverLog relies on that order).
    */
-  async #writeJournaled(): Promise<void> {
+  async #writeJournaled(openChunks = true): Promise<void> {
     const completed = this.#unwritten;
     const written: DiskTailChunk[] = [];
     for (const chunk of completed) {
       await this.#writeFromJournal(chunk, chunk.lines.bytesOf(), true);
       written.push(chunk);
     }
-    for (const chunk of this.tailChunks) {
+    for (const chunk of openChunks ? this.tailChunks : []) {
       if (chunk.journaledBytes <= chunk.writtenBytes) continue;
       await this.#writeFromJournal(chunk, chunk.journaledBytes, false);
       written.push(chunk);

@@ -332,6 +332,43 @@ test('a checkpoint writes a few logs at a time, every one of them', async () => 
   await journal.close();
 });
 
+test('a large flush after a seal through the journal completes that chunk first, and indexes it', async () => {
+  const { storageDir, dir, journal, log } = await journaledLog();
+  // Journaled: the first chunk (64 kB) sealed, two lines in the second.
+  log.append(txGroup(1, 40, 'z'.repeat(2_000)));
+  log.append(txGroup(2, 2, 'open'));
+  await log.flush();
+  assert.deepEqual(await chunkFiles(dir), []);
+  // Direct: more than 1 MiB.
+  log.append(txGroup(3, 600, 'y'.repeat(2_000)));
+  await log.flush();
+  const expected = [
+    ...txGroup(1, 40, 'z'.repeat(2_000)),
+    ...txGroup(2, 2, 'open'),
+    ...txGroup(3, 600, 'y'.repeat(2_000)),
+  ].map((e) => e.json);
+  const files = await chunkFiles(dir);
+  assert.deepEqual(
+    files.map((file) => file.sealed),
+    files.map((_, i) => i < files.length - 1),
+  );
+  // Every line once, in order: the second chunk's journaled lines went in its own write.
+  assert.deepEqual(
+    files.flatMap((file) => file.jsons),
+    expected,
+  );
+  const index = JSON.parse(await readFile(path.join(dir, 'chunks.json'), 'utf8')) as {
+    chunks: { number: number }[];
+  };
+  assert.deepEqual(
+    index.chunks.map((chunk) => chunk.number),
+    files.slice(0, -1).map((_, i) => i + 1),
+  );
+  assert.deepEqual(await afterCrash(storageDir, 'shape-a'), expected);
+  await log.close();
+  await journal.close();
+});
+
 test('a chunk sealed through the journal is read from memory until its file is complete', async () => {
   // A cache of nothing: every read of a sealed chunk asks the log for it.
   const { dir, journal, log } = await journaledLog(new ChunkCache(0));
