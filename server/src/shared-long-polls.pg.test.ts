@@ -3,7 +3,10 @@
 // routes them (http/long-poll-park.ts), yet answered, logged and counted like any response. In-process, so that the log's reads,
 // the hooks and the log lines can be seen; over real HTTP against a real Postgres and replication.
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { ServerResponse } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -278,6 +281,107 @@ test('a held long-poll is parked before Fastify, then answered as the route answ
   );
   assert.equal(await counted('sluice_http_requests_total', labels('499')), before.gone + 1);
   assert.equal(await heldLongPolls(), before.held);
+});
+
+/** One HTTP/1.1 response read off a raw socket: its head's lines and its body. */
+interface RawResponse {
+  head: string[];
+  body: Buffer;
+  /** The response's bytes, head and body, as they came. */
+  bytes: Buffer;
+}
+
+/** Reads whole responses off `socket` as they arrive (each with a content-length). */
+function rawResponses(socket: Socket): () => Promise<RawResponse> {
+  let buffered = Buffer.alloc(0);
+  let wake: (() => void) | undefined;
+  socket.on('data', (chunk: Buffer) => {
+    buffered = Buffer.concat([buffered, chunk]);
+    wake?.();
+  });
+  return async () => {
+    for (;;) {
+      const headEnd = buffered.indexOf('\r\n\r\n');
+      if (headEnd !== -1) {
+        const head = buffered.toString('latin1', 0, headEnd).split('\r\n');
+        const length = Number(
+          head.find((line) => /^content-length:/i.test(line))?.split(':')[1] ?? NaN,
+        );
+        assert.ok(Number.isInteger(length), `a content-length in ${head.join(' | ')}`);
+        const end = headEnd + 4 + length;
+        if (buffered.length >= end) {
+          const bytes = buffered.subarray(0, end);
+          buffered = buffered.subarray(end);
+          return { head, body: bytes.subarray(headEnd + 4), bytes };
+        }
+      }
+      await new Promise<void>((resolve) => (wake = resolve));
+    }
+  };
+}
+
+test('held long-polls on keep-alive connections get the bytes of the first answer as they are, and their connections serve the next request', async () => {
+  const { handle, offset } = await shapeEnd();
+  const { port } = new URL(baseUrl);
+  const path = new URL(shapeUrl({ offset, handle, live: 'true', cursor: '', marker: 'raw' }));
+  const request = (connection: string) =>
+    `GET ${path.pathname}${path.search} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: ${connection}\r\n\r\n`;
+  const open = async () => {
+    const socket = connect(Number(port), '127.0.0.1');
+    await once(socket, 'connect');
+    return { socket, next: rawResponses(socket) };
+  };
+  const keptAlive = await Promise.all(Array.from({ length: 5 }, open));
+  const closing = await open();
+  const before = await heldLongPolls();
+  for (const { socket } of keptAlive) socket.write(request('keep-alive'));
+  closing.socket.write(request('close'));
+  while ((await heldLongPolls()) < before + 6) await new Promise((r) => setTimeout(r, 20));
+
+  // Heads node:http builds while the six are answered: one for the keep-alive ones, whose
+  // head and body then go out as they are to the others; one for the request that closes.
+  let heads = 0;
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- restored below, called with its response
+  const writeHead = ServerResponse.prototype.writeHead;
+  ServerResponse.prototype.writeHead = function (this: ServerResponse, ...args: unknown[]) {
+    heads++;
+    return (writeHead as (...a: unknown[]) => ServerResponse).apply(this, args);
+  } as typeof writeHead;
+  let answers: RawResponse[];
+  let closed: RawResponse;
+  try {
+    await db.query(`INSERT INTO items VALUES (5, 'fifth')`);
+    answers = await Promise.all(keptAlive.map(({ next }) => next()));
+    closed = await closing.next();
+  } finally {
+    ServerResponse.prototype.writeHead = writeHead;
+  }
+  assert.equal(heads, 2);
+
+  for (const [i, answer] of answers.entries()) {
+    assert.ok(answer.bytes.equals(answers[0]!.bytes), `response ${i} is the first, byte for byte`);
+  }
+  const [first] = answers;
+  assert.equal(first!.head[0], 'HTTP/1.1 200 OK');
+  assert.ok(first!.head.includes('Connection: keep-alive'));
+  assert.ok(first!.head.some((line) => /^date: /i.test(line)));
+  assert.match(first!.body.toString(), /fifth/);
+  // The closing request: the same answer, written by node with its own head.
+  assert.ok(closed.head.includes('Connection: close'));
+  assert.ok(closed.body.equals(first!.body));
+  await once(closing.socket, 'close');
+
+  // Each kept-alive connection is free for its next request, answered by the route.
+  for (const { socket, next } of keptAlive) {
+    socket.write(
+      `GET ${new URL(shapeUrl({ offset, handle })).pathname}${new URL(shapeUrl({ offset, handle })).search} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`,
+    );
+    const answer = await next();
+    assert.equal(answer.head[0], 'HTTP/1.1 200 OK');
+    assert.match(answer.body.toString(), /fifth/);
+    socket.destroy();
+  }
+  assert.equal(await heldLongPolls(), before);
 });
 
 test('a parked wait whose requests all left stays until shutdown, which answers nobody', async () => {

@@ -6,6 +6,7 @@ import type { RequestKind } from '../status/sluice-metrics.js';
 import { errorAnswer } from './error-answer.js';
 import { answerAfterWait, type LogRead, type Wait } from './log-answer.js';
 import { parseQueryString } from './query-string.js';
+import { ResponseReplay } from './response-replay.js';
 import type { RequestMetrics } from './request-metrics.js';
 import type { SecretCheck } from './secret-check.js';
 import { isNotModified, writeAnswer } from './send-shape-answer.js';
@@ -230,26 +231,25 @@ export class LongPollPark {
       // A held long-poll reads the shape until it ends: the idle time counts from then.
       shape.markRead();
     }
+    const { baseHeaders } = this.#options;
+    const answer = new ResponseReplay(status, baseHeaders, headers, body);
     for (const parked of woken) {
       parked.kind = kind;
       this.#leave(parked);
       const notModified = isNotModified(headers, parked.req.headers);
-      this.#send(parked, notModified ? 304 : status, headers, notModified ? undefined : body);
+      this.#send(parked, (res) =>
+        notModified ? writeAnswer(res, 304, baseHeaders, headers, undefined) : answer.send(res),
+      );
     }
   }
 
   /** Writes one answer, unless its client has gone; logged as Fastify logs the requests it routes. */
-  #send(
-    parked: Parked,
-    status: number,
-    headers: Record<string, string>,
-    body: Buffer | string | undefined,
-  ): void {
+  #send(parked: Parked, write: (res: ServerResponse) => void): void {
     const { req, res, start } = parked;
-    const { log, baseHeaders } = this.#options;
+    const { log } = this.#options;
     if (res.destroyed) return;
     try {
-      writeAnswer(res, status, baseHeaders, headers, body);
+      write(res);
     } catch (error) {
       log.error({ err: error }, 'answering a held long-poll failed');
       res.destroy();
