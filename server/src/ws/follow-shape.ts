@@ -17,6 +17,7 @@ import { Shape } from '../shapes/shape.js';
 import { messagesFrame } from './messages-frame.js';
 import { ShapeFanOut, type FanOutEnd, type FanOutSubscriber } from './shape-fan-out.js';
 import { sharedRead } from './shared-read.js';
+import type { PreparedFrame } from './prepared-frame.js';
 import type { SubscriptionStop } from './subscription-stop.js';
 import type { WsMetrics } from './ws-metrics.js';
 
@@ -31,7 +32,7 @@ export interface SubscriptionSink {
    * Sends a prepared `messages` frame (counted by the caller), calling `written` once it is
    * handed to the network; false when the socket took nothing.
    */
-  sendPrepared(frame: Buffer, written: (error?: Error) => void): boolean;
+  sendPrepared(frame: PreparedFrame, written: (error?: Error) => void): boolean;
   readonly metrics: WsMetrics;
 }
 
@@ -199,7 +200,7 @@ class Follower implements FanOutSubscriber {
     }
   }
 
-  deliver(frame: Buffer): boolean {
+  deliver(frame: PreparedFrame): boolean {
     if (this.#sink.sendPrepared(frame, this.#written)) return true;
     this.leave('stopped');
     return false;

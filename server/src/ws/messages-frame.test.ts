@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { SharedMessagesFrame, messagesFrame } from './messages-frame.js';
+import { PreparedFrame } from './prepared-frame.js';
 
 test('a messages frame splices the stored JSON texts and the schema header into valid JSON', () => {
   const entries = [
@@ -32,13 +33,37 @@ test('a shared messages frame has the bytes of messagesFrame for each id, built 
   const shared = new SharedMessagesFrame('h "1"', offset, messages);
   for (const id of ['1', 'sub "2"', 'é']) {
     const expected = messagesFrame(id, 'h "1"', offset, undefined, messages);
-    assert.equal(shared.for(id).toString('utf8'), expected);
-    assert.deepEqual(JSON.parse(shared.for(id).toString('utf8')), JSON.parse(expected));
-    assert.equal(shared.for(id), shared.for(id), 'the same Buffer for the same id');
+    assert.equal(shared.for(id).payload.toString('utf8'), expected);
+    assert.deepEqual(JSON.parse(shared.for(id).payload.toString('utf8')), JSON.parse(expected));
+    assert.equal(shared.for(id), shared.for(id), 'the same frame for the same id');
   }
   const empty = new SharedMessagesFrame('h', { tx: 0n, op: Infinity }, '');
   assert.equal(
-    empty.for('a').toString(),
+    empty.for('a').payload.toString(),
     messagesFrame('a', 'h', { tx: 0n, op: Infinity }, undefined, ''),
   );
+});
+
+/** A server's text frame read back as RFC 6455 §5.2 lays it out: FIN, opcode, length, payload. */
+function readTextFrame(wire: Buffer): Buffer {
+  assert.equal(wire[0], 0x81, 'FIN and the text opcode');
+  const short = wire[1]! & 0x7f;
+  assert.equal(wire[1]! & 0x80, 0, 'a server frame is not masked');
+  const [length, start] =
+    short === 126
+      ? [wire.readUInt16BE(2), 4]
+      : short === 127
+        ? [Number(wire.readBigUInt64BE(2)), 10]
+        : [short, 2];
+  assert.equal(wire.length, start + length, 'the head names the whole payload');
+  return wire.subarray(start);
+}
+
+test('a prepared frame is the text frame ws would send, head and payload, at every length size', () => {
+  for (const size of [0, 125, 126, 65_535, 65_536, 200_000]) {
+    const payload = Buffer.from('x'.repeat(size));
+    const frame = new PreparedFrame(payload);
+    assert.ok(frame.wire, 'ws exports its framing');
+    assert.ok(readTextFrame(frame.wire).equals(payload), `a ${size}-byte payload`);
+  }
 });

@@ -1,4 +1,5 @@
 import { WS_FRAME_TYPES, formatLogOffset, type LogOffset } from '@sluice/protocol';
+import { PreparedFrame } from './prepared-frame.js';
 
 /**
  * A `messages` frame as text. The log's entries are JSON texts already (`messages`: the inside of
@@ -26,24 +27,25 @@ export function messagesFrame(
  * One batch of a shape (no schema: that goes in a subscription's first frame only) as the bytes
  * of the `messages` frames of every subscription it goes to: the same text as `messagesFrame`,
  * but everything after the `id` is encoded once, and the whole frame once per distinct id
- * (clients number their subscriptions, so thousands of sockets share a few ids). A fan-out
- * to N sockets thus costs N sends of one of a few Buffers, not N JSON texts to build and encode.
+ * (clients number their subscriptions, so thousands of sockets share a few ids), framed for the
+ * wire with it (`PreparedFrame`). A fan-out to N sockets thus costs N writes of one of a few
+ * Buffers, not N JSON texts to build, encode and frame.
  */
 export class SharedMessagesFrame {
   readonly #tail: Buffer;
-  readonly #byId = new Map<string, Buffer>();
+  readonly #byId = new Map<string, PreparedFrame>();
 
   constructor(handle: string, offset: LogOffset, messages: string) {
     const tail = `,"handle":${JSON.stringify(handle)},"offset":"${formatLogOffset(offset)}","messages":[${messages}]}`;
     this.#tail = Buffer.from(tail);
   }
 
-  /** The frame for the subscription `id`, as UTF-8 bytes. */
-  for(id: string): Buffer {
+  /** The frame for the subscription `id`, as UTF-8 bytes and as it goes on the wire. */
+  for(id: string): PreparedFrame {
     let frame = this.#byId.get(id);
     if (frame === undefined) {
       const head = Buffer.from(`{"type":"${WS_FRAME_TYPES.messages}","id":${JSON.stringify(id)}`);
-      frame = Buffer.concat([head, this.#tail]);
+      frame = new PreparedFrame(Buffer.concat([head, this.#tail]));
       this.#byId.set(id, frame);
     }
     return frame;

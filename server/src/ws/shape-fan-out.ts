@@ -3,6 +3,7 @@ import type { ShapeAnswerContext } from '../http/shape-answer-context.js';
 import { upToDateMessage } from '../http/up-to-date-message.js';
 import type { Shape } from '../shapes/shape.js';
 import { SharedMessagesFrame } from './messages-frame.js';
+import type { PreparedFrame } from './prepared-frame.js';
 import { sharedRead } from './shared-read.js';
 import type { WsMetrics } from './ws-metrics.js';
 
@@ -21,7 +22,7 @@ export interface FanOutSubscriber {
    * Sends the frame now; false when the socket took nothing (closed, or closed for
    * backpressure). The subscriber comes back (`add`) once the frame is handed to the network.
    */
-  deliver(frame: Buffer): boolean;
+  deliver(frame: PreparedFrame): boolean;
   /** The fan-out will not serve it any more (it already left the waiting set). */
   leave(end: FanOutEnd): void;
 }
@@ -150,8 +151,8 @@ export class ShapeFanOut {
       if (!this.#waiting.delete(subscriber)) continue;
       subscriber.position = read.last;
       subscriber.positionKey = positionKey;
-      const bytesOut = frame.for(subscriber.id);
-      if (!subscriber.deliver(bytesOut)) continue;
+      const prepared = frame.for(subscriber.id);
+      if (!subscriber.deliver(prepared)) continue;
       // Every subscriber of one server shares its metrics; counted once per pass.
       if (metrics !== subscriber.metrics) {
         metrics?.sentMessages(frames, bytes);
@@ -160,7 +161,7 @@ export class ShapeFanOut {
         bytes = 0;
       }
       frames++;
-      bytes += bytesOut.length;
+      bytes += prepared.payload.length;
     }
     metrics?.sentMessages(frames, bytes);
   }

@@ -12,6 +12,7 @@ import type { ShapeAnswerContext } from '../http/shape-answer-context.js';
 import { parseClientFrame } from './client-frame.js';
 import { errorFrame } from './error-frame.js';
 import { followShape, type SubscriptionSink } from './follow-shape.js';
+import { sendPreparedFrame, type PreparedFrame } from './prepared-frame.js';
 import { SubscriptionStop } from './subscription-stop.js';
 import type { WsCloseReason, WsMetrics } from './ws-metrics.js';
 
@@ -30,7 +31,6 @@ export interface WsSessionOptions {
 }
 
 /** ws's options for a text frame given as bytes. */
-const TEXT_FRAME = { binary: false } as const;
 
 /** ws's error code for a frame over `maxPayload` (it closes the socket with 1009 itself). */
 const TOO_BIG = 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH';
@@ -131,18 +131,15 @@ export class WsSession {
     return true;
   }
 
-  /**
-   * Sends a `messages` frame already encoded (the fan-out counts it), under the same rules as
-   * `#send`. A Buffer sent with `binary: false` goes out as a text frame, unconverted.
-   */
-  #sendPrepared(frame: Buffer, written: (error?: Error) => void): boolean {
+  /** Sends a `messages` frame already framed (the fan-out counts it), under `#send`'s rules. */
+  #sendPrepared(frame: PreparedFrame, written: (error?: Error) => void): boolean {
     const socket = this.#socket;
     if (socket.readyState !== WebSocket.OPEN) return false;
     if (socket.bufferedAmount > this.#options.maxBufferedBytes) {
       this.close(WS_CLOSE_CODES.sendBufferFull, 'send buffer full', 'backpressure');
       return false;
     }
-    socket.send(frame, TEXT_FRAME, written);
+    sendPreparedFrame(socket, frame, written);
     return true;
   }
 
