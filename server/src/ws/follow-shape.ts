@@ -16,8 +16,8 @@ import { upToDateMessage } from '../http/up-to-date-message.js';
 import { Shape } from '../shapes/shape.js';
 import { messagesFrame } from './messages-frame.js';
 import { ShapeFanOut, type FanOutEnd, type FanOutSubscriber } from './shape-fan-out.js';
-import { sharedRead } from './shared-read.js';
 import type { PreparedFrame } from './prepared-frame.js';
+import { sharedRead } from './shared-read.js';
 import type { SubscriptionStop } from './subscription-stop.js';
 import type { WsMetrics } from './ws-metrics.js';
 

@@ -30,8 +30,6 @@ export interface WsSessionOptions {
   onClosed: (session: WsSession) => void;
 }
 
-/** ws's options for a text frame given as bytes. */
-
 /** ws's error code for a frame over `maxPayload` (it closes the socket with 1009 itself). */
 const TOO_BIG = 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH';
 
