@@ -1,28 +1,28 @@
 // Held long-polls of one shape woken by one flush share one answer (http/shared-live-answer.ts):
 // one log read, byte-identical bodies, the same headers. Held long-polls are parked before Fastify
-// routes them (http/long-poll-park.ts), yet answered, logged and counted like any response. In-process, so that the log's reads,
-// the hooks and the log lines can be seen; over real HTTP against a real Postgres and replication.
+// routes them (http/long-poll-park.ts), yet answered, logged and counted like any response.
+// In-process, so that the log's reads, the hooks and the log lines can be seen; over real HTTP
+// against a real Postgres and replication.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { ServerResponse } from 'node:http';
 import { connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { formatLogOffset, type LogOffset, type StatusDocument } from '@sluice/protocol';
-import { startPostgres, type TestDatabase, type TestPostgres } from '@sluice/harness';
+import { formatLogOffset, type LogOffset } from '@sluice/protocol';
+import type { TestDatabase } from '@sluice/harness';
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import { buildApp } from './app.js';
-import { loadConfig } from './config/load-config.js';
+import {
+  itemsEnd,
+  itemsUrl,
+  startInProcessApp,
+  type InProcessApp,
+} from './in-process-app-testing.js';
 import { DiskShapeLog } from './storage/disk-shape-log.js';
 
 const HELD = 40;
 
-let postgres: TestPostgres;
+let sluice: InProcessApp;
 let db: TestDatabase;
-let app: FastifyInstance;
-let storageDir: string;
 let baseUrl: string;
 
 /** What a response looked like to an `onResponse` hook and in its request log line. */
@@ -74,56 +74,34 @@ function recordParkedLog(app: FastifyInstance): void {
 }
 
 before(async () => {
-  postgres = await startPostgres();
-  db = await postgres.createDatabase();
-  await db.query(`CREATE TABLE items (id int PRIMARY KEY, title text);
-                  INSERT INTO items VALUES (1, 'first')`);
-  storageDir = await mkdtemp(join(tmpdir(), 'sluice-storage-'));
-  app = await buildApp({
-    ...loadConfig({}),
-    databaseUrl: db.url,
-    port: 0,
-    logLevel: 'warn',
-    slotName: db.slotName,
-    publicationName: db.publicationName,
-    storageDir,
-    longPollTimeoutMs: 60_000,
-  });
-  app.addHook('onRequest', async (_request, reply) => recordRequestLog(reply));
-  recordParkedLog(app);
-  const error: (...args: unknown[]) => void = app.log.error.bind(app.log);
-  app.log.error = (object: unknown, msg?: string) => {
-    errors.push(msg ?? String(object));
-    error(object, msg);
-  };
-  app.addHook('onResponse', async (request, reply) => {
-    seenOf(request.url).hook = {
-      status: reply.statusCode,
-      elapsed: reply.elapsedTime,
+  sluice = await startInProcessApp({ longPollTimeoutMs: 60_000 }, (app: FastifyInstance) => {
+    app.addHook('onRequest', async (_request, reply) => recordRequestLog(reply));
+    recordParkedLog(app);
+    const error: (...args: unknown[]) => void = app.log.error.bind(app.log);
+    app.log.error = (object: unknown, msg?: string) => {
+      errors.push(msg ?? String(object));
+      error(object, msg);
     };
+    app.addHook('onResponse', async (request, reply) => {
+      seenOf(request.url).hook = {
+        status: reply.statusCode,
+        elapsed: reply.elapsedTime,
+      };
+    });
   });
-  baseUrl = await app.listen({ host: '127.0.0.1', port: 0 });
-  const status = async () =>
-    ((await (await fetch(`${baseUrl}/v1/status`)).json()) as StatusDocument).status;
-  while ((await status()) !== 'live') {
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  ({ db, baseUrl } = sluice);
 });
 
 /** What the app logged at `error` (none is expected, shutdown included). */
 const errors: string[] = [];
 
 after(async () => {
-  await app.close();
+  await sluice.stop();
   // Closing ends every parked wait; one whose requests all left has nobody to answer.
   assert.deepEqual(errors, []);
-  await rm(storageDir, { recursive: true, force: true });
-  await db.drop();
-  await postgres.stop();
 });
 
-const shapeUrl = (params: Record<string, string>) =>
-  `${baseUrl}/v1/shape?${new URLSearchParams({ table: 'items', ...params }).toString()}`;
+const shapeUrl = (params: Record<string, string>) => itemsUrl(baseUrl, params);
 
 /** The held long-polls counted by /metrics. */
 async function heldLongPolls(): Promise<number> {
@@ -141,22 +119,8 @@ async function counted(name: string, labels: string[]): Promise<number> {
   return Number(line?.split(' ').at(-1) ?? 0);
 }
 
-/** To the end of the shape: its handle and the offset a live request starts from. */
-async function shapeEnd(): Promise<{ handle: string; offset: string }> {
-  let handle = '';
-  let offset = '-1';
-  for (;;) {
-    const response = await fetch(shapeUrl(handle ? { offset, handle } : { offset }));
-    assert.equal(response.status, 200);
-    await response.arrayBuffer();
-    handle = response.headers.get('electric-handle') ?? '';
-    offset = response.headers.get('electric-offset') ?? '';
-    if (response.headers.has('electric-up-to-date')) return { handle, offset };
-  }
-}
-
 test('held long-polls woken by one flush share one log read, one body and the same headers', async () => {
-  const { handle, offset } = await shapeEnd();
+  const { handle, offset } = await itemsEnd(baseUrl);
 
   // Every read of the log after the held offset is counted; the reads themselves are real.
   let reads = 0;
@@ -201,7 +165,7 @@ test('held long-polls woken by one flush share one log read, one body and the sa
 });
 
 test('held long-polls at one offset with different cursors share the body, each with a cursor past its own', async () => {
-  const { handle, offset } = await shapeEnd();
+  const { handle, offset } = await itemsEnd(baseUrl);
   const before = await heldLongPolls();
   // A cursor ahead of the current window: its answer must jump past it, not repeat the window's.
   const ahead = '999999999';
@@ -221,7 +185,7 @@ test('held long-polls at one offset with different cursors share the body, each 
 });
 
 test('a held long-poll is parked before Fastify, then answered as the route answers, logged and counted', async () => {
-  const { handle, offset } = await shapeEnd();
+  const { handle, offset } = await itemsEnd(baseUrl);
   const labels = (status: string) => ['route="/v1/shape"', `status="${status}"`, 'kind="live"'];
   const before = {
     live: await counted('sluice_http_requests_total', labels('200')),
@@ -321,11 +285,15 @@ function rawResponses(socket: Socket): () => Promise<RawResponse> {
 }
 
 test('held long-polls on keep-alive connections get the bytes of the first answer as they are, and their connections serve the next request', async () => {
-  const { handle, offset } = await shapeEnd();
+  const { handle, offset } = await itemsEnd(baseUrl);
   const { port } = new URL(baseUrl);
-  const path = new URL(shapeUrl({ offset, handle, live: 'true', cursor: '', marker: 'raw' }));
-  const request = (connection: string) =>
-    `GET ${path.pathname}${path.search} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: ${connection}\r\n\r\n`;
+  /** A GET of the shape as it goes on the wire, with `headers` (CRLF-terminated lines). */
+  const get = (params: Record<string, string>, headers = '') => {
+    const url = new URL(shapeUrl({ offset, handle, ...params }));
+    return `GET ${url.pathname}${url.search} HTTP/1.1\r\nHost: 127.0.0.1\r\n${headers}\r\n`;
+  };
+  const live = { live: 'true', cursor: '', marker: 'raw' };
+  const request = (connection: string) => get(live, `Connection: ${connection}\r\n`);
   const open = async () => {
     const socket = connect(Number(port), '127.0.0.1');
     await once(socket, 'connect');
@@ -373,9 +341,7 @@ test('held long-polls on keep-alive connections get the bytes of the first answe
 
   // Each kept-alive connection is free for its next request, answered by the route.
   for (const { socket, next } of keptAlive) {
-    socket.write(
-      `GET ${new URL(shapeUrl({ offset, handle })).pathname}${new URL(shapeUrl({ offset, handle })).search} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`,
-    );
+    socket.write(get({}));
     const answer = await next();
     assert.equal(answer.head[0], 'HTTP/1.1 200 OK');
     assert.match(answer.body.toString(), /fifth/);
@@ -385,7 +351,7 @@ test('held long-polls on keep-alive connections get the bytes of the first answe
 });
 
 test('a parked wait whose requests all left stays until shutdown, which answers nobody', async () => {
-  const { handle, offset } = await shapeEnd();
+  const { handle, offset } = await itemsEnd(baseUrl);
   const held = await heldLongPolls();
   const leaving = new AbortController();
   const url = shapeUrl({ offset, handle, live: 'true', cursor: '', marker: 'left' });

@@ -4,52 +4,22 @@
 // and replication.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { WS_FRAME_TYPES, type StatusDocument } from '@sluice/protocol';
-import { startPostgres, type TestDatabase, type TestPostgres } from '@sluice/harness';
-import type { FastifyInstance } from 'fastify';
+import { WS_FRAME_TYPES } from '@sluice/protocol';
 import { WebSocket } from 'ws';
-import { buildApp } from './app.js';
-import { loadConfig } from './config/load-config.js';
+import { itemsEnd, startInProcessApp, type InProcessApp } from './in-process-app-testing.js';
 
 const SOCKETS = 5;
 
-let postgres: TestPostgres;
-let db: TestDatabase;
-let app: FastifyInstance;
-let storageDir: string;
+let sluice: InProcessApp;
 let baseUrl: string;
 
 before(async () => {
-  postgres = await startPostgres();
-  db = await postgres.createDatabase();
-  await db.query(`CREATE TABLE items (id int PRIMARY KEY, title text);
-                  INSERT INTO items VALUES (1, 'first')`);
-  storageDir = await mkdtemp(join(tmpdir(), 'sluice-storage-'));
-  app = await buildApp({
-    ...loadConfig({}),
-    databaseUrl: db.url,
-    port: 0,
-    logLevel: 'warn',
-    slotName: db.slotName,
-    publicationName: db.publicationName,
-    storageDir,
-  });
-  baseUrl = await app.listen({ host: '127.0.0.1', port: 0 });
-  const status = async () =>
-    ((await (await fetch(`${baseUrl}/v1/status`)).json()) as StatusDocument).status;
-  while ((await status()) !== 'live') await new Promise((resolve) => setTimeout(resolve, 50));
+  sluice = await startInProcessApp();
+  baseUrl = sluice.baseUrl;
 });
 
-after(async () => {
-  await app.close();
-  await rm(storageDir, { recursive: true, force: true });
-  await db.drop();
-  await postgres.stop();
-});
+after(() => sluice.stop());
 
 /** Resolves once `done()` holds; throws, naming `what`, after 10 s. */
 async function until(done: () => boolean, what: string): Promise<void> {
@@ -57,21 +27,6 @@ async function until(done: () => boolean, what: string): Promise<void> {
   while (!done()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
-/** The shape's handle and the offset of its end, read over HTTP as a client reads it. */
-async function shapeEnd(): Promise<{ handle: string; offset: string }> {
-  let handle = '';
-  let offset = '-1';
-  for (;;) {
-    const query = new URLSearchParams({ table: 'items', offset, ...(handle && { handle }) });
-    const response = await fetch(`${baseUrl}/v1/shape?${query.toString()}`);
-    assert.equal(response.status, 200);
-    await response.arrayBuffer();
-    handle = response.headers.get('electric-handle') ?? '';
-    offset = response.headers.get('electric-offset') ?? '';
-    if (response.headers.has('electric-up-to-date')) return { handle, offset };
   }
 }
 
@@ -102,7 +57,7 @@ async function subscribed(at: {
 }
 
 test('one commit reaches every socket of a shape as the same prepared frame, with no send per socket', async () => {
-  const end = await shapeEnd();
+  const end = await itemsEnd(baseUrl);
   const clients = await Promise.all(Array.from({ length: SOCKETS }, () => subscribed(end)));
   const seen = clients.map(({ frames }) => frames.length);
 
@@ -116,7 +71,7 @@ test('one commit reaches every socket of a shape as the same prepared frame, wit
   } as typeof send;
   let fannedOut: string[];
   try {
-    await db.query(`INSERT INTO items VALUES (2, 'second')`);
+    await sluice.db.query(`INSERT INTO items VALUES (2, 'second')`);
     for (const [i, { frames }] of clients.entries()) {
       await until(() => frames.length > seen[i]!, `socket ${i}'s frame of the commit`);
     }
@@ -132,7 +87,7 @@ test('one commit reaches every socket of a shape as the same prepared frame, wit
 
   // The sockets go on: the next commit reaches them all too.
   const counts = clients.map(({ frames }) => frames.length);
-  await db.query(`INSERT INTO items VALUES (3, 'third')`);
+  await sluice.db.query(`INSERT INTO items VALUES (3, 'third')`);
   for (const [i, { frames }] of clients.entries()) {
     await until(() => frames.length > counts[i]!, `socket ${i}'s frame of the next commit`);
     assert.match(frames.at(-1)!, /third/);
