@@ -33,9 +33,10 @@ export class PreparedFrame {
   readonly wire: Buffer | undefined;
 
   constructor(payload: Buffer) {
-    this.payload = payload;
     const head = { fin: true, opcode: TEXT_OPCODE, mask: false, readOnly: false, rsv1: false };
     this.wire = Sender && Buffer.concat(Sender.frame(payload, head));
+    // The payload is the wire bytes' end: a large batch is held once, not twice.
+    this.payload = this.wire ? this.wire.subarray(this.wire.length - payload.length) : payload;
   }
 }
 
