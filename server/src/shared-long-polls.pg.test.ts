@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { ServerResponse } from 'node:http';
-import { connect, type Socket } from 'node:net';
+import { connect } from 'node:net';
 import { after, before, test } from 'node:test';
 import { formatLogOffset, type LogOffset } from '@sluice/protocol';
 import type { TestDatabase } from '@sluice/harness';
@@ -17,6 +17,8 @@ import {
   startInProcessApp,
   type InProcessApp,
 } from './in-process-app-testing.js';
+import { countCalls } from './http/count-calls-testing.js';
+import { rawResponses, type RawResponse } from './http/raw-responses-testing.js';
 import { DiskShapeLog } from './storage/disk-shape-log.js';
 
 const HELD = 40;
@@ -247,43 +249,6 @@ test('a held long-poll is parked before Fastify, then answered as the route answ
   assert.equal(await heldLongPolls(), before.held);
 });
 
-/** One HTTP/1.1 response read off a raw socket: its head's lines and its body. */
-interface RawResponse {
-  head: string[];
-  body: Buffer;
-  /** The response's bytes, head and body, as they came. */
-  bytes: Buffer;
-}
-
-/** Reads whole responses off `socket` as they arrive (each with a content-length). */
-function rawResponses(socket: Socket): () => Promise<RawResponse> {
-  let buffered = Buffer.alloc(0);
-  let wake: (() => void) | undefined;
-  socket.on('data', (chunk: Buffer) => {
-    buffered = Buffer.concat([buffered, chunk]);
-    wake?.();
-  });
-  return async () => {
-    for (;;) {
-      const headEnd = buffered.indexOf('\r\n\r\n');
-      if (headEnd !== -1) {
-        const head = buffered.toString('latin1', 0, headEnd).split('\r\n');
-        const length = Number(
-          head.find((line) => /^content-length:/i.test(line))?.split(':')[1] ?? NaN,
-        );
-        assert.ok(Number.isInteger(length), `a content-length in ${head.join(' | ')}`);
-        const end = headEnd + 4 + length;
-        if (buffered.length >= end) {
-          const bytes = buffered.subarray(0, end);
-          buffered = buffered.subarray(end);
-          return { head, body: bytes.subarray(headEnd + 4), bytes };
-        }
-      }
-      await new Promise<void>((resolve) => (wake = resolve));
-    }
-  };
-}
-
 test('held long-polls on keep-alive connections get the bytes of the first answer as they are, and their connections serve the next request', async () => {
   const { handle, offset } = await itemsEnd(baseUrl);
   const { port } = new URL(baseUrl);
@@ -308,13 +273,7 @@ test('held long-polls on keep-alive connections get the bytes of the first answe
 
   // Heads node:http builds while the six are answered: one for the keep-alive ones, whose
   // head and body then go out as they are to the others; one for the request that closes.
-  let heads = 0;
-  // eslint-disable-next-line @typescript-eslint/unbound-method -- restored below, called with its response
-  const writeHead = ServerResponse.prototype.writeHead;
-  ServerResponse.prototype.writeHead = function (this: ServerResponse, ...args: unknown[]) {
-    heads++;
-    return (writeHead as (...a: unknown[]) => ServerResponse).apply(this, args);
-  } as typeof writeHead;
+  const heads = countCalls(ServerResponse.prototype, 'writeHead');
   let answers: RawResponse[];
   let closed: RawResponse;
   try {
@@ -322,9 +281,9 @@ test('held long-polls on keep-alive connections get the bytes of the first answe
     answers = await Promise.all(keptAlive.map(({ next }) => next()));
     closed = await closing.next();
   } finally {
-    ServerResponse.prototype.writeHead = writeHead;
+    heads.restore();
   }
-  assert.equal(heads, 2);
+  assert.equal(heads.count, 2);
 
   for (const [i, answer] of answers.entries()) {
     assert.ok(answer.bytes.equals(answers[0]!.bytes), `response ${i} is the first, byte for byte`);

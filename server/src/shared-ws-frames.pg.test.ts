@@ -7,6 +7,7 @@ import { once } from 'node:events';
 import { after, before, test } from 'node:test';
 import { WS_FRAME_TYPES } from '@sluice/protocol';
 import { WebSocket } from 'ws';
+import { countCalls } from './http/count-calls-testing.js';
 import { itemsEnd, startInProcessApp, type InProcessApp } from './in-process-app-testing.js';
 
 const SOCKETS = 5;
@@ -62,13 +63,7 @@ test('one commit reaches every socket of a shape as the same prepared frame, wit
   const seen = clients.map(({ frames }) => frames.length);
 
   // Frames sent through `send` while the commit fans out (the prepared ones are not).
-  let sends = 0;
-  // eslint-disable-next-line @typescript-eslint/unbound-method -- restored below, called with its socket
-  const send = WebSocket.prototype.send;
-  WebSocket.prototype.send = function (this: WebSocket, ...args: unknown[]) {
-    sends++;
-    return (send as (...a: unknown[]) => void).apply(this, args);
-  } as typeof send;
+  const sends = countCalls(WebSocket.prototype, 'send');
   let fannedOut: string[];
   try {
     await sluice.db.query(`INSERT INTO items VALUES (2, 'second')`);
@@ -77,9 +72,9 @@ test('one commit reaches every socket of a shape as the same prepared frame, wit
     }
     fannedOut = clients.map(({ frames }, i) => frames[seen[i]!]!);
   } finally {
-    WebSocket.prototype.send = send;
+    sends.restore();
   }
-  assert.equal(sends, 0);
+  assert.equal(sends.count, 0);
   for (const frame of fannedOut) assert.equal(frame, fannedOut[0]);
   const frame = JSON.parse(fannedOut[0]!) as { id: string; messages: { value?: object }[] };
   assert.equal(frame.id, 'one');
