@@ -1,5 +1,4 @@
 import http from 'node:http';
-import { PATHS } from '@sluice/protocol';
 import type { TestPostgres } from '@sluice/harness';
 import {
   forEachConcurrently,
@@ -63,13 +62,7 @@ export async function benchIdle(postgres: TestPostgres, config: BenchConfig): Pr
       await sleep(1_000);
       const rssBefore = await rssKb(sluice.pid);
       pollers = Array.from({ length: held }, () =>
-        createLongPoller(
-          'raw',
-          sluice.baseUrl,
-          `${PATHS.shape}?table=${TABLE}&handle=${handle}`,
-          offset,
-          agent,
-        ),
+        createLongPoller('raw', sluice.baseUrl, TABLE, handle, offset, agent),
       );
       const started = performance.now();
       // Some at a time: a burst of SYNs beyond the listen backlog (`somaxconn`, 4,096 here) is

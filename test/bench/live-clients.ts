@@ -74,13 +74,7 @@ export function createLiveClient(spec: LiveClientSpec): LongPoller {
   const { transport, kind, baseUrl, table, handle, offset, agent } = spec;
   return transport === 'websocket'
     ? createWsSubscriber(baseUrl, table, handle, offset)
-    : createLongPoller(
-        kind,
-        baseUrl,
-        `${PATHS.shape}?table=${table}&handle=${handle}`,
-        offset,
-        agent,
-      );
+    : createLongPoller(kind, baseUrl, table, handle, offset, agent);
 }
 
 export function describeClients(transport: LiveTransport, clients: number): string {

@@ -1,7 +1,8 @@
 import type http from 'node:http';
 import net from 'node:net';
-import { HEADERS } from '@sluice/protocol';
+import { HEADERS, PATHS } from '@sluice/protocol';
 import { expectStatus, header, httpRequest } from './bench-support.js';
+import { RowKeys } from './row-keys.js';
 
 /**
  * One long-poll client: `live=true` requests in a loop on one keep-alive connection, each sent
@@ -26,12 +27,14 @@ export type LongPollerKind = 'raw' | 'http';
 export function createLongPoller(
   kind: LongPollerKind,
   baseUrl: string,
-  pathAndQuery: string,
+  table: string,
+  handle: string,
   offset: string,
   agent: http.Agent,
 ): LongPoller {
+  const pathAndQuery = `${PATHS.shape}?table=${table}&handle=${handle}`;
   return kind === 'raw'
-    ? new RawLongPoller(new URL(baseUrl), pathAndQuery, offset)
+    ? new RawLongPoller(new URL(baseUrl), pathAndQuery, new RowKeys(table), offset)
     : new HttpLongPoller(`${baseUrl}${pathAndQuery}`, offset, agent);
 }
 
@@ -126,18 +129,15 @@ class RawLongPoller implements LongPoller {
   /** Chunks read and not parsed yet, with when each arrived. */
   #arrived: [Buffer, number][] = [];
   readonly #host: string;
-  /** The start of a row's key in a body, up to the primary key's digits (see `#parse`). */
-  readonly #keyHead: Buffer;
 
   constructor(
     private readonly url: URL,
     private readonly pathAndQuery: string,
+    private readonly rowKeys: RowKeys,
     offset: string,
   ) {
     this.#offset = offset;
     this.#host = url.host;
-    const table = new URLSearchParams(pathAndQuery.slice(pathAndQuery.indexOf('?'))).get('table');
-    this.#keyHead = Buffer.from(JSON.stringify(`"public"."${table}"/"`).slice(0, -1));
   }
 
   start(): Promise<void> {
@@ -200,9 +200,8 @@ class RawLongPoller implements LongPoller {
 
   /**
    * Reads the responses complete in what arrived. The head is checked for its status and read
-   * for the headers the next request needs; the body is not parsed but scanned, as the WebSocket
-   * subscribers' frames are (ws-subscribers.ts): each row is found by its key, which names the
-   * table and the primary key (`"key":"\"public\".\"<table>\"/\"<id>\""`).
+   * for the headers the next request needs; the body is not parsed but scanned for its rows'
+   * keys (`RowKeys`), as the WebSocket subscribers' frames are.
    */
   #parse(chunk: Buffer, at: number): void {
     this.#buffer = this.#buffer.length === 0 ? chunk : Buffer.concat([this.#buffer, chunk]);
@@ -228,21 +227,8 @@ class RawLongPoller implements LongPoller {
       }
       this.#offset = headerIn(head, HEADERS.offset) ?? this.#offset;
       this.#cursor = headerIn(head, HEADERS.cursor) ?? this.#cursor;
-      this.#recordKeys(body, at);
+      this.rowKeys.record(body, this.received, at);
       if (!this.#stopped) this.#send();
-    }
-  }
-
-  #recordKeys(body: Buffer, at: number): void {
-    const keyHead = this.#keyHead;
-    for (let from = body.indexOf(keyHead); from !== -1; from = body.indexOf(keyHead, from)) {
-      from += keyHead.length;
-      let id = 0;
-      // The primary key's digits, up to its closing `\"`.
-      for (let digit = body[from]! - 48; digit >= 0 && digit <= 9; digit = body[++from]! - 48) {
-        id = id * 10 + digit;
-      }
-      this.received.set(id, at);
     }
   }
 }

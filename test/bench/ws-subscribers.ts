@@ -1,6 +1,7 @@
 import { PATHS, WS_FRAME_TYPES, type WsServerFrame, type WsSubscribeFrame } from '@sluice/protocol';
 import { RawWebSocket } from '../support/raw-web-socket.js';
 import type { LongPoller } from './long-pollers.js';
+import { RowKeys } from './row-keys.js';
 
 /**
  * One WebSocket subscriber (docs/protocol.md §12): its own socket to `/v1/ws` with one
@@ -33,8 +34,7 @@ const MESSAGES_HEAD = Buffer.from(
 
 class WsSubscriber implements LongPoller {
   readonly received = new Map<number, number>();
-  /** The start of a row's key in a frame, up to the primary key's digits (see the class's doc). */
-  readonly #keyHead: Buffer;
+  readonly #rowKeys: RowKeys;
   failure: Error | undefined;
   #stopped = false;
   #socket: RawWebSocket | undefined;
@@ -46,7 +46,7 @@ class WsSubscriber implements LongPoller {
     private readonly handle: string,
     private readonly offset: string,
   ) {
-    this.#keyHead = Buffer.from(JSON.stringify(`"public"."${table}"/"`).slice(0, -1));
+    this.#rowKeys = new RowKeys(table);
   }
 
   /** Resolves once the subscription's first frame (sent at once by the server) arrived. */
@@ -80,16 +80,7 @@ class WsSubscriber implements LongPoller {
 
   #onFrame(bytes: Buffer, at: number): void {
     if (bytes.compare(MESSAGES_HEAD, 0, MESSAGES_HEAD.length, 0, MESSAGES_HEAD.length) === 0) {
-      const keyHead = this.#keyHead;
-      for (let at0 = bytes.indexOf(keyHead); at0 !== -1; at0 = bytes.indexOf(keyHead, at0)) {
-        at0 += keyHead.length;
-        let id = 0;
-        // The primary key's digits, up to its closing `\"`.
-        for (let digit = bytes[at0]! - 48; digit >= 0 && digit <= 9; digit = bytes[++at0]! - 48) {
-          id = id * 10 + digit;
-        }
-        this.received.set(id, at);
-      }
+      this.#rowKeys.record(bytes, this.received, at);
       this.#subscribed?.();
       return;
     }
