@@ -19,9 +19,12 @@ export interface InProcessApp {
   stop(): Promise<void>;
 }
 
+/** How long the app may take to report `live` before the test fails instead of hanging. */
+const LIVE_WITHIN_MS = 30_000;
+
 /**
- * Starts the app and resolves once `/v1/status` says live. `prepare` runs before it listens
- * (Fastify takes hooks only then).
+ * Starts the app and resolves once `/v1/status` says live (failing after LIVE_WITHIN_MS).
+ * `prepare` runs before it listens (Fastify takes hooks only then).
  */
 export async function startInProcessApp(
   config: Partial<AppConfig> = {},
@@ -44,10 +47,7 @@ export async function startInProcessApp(
   });
   prepare(app);
   const baseUrl = await app.listen({ host: '127.0.0.1', port: 0 });
-  const status = async () =>
-    ((await (await fetch(`${baseUrl}/v1/status`)).json()) as StatusDocument).status;
-  while ((await status()) !== 'live') await new Promise((resolve) => setTimeout(resolve, 50));
-  return {
+  const started: InProcessApp = {
     db,
     app,
     baseUrl,
@@ -58,6 +58,17 @@ export async function startInProcessApp(
       await postgres.stop();
     },
   };
+  const status = async () =>
+    ((await (await fetch(`${baseUrl}/v1/status`)).json()) as StatusDocument).status;
+  const deadline = Date.now() + LIVE_WITHIN_MS;
+  for (let last = await status(); last !== 'live'; last = await status()) {
+    if (Date.now() > deadline) {
+      await started.stop();
+      throw new Error(`the app reported "${last}" for ${LIVE_WITHIN_MS} ms, never "live"`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return started;
 }
 
 /** The URL of the `items` shape with these parameters. */
